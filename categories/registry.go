@@ -1,0 +1,744 @@
+// Package categories is the registry of kinds, mixins and actions: the model
+// the query interface (/-/) manages. Categories are persisted one document per
+// category (id "category:" + scheme + term) and cached in memory, so every
+// entity request resolves its kind, mixins, attribute definitions, actions
+// and provider without a store round trip.
+//
+// Registration, update and deletion follow pyOCNI's semantics with its bugs
+// fixed: everything in a request is checked before anything is written;
+// identifiers and locations are unique across stored and in-request
+// categories; a kind that still has entities cannot be deleted; deleting a
+// mixin detaches it from every entity.
+package categories
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+
+	"github.com/cmbs/cmbs/occi/model"
+	"github.com/cmbs/cmbs/store"
+)
+
+// DocPrefix starts the document id of every stored category.
+const DocPrefix = "category:"
+
+// storedCategory is a category's document body.
+type storedCategory struct {
+	Type        string          `json:"type"` // always "category"
+	Class       model.Class     `json:"class"`
+	Description map[string]any  `json:"description"`
+	Provider    *model.Provider `json:"provider,omitempty"`
+}
+
+// Registry is the cached, persisted set of categories. Safe for concurrent use.
+type Registry struct {
+	store         store.Store
+	knownProvider func(name string) bool
+	log           *slog.Logger
+
+	// writeMu serialises changes to the model so that the checks of one
+	// request see the outcome of the previous one.
+	writeMu sync.Mutex
+
+	mu         sync.RWMutex
+	byID       map[string]*model.Category
+	byLocation map[string]*model.Category
+	revs       map[string]string
+}
+
+// Options configures a Registry.
+type Options struct {
+	// KnownProvider reports whether a provider name can be bound to a kind.
+	KnownProvider func(name string) bool
+	// Builtin categories (OCCI core, …) are served but neither stored nor
+	// changeable by clients. Nil means Core().
+	Builtin []*model.Category
+	Logger  *slog.Logger
+}
+
+// New loads every stored category.
+func New(ctx context.Context, st store.Store, opts Options) (*Registry, error) {
+	r := &Registry{
+		store:         st,
+		knownProvider: opts.KnownProvider,
+		log:           opts.Logger,
+		byID:          map[string]*model.Category{},
+		byLocation:    map[string]*model.Category{},
+		revs:          map[string]string{},
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.knownProvider == nil {
+		r.knownProvider = func(string) bool { return false }
+	}
+	builtin := opts.Builtin
+	if builtin == nil {
+		builtin = Core()
+	}
+	for _, c := range builtin {
+		r.index(c, "")
+	}
+	if err := st.EnsureIndex(ctx, "type-class", []string{"type", "class"}); err != nil {
+		return nil, fmt.Errorf("category index: %w", err)
+	}
+	docs, err := st.Find(ctx, store.Query{Selector: json.RawMessage(`{"type":"category"}`)})
+	if err != nil {
+		return nil, fmt.Errorf("load categories: %w", err)
+	}
+	for _, d := range docs {
+		c, err := decode(d)
+		if err != nil {
+			// A document we cannot read must not stop the server; say which.
+			r.log.Error("skipping unreadable category document", "id", d.ID, "err", err)
+			continue
+		}
+		r.index(c, d.Rev)
+	}
+	return r, nil
+}
+
+func decode(d store.Document) (*model.Category, error) {
+	var sc storedCategory
+	if err := json.Unmarshal(d.Body, &sc); err != nil {
+		return nil, err
+	}
+	c, err := model.ParseCategory(sc.Class, sc.Description)
+	if err != nil {
+		return nil, err
+	}
+	if sc.Provider != nil {
+		c.Provider = *sc.Provider
+	}
+	return c, nil
+}
+
+func (r *Registry) index(c *model.Category, rev string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old := r.byID[c.ID()]; old != nil && old.Location != "" {
+		delete(r.byLocation, old.Location)
+	}
+	r.byID[c.ID()] = c
+	if c.Location != "" {
+		r.byLocation[c.Location] = c
+	}
+	r.revs[c.ID()] = rev
+}
+
+func (r *Registry) unindex(c *model.Category) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.byID, c.ID())
+	delete(r.revs, c.ID())
+	if c.Location != "" && r.byLocation[c.Location] == c {
+		delete(r.byLocation, c.Location)
+	}
+}
+
+// Get returns the category with that id (scheme+term).
+func (r *Registry) Get(id string) (*model.Category, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, ok := r.byID[id]
+	return c, ok
+}
+
+// ByLocation returns the kind or mixin whose collection is at that path.
+func (r *Registry) ByLocation(path string) (*model.Category, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, ok := r.byLocation[path]
+	return c, ok
+}
+
+// All returns every category of a class ("" = all), ordered by id.
+func (r *Registry) All(class model.Class) []*model.Category {
+	r.mu.RLock()
+	out := make([]*model.Category, 0, len(r.byID))
+	for _, c := range r.byID {
+		if class == "" || c.Class == class {
+			out = append(out, c)
+		}
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
+	return out
+}
+
+// Filter returns the categories of a class whose description matches any of
+// the filter objects (model.Match), each once, ordered by id.
+func (r *Registry) Filter(class model.Class, filters []map[string]any) []*model.Category {
+	var out []*model.Category
+	for _, c := range r.All(class) {
+		for _, f := range filters {
+			if model.Match(c.Description, f) {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// KindChain returns the kind and its ancestors (by parent, or for pyOCNI kinds
+// without one, the first related kind), nearest first, without cycles.
+func (r *Registry) KindChain(kindID string) []*model.Category {
+	var chain []*model.Category
+	seen := map[string]bool{}
+	for id := kindID; id != "" && !seen[id]; {
+		seen[id] = true
+		c, ok := r.Get(id)
+		if !ok || c.Class != model.ClassKind {
+			break
+		}
+		chain = append(chain, c)
+		next := c.Parent
+		if next == "" {
+			for _, rel := range c.Related {
+				if rc, ok := r.Get(rel); ok && rc.Class == model.ClassKind {
+					next = rel
+					break
+				}
+			}
+		}
+		id = next
+	}
+	return chain
+}
+
+// IsLinkKind reports whether the kind derives from OCCI core's link kind.
+func (r *Registry) IsLinkKind(kindID string) bool {
+	for _, c := range r.KindChain(kindID) {
+		if c.ID() == LinkKind {
+			return true
+		}
+	}
+	return false
+}
+
+// AttrSet collects the attribute definitions that apply to an entity of the
+// kind with those mixins (and the mixins' dependencies). Unknown mixins are
+// an error naming them.
+func (r *Registry) AttrSet(kindID string, mixins []string) (*model.AttrSet, error) {
+	var groups [][]model.AttrDef
+	chain := r.KindChain(kindID)
+	for i := len(chain) - 1; i >= 0; i-- {
+		// OCCI core's attributes are the entity's own members (id, title,
+		// summary, source, target), not part of its attribute tree.
+		if chain[i].Builtin && chain[i].Scheme == CoreScheme {
+			continue
+		}
+		groups = append(groups, chain[i].Attributes)
+	}
+	ms, err := r.mixinClosure(mixins)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		groups = append(groups, m.Attributes)
+	}
+	return model.NewAttrSet(groups...), nil
+}
+
+// mixinClosure resolves mixin ids and what they depend on.
+func (r *Registry) mixinClosure(ids []string) ([]*model.Category, error) {
+	var out []*model.Category
+	seen := map[string]bool{}
+	var visit func(id string) error
+	visit = func(id string) error {
+		if seen[id] {
+			return nil
+		}
+		seen[id] = true
+		c, ok := r.Get(id)
+		if !ok || c.Class != model.ClassMixin {
+			return model.BadRequest("mixin %s is not registered", id)
+		}
+		for _, dep := range c.Depends {
+			if err := visit(dep); err != nil {
+				return err
+			}
+		}
+		out = append(out, c)
+		return nil
+	}
+	for _, id := range ids {
+		if err := visit(id); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Action finds the action with that term (or full id) among the actions the
+// kind (with its ancestors) and the mixins declare. A term shared by several
+// declared actions is resolved in declaration order: kind first.
+func (r *Registry) Action(kindID string, mixins []string, term string) (*model.Category, error) {
+	var declared []string
+	for _, k := range r.KindChain(kindID) {
+		declared = append(declared, k.Actions...)
+	}
+	ms, err := r.mixinClosure(mixins)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		declared = append(declared, m.Actions...)
+	}
+	for _, id := range declared {
+		c, ok := r.Get(id)
+		if !ok || c.Class != model.ClassAction {
+			continue
+		}
+		if c.Term == term || c.ID() == term {
+			return c, nil
+		}
+	}
+	return nil, model.BadRequest("action %q is not declared by kind %s or its mixins", term, kindID)
+}
+
+// ProviderName returns the provider bound to a kind (Local[0], searching up
+// the kind's ancestry), or "" when none is bound.
+func (r *Registry) ProviderName(kindID string) string {
+	for _, k := range r.KindChain(kindID) {
+		if len(k.Provider.Local) > 0 {
+			return k.Provider.Local[0]
+		}
+	}
+	return ""
+}
+
+// Document is the query interface's category document:
+// {"kinds":[…],"mixins":[…],"actions":[…],"providers":[…]}.
+type Document struct {
+	Kinds     []map[string]any `json:"kinds,omitempty"`
+	Mixins    []map[string]any `json:"mixins,omitempty"`
+	Actions   []map[string]any `json:"actions,omitempty"`
+	Providers []ProviderBinding `json:"providers,omitempty"`
+}
+
+// ProviderBinding binds a kind to providers (pyOCNI's shape).
+type ProviderBinding struct {
+	OCCIID   string         `json:"OCCI_ID"`
+	Provider map[string]any `json:"Provider"`
+}
+
+func (d *Document) each(fn func(model.Class, map[string]any) error) error {
+	for _, group := range []struct {
+		class model.Class
+		items []map[string]any
+	}{{model.ClassAction, d.Actions}, {model.ClassKind, d.Kinds}, {model.ClassMixin, d.Mixins}} {
+		for _, it := range group.items {
+			if it == nil {
+				return model.BadRequest("%s: each element must be an object", group.class.Plural())
+			}
+			if err := fn(group.class, it); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Register adds the document's categories, all or nothing.
+func (r *Registry) Register(ctx context.Context, doc *Document) error {
+	if len(doc.Providers) > 0 {
+		return model.BadRequest("providers are bound with PUT, not POST")
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+
+	var added []*model.Category
+	newIDs := map[string]*model.Category{}
+	newLocs := map[string]*model.Category{}
+	err := doc.each(func(class model.Class, desc map[string]any) error {
+		c, err := model.ParseCategory(class, desc)
+		if err != nil {
+			return err
+		}
+		if _, exists := r.Get(c.ID()); exists {
+			return model.Conflict("category %s is already registered", c.ID())
+		}
+		if _, dup := newIDs[c.ID()]; dup {
+			return model.BadRequest("category %s appears twice in the request", c.ID())
+		}
+		if c.Location != "" {
+			if other, taken := r.ByLocation(c.Location); taken {
+				return model.Conflict("location %s is already used by %s", c.Location, other.ID())
+			}
+			if other, dup := newLocs[c.Location]; dup {
+				return model.BadRequest("location %s is given to both %s and %s", c.Location, other.ID(), c.ID())
+			}
+			newLocs[c.Location] = c
+		}
+		newIDs[c.ID()] = c
+		added = append(added, c)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range added {
+		if err := r.checkReferences(c, newIDs); err != nil {
+			return err
+		}
+	}
+	return r.saveAll(ctx, added, nil)
+}
+
+// checkReferences makes sure the actions, parent and mixin dependencies a
+// category names exist (stored or in the same request) and are of the right class.
+func (r *Registry) checkReferences(c *model.Category, pending map[string]*model.Category) error {
+	lookup := func(id string) (*model.Category, bool) {
+		if p, ok := pending[id]; ok {
+			return p, true
+		}
+		return r.Get(id)
+	}
+	for _, a := range c.Actions {
+		if ac, ok := lookup(a); !ok || ac.Class != model.ClassAction {
+			return model.BadRequest("%s %s lists action %s, which is not a registered action", c.Class, c.ID(), a)
+		}
+	}
+	if c.Parent != "" {
+		if p, ok := lookup(c.Parent); !ok || p.Class != model.ClassKind {
+			return model.BadRequest("kind %s has parent %s, which is not a registered kind", c.ID(), c.Parent)
+		}
+	}
+	for _, dep := range c.Depends {
+		if d, ok := lookup(dep); !ok || d.Class != model.ClassMixin {
+			return model.BadRequest("mixin %s depends on %s, which is not a registered mixin", c.ID(), dep)
+		}
+	}
+	for _, ap := range c.Applies {
+		if a, ok := lookup(ap); !ok || a.Class != model.ClassKind {
+			return model.BadRequest("mixin %s applies to %s, which is not a registered kind", c.ID(), ap)
+		}
+	}
+	return nil
+}
+
+// saveAll writes the categories; on a failure it restores what it changed so
+// the model is never half-registered. previous holds, for updates, the
+// category each one replaces.
+func (r *Registry) saveAll(ctx context.Context, cats []*model.Category, previous map[string]*model.Category) error {
+	type done struct {
+		c   *model.Category
+		rev string
+	}
+	var written []done
+	for _, c := range cats {
+		rev, err := r.put(ctx, c)
+		if err != nil {
+			for i := len(written) - 1; i >= 0; i-- {
+				w := written[i]
+				if prev := previous[w.c.ID()]; prev != nil {
+					r.mu.Lock()
+					r.revs[prev.ID()] = w.rev
+					r.mu.Unlock()
+					if _, rerr := r.put(ctx, prev); rerr != nil {
+						r.log.Error("could not restore category after a failed update", "id", prev.ID(), "err", rerr)
+					}
+					continue
+				}
+				if _, derr := r.store.Delete(ctx, DocPrefix+w.c.ID(), w.rev); derr != nil {
+					r.log.Error("could not roll back category", "id", w.c.ID(), "err", derr)
+				}
+				r.unindex(w.c)
+			}
+			return fmt.Errorf("save category %s: %w", c.ID(), err)
+		}
+		written = append(written, done{c, rev})
+	}
+	return nil
+}
+
+// put writes one category with the revision the registry holds for it and
+// indexes it on success.
+func (r *Registry) put(ctx context.Context, c *model.Category) (string, error) {
+	sc := storedCategory{Type: "category", Class: c.Class, Description: c.Description}
+	if c.Class == model.ClassKind {
+		p := c.Provider
+		if p.Local == nil {
+			p.Local = []string{}
+		}
+		if p.Remote == nil {
+			p.Remote = []string{}
+		}
+		sc.Provider = &p
+	}
+	body, err := json.Marshal(sc)
+	if err != nil {
+		return "", err
+	}
+	r.mu.RLock()
+	rev := r.revs[c.ID()]
+	r.mu.RUnlock()
+	newRev, err := r.store.Put(ctx, store.Document{ID: DocPrefix + c.ID(), Rev: rev, Body: body})
+	if err != nil {
+		return "", err
+	}
+	r.index(c, newRev)
+	return newRev, nil
+}
+
+// immutableKeys cannot change on update.
+var immutableKeys = map[string]bool{"term": true, "scheme": true, "location": true}
+
+// Update changes existing categories (pyOCNI's PUT /-/): each item names a
+// category by scheme and term; term, scheme and location cannot change; other
+// members it gives must already exist and are replaced whole. Provider
+// bindings are replaced too. All or nothing.
+func (r *Registry) Update(ctx context.Context, doc *Document) error {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+
+	var changed []*model.Category
+	previous := map[string]*model.Category{}
+	pending := map[string]*model.Category{}
+	stage := func(c *model.Category, prev *model.Category) {
+		if _, again := pending[c.ID()]; !again {
+			changed = append(changed, c)
+			previous[c.ID()] = prev
+		} else {
+			for i := range changed {
+				if changed[i].ID() == c.ID() {
+					changed[i] = c
+				}
+			}
+		}
+		pending[c.ID()] = c
+	}
+	current := func(id string) (*model.Category, bool) {
+		if c, ok := pending[id]; ok {
+			return c, true
+		}
+		return r.Get(id)
+	}
+
+	err := doc.each(func(class model.Class, desc map[string]any) error {
+		term, _ := desc["term"].(string)
+		scheme, _ := desc["scheme"].(string)
+		if term == "" || scheme == "" {
+			return model.BadRequest("%s to update must give term and scheme", class)
+		}
+		old, ok := current(scheme + term)
+		if !ok || old.Class != class {
+			return model.BadRequest("%s %s%s is not registered", class, scheme, term)
+		}
+		if old.Builtin {
+			return model.Errorf(http.StatusForbidden, "%s %s is built in and cannot be changed", class, old.ID())
+		}
+		merged := make(map[string]any, len(old.Description))
+		for k, v := range old.Description {
+			merged[k] = v
+		}
+		for k, v := range desc {
+			ov, had := old.Description[k]
+			if immutableKeys[k] {
+				if !had || !model.Match(map[string]any{k: ov}, map[string]any{k: v}) {
+					return model.BadRequest("%s %s: %s cannot be changed", class, old.ID(), k)
+				}
+				continue
+			}
+			if !had {
+				return model.BadRequest("%s %s has no member %q to update", class, old.ID(), k)
+			}
+			merged[k] = v
+		}
+		c, err := model.ParseCategory(class, merged)
+		if err != nil {
+			return err
+		}
+		c.Provider = old.Provider
+		if err := r.checkReferences(c, pending); err != nil {
+			return err
+		}
+		stage(c, old)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, b := range doc.Providers {
+		old, ok := current(b.OCCIID)
+		if !ok {
+			return model.BadRequest("providers: %s is not a registered kind", b.OCCIID)
+		}
+		if old.Class != model.ClassKind {
+			return model.BadRequest("providers: %s is a %s; only kinds have providers", b.OCCIID, old.Class)
+		}
+		if old.Builtin {
+			return model.Errorf(http.StatusForbidden, "providers: kind %s is built in and cannot be rebound", old.ID())
+		}
+		p, err := r.parseProvider(b)
+		if err != nil {
+			return err
+		}
+		c := *old
+		c.Provider = p
+		stage(&c, previousOr(previous, old))
+	}
+	return r.saveAll(ctx, changed, previous)
+}
+
+func previousOr(prev map[string]*model.Category, c *model.Category) *model.Category {
+	if p, ok := prev[c.ID()]; ok {
+		return p
+	}
+	return c
+}
+
+func (r *Registry) parseProvider(b ProviderBinding) (model.Provider, error) {
+	var p model.Provider
+	if b.Provider == nil {
+		return p, model.BadRequest("providers: %s needs a Provider object", b.OCCIID)
+	}
+	for k, v := range b.Provider {
+		list, ok := v.([]any)
+		if !ok {
+			return p, model.BadRequest("providers: %s: Provider.%s must be an array of names", b.OCCIID, k)
+		}
+		var names []string
+		for _, e := range list {
+			s, ok := e.(string)
+			if !ok || s == "" {
+				return p, model.BadRequest("providers: %s: Provider.%s must be an array of names", b.OCCIID, k)
+			}
+			names = append(names, s)
+		}
+		switch k {
+		case "local":
+			for _, n := range names {
+				if !r.knownProvider(n) {
+					return p, model.BadRequest("providers: %s: no provider named %q is available", b.OCCIID, n)
+				}
+			}
+			p.Local = names
+		case "remote":
+			for _, n := range names {
+				if _, err := model.PathOf(n); err != nil || len(n) < 8 {
+					return p, model.BadRequest("providers: %s: remote provider %q must be an http(s) URL", b.OCCIID, n)
+				}
+			}
+			p.Remote = names
+		default:
+			return p, model.BadRequest("providers: %s: unknown Provider member %q (want local, remote)", b.OCCIID, k)
+		}
+	}
+	return p, nil
+}
+
+// Delete removes the document's categories (each identified by scheme and
+// term). A kind that still has entities is refused with 409; a mixin is first
+// detached from every entity that has it. All checks run before any change.
+func (r *Registry) Delete(ctx context.Context, doc *Document) error {
+	if len(doc.Providers) > 0 {
+		return model.BadRequest("providers cannot be deleted; bind others with PUT")
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+
+	var targets []*model.Category
+	seen := map[string]bool{}
+	err := doc.each(func(class model.Class, desc map[string]any) error {
+		term, _ := desc["term"].(string)
+		scheme, _ := desc["scheme"].(string)
+		c, ok := r.Get(scheme + term)
+		if !ok || c.Class != class {
+			return model.BadRequest("%s %s%s is not registered", class, scheme, term)
+		}
+		if c.Builtin {
+			return model.Errorf(http.StatusForbidden, "%s %s is built in and cannot be deleted", class, c.ID())
+		}
+		if !seen[c.ID()] {
+			seen[c.ID()] = true
+			targets = append(targets, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(targets) == 0 {
+		return model.BadRequest("nothing to delete: give kinds, mixins or actions")
+	}
+	for _, c := range targets {
+		if c.Class != model.ClassKind {
+			continue
+		}
+		sel, _ := json.Marshal(map[string]any{"type": map[string]any{"$in": []string{model.TypeResource, model.TypeLink}}, "kind": c.ID()})
+		found, err := r.store.Find(ctx, store.Query{Selector: sel, Limit: 1})
+		if err != nil {
+			return fmt.Errorf("check entities of %s: %w", c.ID(), err)
+		}
+		if len(found) > 0 {
+			return model.Conflict("kind %s still has entities (e.g. %s); delete them first", c.ID(), found[0].ID)
+		}
+	}
+	for _, c := range targets {
+		if c.Class == model.ClassMixin {
+			if err := r.detachMixin(ctx, c.ID()); err != nil {
+				return err
+			}
+		}
+		r.mu.RLock()
+		rev := r.revs[c.ID()]
+		r.mu.RUnlock()
+		if _, err := r.store.Delete(ctx, DocPrefix+c.ID(), rev); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("delete category %s: %w", c.ID(), err)
+		}
+		r.unindex(c)
+	}
+	return nil
+}
+
+// detachMixin removes a mixin id from every entity tagged with it, retrying
+// an entity whose revision changed under it.
+func (r *Registry) detachMixin(ctx context.Context, mixinID string) error {
+	sel, _ := json.Marshal(map[string]any{"mixins": map[string]any{"$elemMatch": map[string]any{"$eq": mixinID}}})
+	docs, err := r.store.Find(ctx, store.Query{Selector: sel})
+	if err != nil {
+		return fmt.Errorf("find entities with mixin %s: %w", mixinID, err)
+	}
+	for _, d := range docs {
+		for attempt := 0; ; attempt++ {
+			e, err := model.DecodeEntity(d.ID, d.Rev, d.Body)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", d.ID, err)
+			}
+			kept := e.Mixins[:0]
+			for _, m := range e.Mixins {
+				if m != mixinID {
+					kept = append(kept, m)
+				}
+			}
+			e.Mixins = kept
+			body, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			_, err = r.store.Put(ctx, store.Document{ID: d.ID, Rev: d.Rev, Body: body})
+			if err == nil || errors.Is(err, store.ErrNotFound) {
+				break
+			}
+			if !errors.Is(err, store.ErrConflict) || attempt >= 5 {
+				return fmt.Errorf("detach mixin %s from %s: %w", mixinID, d.ID, err)
+			}
+			if d, err = r.store.Get(ctx, d.ID); err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					break
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}

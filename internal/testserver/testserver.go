@@ -1,0 +1,91 @@
+// Package testserver starts real cmbs OCCI servers for tests, the way
+// nats-server's tests start real servers: on 127.0.0.1 with a random port and
+// a store of their own, torn down by t.Cleanup.
+package testserver
+
+import (
+	"context"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cmbs/cmbs/occi"
+	"github.com/cmbs/cmbs/providers"
+	"github.com/cmbs/cmbs/store"
+	"github.com/cmbs/cmbs/store/sqlite"
+)
+
+// Options configures a test server.
+type Options struct {
+	// Store to serve from; nil opens a fresh embedded store in t.TempDir().
+	// The server closes it on cleanup either way.
+	Store store.Store
+	// Register adds providers before the server starts serving.
+	Register func(reg *providers.Registry, srv *occi.Server) error
+	// PublicURL is passed to the server.
+	PublicURL string
+	// MaxBodyBytes is passed to the server.
+	MaxBodyBytes int64
+}
+
+// Server is a running test server.
+type Server struct {
+	// URL is the base URL, e.g. "http://127.0.0.1:41234".
+	URL       string
+	OCCI      *occi.Server
+	Store     store.Store
+	Providers *providers.Registry
+}
+
+// OpenSQLite opens a fresh embedded store in a temporary directory.
+func OpenSQLite(t testing.TB) store.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "cmbs.db"))
+	if err != nil {
+		t.Fatalf("open embedded store: %v", err)
+	}
+	return st
+}
+
+// Start starts a server and registers its teardown with t.Cleanup.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st := opts.Store
+	if st == nil {
+		st = OpenSQLite(t)
+	}
+	reg := providers.NewRegistry()
+	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, PublicURL: opts.PublicURL, MaxBodyBytes: opts.MaxBodyBytes})
+	if err != nil {
+		_ = st.Close()
+		t.Fatalf("new server: %v", err)
+	}
+	if opts.Register != nil {
+		if err := opts.Register(reg, srv); err != nil {
+			_ = st.Close()
+			t.Fatalf("register providers: %v", err)
+		}
+	}
+	if err := reg.Start(ctx); err != nil {
+		_ = st.Close()
+		t.Fatalf("start providers: %v", err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := reg.Stop(stopCtx); err != nil {
+			t.Errorf("stop providers: %v", err)
+		}
+		if err := st.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return &Server{URL: hs.URL, OCCI: srv, Store: st, Providers: reg}
+}

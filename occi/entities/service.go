@@ -1,0 +1,929 @@
+// Package entities is the OCCI entity service: creating, reading, listing,
+// updating and deleting resources and links, tagging them with mixins and
+// triggering their actions. It validates every change against the category
+// registry, keeps the provider bound to the entity's kind in step with the
+// store, and never overwrites a concurrent change (every write carries the
+// revision it read).
+//
+// The HTTP edge and in-process callers (the CMBS broker) use the same Service.
+package entities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/cmbs/cmbs/categories"
+	"github.com/cmbs/cmbs/occi/model"
+	"github.com/cmbs/cmbs/providers"
+	"github.com/cmbs/cmbs/store"
+)
+
+// Service manages entities.
+type Service struct {
+	store     store.Store
+	cats      *categories.Registry
+	providers *providers.Registry
+	log       *slog.Logger
+}
+
+// New returns a Service and makes sure the store has the indexes entity
+// queries use.
+func New(ctx context.Context, st store.Store, cats *categories.Registry, provs *providers.Registry, logger *slog.Logger) (*Service, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	for name, fields := range map[string][]string{
+		"type-kind": {"type", "kind"},
+		"mixins":    {"mixins"},
+		"source":    {"source"},
+		"target":    {"target"},
+	} {
+		if err := st.EnsureIndex(ctx, name, fields); err != nil {
+			return nil, fmt.Errorf("entity index %s: %w", name, err)
+		}
+	}
+	return &Service{store: st, cats: cats, providers: provs, log: logger}, nil
+}
+
+// Categories returns the registry the service validates against.
+func (s *Service) Categories() *categories.Registry { return s.cats }
+
+// provider returns the provider serving a kind; kinds with none bound get
+// providers.Storage, whose actions answer 501.
+func (s *Service) provider(kindID string) (providers.Provider, error) {
+	name := s.cats.ProviderName(kindID)
+	if name == "" {
+		return providers.Storage{}, nil
+	}
+	p, err := s.providers.Get(name)
+	if err != nil {
+		return nil, model.Errorf(http.StatusNotImplemented, "kind %s is bound to provider %q, which this server does not have", kindID, name)
+	}
+	return p, nil
+}
+
+// Get returns the entity at a location.
+func (s *Service) Get(ctx context.Context, location string) (*model.Entity, error) {
+	doc, err := s.store.Get(ctx, location)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, model.NotFound("no entity at %s", location)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", location, err)
+	}
+	e, err := model.DecodeEntity(doc.ID, doc.Rev, doc.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", location, err)
+	}
+	if e.Type != model.TypeResource && e.Type != model.TypeLink {
+		return nil, model.NotFound("no entity at %s", location)
+	}
+	return e, nil
+}
+
+// Create creates the entities described by inputs in the kind collection
+// coll, all or nothing, and returns their locations in input order. typ is
+// the body member they came in (resources or links).
+func (s *Service) Create(ctx context.Context, coll *model.Category, typ string, inputs []*model.EntityInput) ([]string, error) {
+	if coll.Class != model.ClassKind {
+		return nil, model.BadRequest("%s is the collection of mixin %s; entities are created in their kind's collection", coll.Location, coll.ID())
+	}
+	var prepared []*model.Entity
+	seen := map[string]bool{}
+	for _, in := range inputs {
+		if in.Kind != "" && in.Kind != coll.ID() {
+			return nil, model.BadRequest("entity kind %s does not match the collection %s of kind %s", in.Kind, coll.Location, coll.ID())
+		}
+		in.Kind = coll.ID()
+		if in.ID == "" {
+			in.ID = uuid.NewString()
+		}
+		loc := coll.Location + in.ID
+		if seen[loc] {
+			return nil, model.BadRequest("entity id %s appears twice in the request", in.ID)
+		}
+		seen[loc] = true
+		e, links, err := s.prepare(ctx, loc, typ, in)
+		if err != nil {
+			return nil, err
+		}
+		prepared = append(prepared, e)
+		prepared = append(prepared, links...)
+	}
+	var created []*model.Entity
+	for _, e := range prepared {
+		if err := s.createOne(ctx, e); err != nil {
+			s.rollback(ctx, created)
+			return nil, err
+		}
+		created = append(created, e)
+	}
+	locs := make([]string, 0, len(inputs))
+	for _, e := range prepared {
+		if seen[e.Location] {
+			locs = append(locs, e.Location)
+		}
+	}
+	return locs, nil
+}
+
+// CreateAt creates an entity at a location the client chose (PUT on a new
+// URL). The kind is taken from the description and must be registered.
+func (s *Service) CreateAt(ctx context.Context, location, typ string, in *model.EntityInput) (*model.Entity, error) {
+	if in.Kind == "" {
+		return nil, model.BadRequest("an entity created with PUT must name its kind")
+	}
+	if k, ok := s.cats.Get(in.Kind); !ok || k.Class != model.ClassKind {
+		return nil, model.BadRequest("kind %s is not registered", in.Kind)
+	}
+	if in.ID == "" {
+		in.ID = location[strings.LastIndex(location, "/")+1:]
+	}
+	e, links, err := s.prepare(ctx, location, typ, in)
+	if err != nil {
+		return nil, err
+	}
+	all := append([]*model.Entity{e}, links...)
+	var created []*model.Entity
+	for _, x := range all {
+		if err := s.createOne(ctx, x); err != nil {
+			s.rollback(ctx, created)
+			return nil, err
+		}
+		created = append(created, x)
+	}
+	return e, nil
+}
+
+// prepare builds and validates a new entity (and its inline links).
+func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.EntityInput) (*model.Entity, []*model.Entity, error) {
+	if s.cats.IsLinkKind(in.Kind) {
+		typ = model.TypeLink
+	} else if isResourceKind(s.cats, in.Kind) && typ == model.TypeLink {
+		return nil, nil, model.BadRequest("kind %s is a resource kind; give it under \"resources\"", in.Kind)
+	}
+	e := in.Entity
+	e.Type = typ
+	e.Location = loc
+	e.Rev = ""
+	e.Mixins = dedupe(e.Mixins)
+	attrs, err := s.cats.AttrSet(e.Kind, e.Mixins)
+	if err != nil {
+		return nil, nil, err
+	}
+	e.Attributes = attrs.Nest(e.Attributes)
+	if err := takeCoreAttributes(&e); err != nil {
+		return nil, nil, err
+	}
+	if err := attrs.Prepare(e.Attributes); err != nil {
+		return nil, nil, err
+	}
+	if typ == model.TypeLink {
+		if err := s.checkEndpoints(ctx, &e); err != nil {
+			return nil, nil, err
+		}
+	} else if e.Source != "" || e.Target != "" {
+		return nil, nil, model.BadRequest("a resource has no source or target; give links under \"links\"")
+	}
+	var links []*model.Entity
+	if len(in.InlineLinks) > 0 {
+		e.Links = nil
+		for i, ld := range in.InlineLinks {
+			l, err := s.inlineLink(ctx, &e, ld)
+			if err != nil {
+				return nil, nil, fmt.Errorf("links[%d]: %w", i, err)
+			}
+			links = append(links, l)
+			e.Links = append(e.Links, l.Location)
+		}
+	}
+	e.Normalize()
+	return &e, links, nil
+}
+
+// inlineLink prepares a link given inside a resource's description; its
+// source is the resource.
+func (s *Service) inlineLink(ctx context.Context, src *model.Entity, desc map[string]any) (*model.Entity, error) {
+	in, err := model.ParseEntityInput(desc, model.TypeLink)
+	if err != nil {
+		return nil, err
+	}
+	if in.Kind == "" {
+		in.Kind = categories.LinkKind
+	}
+	kind, ok := s.cats.Get(in.Kind)
+	if !ok || kind.Class != model.ClassKind {
+		return nil, model.BadRequest("link kind %s is not registered", in.Kind)
+	}
+	if in.Source != "" && in.Source != src.Location {
+		return nil, model.BadRequest("an inline link's source must be its resource %s", src.Location)
+	}
+	in.Source = src.Location
+	if in.ID == "" {
+		in.ID = uuid.NewString()
+	}
+	l := in.Entity
+	l.Type = model.TypeLink
+	l.Location = kind.Location + in.ID
+	l.Mixins = dedupe(l.Mixins)
+	attrs, err := s.cats.AttrSet(l.Kind, l.Mixins)
+	if err != nil {
+		return nil, err
+	}
+	l.Attributes = attrs.Nest(l.Attributes)
+	if err := takeCoreAttributes(&l); err != nil {
+		return nil, err
+	}
+	if err := attrs.Prepare(l.Attributes); err != nil {
+		return nil, err
+	}
+	// The source is being created in the same request; only the target must exist.
+	if l.Target == "" {
+		return nil, model.BadRequest("a link needs a target")
+	}
+	if l.Target != src.Location {
+		if _, err := s.Get(ctx, l.Target); err != nil {
+			return nil, linkEndError("target", l.Target, err)
+		}
+	}
+	l.Normalize()
+	return &l, nil
+}
+
+func (s *Service) checkEndpoints(ctx context.Context, e *model.Entity) error {
+	if e.Source == "" || e.Target == "" {
+		return model.BadRequest("a link needs a source and a target")
+	}
+	if _, err := s.Get(ctx, e.Source); err != nil {
+		return linkEndError("source", e.Source, err)
+	}
+	if _, err := s.Get(ctx, e.Target); err != nil {
+		return linkEndError("target", e.Target, err)
+	}
+	return nil
+}
+
+func linkEndError(end, loc string, err error) error {
+	if model.StatusOf(err) == http.StatusNotFound {
+		return model.BadRequest("link %s %s does not exist", end, loc)
+	}
+	return err
+}
+
+func isResourceKind(cats *categories.Registry, kindID string) bool {
+	for _, k := range cats.KindChain(kindID) {
+		if k.ID() == categories.ResourceKind {
+			return true
+		}
+	}
+	return false
+}
+
+// takeCoreAttributes moves occi.core.* attributes (as text renderings and
+// OCCI 1.2 clients send them) into the entity's own members.
+func takeCoreAttributes(e *model.Entity) error {
+	core, ok := e.Attributes["occi"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	cm, ok := core["core"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	for k, v := range cm {
+		s, isStr := v.(string)
+		if !isStr {
+			return model.AttributeError("occi.core."+k, "attribute occi.core.%s must be a string", k)
+		}
+		switch k {
+		case "id":
+			if e.ID != "" && s != e.ID {
+				return model.AttributeError("occi.core.id", "occi.core.id %q does not match the entity id %q", s, e.ID)
+			}
+		case "title":
+			e.Title, e.HasTitle = s, true
+		case "summary":
+			e.Summary, e.HasSummary = s, true
+		case "source", "target":
+			p, err := model.EntityPath(s)
+			if err != nil {
+				return err
+			}
+			if k == "source" {
+				e.Source = p
+			} else {
+				e.Target = p
+			}
+		default:
+			return model.AttributeError("occi.core."+k, "attribute occi.core.%s is not an OCCI core attribute", k)
+		}
+	}
+	delete(core, "core")
+	if len(core) == 0 {
+		delete(e.Attributes, "occi")
+	}
+	return nil
+}
+
+func dedupe(ids []string) []string {
+	out := make([]string, 0, len(ids))
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// createOne runs the provider's Create and stores the entity; a store
+// failure undoes the provider's work.
+func (s *Service) createOne(ctx context.Context, e *model.Entity) error {
+	p, err := s.provider(e.Kind)
+	if err != nil {
+		return err
+	}
+	if err := p.Create(ctx, e); err != nil {
+		return providerError("create", e.Location, err)
+	}
+	rev, err := s.put(ctx, e, "")
+	if err != nil {
+		if derr := p.Delete(ctx, e); derr != nil {
+			s.log.Error("provider could not undo a create the store refused", "location", e.Location, "err", derr)
+		}
+		if errors.Is(err, store.ErrConflict) {
+			return model.Conflict("an entity already exists at %s", e.Location)
+		}
+		return err
+	}
+	e.Rev = rev
+	return nil
+}
+
+// rollback deletes entities created earlier in a request that failed.
+func (s *Service) rollback(ctx context.Context, created []*model.Entity) {
+	for i := len(created) - 1; i >= 0; i-- {
+		e := created[i]
+		if p, err := s.provider(e.Kind); err == nil {
+			if err := p.Delete(ctx, e); err != nil {
+				s.log.Error("provider could not undo a create", "location", e.Location, "err", err)
+			}
+		}
+		if _, err := s.store.Delete(ctx, e.Location, e.Rev); err != nil {
+			s.log.Error("could not roll back a create", "location", e.Location, "err", err)
+		}
+	}
+}
+
+func (s *Service) put(ctx context.Context, e *model.Entity, rev string) (string, error) {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return "", err
+	}
+	return s.store.Put(ctx, store.Document{ID: e.Location, Rev: rev, Body: body})
+}
+
+// providerError keeps a provider's *model.Error as it is and reports any
+// other failure as 502: the provider, not the request, failed.
+func providerError(op, loc string, err error) error {
+	if model.StatusOf(err) != 0 || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return model.Errorf(http.StatusBadGateway, "provider failed to %s %s: %w", op, loc, err)
+}
+
+// Update applies a partial update (pyOCNI's POST on an entity): members the
+// input gives replace the stored ones, attributes are deep-merged. ifMatch,
+// when not empty, must be the current revision.
+func (s *Service) Update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error) {
+	return s.modify(ctx, location, ifMatch, func(old *model.Entity) (*model.Entity, error) {
+		e := cloneEntity(old)
+		if in.Present["kind"] && in.Kind != old.Kind {
+			return nil, model.BadRequest("the kind of %s cannot change", location)
+		}
+		if in.Present["id"] && in.ID != old.ID {
+			return nil, model.BadRequest("the id of %s cannot change", location)
+		}
+		if in.Present["mixins"] {
+			e.Mixins = dedupe(in.Mixins)
+		}
+		if in.Present["title"] {
+			e.Title, e.HasTitle = in.Title, true
+		}
+		if in.Present["summary"] {
+			e.Summary, e.HasSummary = in.Summary, true
+		}
+		if in.Present["actions"] {
+			e.Actions = in.Actions
+		}
+		if in.Present["links"] {
+			e.Links = in.Links
+		}
+		if in.Present["source"] {
+			e.Source = in.Source
+		}
+		if in.Present["target"] {
+			e.Target, e.TargetKind = in.Target, in.TargetKind
+		}
+		attrs, err := s.cats.AttrSet(e.Kind, e.Mixins)
+		if err != nil {
+			return nil, err
+		}
+		if in.Present["attributes"] {
+			patch := attrs.Nest(in.Attributes)
+			tmp := &model.Entity{Attributes: patch}
+			if err := takeCoreAttributes(tmp); err != nil {
+				return nil, err
+			}
+			if tmp.HasTitle {
+				e.Title, e.HasTitle = tmp.Title, true
+			}
+			if tmp.HasSummary {
+				e.Summary, e.HasSummary = tmp.Summary, true
+			}
+			attrs.MergeAttributes(e.Attributes, tmp.Attributes)
+		}
+		return e, s.checkChanged(ctx, attrs, old, e)
+	})
+}
+
+// Replace replaces an entity whole (PUT on an existing URL) or creates it
+// when the location is free. created tells which happened.
+func (s *Service) Replace(ctx context.Context, location, ifMatch, typ string, in *model.EntityInput) (e *model.Entity, created bool, err error) {
+	if _, err := s.Get(ctx, location); model.StatusOf(err) == http.StatusNotFound {
+		if ifMatch != "" && ifMatch != "*" {
+			return nil, false, model.Errorf(http.StatusPreconditionFailed, "no entity at %s to match %s", location, ifMatch)
+		}
+		e, err := s.CreateAt(ctx, location, typ, in)
+		return e, true, err
+	} else if err != nil {
+		return nil, false, err
+	}
+	e, err = s.modify(ctx, location, ifMatch, func(old *model.Entity) (*model.Entity, error) {
+		if in.Kind != "" && in.Kind != old.Kind {
+			return nil, model.BadRequest("the kind of %s cannot change", location)
+		}
+		if in.ID != "" && in.ID != old.ID {
+			return nil, model.BadRequest("the id of %s cannot change", location)
+		}
+		e := in.Entity
+		e.Kind, e.ID, e.Type, e.Location, e.Rev = old.Kind, old.ID, old.Type, old.Location, old.Rev
+		e.Mixins = dedupe(e.Mixins)
+		if e.Type == model.TypeLink {
+			if e.Source == "" {
+				e.Source = old.Source
+			}
+			if e.Target == "" {
+				e.Target, e.TargetKind = old.Target, old.TargetKind
+			}
+		}
+		attrs, err := s.cats.AttrSet(e.Kind, e.Mixins)
+		if err != nil {
+			return nil, err
+		}
+		e.Attributes = attrs.Nest(e.Attributes)
+		if err := takeCoreAttributes(&e); err != nil {
+			return nil, err
+		}
+		if err := attrs.Prepare(e.Attributes); err != nil {
+			return nil, err
+		}
+		e.Normalize()
+		return &e, s.checkChanged(ctx, attrs, old, &e)
+	})
+	return e, false, err
+}
+
+// checkChanged validates an updated entity against its stored state.
+func (s *Service) checkChanged(ctx context.Context, attrs *model.AttrSet, old, e *model.Entity) error {
+	if err := attrs.CheckUpdate(old.Attributes, e.Attributes); err != nil {
+		return err
+	}
+	if e.Type == model.TypeLink && (e.Source != old.Source || e.Target != old.Target) {
+		return s.checkEndpoints(ctx, e)
+	}
+	return nil
+}
+
+// modify reads an entity, lets change build its new state, runs the
+// provider's Update and stores the result with the revision it read.
+func (s *Service) modify(ctx context.Context, location, ifMatch string, change func(old *model.Entity) (*model.Entity, error)) (*model.Entity, error) {
+	old, err := s.Get(ctx, location)
+	if err != nil {
+		return nil, err
+	}
+	if ifMatch != "" && ifMatch != "*" && ifMatch != old.Rev {
+		return nil, model.Errorf(http.StatusPreconditionFailed, "%s has changed: its revision is %s, not %s", location, old.Rev, ifMatch)
+	}
+	e, err := change(old)
+	if err != nil {
+		return nil, err
+	}
+	if e == old {
+		return old, nil // nothing changed: no new revision, no provider call
+	}
+	return s.commitUpdate(ctx, old, e)
+}
+
+func (s *Service) commitUpdate(ctx context.Context, old, e *model.Entity) (*model.Entity, error) {
+	p, err := s.provider(e.Kind)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Update(ctx, old, e); err != nil {
+		return nil, providerError("update", e.Location, err)
+	}
+	rev, err := s.put(ctx, e, old.Rev)
+	if err != nil {
+		if uerr := p.Update(ctx, e, old); uerr != nil {
+			s.log.Error("provider could not undo an update the store refused", "location", e.Location, "err", uerr)
+		}
+		if errors.Is(err, store.ErrConflict) {
+			return nil, model.Conflict("%s was changed by another request; read it again and retry", e.Location)
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, model.NotFound("no entity at %s", e.Location)
+		}
+		return nil, err
+	}
+	e.Rev = rev
+	return e, nil
+}
+
+func cloneEntity(e *model.Entity) *model.Entity {
+	c := *e
+	c.Mixins = append([]string{}, e.Mixins...)
+	c.Attributes, _ = model.DeepCopy(e.Attributes).(map[string]any)
+	c.Actions, _ = model.DeepCopy(e.Actions).([]any)
+	c.Links, _ = model.DeepCopy(e.Links).([]any)
+	c.Normalize()
+	return &c
+}
+
+// Delete deletes an entity, and the links that start or end at it.
+func (s *Service) Delete(ctx context.Context, location, ifMatch string) error {
+	e, err := s.Get(ctx, location)
+	if err != nil {
+		return err
+	}
+	if ifMatch != "" && ifMatch != "*" && ifMatch != e.Rev {
+		return model.Errorf(http.StatusPreconditionFailed, "%s has changed: its revision is %s, not %s", location, e.Rev, ifMatch)
+	}
+	if e.Type == model.TypeResource {
+		for _, field := range []string{"source", "target"} {
+			links, err := s.find(ctx, map[string]any{"type": model.TypeLink, field: location}, 0, 0)
+			if err != nil {
+				return err
+			}
+			for _, l := range links {
+				if err := s.deleteOne(ctx, l); err != nil && model.StatusOf(err) != http.StatusNotFound {
+					return err
+				}
+			}
+		}
+	}
+	return s.deleteOne(ctx, e)
+}
+
+func (s *Service) deleteOne(ctx context.Context, e *model.Entity) error {
+	p, err := s.provider(e.Kind)
+	if err != nil {
+		return err
+	}
+	if err := p.Delete(ctx, e); err != nil {
+		return providerError("delete", e.Location, err)
+	}
+	if _, err := s.store.Delete(ctx, e.Location, e.Rev); err != nil {
+		if cerr := p.Create(ctx, e); cerr != nil {
+			s.log.Error("provider could not undo a delete the store refused", "location", e.Location, "err", cerr)
+		}
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			return model.Conflict("%s was changed by another request; read it again and retry", e.Location)
+		case errors.Is(err, store.ErrNotFound):
+			return model.NotFound("no entity at %s", e.Location)
+		}
+		return err
+	}
+	return nil
+}
+
+// ListQuery selects entities.
+type ListQuery struct {
+	// Collection is the kind or mixin whose collection is listed; nil lists by
+	// path prefix.
+	Collection *model.Category
+	// PathPrefix, when Collection is nil, lists entities whose location starts with it.
+	PathPrefix string
+	// Filters are description filters (OR-ed); nil means no filtering, an
+	// empty non-nil list matches nothing.
+	Filters []map[string]any
+	// Limit and Skip page through the results, which are ordered by location.
+	Limit, Skip int
+}
+
+// List returns the entities matching the query, ordered by location.
+func (s *Service) List(ctx context.Context, q ListQuery) ([]*model.Entity, error) {
+	if q.Filters != nil && len(q.Filters) == 0 {
+		return nil, nil
+	}
+	sel := map[string]any{}
+	var attrs *model.AttrSet
+	switch c := q.Collection; {
+	case c == nil:
+		prefix := q.PathPrefix
+		if prefix == "" {
+			prefix = "/"
+		}
+		sel["_id"] = map[string]any{"$gte": prefix, "$lt": prefix + "\ufff0"}
+		sel["type"] = map[string]any{"$in": []string{model.TypeResource, model.TypeLink}}
+	case c.Class == model.ClassMixin:
+		sel["mixins"] = map[string]any{"$elemMatch": map[string]any{"$eq": c.ID()}}
+		attrs, _ = s.cats.AttrSet("", []string{c.ID()})
+	case c.ID() == categories.ResourceKind:
+		sel["type"] = model.TypeResource
+	case c.ID() == categories.LinkKind:
+		sel["type"] = model.TypeLink
+	case c.ID() == categories.EntityKind:
+		sel["type"] = map[string]any{"$in": []string{model.TypeResource, model.TypeLink}}
+	default:
+		kinds := s.descendants(c.ID())
+		if len(kinds) == 1 {
+			sel["kind"] = kinds[0]
+		} else {
+			sel["kind"] = map[string]any{"$in": kinds}
+		}
+		attrs, _ = s.cats.AttrSet(c.ID(), nil)
+	}
+	if len(q.Filters) > 0 {
+		if attrs == nil {
+			attrs = model.NewAttrSet()
+		}
+		var ors []any
+		for _, f := range q.Filters {
+			ors = append(ors, model.Selector("", normalizeFilter(attrs, f)))
+		}
+		if len(ors) == 1 {
+			sel = map[string]any{"$and": []any{sel, ors[0]}}
+		} else {
+			sel = map[string]any{"$and": []any{sel, map[string]any{"$or": ors}}}
+		}
+	}
+	return s.find(ctx, sel, q.Limit, q.Skip)
+}
+
+// normalizeFilter brings a filter's attributes into the stored (nested) form
+// and its link ends into paths.
+func normalizeFilter(attrs *model.AttrSet, f map[string]any) map[string]any {
+	out := make(map[string]any, len(f))
+	for k, v := range f {
+		switch k {
+		case "attributes":
+			if m, ok := v.(map[string]any); ok {
+				out[k] = attrs.Nest(m)
+				continue
+			}
+		case "source", "target":
+			if str, ok := v.(string); ok {
+				if p, err := model.EntityPath(str); err == nil {
+					out[k] = p
+					continue
+				}
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// descendants lists a kind and every registered kind derived from it.
+func (s *Service) descendants(kindID string) []string {
+	out := []string{kindID}
+	for _, k := range s.cats.All(model.ClassKind) {
+		if k.ID() == kindID {
+			continue
+		}
+		for _, anc := range s.cats.KindChain(k.ID())[1:] {
+			if anc.ID() == kindID {
+				out = append(out, k.ID())
+				break
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s *Service) find(ctx context.Context, sel map[string]any, limit, skip int) ([]*model.Entity, error) {
+	raw, err := json.Marshal(sel)
+	if err != nil {
+		return nil, err
+	}
+	docs, err := s.store.Find(ctx, store.Query{Selector: raw, Limit: limit, Skip: skip})
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return nil, model.BadRequest("invalid filter: %v", err)
+		}
+		return nil, fmt.Errorf("find entities: %w", err)
+	}
+	out := make([]*model.Entity, 0, len(docs))
+	for _, d := range docs {
+		e, err := model.DecodeEntity(d.ID, d.Rev, d.Body)
+		if err != nil {
+			s.log.Error("skipping unreadable entity document", "id", d.ID, "err", err)
+			continue
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Associate tags the entities at the locations with a mixin (idempotent).
+func (s *Service) Associate(ctx context.Context, mixin *model.Category, locations []string) error {
+	return s.eachLocation(ctx, locations, func(loc string) error {
+		_, err := s.modify(ctx, loc, "", func(old *model.Entity) (*model.Entity, error) {
+			if old.HasMixin(mixin.ID()) {
+				return old, nil
+			}
+			e := cloneEntity(old)
+			e.Mixins = append(e.Mixins, mixin.ID())
+			attrs, err := s.cats.AttrSet(e.Kind, e.Mixins)
+			if err != nil {
+				return nil, err
+			}
+			if err := attrs.Prepare(e.Attributes); err != nil {
+				return nil, err
+			}
+			return e, nil
+		})
+		return err
+	})
+}
+
+// Dissociate removes a mixin from the entities at the locations.
+func (s *Service) Dissociate(ctx context.Context, mixin *model.Category, locations []string) error {
+	return s.eachLocation(ctx, locations, func(loc string) error {
+		_, err := s.modify(ctx, loc, "", func(old *model.Entity) (*model.Entity, error) {
+			e := cloneEntity(old)
+			kept := e.Mixins[:0]
+			for _, m := range e.Mixins {
+				if m != mixin.ID() {
+					kept = append(kept, m)
+				}
+			}
+			e.Mixins = kept
+			for _, d := range mixin.Attributes {
+				if attrs, err := s.cats.AttrSet(e.Kind, e.Mixins); err == nil && attrs.ByPath(d.Path) == nil {
+					model.DeletePath(e.Attributes, d.Path)
+				}
+			}
+			return e, nil
+		})
+		return err
+	})
+}
+
+// ReplaceMembership makes exactly the entities at the locations members of
+// the mixin collection.
+func (s *Service) ReplaceMembership(ctx context.Context, mixin *model.Category, locations []string) error {
+	want := map[string]bool{}
+	for _, l := range locations {
+		p, err := model.EntityPath(l)
+		if err != nil {
+			return err
+		}
+		want[p] = true
+	}
+	// Check every new member exists before changing anything.
+	for p := range want {
+		if _, err := s.Get(ctx, p); err != nil {
+			return err
+		}
+	}
+	current, err := s.List(ctx, ListQuery{Collection: mixin})
+	if err != nil {
+		return err
+	}
+	var drop []string
+	for _, e := range current {
+		if !want[e.Location] {
+			drop = append(drop, e.Location)
+		}
+	}
+	if err := s.Dissociate(ctx, mixin, drop); err != nil {
+		return err
+	}
+	return s.Associate(ctx, mixin, locations)
+}
+
+func (s *Service) eachLocation(ctx context.Context, locations []string, fn func(loc string) error) error {
+	paths := make([]string, 0, len(locations))
+	for _, l := range locations {
+		p, err := model.EntityPath(l)
+		if err != nil {
+			return err
+		}
+		paths = append(paths, p)
+	}
+	for _, p := range paths {
+		if _, err := s.Get(ctx, p); err != nil {
+			return err
+		}
+	}
+	for _, p := range paths {
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Trigger runs an action on the entity at location and returns the
+// provider's result.
+func (s *Service) Trigger(ctx context.Context, location, term string, attrs map[string]any) (any, error) {
+	e, err := s.Get(ctx, location)
+	if err != nil {
+		return nil, err
+	}
+	return s.trigger(ctx, e, term, attrs)
+}
+
+func (s *Service) trigger(ctx context.Context, e *model.Entity, term string, attrs map[string]any) (any, error) {
+	action, err := s.cats.Action(e.Kind, e.Mixins, term)
+	if err != nil {
+		return nil, err
+	}
+	defs := model.NewAttrSet(action.Attributes)
+	nested := defs.Nest(attrs)
+	if len(action.Attributes) > 0 {
+		if err := defs.Prepare(nested); err != nil {
+			return nil, err
+		}
+	}
+	p, err := s.provider(e.Kind)
+	if err != nil {
+		return nil, err
+	}
+	res, err := p.Action(ctx, e, providers.Invocation{Term: term, Action: action, Attributes: nested})
+	if err != nil {
+		return nil, providerError("run action "+term+" on", e.Location, err)
+	}
+	return res, nil
+}
+
+// TriggerCollection runs an action on every entity of a kind or mixin
+// collection and returns each one's result by location. The action must be
+// declared by every entity it runs on.
+func (s *Service) TriggerCollection(ctx context.Context, coll *model.Category, term string, attrs map[string]any) (map[string]any, error) {
+	list, err := s.List(ctx, ListQuery{Collection: coll})
+	if err != nil {
+		return nil, err
+	}
+	var kindID string
+	var mixins []string
+	if coll.Class == model.ClassMixin {
+		mixins = []string{coll.ID()}
+	} else {
+		kindID = coll.ID()
+	}
+	if _, err := s.cats.Action(kindID, mixins, term); err != nil {
+		return nil, err
+	}
+	results := make(map[string]any, len(list))
+	for _, e := range list {
+		res, err := s.trigger(ctx, e, term, attrs)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Location, err)
+		}
+		results[e.Location] = res
+	}
+	return results, nil
+}
+
+// DeleteCollection deletes every entity of a kind collection.
+func (s *Service) DeleteCollection(ctx context.Context, coll *model.Category) (int, error) {
+	list, err := s.List(ctx, ListQuery{Collection: coll})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range list {
+		if err := s.Delete(ctx, e.Location, ""); err != nil {
+			if model.StatusOf(err) == http.StatusNotFound {
+				continue // removed already, e.g. a link deleted with its source
+			}
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,138 @@
+package occi_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cmbs/cmbs/internal/testserver"
+)
+
+const computeCategories = `{
+  "kinds": [
+    {"term": "compute", "scheme": "http://schemas.ogf.org/occi/infrastructure#", "title": "Compute",
+     "parent": "http://schemas.ogf.org/occi/core#resource", "location": "/compute/",
+     "attributes": {
+       "occi.compute.cores": {"type": "number", "mutable": true, "default": 1},
+       "occi.compute.state": {"type": "string", "mutable": false, "pattern": "^(active|inactive)$", "default": "inactive"}
+     }},
+    {"term": "networkinterface", "scheme": "http://schemas.ogf.org/occi/infrastructure#", "title": "NIC",
+     "parent": "http://schemas.ogf.org/occi/core#link", "location": "/networkinterface/",
+     "attributes": {"occi.networkinterface.interface": {"type": "string", "mutable": true}}}
+  ]
+}`
+
+func startCompute(t *testing.T) (*client, string) {
+	srv := testserver.Start(t, testserver.Options{})
+	c := newClient(t, srv.URL)
+	c.expect("POST", "/-/", []byte(computeCategories), 200)
+	return c, srv.URL
+}
+
+func TestLinksAsEntities(t *testing.T) {
+	c, base := startCompute(t)
+	for _, id := range []string{"a", "b"} {
+		c.expect("PUT", "/compute/"+id, []byte(`{"resources":[{"kind":"http://schemas.ogf.org/occi/infrastructure#compute","attributes":{"occi.compute.cores":2}}]}`), 201)
+	}
+	// A link whose target does not exist is refused, and nothing is stored.
+	r := c.expect("POST", "/networkinterface/", []byte(`{"links":[{"kind":"http://schemas.ogf.org/occi/infrastructure#networkinterface","id":"n0",
+		"source":"/compute/a","target":"/compute/nope"}]}`), 400)
+	if !strings.Contains(string(r.body), "/compute/nope") {
+		t.Fatalf("error does not name the missing target: %s", r.body)
+	}
+	c.expect("GET", "/networkinterface/n0", nil, 404)
+
+	// Source and target as pyOCNI absolute URLs and as OCCI 1.2 objects.
+	c.expect("POST", "/networkinterface/", []byte(`{"links":[{"kind":"http://schemas.ogf.org/occi/infrastructure#networkinterface","id":"n1",
+		"source":"`+base+`/compute/a","target":{"location":"/compute/b","kind":"http://schemas.ogf.org/occi/infrastructure#compute"},
+		"attributes":{"occi.networkinterface.interface":"eth0"}}]}`), 201)
+	link := c.expect("GET", "/networkinterface/n1", nil, 200).json(t)
+	if link["source"] != base+"/compute/a" || link["target"] != base+"/compute/b" {
+		t.Fatalf("link ends: %v", link)
+	}
+	// A resource kind refuses a link description and vice versa.
+	c.expect("POST", "/compute/", []byte(`{"links":[{"kind":"http://schemas.ogf.org/occi/infrastructure#compute","source":"/compute/a","target":"/compute/b"}]}`), 400)
+
+	// The OCCI 1.2 rendering of a resource shows its links.
+	res := c.expect("GET", "/compute/a", nil, 200, "Accept", "application/json").json(t)
+	links, _ := res["links"].([]any)
+	if len(links) != 1 || links[0].(map[string]any)["id"] != "n1" {
+		t.Fatalf("1.2 rendering of /compute/a: links %v", res["links"])
+	}
+	attrs := res["attributes"].(map[string]any)
+	if attrs["occi.compute.cores"] != 2.0 || attrs["occi.compute.state"] != "inactive" || attrs["occi.core.id"] != "a" {
+		t.Fatalf("1.2 attributes (flat, with defaults): %v", attrs)
+	}
+	// The text rendering shows it as a Link line.
+	txt := c.expect("GET", "/compute/a", nil, 200, "Accept", "text/plain")
+	for _, want := range []string{
+		`Category: compute; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"`,
+		`X-OCCI-Attribute: occi.compute.cores=2`,
+		`Link: <` + base + `/compute/b>; rel="http://schemas.ogf.org/occi/infrastructure#compute"; self="` + base + `/networkinterface/n1"`,
+	} {
+		if !strings.Contains(string(txt.body), want) {
+			t.Fatalf("text rendering lacks %q:\n%s", want, txt.body)
+		}
+	}
+
+	// Deleting a resource deletes the links at either end.
+	c.expect("DELETE", "/compute/b", nil, 200)
+	c.expect("GET", "/networkinterface/n1", nil, 404)
+	c.expect("GET", "/compute/a", nil, 200)
+}
+
+func TestInlineLinksAtCreation(t *testing.T) {
+	c, base := startCompute(t)
+	c.expect("PUT", "/compute/t", []byte(`{"resources":[{"kind":"http://schemas.ogf.org/occi/infrastructure#compute"}]}`), 201)
+	r := c.expect("POST", "/compute/", []byte(`{"resources":[{"kind":"http://schemas.ogf.org/occi/infrastructure#compute","id":"s",
+		"links":[{"kind":"http://schemas.ogf.org/occi/infrastructure#networkinterface","id":"nic","target":"/compute/t",
+		          "attributes":{"occi.networkinterface.interface":"eth1"}}]}]}`), 201)
+	if locs := r.json(t)["Location"].([]any); len(locs) != 1 || locs[0] != base+"/compute/s" {
+		t.Fatalf("created: %v", locs)
+	}
+	link := c.expect("GET", "/networkinterface/nic", nil, 200).json(t)
+	if link["source"] != base+"/compute/s" {
+		t.Fatalf("inline link source: %v", link["source"])
+	}
+	s := c.expect("GET", "/compute/s", nil, 200).json(t)
+	if l := s["links"].([]any); len(l) != 1 || l[0] != base+"/networkinterface/nic" {
+		t.Fatalf("resource lists its inline link: %v", s["links"])
+	}
+	// An inline link to a missing target fails the whole create.
+	c.expect("POST", "/compute/", []byte(`{"resources":[{"kind":"http://schemas.ogf.org/occi/infrastructure#compute","id":"s2",
+		"links":[{"kind":"http://schemas.ogf.org/occi/infrastructure#networkinterface","target":"/compute/gone"}]}]}`), 400)
+	c.expect("GET", "/compute/s2", nil, 404)
+}
+
+func TestTextRenderingsRoundTrip(t *testing.T) {
+	c, base := startCompute(t)
+	body := "Category: compute; scheme=\"http://schemas.ogf.org/occi/infrastructure#\"; class=\"kind\"\n" +
+		"X-OCCI-Attribute: occi.core.title=\"web, front\"\n" +
+		"X-OCCI-Attribute: occi.compute.cores=4\n"
+	r := c.expect("POST", "/compute/", []byte(body), 201, "Content-Type", "text/plain", "Accept", "text/plain")
+	loc := strings.TrimSpace(strings.TrimPrefix(string(r.body), "Location:"))
+	if !strings.HasPrefix(loc, base+"/compute/") {
+		t.Fatalf("text create answered %q", r.body)
+	}
+	path := strings.TrimPrefix(loc, base)
+	got := c.expect("GET", path, nil, 200).json(t)
+	if got["title"] != "web, front" || got["attributes"].(map[string]any)["occi"].(map[string]any)["compute"].(map[string]any)["cores"] != 4.0 {
+		t.Fatalf("text-created entity: %v", got)
+	}
+	// text/occi: the same data in headers, comma-joined.
+	r = c.expect("POST", "/compute/", nil, 201,
+		"Content-Type", "text/occi", "Accept", "text/occi",
+		"Category", `compute; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"`,
+		"X-OCCI-Attribute", `occi.core.id="hdr", occi.compute.cores=3`)
+	if r.header.Get("Location") != base+"/compute/hdr" || string(r.body) != "OK\n" {
+		t.Fatalf("text/occi create: %v %q", r.header, r.body)
+	}
+	// An invalid value in text is a 400 naming the attribute.
+	r = c.expect("POST", "/compute/", []byte("Category: compute; scheme=\"http://schemas.ogf.org/occi/infrastructure#\"; class=\"kind\"\nX-OCCI-Attribute: occi.compute.cores=\"many\"\n"), 400,
+		"Content-Type", "text/plain", "Accept", "text/plain")
+	if !strings.Contains(string(r.body), "occi.compute.cores") {
+		t.Fatalf("text error does not name the attribute: %s", r.body)
+	}
+	// Immutable attributes cannot change after creation.
+	c.expect("POST", path, []byte(`{"resources":[{"attributes":{"occi.compute.state":"active"}}]}`), 400)
+	c.expect("POST", path, []byte(`{"resources":[{"attributes":{"occi.compute.cores":8}}]}`), 201)
+}

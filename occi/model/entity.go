@@ -1,0 +1,232 @@
+package model
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// Entity types.
+const (
+	TypeResource = "resource"
+	TypeLink     = "link"
+)
+
+// Entity is a resource or a link. It is also the stored document body (with
+// Location as the document id and Rev as its revision).
+type Entity struct {
+	Location string `json:"-"`
+	Rev      string `json:"-"`
+
+	Type       string         `json:"type"`
+	ID         string         `json:"id"`
+	Kind       string         `json:"kind"`
+	Mixins     []string       `json:"mixins"`
+	Attributes map[string]any `json:"attributes"`
+	// Actions and Links are kept as the client gave them (pyOCNI returns them
+	// verbatim); Links of a resource created with inline links hold those
+	// links' locations instead.
+	Actions []any  `json:"actions"`
+	Links   []any  `json:"links"`
+	Title   string `json:"title,omitempty"`
+	Summary string `json:"summary,omitempty"`
+	// Source and Target are the link's end points, as paths.
+	Source     string `json:"source,omitempty"`
+	Target     string `json:"target,omitempty"`
+	TargetKind string `json:"target_kind,omitempty"`
+	// HasTitle and HasSummary remember whether the client gave them, so a
+	// title of "" round-trips.
+	HasTitle   bool `json:"has_title,omitempty"`
+	HasSummary bool `json:"has_summary,omitempty"`
+}
+
+// Normalize gives nil collections their empty values so renderings and
+// stored documents are stable.
+func (e *Entity) Normalize() {
+	if e.Mixins == nil {
+		e.Mixins = []string{}
+	}
+	if e.Attributes == nil {
+		e.Attributes = map[string]any{}
+	}
+	if e.Actions == nil {
+		e.Actions = []any{}
+	}
+	if e.Links == nil {
+		e.Links = []any{}
+	}
+}
+
+// HasMixin reports whether the entity is tagged with the mixin id.
+func (e *Entity) HasMixin(id string) bool {
+	for _, m := range e.Mixins {
+		if m == id {
+			return true
+		}
+	}
+	return false
+}
+
+// EntityInput is one entity description as a client sent it, checked for
+// shape, with the set of members present (for partial updates).
+type EntityInput struct {
+	Entity
+	Present map[string]bool
+	// InlineLinks are link descriptions given inside a resource's "links".
+	InlineLinks []map[string]any
+}
+
+var entityMembers = map[string]bool{
+	"kind": true, "mixins": true, "attributes": true, "actions": true, "id": true,
+	"title": true, "summary": true, "links": true, "source": true, "target": true, "rel": true,
+	"location": true,
+}
+
+// ParseEntityInput checks an entity description's members and types.
+// typ is TypeResource or TypeLink.
+func ParseEntityInput(desc map[string]any, typ string) (*EntityInput, error) {
+	in := &EntityInput{Present: map[string]bool{}}
+	in.Type = typ
+	for k, v := range desc {
+		if !entityMembers[k] {
+			return nil, BadRequest("unknown member %q in %s description", k, typ)
+		}
+		in.Present[k] = true
+		var err error
+		switch k {
+		case "kind":
+			in.Kind, err = entityString(k, v)
+		case "id":
+			in.ID, err = entityString(k, v)
+			if err == nil && (strings.ContainsAny(in.ID, "/?#") || in.ID == "." || in.ID == "..") {
+				err = BadRequest("entity id %q must not contain '/', '?' or '#'", in.ID)
+			}
+			if err == nil && in.ID == "" {
+				delete(in.Present, k) // "" means "let the server choose"
+			}
+		case "title":
+			in.Title, err = entityString(k, v)
+			in.HasTitle = true
+		case "summary":
+			in.Summary, err = entityString(k, v)
+			in.HasSummary = true
+		case "location", "rel":
+			_, err = entityString(k, v)
+		case "mixins":
+			in.Mixins, err = entityStrings(k, v)
+		case "attributes":
+			switch a := v.(type) {
+			case nil:
+				in.Attributes = map[string]any{}
+			case map[string]any:
+				in.Attributes = a
+			case string:
+				if a != "" {
+					err = BadRequest("member \"attributes\" must be an object")
+				}
+				in.Attributes = map[string]any{}
+			default:
+				err = BadRequest("member \"attributes\" must be an object, got %s", jsonKind(v))
+			}
+		case "actions":
+			in.Actions, err = entityArray(k, v)
+		case "links":
+			in.Links, err = entityArray(k, v)
+			if err == nil && typ == TypeResource {
+				for _, l := range in.Links {
+					if m, ok := l.(map[string]any); ok {
+						in.InlineLinks = append(in.InlineLinks, m)
+					}
+				}
+			}
+		case "source", "target":
+			var loc, kind string
+			loc, kind, err = endpoint(k, v)
+			if k == "source" {
+				in.Source = loc
+			} else {
+				in.Target, in.TargetKind = loc, kind
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+func entityString(key string, v any) (string, error) {
+	if v == nil {
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", BadRequest("member %q must be a string, got %s", key, jsonKind(v))
+	}
+	return s, nil
+}
+
+func entityStrings(key string, v any) ([]string, error) {
+	arr, err := entityArray(key, v)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(arr))
+	for _, e := range arr {
+		s, ok := e.(string)
+		if !ok {
+			return nil, BadRequest("member %q must be an array of strings", key)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func entityArray(key string, v any) ([]any, error) {
+	switch a := v.(type) {
+	case nil:
+		return []any{}, nil
+	case []any:
+		return a, nil
+	case string:
+		if a == "" {
+			return []any{}, nil
+		}
+	}
+	return nil, BadRequest("member %q must be an array, got %s", key, jsonKind(v))
+}
+
+// endpoint reads a link source or target: a location string (pyOCNI) or
+// {"location":…, "kind":…} (OCCI 1.2).
+func endpoint(key string, v any) (loc, kind string, err error) {
+	switch t := v.(type) {
+	case string:
+		loc = t
+	case map[string]any:
+		if loc, err = entityString(key+".location", t["location"]); err != nil {
+			return "", "", err
+		}
+		if kind, err = entityString(key+".kind", t["kind"]); err != nil {
+			return "", "", err
+		}
+	default:
+		return "", "", BadRequest("member %q must be a location or an object with a location", key)
+	}
+	if loc == "" {
+		return "", "", BadRequest("member %q needs a location", key)
+	}
+	if loc, err = EntityPath(loc); err != nil {
+		return "", "", err
+	}
+	return loc, kind, nil
+}
+
+// DecodeEntity reads a stored entity document.
+func DecodeEntity(id, rev string, body []byte) (*Entity, error) {
+	e := &Entity{}
+	if err := json.Unmarshal(body, e); err != nil {
+		return nil, err
+	}
+	e.Location, e.Rev = id, rev
+	e.Normalize()
+	return e, nil
+}

@@ -1,0 +1,114 @@
+package occi
+
+import (
+	"mime"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cmbs/cmbs/occi/model"
+)
+
+// rendering is a response format.
+type rendering int
+
+const (
+	// renderPyOCNI is pyOCNI's application/occi+json: nested attributes,
+	// bare entity descriptions, {"X-OCCI-Location":[…]} listings.
+	renderPyOCNI rendering = iota
+	// renderJSON12 is OCCI 1.2's JSON rendering: flat dotted attributes.
+	renderJSON12
+	renderTextPlain
+	renderTextOCCI
+	renderURIList
+)
+
+func (r rendering) contentType(asked string) string {
+	switch r {
+	case renderJSON12:
+		if asked == "application/json" {
+			return "application/json; charset=utf-8"
+		}
+		return "application/occi+json; charset=utf-8"
+	case renderTextPlain:
+		if asked == "text/occi+plain" {
+			return "text/occi+plain; charset=utf-8"
+		}
+		return "text/plain; charset=utf-8"
+	case renderTextOCCI:
+		return "text/occi; charset=utf-8"
+	case renderURIList:
+		return "text/uri-list; charset=utf-8"
+	}
+	return "application/occi+json; charset=utf-8"
+}
+
+func (r rendering) isJSON() bool { return r == renderPyOCNI || r == renderJSON12 }
+
+type acceptEntry struct {
+	mediaType string
+	params    map[string]string
+	q         float64
+	order     int
+}
+
+// negotiate picks the response rendering from the Accept header. listing
+// says whether text/uri-list can serve this response.
+func negotiate(r *http.Request, listing bool) (rendering, string, error) {
+	header := strings.Join(r.Header.Values("Accept"), ",")
+	if strings.TrimSpace(header) == "" {
+		return renderPyOCNI, "application/occi+json", nil
+	}
+	var entries []acceptEntry
+	for i, part := range strings.Split(header, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		mt, params, err := mime.ParseMediaType(part)
+		if err != nil {
+			// Some clients send "application/occi+json;charset=utf-8;" and the
+			// like; take the media type before the first ';'.
+			mt = strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
+			params = map[string]string{}
+		}
+		q := 1.0
+		if qs, ok := params["q"]; ok {
+			if v, err := strconv.ParseFloat(qs, 64); err == nil {
+				q = v
+			}
+		}
+		entries = append(entries, acceptEntry{mediaType: mt, params: params, q: q, order: i})
+	}
+	sort.SliceStable(entries, func(i, j int) bool { return entries[i].q > entries[j].q })
+	for _, e := range entries {
+		if e.q <= 0 {
+			continue
+		}
+		switch e.mediaType {
+		case "application/occi+json":
+			if e.params["version"] == "1.2" {
+				return renderJSON12, e.mediaType, nil
+			}
+			return renderPyOCNI, e.mediaType, nil
+		case "application/json":
+			return renderJSON12, e.mediaType, nil
+		case "text/plain", "text/occi+plain":
+			return renderTextPlain, e.mediaType, nil
+		case "text/occi":
+			return renderTextOCCI, e.mediaType, nil
+		case "text/uri-list":
+			if listing {
+				return renderURIList, e.mediaType, nil
+			}
+		case "*/*", "application/*":
+			return renderPyOCNI, "application/occi+json", nil
+		case "text/*":
+			return renderTextPlain, "text/plain", nil
+		}
+	}
+	return 0, "", model.Errorf(http.StatusNotAcceptable,
+		"cannot render %q: this resource is available as application/occi+json, application/json, text/plain, text/occi%s",
+		header, map[bool]string{true: ", text/uri-list", false: ""}[listing])
+}

@@ -1,0 +1,394 @@
+package occi
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/cmbs/cmbs/occi/model"
+)
+
+// response is what a handler produces; write renders it.
+type response struct {
+	status int
+	rend   rendering
+	ctype  string
+	header http.Header
+	// json is marshalled for JSON renderings; text lines go to the body
+	// (text/plain) or to headers (text/occi).
+	json     any
+	lines    []textLine
+	uriList  []string
+	noBody   bool
+	rawEmpty bool
+}
+
+type textLine struct{ name, value string }
+
+func (s *Server) write(w http.ResponseWriter, resp *response) {
+	h := w.Header()
+	for k, vs := range resp.header {
+		for _, v := range vs {
+			h.Add(k, v)
+		}
+	}
+	if resp.noBody {
+		w.WriteHeader(resp.status)
+		return
+	}
+	switch resp.rend {
+	case renderPyOCNI, renderJSON12:
+		if resp.json == nil {
+			h.Set("Content-Type", resp.rend.contentType(resp.ctype))
+			w.WriteHeader(resp.status)
+			return
+		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(resp.json); err != nil {
+			s.log.Error("render JSON", "err", err)
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		h.Set("Content-Type", resp.rend.contentType(resp.ctype))
+		w.WriteHeader(resp.status)
+		_, _ = w.Write(buf.Bytes())
+	case renderTextOCCI:
+		for _, l := range resp.lines {
+			h.Add(l.name, l.value)
+		}
+		h.Set("Content-Type", resp.rend.contentType(resp.ctype))
+		w.WriteHeader(resp.status)
+		_, _ = w.Write([]byte("OK\n"))
+	case renderURIList:
+		h.Set("Content-Type", resp.rend.contentType(resp.ctype))
+		w.WriteHeader(resp.status)
+		var b strings.Builder
+		for _, u := range resp.uriList {
+			b.WriteString(u)
+			b.WriteString("\n")
+		}
+		_, _ = w.Write([]byte(b.String()))
+	default:
+		h.Set("Content-Type", resp.rend.contentType(resp.ctype))
+		w.WriteHeader(resp.status)
+		var b strings.Builder
+		for _, l := range resp.lines {
+			b.WriteString(l.name)
+			b.WriteString(": ")
+			b.WriteString(l.value)
+			b.WriteString("\n")
+		}
+		_, _ = w.Write([]byte(b.String()))
+	}
+}
+
+// categoryLists renders categories grouped by class. absent marks classes
+// the client's filter did not ask for; they render as empty lists.
+func (s *Server) categoryResponse(rend rendering, ctype, base string, cats []*model.Category) *response {
+	resp := &response{status: http.StatusOK, rend: rend, ctype: ctype}
+	sort.SliceStable(cats, func(i, j int) bool { return cats[i].ID() < cats[j].ID() })
+	switch rend {
+	case renderPyOCNI, renderJSON12:
+		out := map[string][]any{"kinds": {}, "mixins": {}, "actions": {}}
+		for _, c := range cats {
+			if rend == renderPyOCNI {
+				out[c.Class.Plural()] = append(out[c.Class.Plural()], c.Description)
+			} else {
+				out[c.Class.Plural()] = append(out[c.Class.Plural()], category12(c))
+			}
+		}
+		resp.json = out
+	default:
+		for _, c := range cats {
+			resp.lines = append(resp.lines, textLine{"Category", categoryText(c, base, true)})
+		}
+	}
+	return resp
+}
+
+// category12 renders a category in OCCI 1.2 JSON.
+func category12(c *model.Category) map[string]any {
+	out := map[string]any{"term": c.Term, "scheme": c.Scheme}
+	if c.Title != "" {
+		out["title"] = c.Title
+	}
+	if len(c.Attributes) > 0 {
+		attrs := map[string]any{}
+		for i := range c.Attributes {
+			d := &c.Attributes[i]
+			ad := map[string]any{"mutable": d.Mutable, "required": d.Required}
+			t := d.Type
+			if t == model.TypeAny {
+				t = model.TypeString
+			}
+			ad["type"] = t
+			if d.HasDefault {
+				ad["default"] = d.Default
+			}
+			if d.Description != "" {
+				ad["description"] = d.Description
+			}
+			if d.Pattern != nil {
+				ad["pattern"] = map[string]any{"$schema": "http://json-schema.org/draft-04/schema#", "type": "string", "pattern": d.Pattern.String()}
+			}
+			attrs[d.Name()] = ad
+		}
+		out["attributes"] = attrs
+	}
+	if len(c.Actions) > 0 {
+		out["actions"] = c.Actions
+	}
+	switch c.Class {
+	case model.ClassKind:
+		if c.Parent != "" {
+			out["parent"] = c.Parent
+		}
+		if c.Location != "" {
+			out["location"] = c.Location
+		}
+	case model.ClassMixin:
+		if len(c.Depends) > 0 {
+			out["depends"] = c.Depends
+		}
+		if len(c.Applies) > 0 {
+			out["applies"] = c.Applies
+		}
+		out["location"] = c.Location
+	}
+	return out
+}
+
+// categoryText renders a category as an OCCI text Category value.
+func categoryText(c *model.Category, base string, full bool) string {
+	var b strings.Builder
+	b.WriteString(c.Term)
+	b.WriteString("; scheme=" + quote(c.Scheme))
+	b.WriteString("; class=" + quote(string(c.Class)))
+	if !full {
+		return b.String()
+	}
+	if c.Title != "" {
+		b.WriteString("; title=" + quote(c.Title))
+	}
+	var rel []string
+	if c.Parent != "" {
+		rel = append(rel, c.Parent)
+	}
+	rel = append(rel, c.Depends...)
+	if len(rel) > 0 {
+		b.WriteString("; rel=" + quote(strings.Join(rel, " ")))
+	}
+	if c.Location != "" {
+		b.WriteString("; location=" + quote(base+c.Location))
+	}
+	if len(c.Attributes) > 0 {
+		names := make([]string, 0, len(c.Attributes))
+		for i := range c.Attributes {
+			d := &c.Attributes[i]
+			n := d.Name()
+			var props []string
+			if d.Required {
+				props = append(props, "required")
+			}
+			if !d.Mutable {
+				props = append(props, "immutable")
+			}
+			if len(props) > 0 {
+				n += "{" + strings.Join(props, " ") + "}"
+			}
+			names = append(names, n)
+		}
+		b.WriteString("; attributes=" + quote(strings.Join(names, " ")))
+	}
+	if len(c.Actions) > 0 {
+		b.WriteString("; actions=" + quote(strings.Join(c.Actions, " ")))
+	}
+	return b.String()
+}
+
+// locationsResponse renders a listing of entity locations.
+func locationsResponse(rend rendering, ctype, base string, locs []string) *response {
+	abs := make([]string, len(locs))
+	for i, l := range locs {
+		abs[i] = base + l
+	}
+	resp := &response{status: http.StatusOK, rend: rend, ctype: ctype, uriList: abs}
+	switch rend {
+	case renderPyOCNI:
+		resp.json = map[string]any{"X-OCCI-Location": abs}
+	case renderJSON12:
+		resp.json = map[string]any{"locations": abs}
+	case renderTextOCCI:
+		if len(abs) > 0 {
+			resp.lines = []textLine{{"X-OCCI-Location", strings.Join(abs, ", ")}}
+		}
+	default:
+		for _, a := range abs {
+			resp.lines = append(resp.lines, textLine{"X-OCCI-Location", a})
+		}
+	}
+	return resp
+}
+
+// createdResponse answers a create or update: 201, a Location header per
+// entity, and pyOCNI's {"Location":[…]} body.
+func createdResponse(rend rendering, ctype, base string, locs []string) *response {
+	resp := locationsResponse(rend, ctype, base, locs)
+	resp.status = http.StatusCreated
+	resp.header = http.Header{}
+	for _, l := range resp.uriList {
+		resp.header.Add("Location", l)
+	}
+	switch rend {
+	case renderPyOCNI, renderJSON12:
+		resp.json = map[string]any{"Location": resp.uriList}
+	case renderTextOCCI:
+		resp.lines = nil // the Location headers carry it
+	default:
+		resp.lines = nil
+		for _, a := range resp.uriList {
+			resp.lines = append(resp.lines, textLine{"Location", a})
+		}
+	}
+	return resp
+}
+
+// pyocniEntity renders an entity as pyOCNI's bare description.
+func pyocniEntity(e *model.Entity, base string) map[string]any {
+	out := map[string]any{
+		"kind":       e.Kind,
+		"mixins":     e.Mixins,
+		"attributes": e.Attributes,
+		"actions":    e.Actions,
+		"id":         e.ID,
+		"links":      absLinks(e.Links, base),
+	}
+	if e.HasTitle || e.Title != "" {
+		out["title"] = e.Title
+	}
+	if e.HasSummary || e.Summary != "" {
+		out["summary"] = e.Summary
+	}
+	if e.Type == model.TypeLink {
+		out["source"] = base + e.Source
+		out["target"] = base + e.Target
+	}
+	return out
+}
+
+// absLinks makes the link locations a resource holds absolute; anything
+// else a client stored there is returned as it was given.
+func absLinks(links []any, base string) []any {
+	out := make([]any, len(links))
+	for i, l := range links {
+		if s, ok := l.(string); ok && strings.HasPrefix(s, "/") {
+			out[i] = base + s
+			continue
+		}
+		out[i] = l
+	}
+	return out
+}
+
+// entityView is what the 1.2 and text renderings of an entity need beyond
+// the entity itself.
+type entityView struct {
+	e       *model.Entity
+	kind    *model.Category
+	mixins  []*model.Category
+	actions []*model.Category
+	attrs   *model.AttrSet
+	links   []*model.Entity // a resource's links
+}
+
+// entity12 renders an entity in OCCI 1.2 JSON.
+func entity12(v *entityView, base string) map[string]any {
+	e := v.e
+	attrs := v.attrs.Flatten(e.Attributes)
+	attrs["occi.core.id"] = e.ID
+	if e.HasTitle || e.Title != "" {
+		attrs["occi.core.title"] = e.Title
+	}
+	out := map[string]any{
+		"kind":       e.Kind,
+		"id":         e.ID,
+		"attributes": attrs,
+		"location":   base + e.Location,
+	}
+	if len(e.Mixins) > 0 {
+		out["mixins"] = e.Mixins
+	}
+	if e.HasTitle || e.Title != "" {
+		out["title"] = e.Title
+	}
+	var acts []string
+	for _, a := range v.actions {
+		acts = append(acts, a.ID())
+	}
+	if len(acts) > 0 {
+		out["actions"] = acts
+	}
+	if e.Type == model.TypeLink {
+		src := map[string]any{"location": base + e.Source}
+		tgt := map[string]any{"location": base + e.Target}
+		if e.TargetKind != "" {
+			tgt["kind"] = e.TargetKind
+		}
+		out["source"], out["target"] = src, tgt
+		attrs["occi.core.source"] = base + e.Source
+		attrs["occi.core.target"] = base + e.Target
+		return out
+	}
+	if e.HasSummary || e.Summary != "" {
+		out["summary"] = e.Summary
+		attrs["occi.core.summary"] = e.Summary
+	}
+	if len(v.links) > 0 {
+		var ls []any
+		for _, l := range v.links {
+			ls = append(ls, entity12(&entityView{e: l, attrs: model.NewAttrSet()}, base))
+		}
+		out["links"] = ls
+	}
+	return out
+}
+
+// entityText renders an entity as OCCI text lines.
+func entityText(v *entityView, base string) []textLine {
+	e := v.e
+	var lines []textLine
+	if v.kind != nil {
+		lines = append(lines, textLine{"Category", categoryText(v.kind, base, false)})
+	}
+	for _, m := range v.mixins {
+		lines = append(lines, textLine{"Category", categoryText(m, base, false)})
+	}
+	attr := func(name string, val any) {
+		lines = append(lines, textLine{"X-OCCI-Attribute", name + "=" + textValue(val)})
+	}
+	attr("occi.core.id", e.ID)
+	if e.HasTitle || e.Title != "" {
+		attr("occi.core.title", e.Title)
+	}
+	if e.Type == model.TypeLink {
+		attr("occi.core.source", base+e.Source)
+		attr("occi.core.target", base+e.Target)
+	} else if e.HasSummary || e.Summary != "" {
+		attr("occi.core.summary", e.Summary)
+	}
+	for _, l := range v.attrs.Leaves(e.Attributes) {
+		attr(strings.Join(l.Path, "."), l.Value)
+	}
+	for _, l := range v.links {
+		lines = append(lines, textLine{"Link", "<" + base + l.Target + ">; rel=" + quote(l.TargetKind) +
+			"; self=" + quote(base+l.Location) + "; category=" + quote(l.Kind)})
+	}
+	for _, a := range v.actions {
+		lines = append(lines, textLine{"Link", "<" + base + e.Location + "?action=" + a.Term + ">; rel=" + quote(a.ID())})
+	}
+	return lines
+}

@@ -1,0 +1,708 @@
+// Package occi is the HTTP edge of the OCCI server: routing, content
+// negotiation, the renderings (pyOCNI JSON, OCCI 1.2 JSON, text/plain,
+// text/occi, text/uri-list), and the mapping of errors to HTTP statuses. It
+// wires the category registry, the entity service and the providers.
+package occi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/cmbs/cmbs/categories"
+	"github.com/cmbs/cmbs/occi/entities"
+	"github.com/cmbs/cmbs/occi/model"
+	"github.com/cmbs/cmbs/providers"
+	"github.com/cmbs/cmbs/store"
+)
+
+// Version is the server version reported in the Server header.
+const Version = "0.1.0"
+
+// ServerHeader is sent with every response.
+const ServerHeader = "cmbs/" + Version + " OCCI/1.2"
+
+const defaultMaxBody = 4 << 20
+
+// Options configures a Server.
+type Options struct {
+	// Store persists categories and entities. Required.
+	Store store.Store
+	// Providers names the provider plug-ins kinds can be bound to. Required.
+	Providers *providers.Registry
+	// PublicURL is the base for absolute locations (e.g. "https://occi.example.org");
+	// empty means: from each request's scheme and Host header.
+	PublicURL string
+	// MaxBodyBytes limits request bodies (413 beyond); 0 means 4 MiB.
+	MaxBodyBytes int64
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server serves the OCCI interface.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	cats     *categories.Registry
+	entities *entities.Service
+	handler  http.Handler
+}
+
+// NewServer loads the category registry from the store (the built-in OCCI
+// core kinds are always present), ensures the store's indexes, and returns a
+// server ready to serve.
+func NewServer(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Store == nil || opts.Providers == nil {
+		return nil, errors.New("occi: Store and Providers are required")
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = defaultMaxBody
+	}
+	opts.PublicURL = strings.TrimSuffix(opts.PublicURL, "/")
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	provs := opts.Providers
+	cats, err := categories.New(ctx, opts.Store, categories.Options{
+		KnownProvider: func(name string) bool { _, err := provs.Get(name); return err == nil },
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ents, err := entities.New(ctx, opts.Store, cats, provs, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, log: log, cats: cats, entities: ents}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Entities returns the entity service, for in-process callers such as the
+// CMBS providers.
+func (s *Server) Entities() *entities.Service { return s.entities }
+
+// Categories returns the category registry.
+func (s *Server) Categories() *categories.Registry { return s.cats }
+
+// Handler returns the HTTP handler for the whole OCCI interface.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+var allowedMethods = "GET, HEAD, POST, PUT, DELETE, OPTIONS"
+
+func (s *Server) routes() http.Handler {
+	r := mux.NewRouter()
+	// Flat method routes: gorilla/mux subrouters answer a wrong method with
+	// 404 (mux #751), so every route is registered at the top.
+	for _, p := range []string{"/-/", "/.well-known/org/ogf/occi/-/"} {
+		r.HandleFunc(p, s.handle(s.queryGet)).Methods(http.MethodGet, http.MethodHead)
+		r.HandleFunc(p, s.handle(s.queryPost)).Methods(http.MethodPost)
+		r.HandleFunc(p, s.handle(s.queryPut)).Methods(http.MethodPut)
+		r.HandleFunc(p, s.handle(s.queryDelete)).Methods(http.MethodDelete)
+		r.HandleFunc(p, s.options).Methods(http.MethodOptions)
+	}
+	r.PathPrefix("/").HandlerFunc(s.handle(s.pathGet)).Methods(http.MethodGet, http.MethodHead)
+	r.PathPrefix("/").HandlerFunc(s.handle(s.pathPost)).Methods(http.MethodPost)
+	r.PathPrefix("/").HandlerFunc(s.handle(s.pathPut)).Methods(http.MethodPut)
+	r.PathPrefix("/").HandlerFunc(s.handle(s.pathDelete)).Methods(http.MethodDelete)
+	r.PathPrefix("/").HandlerFunc(s.options).Methods(http.MethodOptions)
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", allowedMethods)
+		writeError(w, req, s.log, model.Errorf(http.StatusMethodNotAllowed, "method %s is not allowed here; allowed: %s", req.Method, allowedMethods))
+	})
+	return s.common(r)
+}
+
+// common sets the Server header and the body size limit on every request.
+func (s *Server) common(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Server", ServerHeader)
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) options(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Allow", allowedMethods)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handle adapts a handler that returns a response or an error.
+func (s *Server) handle(fn func(*http.Request) (*response, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		resp, err := fn(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		s.write(w, resp)
+	}
+}
+
+// base is the URL prefix of absolute locations.
+func (s *Server) base(r *http.Request) string {
+	if s.opts.PublicURL != "" {
+		return s.opts.PublicURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func ok() *response { return &response{status: http.StatusOK, noBody: true} }
+
+// --- query interface ---
+
+func (s *Server) queryGet(r *http.Request) (*response, error) {
+	rend, ctype, err := negotiate(r, false)
+	if err != nil {
+		return nil, err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	var cats []*model.Category
+	if body.empty() && r.URL.Query().Get("category") == "" {
+		cats = s.cats.All("")
+	} else {
+		filter, err := categoryFilter(body, r)
+		if err != nil {
+			return nil, err
+		}
+		for _, class := range []model.Class{model.ClassKind, model.ClassMixin, model.ClassAction} {
+			if fs, asked := filter[class]; asked {
+				cats = append(cats, s.cats.Filter(class, fs)...)
+			}
+		}
+	}
+	return s.categoryResponse(rend, ctype, s.base(r), cats), nil
+}
+
+// categoryFilter reads a GET /-/ filter: a category document whose objects
+// are matched as subsets, Category lines in text, or ?category=scheme#term.
+func categoryFilter(body *requestBody, r *http.Request) (map[model.Class][]map[string]any, error) {
+	out := map[model.Class][]map[string]any{}
+	if id := r.URL.Query().Get("category"); id != "" {
+		scheme, term, found := strings.Cut(id, "#")
+		if !found {
+			return nil, model.BadRequest("category %q must be scheme#term", id)
+		}
+		f := map[string]any{"scheme": scheme + "#", "term": term}
+		for _, c := range []model.Class{model.ClassKind, model.ClassMixin, model.ClassAction} {
+			out[c] = append(out[c], f)
+		}
+		return out, nil
+	}
+	switch {
+	case body.JSON != nil:
+		for k, v := range body.JSON {
+			class := model.Class(strings.TrimSuffix(k, "s"))
+			if class != model.ClassKind && class != model.ClassMixin && class != model.ClassAction {
+				return nil, model.BadRequest("unknown member %q in the category filter (want kinds, mixins, actions)", k)
+			}
+			list, err := objectList(k, v)
+			if err != nil {
+				return nil, err
+			}
+			out[class] = list
+		}
+	case body.Text != nil:
+		for _, c := range body.Text.Categories {
+			f := map[string]any{"term": c.Term, "scheme": c.Scheme}
+			if c.Class != "" {
+				cl := model.Class(c.Class)
+				out[cl] = append(out[cl], f)
+				continue
+			}
+			for _, cl := range []model.Class{model.ClassKind, model.ClassMixin, model.ClassAction} {
+				out[cl] = append(out[cl], f)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) queryPost(r *http.Request) (*response, error) {
+	doc, err := s.readCategoryDoc(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cats.Register(r.Context(), doc); err != nil {
+		return nil, err
+	}
+	return ok(), nil
+}
+
+func (s *Server) queryPut(r *http.Request) (*response, error) {
+	doc, err := s.readCategoryDoc(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cats.Update(r.Context(), doc); err != nil {
+		return nil, err
+	}
+	return ok(), nil
+}
+
+func (s *Server) queryDelete(r *http.Request) (*response, error) {
+	doc, err := s.readCategoryDoc(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cats.Delete(r.Context(), doc); err != nil {
+		return nil, err
+	}
+	return ok(), nil
+}
+
+func (s *Server) readCategoryDoc(r *http.Request) (*categories.Document, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if body.empty() {
+		return nil, model.BadRequest("the request needs a category document: {\"kinds\":[…],\"mixins\":[…],\"actions\":[…]}")
+	}
+	return categoryDocument(body)
+}
+
+// --- paths: collections (ending in /) and entities ---
+
+func isCollectionPath(p string) bool { return strings.HasSuffix(p, "/") }
+
+func (s *Server) pathGet(r *http.Request) (*response, error) {
+	p := r.URL.Path
+	if !isCollectionPath(p) {
+		return s.entityGet(r, p)
+	}
+	rend, ctype, err := negotiate(r, true)
+	if err != nil {
+		return nil, err
+	}
+	q := entities.ListQuery{PathPrefix: p}
+	if coll, found := s.cats.ByLocation(p); found {
+		q.Collection = coll
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if !body.empty() {
+		if q.Filters, err = entityFilters(body); err != nil {
+			return nil, err
+		}
+	}
+	if q.Limit, q.Skip, err = pagination(r); err != nil {
+		return nil, err
+	}
+	list, err := s.entities.List(r.Context(), q)
+	if err != nil {
+		return nil, err
+	}
+	base := s.base(r)
+	if rend == renderJSON12 {
+		res, links := []any{}, []any{}
+		for _, e := range list {
+			v, err := s.view(r.Context(), e, false)
+			if err != nil {
+				return nil, err
+			}
+			if e.Type == model.TypeLink {
+				links = append(links, entity12(v, base))
+			} else {
+				res = append(res, entity12(v, base))
+			}
+		}
+		out := map[string]any{}
+		if len(res) > 0 || len(links) == 0 {
+			out["resources"] = res
+		}
+		if len(links) > 0 {
+			out["links"] = links
+		}
+		return &response{status: http.StatusOK, rend: rend, ctype: ctype, json: out}, nil
+	}
+	locs := make([]string, len(list))
+	for i, e := range list {
+		locs[i] = e.Location
+	}
+	return locationsResponse(rend, ctype, base, locs), nil
+}
+
+// entityFilters reads a collection GET filter: {"resources":[…],"links":[…]}
+// (a body without them matches nothing, as in pyOCNI), or a text rendering
+// whose kind, mixins and attributes must match.
+func entityFilters(body *requestBody) ([]map[string]any, error) {
+	filters := []map[string]any{}
+	switch {
+	case body.JSON != nil:
+		for _, key := range []string{"resources", "links"} {
+			list, err := objectList(key, body.JSON[key])
+			if err != nil {
+				return nil, err
+			}
+			filters = append(filters, list...)
+		}
+	case body.Text != nil:
+		f := map[string]any{}
+		for _, c := range body.Text.Categories {
+			if c.Class == "kind" {
+				f["kind"] = c.id()
+			}
+		}
+		if len(body.Text.Attributes) > 0 {
+			f["attributes"] = body.Text.Attributes
+		}
+		filters = append(filters, f)
+	}
+	return filters, nil
+}
+
+// pagination reads OCCI 1.2's ?page=&number= (1-based pages).
+func pagination(r *http.Request) (limit, skip int, err error) {
+	q := r.URL.Query()
+	if q.Get("page") == "" && q.Get("number") == "" {
+		return 0, 0, nil
+	}
+	page, number := 1, 0
+	if v := q.Get("page"); v != "" {
+		if page, err = strconv.Atoi(v); err != nil || page < 1 {
+			return 0, 0, model.BadRequest("page must be a whole number from 1, got %q", v)
+		}
+	}
+	if v := q.Get("number"); v != "" {
+		if number, err = strconv.Atoi(v); err != nil || number < 1 {
+			return 0, 0, model.BadRequest("number must be a whole number from 1, got %q", v)
+		}
+	} else {
+		return 0, 0, model.BadRequest("page needs number (how many entities per page)")
+	}
+	return number, (page - 1) * number, nil
+}
+
+func (s *Server) entityGet(r *http.Request, p string) (*response, error) {
+	rend, ctype, err := negotiate(r, false)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.entities.Get(r.Context(), p)
+	if err != nil {
+		return nil, err
+	}
+	resp := &response{status: http.StatusOK, rend: rend, ctype: ctype, header: http.Header{}}
+	resp.header.Set("ETag", strconv.Quote(e.Rev))
+	base := s.base(r)
+	if rend == renderPyOCNI {
+		resp.json = pyocniEntity(e, base)
+		return resp, nil
+	}
+	v, err := s.view(r.Context(), e, true)
+	if err != nil {
+		return nil, err
+	}
+	if rend == renderJSON12 {
+		resp.json = entity12(v, base)
+	} else {
+		resp.lines = entityText(v, base)
+	}
+	return resp, nil
+}
+
+// view gathers what the 1.2 and text renderings show of an entity.
+func (s *Server) view(ctx context.Context, e *model.Entity, withLinks bool) (*entityView, error) {
+	v := &entityView{e: e}
+	v.kind, _ = s.cats.Get(e.Kind)
+	for _, m := range e.Mixins {
+		if mc, ok := s.cats.Get(m); ok {
+			v.mixins = append(v.mixins, mc)
+		}
+	}
+	attrs, err := s.cats.AttrSet(e.Kind, nil)
+	if err != nil {
+		return nil, err
+	}
+	if full, err := s.cats.AttrSet(e.Kind, e.Mixins); err == nil {
+		attrs = full
+	}
+	v.attrs = attrs
+	seen := map[string]bool{}
+	collect := func(ids []string) {
+		for _, id := range ids {
+			if a, ok := s.cats.Get(id); ok && a.Class == model.ClassAction && !seen[id] {
+				seen[id] = true
+				v.actions = append(v.actions, a)
+			}
+		}
+	}
+	for _, k := range s.cats.KindChain(e.Kind) {
+		collect(k.Actions)
+	}
+	for _, m := range v.mixins {
+		collect(m.Actions)
+	}
+	if withLinks && e.Type == model.TypeResource {
+		links, err := s.entities.List(ctx, entities.ListQuery{
+			PathPrefix: "/",
+			Filters:    []map[string]any{{"type": model.TypeLink, "source": e.Location}},
+		})
+		if err != nil {
+			return nil, err
+		}
+		v.links = links
+	}
+	return v, nil
+}
+
+func (s *Server) pathPost(r *http.Request) (*response, error) {
+	p := r.URL.Path
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	_, isAction := r.URL.Query()["action"]
+	if !isCollectionPath(p) {
+		if isAction {
+			return s.entityAction(r, p, body)
+		}
+		return s.entityUpdate(r, p, body)
+	}
+	coll, found := s.cats.ByLocation(p)
+	if !found {
+		return nil, model.NotFound("there is no kind or mixin collection at %s", p)
+	}
+	if isAction {
+		term := r.URL.Query().Get("action")
+		attrs, err := actionAttributes(body, term)
+		if err != nil {
+			return nil, err
+		}
+		results, err := s.entities.TriggerCollection(r.Context(), coll, term, attrs)
+		if err != nil {
+			return nil, err
+		}
+		base := s.base(r)
+		abs := make(map[string]any, len(results))
+		for loc, res := range results {
+			abs[base+loc] = res
+		}
+		return &response{status: http.StatusOK, rend: renderPyOCNI, json: map[string]any{"results": abs}}, nil
+	}
+	descs, err := entityDescriptions(body)
+	if err != nil {
+		return nil, err
+	}
+	if len(descs) > 0 || (body.JSON != nil && (body.JSON["resources"] != nil || body.JSON["links"] != nil)) {
+		rend, ctype, err := negotiate(r, true)
+		if err != nil {
+			return nil, err
+		}
+		if coll.Class != model.ClassKind {
+			return nil, model.BadRequest("%s is the collection of mixin %s; create entities in their kind's collection and tag them by POSTing X-OCCI-Location here", p, coll.ID())
+		}
+		return s.create(r, coll, descs, rend, ctype)
+	}
+	locs, has, err := locationList(body)
+	if err != nil {
+		return nil, err
+	}
+	if has {
+		if coll.Class != model.ClassMixin {
+			return nil, model.NotFound("%s is not a mixin collection; X-OCCI-Location lists tag entities with a mixin", p)
+		}
+		if err := s.entities.Associate(r.Context(), coll, locs); err != nil {
+			return nil, err
+		}
+		return ok(), nil
+	}
+	return nil, model.BadRequest("POST to %s needs \"resources\" or \"links\" to create, or \"X-OCCI-Location\" to tag", p)
+}
+
+func (s *Server) create(r *http.Request, coll *model.Category, descs []typedDescription, rend rendering, ctype string) (*response, error) {
+	if len(descs) == 0 {
+		return createdResponse(rend, ctype, s.base(r), []string{}), nil
+	}
+	typ := descs[0].typ
+	inputs := make([]*model.EntityInput, 0, len(descs))
+	for i, d := range descs {
+		if d.typ != typ {
+			return nil, model.BadRequest("create resources and links in separate requests: a kind's entities are either resources or links")
+		}
+		in, err := model.ParseEntityInput(d.desc, d.typ)
+		if err != nil {
+			return nil, fmt.Errorf("%ss[%d]: %w", d.typ, i, err)
+		}
+		inputs = append(inputs, in)
+	}
+	locs, err := s.entities.Create(r.Context(), coll, typ, inputs)
+	if err != nil {
+		return nil, err
+	}
+	return createdResponse(rend, ctype, s.base(r), locs), nil
+}
+
+func (s *Server) singleInput(body *requestBody) (*model.EntityInput, string, error) {
+	descs, err := entityDescriptions(body)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(descs) == 0 {
+		return nil, "", model.BadRequest("the request needs an entity description: {\"resources\":[{…}]} or {\"links\":[{…}]}")
+	}
+	if len(descs) > 1 {
+		return nil, "", model.BadRequest("an entity location takes one description, got %d", len(descs))
+	}
+	in, err := model.ParseEntityInput(descs[0].desc, descs[0].typ)
+	if err != nil {
+		return nil, "", err
+	}
+	return in, descs[0].typ, nil
+}
+
+func (s *Server) entityUpdate(r *http.Request, p string, body *requestBody) (*response, error) {
+	rend, ctype, err := negotiate(r, true)
+	if err != nil {
+		return nil, err
+	}
+	in, _, err := s.singleInput(body)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.entities.Update(r.Context(), p, ifMatch(r), in)
+	if err != nil {
+		return nil, err
+	}
+	resp := createdResponse(rend, ctype, s.base(r), []string{e.Location})
+	resp.header.Set("ETag", strconv.Quote(e.Rev))
+	return resp, nil
+}
+
+func (s *Server) entityAction(r *http.Request, p string, body *requestBody) (*response, error) {
+	term := r.URL.Query().Get("action")
+	if term == "" {
+		return nil, model.BadRequest("?action= needs an action term")
+	}
+	attrs, err := actionAttributes(body, term)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.entities.Trigger(r.Context(), p, term, attrs)
+	if err != nil {
+		return nil, err
+	}
+	if res == nil {
+		return &response{status: http.StatusOK, noBody: true}, nil
+	}
+	if _, err := json.Marshal(res); err != nil {
+		return nil, fmt.Errorf("action %s result: %w", term, err)
+	}
+	return &response{status: http.StatusOK, rend: renderPyOCNI, ctype: "application/json", json: res}, nil
+}
+
+func (s *Server) pathPut(r *http.Request) (*response, error) {
+	p := r.URL.Path
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if isCollectionPath(p) {
+		coll, found := s.cats.ByLocation(p)
+		if !found {
+			return nil, model.NotFound("there is no kind or mixin collection at %s", p)
+		}
+		if coll.Class != model.ClassMixin {
+			return nil, model.Errorf(http.StatusMethodNotAllowed, "PUT on the kind collection %s is not supported; PUT each entity at its own location", p)
+		}
+		locs, has, err := locationList(body)
+		if err != nil {
+			return nil, err
+		}
+		if !has {
+			return nil, model.BadRequest("PUT on a mixin collection needs the full member list as X-OCCI-Location")
+		}
+		if err := s.entities.ReplaceMembership(r.Context(), coll, locs); err != nil {
+			return nil, err
+		}
+		return ok(), nil
+	}
+	rend, ctype, err := negotiate(r, true)
+	if err != nil {
+		return nil, err
+	}
+	loc, err := model.EntityPath(p)
+	if err != nil {
+		return nil, err
+	}
+	if _, isColl := s.cats.ByLocation(loc + "/"); isColl {
+		return nil, model.BadRequest("%s is a collection; entities live below it", loc)
+	}
+	in, typ, err := s.singleInput(body)
+	if err != nil {
+		return nil, err
+	}
+	e, _, err := s.entities.Replace(r.Context(), loc, ifMatch(r), typ, in)
+	if err != nil {
+		return nil, err
+	}
+	resp := createdResponse(rend, ctype, s.base(r), []string{e.Location})
+	resp.header.Set("ETag", strconv.Quote(e.Rev))
+	return resp, nil
+}
+
+func (s *Server) pathDelete(r *http.Request) (*response, error) {
+	p := r.URL.Path
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if !isCollectionPath(p) {
+		if err := s.entities.Delete(r.Context(), p, ifMatch(r)); err != nil {
+			return nil, err
+		}
+		return ok(), nil
+	}
+	coll, found := s.cats.ByLocation(p)
+	if !found {
+		return nil, model.NotFound("there is no kind or mixin collection at %s", p)
+	}
+	locs, has, err := locationList(body)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case coll.Class == model.ClassMixin && has:
+		err = s.entities.Dissociate(r.Context(), coll, locs)
+	case coll.Class == model.ClassMixin:
+		err = s.entities.ReplaceMembership(r.Context(), coll, nil)
+	case has:
+		return nil, model.BadRequest("DELETE on the kind collection %s deletes all its entities and takes no list; delete single entities at their locations", p)
+	case coll.Builtin:
+		return nil, model.Errorf(http.StatusForbidden, "deleting every entity of %s at once is not allowed", coll.ID())
+	default:
+		_, err = s.entities.DeleteCollection(r.Context(), coll)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ok(), nil
+}
+
+// ifMatch reads the revision an If-Match header names ("" when absent).
+func ifMatch(r *http.Request) string {
+	v := strings.TrimSpace(r.Header.Get("If-Match"))
+	v = strings.TrimPrefix(v, "W/")
+	return strings.Trim(v, `"`)
+}

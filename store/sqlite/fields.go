@@ -1,0 +1,216 @@
+package sqlite
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// The fields table is the secondary index that answers selectors without
+// reading documents: one row (path, value, doc) per scalar leaf of a document,
+// plus a marker row for every nested object and array. Arrays are transparent:
+// their elements are indexed under the array's own path, so {"mixins":["a"]}
+// yields (mixins, "a") and (mixins, <array>), and {"links":[{"t":"x"}]} yields
+// (links.t, "x"). Index lookups only ever produce a superset of the matches;
+// the selector matcher decides.
+//
+// Values keep their JSON type through SQLite's storage classes: numbers are
+// REAL, strings TEXT, and null, booleans and the container markers small
+// BLOBs. SQLite orders NULL < numbers < TEXT < BLOB, which agrees with CouchDB
+// collation (… numbers < strings < arrays < objects) everywhere except for
+// null and booleans, which CouchDB puts first; range conditions add those back
+// explicitly.
+var (
+	tagNull   = []byte{0x00}
+	tagFalse  = []byte{0x01}
+	tagTrue   = []byte{0x02}
+	tagArray  = []byte{0x10}
+	tagObject = []byte{0x11}
+)
+
+// Value kinds of an index row.
+const (
+	kindNumber = iota
+	kindString
+	kindTag
+)
+
+// fieldValue is one indexed value; comparable, so rows can be diffed in maps.
+type fieldValue struct {
+	kind byte
+	num  float64
+	str  string // the string, or the tag bytes
+}
+
+func (v fieldValue) sqlValue() any {
+	switch v.kind {
+	case kindNumber:
+		return v.num
+	case kindString:
+		return v.str
+	}
+	return []byte(v.str)
+}
+
+func tagValue(tag []byte) fieldValue { return fieldValue{kind: kindTag, str: string(tag)} }
+
+// fieldRow is an index row before its path is interned.
+type fieldRow struct {
+	path string // pathKey of the segments
+	val  fieldValue
+}
+
+// pathKey encodes path segments unambiguously: each segment is followed by a
+// NUL byte, and NUL and 0x01 inside a segment are escaped.
+func pathKey(segs []string) string {
+	var b strings.Builder
+	for _, s := range segs {
+		appendSegment(&b, s)
+	}
+	return b.String()
+}
+
+func appendSegment(b *strings.Builder, s string) {
+	if strings.IndexByte(s, 0) < 0 && strings.IndexByte(s, 1) < 0 {
+		b.WriteString(s)
+	} else {
+		for i := 0; i < len(s); i++ {
+			switch s[i] {
+			case 0:
+				b.WriteString("\x01\x01")
+			case 1:
+				b.WriteString("\x01\x02")
+			default:
+				b.WriteByte(s[i])
+			}
+		}
+	}
+	b.WriteByte(0)
+}
+
+// scalarValue returns the index value of a JSON scalar (float64 or
+// json.Number numbers), and false for arrays and objects.
+func scalarValue(v any) (fieldValue, bool, error) {
+	switch t := v.(type) {
+	case nil:
+		return tagValue(tagNull), true, nil
+	case bool:
+		if t {
+			return tagValue(tagTrue), true, nil
+		}
+		return tagValue(tagFalse), true, nil
+	case float64:
+		return fieldValue{kind: kindNumber, num: t}, true, nil
+	case json.Number:
+		f, err := strconv.ParseFloat(string(t), 64)
+		if err != nil {
+			return fieldValue{}, false, fmt.Errorf("number %s: %w", t, err)
+		}
+		return fieldValue{kind: kindNumber, num: f}, true, nil
+	case string:
+		return fieldValue{kind: kindString, str: t}, true, nil
+	}
+	return fieldValue{}, false, nil
+}
+
+// indexRows lists the index rows of a document body.
+func indexRows(body map[string]any) (map[fieldRow]struct{}, error) {
+	rows := make(map[fieldRow]struct{}, 2*len(body))
+	var walk func(prefix string, v any) error
+	walk = func(prefix string, v any) error {
+		switch t := v.(type) {
+		case map[string]any:
+			rows[fieldRow{prefix, tagValue(tagObject)}] = struct{}{}
+			for k, c := range t {
+				var b strings.Builder
+				b.WriteString(prefix)
+				appendSegment(&b, k)
+				if err := walk(b.String(), c); err != nil {
+					return err
+				}
+			}
+		case []any:
+			rows[fieldRow{prefix, tagValue(tagArray)}] = struct{}{}
+			for _, e := range t {
+				if err := walk(prefix, e); err != nil {
+					return err
+				}
+			}
+		default:
+			fv, _, err := scalarValue(v)
+			if err != nil {
+				return err
+			}
+			rows[fieldRow{prefix, fv}] = struct{}{}
+		}
+		return nil
+	}
+	for k, v := range body {
+		var b strings.Builder
+		appendSegment(&b, k)
+		if err := walk(b.String(), v); err != nil {
+			return nil, err
+		}
+	}
+	return rows, nil
+}
+
+// errBody marks a document body that is not a JSON object; callers wrap it
+// with ErrInvalid.
+var errBody = errors.New("body must be a JSON object")
+
+// decodeBody parses a body, keeping numbers exact (json.Number).
+func decodeBody(raw []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBody, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: data after the object", errBody)
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, errBody
+	}
+	return obj, nil
+}
+
+// canonicalBody validates a body for storage and returns it compacted,
+// without _id and _rev (which callers coming from CouchDB may leave in).
+// Other top-level names starting with "_" are reserved, as in CouchDB.
+func canonicalBody(raw []byte) ([]byte, map[string]any, error) {
+	obj, err := decodeBody(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	stripped := false
+	for k := range obj {
+		if !strings.HasPrefix(k, "_") {
+			continue
+		}
+		if k != "_id" && k != "_rev" {
+			return nil, nil, fmt.Errorf("%w: reserved member %q", errBody, k)
+		}
+		delete(obj, k)
+		stripped = true
+	}
+	if stripped {
+		out, err := json.Marshal(obj)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", errBody, err)
+		}
+		return out, obj, nil
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(raw))
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errBody, err)
+	}
+	return buf.Bytes(), obj, nil
+}

@@ -1,0 +1,380 @@
+// Package sqlite is the embedded default store.Store, on modernc.org/sqlite
+// (pure Go, no cgo).
+//
+// Documents live in one table with CouchDB-like revisions ("N-<md5>") and a
+// per-document change sequence number; a deleted document stays as a
+// tombstone, so the changes feed reports deletes and a re-created document
+// continues its revision history. Every scalar leaf of every document is also
+// written to an index table (path, value, doc) in the same transaction, so a
+// Mango selector is answered from that index on any field path, then checked
+// exactly by a CouchDB-compatible matcher over the few documents it selects.
+//
+// The database runs in WAL mode with synchronous=NORMAL: readers never block
+// the writer, and a commit does not wait for fsync (a power loss may lose the
+// last transactions, never corrupt the file). All writes go through one
+// connection, owned by a writer goroutine that group-commits the writes
+// queued at the same time (write.go): concurrent writers queue in Go instead
+// of failing with SQLITE_BUSY, and share the cost of a commit.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cmbs/cmbs/store"
+
+	// The database/sql driver "sqlite".
+	_ "modernc.org/sqlite"
+)
+
+// Store is a store.Store in one SQLite database file. It is safe for
+// concurrent use; Close it when done.
+type Store struct {
+	log    *slog.Logger
+	path   string
+	writer *sql.DB // exactly one connection: writes are serialised here
+	reader *sql.DB // a pool of read-only connections
+
+	// Prepared statements, on writer (w*) or reader (r*).
+	wSelectDoc, wMaxSeq, wInsertDoc, wUpdateDoc, wInsertField, wDeleteField, wSelectPath, wInsertPath *sql.Stmt
+	rGet, rChanges, rMaxSeq, rMaxRID, rSelectPath                                                     *sql.Stmt
+
+	// paths caches the ids of interned field paths (pathKey → pid). Ids are
+	// added only after the transaction that created them committed.
+	pathsMu sync.RWMutex
+	paths   map[string]int64
+
+	// changed is closed and replaced after every commit, to wake long polls.
+	changedMu sync.Mutex
+	changed   chan struct{}
+
+	// writeQueue feeds the writer goroutine (see write.go), which closes
+	// writerDone when it returns.
+	writeQueue chan *writeRequest
+	writerDone chan struct{}
+
+	// stmts caches prepared Find queries by text (see queryStmt).
+	stmtsMu sync.Mutex
+	stmts   map[string]*sql.Stmt
+
+	// driveLimit: see find.go; a field so tests can lower it.
+	driveLimit int
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	logger      *slog.Logger
+	readConns   int
+	busyTimeout time.Duration
+}
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}
+
+// WithReadConns sets the size of the read connection pool (default: the
+// number of CPUs, at least 4).
+func WithReadConns(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.readConns = n
+		}
+	}
+}
+
+// WithBusyTimeout sets how long a connection waits for a lock held by another
+// process before failing (default 5s). Within one process writers queue on
+// the writer connection and never wait here.
+func WithBusyTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.busyTimeout = d
+		}
+	}
+}
+
+// schemaVersion is stored in PRAGMA user_version.
+const schemaVersion = 1
+
+// schema: see the package comment and fields.go. docs.rid is the internal
+// document number the index refers to; it never changes for an id, because
+// deletes keep a tombstone row. docs.seq is the document's latest change,
+// so the change sequence is collapsed to one entry per document, as in
+// CouchDB.
+const schema = `
+CREATE TABLE IF NOT EXISTS docs (
+	rid     INTEGER PRIMARY KEY,
+	id      TEXT    NOT NULL,
+	rev     TEXT    NOT NULL,
+	deleted INTEGER NOT NULL DEFAULT 0,
+	seq     INTEGER NOT NULL,
+	body    BLOB    NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS docs_by_id  ON docs(id);
+CREATE UNIQUE INDEX IF NOT EXISTS docs_by_seq ON docs(seq);
+CREATE TABLE IF NOT EXISTS paths (
+	pid  INTEGER PRIMARY KEY,
+	path BLOB NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS fields (
+	pid   INTEGER NOT NULL,
+	value         NOT NULL,
+	rid   INTEGER NOT NULL,
+	PRIMARY KEY (pid, value, rid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS fields_by_doc ON fields(rid, pid, value);
+CREATE TABLE IF NOT EXISTS mango_indexes (
+	name   TEXT PRIMARY KEY,
+	fields TEXT NOT NULL
+);
+`
+
+// Open opens (creating if needed) the store in the SQLite file at path,
+// creating the parent directory if it is missing.
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	o := options{logger: slog.Default(), readConns: max(4, runtime.NumCPU()), busyTimeout: 5 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	// The driver ends the file name at the first '?' (query parameters follow).
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") || strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("sqlite: open %q: %w: need a plain file path without '?'", path, store.ErrInvalid)
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("sqlite: open %q: %w: %w", path, store.ErrUnavailable, err)
+		}
+	}
+	s := &Store{
+		log:        o.logger.With("store", "sqlite", "path", path),
+		path:       path,
+		paths:      make(map[string]int64),
+		changed:    make(chan struct{}),
+		closed:     make(chan struct{}),
+		writeQueue: make(chan *writeRequest),
+		writerDone: make(chan struct{}),
+		driveLimit: defaultDriveLimit,
+		stmts:      make(map[string]*sql.Stmt),
+	}
+	if err := s.open(ctx, o); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	go s.runWriter()
+	s.log.Debug("store opened")
+	return s, nil
+}
+
+func dsn(path string, o options, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.busyTimeout.Milliseconds()))
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(OFF)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		// Take the write lock at BEGIN, so a transaction never has to upgrade
+		// a read lock (which can fail with SQLITE_BUSY).
+		q.Set("_txlock", "immediate")
+	}
+	return path + "?" + q.Encode()
+}
+
+func (s *Store) open(ctx context.Context, o options) error {
+	var err error
+	if s.writer, err = sql.Open("sqlite", dsn(s.path, o, false)); err != nil {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	s.writer.SetMaxOpenConns(1)
+	s.writer.SetMaxIdleConns(1)
+	s.writer.SetConnMaxLifetime(0)
+	s.writer.SetConnMaxIdleTime(0)
+
+	var version int
+	if err := s.writer.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return dbError(ctx, err)
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("%w: schema version %d is newer than this program's %d", store.ErrUnavailable, version, schemaVersion)
+	}
+	if _, err := s.writer.ExecContext(ctx, schema); err != nil {
+		return dbError(ctx, err)
+	}
+	if _, err := s.writer.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return dbError(ctx, err)
+	}
+
+	if s.reader, err = sql.Open("sqlite", dsn(s.path, o, true)); err != nil {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	s.reader.SetMaxOpenConns(o.readConns)
+	s.reader.SetMaxIdleConns(o.readConns)
+	s.reader.SetConnMaxIdleTime(0)
+	s.reader.SetConnMaxLifetime(0)
+
+	prepare := func(db *sql.DB, dst **sql.Stmt, query string) {
+		if err != nil {
+			return
+		}
+		*dst, err = db.PrepareContext(ctx, query)
+	}
+	prepare(s.writer, &s.wSelectDoc, `SELECT rid, rev, deleted, body FROM docs WHERE id = ?`)
+	prepare(s.writer, &s.wMaxSeq, `SELECT coalesce(max(seq), 0) FROM docs`)
+	prepare(s.writer, &s.wInsertDoc, `INSERT INTO docs(id, rev, deleted, seq, body) VALUES (?, ?, ?, ?, ?)`)
+	prepare(s.writer, &s.wUpdateDoc, `UPDATE docs SET rev = ?, deleted = ?, seq = ?, body = ? WHERE rid = ?`)
+	prepare(s.writer, &s.wInsertField, `INSERT OR IGNORE INTO fields(pid, value, rid) VALUES (?, ?, ?)`)
+	prepare(s.writer, &s.wDeleteField, `DELETE FROM fields WHERE pid = ? AND value = ? AND rid = ?`)
+	prepare(s.writer, &s.wSelectPath, `SELECT pid FROM paths WHERE path = ?`)
+	prepare(s.writer, &s.wInsertPath, `INSERT INTO paths(path) VALUES (?)`)
+	prepare(s.reader, &s.rGet, `SELECT rev, body FROM docs WHERE id = ? AND deleted = 0`)
+	prepare(s.reader, &s.rChanges, `SELECT seq, id, rev, deleted FROM docs WHERE seq > ? ORDER BY seq LIMIT ?`)
+	prepare(s.reader, &s.rMaxSeq, `SELECT coalesce(max(seq), 0) FROM docs`)
+	prepare(s.reader, &s.rMaxRID, `SELECT coalesce(max(rid), 0) FROM docs`)
+	prepare(s.reader, &s.rSelectPath, `SELECT pid FROM paths WHERE path = ?`)
+	if err != nil {
+		return dbError(ctx, err)
+	}
+	return nil
+}
+
+// Close closes the database. Long polls in Changes return at once; calls
+// after Close fail with store.ErrUnavailable.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		// The writer finishes the batch it is committing, if any.
+		<-s.writerDone
+		err = s.closeDBs()
+		s.log.Debug("store closed")
+	})
+	return err
+}
+
+func (s *Store) closeDBs() error {
+	var errs []error
+	s.stmtsMu.Lock()
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
+	}
+	clear(s.stmts)
+	s.stmtsMu.Unlock()
+	for _, st := range []*sql.Stmt{
+		s.wSelectDoc, s.wMaxSeq, s.wInsertDoc, s.wUpdateDoc, s.wInsertField, s.wDeleteField, s.wSelectPath, s.wInsertPath,
+		s.rGet, s.rChanges, s.rMaxSeq, s.rMaxRID, s.rSelectPath,
+	} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	// The reader first: closing the writer's last connection checkpoints the
+	// WAL into the database file, which is cheaper without readers attached.
+	if s.reader != nil {
+		errs = append(errs, s.reader.Close())
+	}
+	if s.writer != nil {
+		errs = append(errs, s.writer.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	return nil
+}
+
+// checkOpen fails once Close has been called.
+func (s *Store) checkOpen() error {
+	select {
+	case <-s.closed:
+		return fmt.Errorf("%w: store is closed", store.ErrUnavailable)
+	default:
+		return nil
+	}
+}
+
+// dbError wraps an error from database/sql: context errors stay as they are
+// (callers test them with errors.Is), everything else is ErrUnavailable.
+func dbError(ctx context.Context, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		// SQLite reports an interrupted statement without the context's error.
+		return fmt.Errorf("%w (%w)", ctxErr, err)
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+}
+
+// notifyCommit wakes every long poll waiting in Changes.
+func (s *Store) notifyCommit() {
+	s.changedMu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.changedMu.Unlock()
+}
+
+// commitSignal returns the channel the next commit closes.
+func (s *Store) commitSignal() <-chan struct{} {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	return s.changed
+}
+
+// cachedPath returns the interned id of a path key, if known.
+func (s *Store) cachedPath(key string) (int64, bool) {
+	s.pathsMu.RLock()
+	defer s.pathsMu.RUnlock()
+	pid, ok := s.paths[key]
+	return pid, ok
+}
+
+func (s *Store) cachePaths(m map[string]int64) {
+	if len(m) == 0 {
+		return
+	}
+	s.pathsMu.Lock()
+	defer s.pathsMu.Unlock()
+	for k, v := range m {
+		s.paths[k] = v
+	}
+}
+
+// lookupPath returns the id of a path for a query; ok is false when no
+// document ever had that path.
+func (s *Store) lookupPath(ctx context.Context, key string) (int64, bool, error) {
+	if pid, ok := s.cachedPath(key); ok {
+		return pid, true, nil
+	}
+	var pid int64
+	err := s.rSelectPath.QueryRowContext(ctx, []byte(key)).Scan(&pid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, dbError(ctx, err)
+	}
+	s.cachePaths(map[string]int64{key: pid})
+	return pid, true, nil
+}
