@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cmbs/cmbs/occi/basicauth"
+)
+
+// Defaults of the command line contract (see DESIGN.md, "Command line").
+const (
+	defaultListen          = "127.0.0.1:8090"
+	defaultDataDir         = "cmbs-data"
+	defaultSQLiteFile      = "cmbs.db"
+	defaultDB              = "cmbs"
+	defaultMaxBody         = 4 << 20
+	defaultShutdownTimeout = 10 * time.Second
+	envPrefix              = "CMBS_"
+)
+
+// storeKind says which store implementation --store selects.
+type storeKind int
+
+const (
+	storeSQLite storeKind = iota
+	storeCouch
+)
+
+// config is everything cmbsd is told at start, from flags and CMBS_* env
+// variables, already validated: run never has to second-guess it.
+type config struct {
+	// Listen is the TCP address to serve on (host:port; port 0 picks one).
+	Listen string
+	// StoreKind is the store implementation the --store URL selects.
+	StoreKind storeKind
+	// SQLitePath is the embedded store's database file (StoreKind == storeSQLite).
+	SQLitePath string
+	// CouchURL is the CouchDB server URL, credentials included (StoreKind == storeCouch).
+	// Log it with redact, never as is.
+	CouchURL string
+	// DB is the CouchDB database name.
+	DB string
+	// PublicURL is the base for absolute locations, without a trailing slash;
+	// empty means from each request's Host.
+	PublicURL string
+	// UsersFile is the --users path; Users is its loaded content. Both are
+	// empty when the server runs without authentication.
+	UsersFile string
+	Users     *basicauth.Users
+	// Insecure allows a non-loopback listen address without users.
+	Insecure bool
+	// LogLevel is the minimum level logged.
+	LogLevel slog.Level
+	// MaxBody limits request bodies, in bytes.
+	MaxBody int64
+	// ShutdownTimeout bounds the wait for in-flight requests on SIGINT/SIGTERM.
+	ShutdownTimeout time.Duration
+}
+
+// configError is a bad configuration: run reports it and exits 2.
+type configError struct{ msg string }
+
+func (e *configError) Error() string { return e.msg }
+
+// badConfig builds a configError naming the flag and its env variable.
+func badConfig(flagName, format string, args ...any) error {
+	return &configError{msg: fmt.Sprintf("--%s (%s): %s", flagName, envName(flagName), fmt.Sprintf(format, args...))}
+}
+
+// envName is the environment variable a flag also reads: CMBS_ + the flag
+// name upper-cased with dashes as underscores.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// rawConfig holds the flag values as given, before interpretation.
+type rawConfig struct {
+	listen, store, db, publicURL, users, logLevel string
+	insecure                                      bool
+	maxBody                                       int64
+	shutdownTimeout                               time.Duration
+}
+
+// parseConfig fills the configuration from env variables, then from args
+// (so a flag on the command line wins), and validates it. For -h/--help it
+// writes the usage to help and returns flag.ErrHelp; anything wrong is a
+// *configError.
+func parseConfig(args []string, getenv func(string) string, help io.Writer) (config, error) {
+	var raw rawConfig
+	fs := flag.NewFlagSet("cmbsd", flag.ContinueOnError)
+	// The flag package prints errors and the usage to its output; collect it
+	// and decide below whether it is help (wanted) or noise around an error.
+	var usage bytes.Buffer
+	fs.SetOutput(&usage)
+	fs.StringVar(&raw.listen, "listen", defaultListen, "TCP `address` to serve on")
+	fs.StringVar(&raw.store, "store", "", "store `URL`: sqlite:PATH for the embedded store, http(s)://user:pass@host:5984 for CouchDB (default sqlite:./"+defaultDataDir+"/"+defaultSQLiteFile+")")
+	fs.StringVar(&raw.db, "db", defaultDB, "CouchDB database `name`")
+	fs.StringVar(&raw.publicURL, "public-url", "", "base `URL` for absolute locations (default: from each request's Host)")
+	fs.StringVar(&raw.users, "users", "", "basic-auth users `file` (user:password or user:bcrypt-hash per line); when set, every request needs valid credentials")
+	fs.BoolVar(&raw.insecure, "insecure", false, "allow a non-loopback --listen address without --users")
+	fs.StringVar(&raw.logLevel, "log-level", "info", "minimum log `level`: debug, info, warn or error")
+	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
+	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: cmbsd [flags]\n\nEvery flag can also be set with its environment variable (CMBS_LISTEN, CMBS_STORE, …);\na flag given on the command line wins.\n\n")
+		fs.PrintDefaults()
+	}
+
+	// Env first, flags second: whatever the command line sets overwrites it.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		v := getenv(envName(f.Name))
+		if v == "" || envErr != nil {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = badConfig(f.Name, "invalid value %q", v)
+		}
+	})
+	if envErr != nil {
+		return config{}, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			_, _ = usage.WriteTo(help)
+			return config{}, err
+		}
+		return config{}, &configError{msg: err.Error() + " (cmbsd -h lists the flags)"}
+	}
+	if fs.NArg() > 0 {
+		return config{}, &configError{msg: fmt.Sprintf("unexpected argument %q (cmbsd takes flags only)", fs.Arg(0))}
+	}
+	return raw.validate()
+}
+
+// validate interprets and checks the raw values.
+func (raw rawConfig) validate() (config, error) {
+	cfg := config{
+		Listen:          raw.listen,
+		DB:              raw.db,
+		UsersFile:       raw.users,
+		Insecure:        raw.insecure,
+		MaxBody:         raw.maxBody,
+		ShutdownTimeout: raw.shutdownTimeout,
+	}
+
+	loopback, err := checkListen(raw.listen)
+	if err != nil {
+		return config{}, badConfig("listen", "%q: %v", raw.listen, err)
+	}
+
+	switch s := raw.store; {
+	case s == "":
+		cfg.StoreKind, cfg.SQLitePath = storeSQLite, filepath.Join(defaultDataDir, defaultSQLiteFile)
+	case strings.HasPrefix(s, "sqlite:"):
+		// sqlite:PATH; sqlite:///abs/path is accepted too, as URL habits suggest.
+		p := strings.TrimPrefix(s, "sqlite:")
+		if strings.HasPrefix(p, "//") {
+			p = p[2:]
+		}
+		if p == "" {
+			return config{}, badConfig("store", "%q: missing path (want sqlite:PATH)", s)
+		}
+		cfg.StoreKind, cfg.SQLitePath = storeSQLite, p
+	case strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://"):
+		u, err := url.Parse(s)
+		if err != nil {
+			// url.Error quotes the URL, password included: say less.
+			return config{}, badConfig("store", "malformed CouchDB URL")
+		}
+		if u.Host == "" {
+			return config{}, badConfig("store", "%q: missing host", u.Redacted())
+		}
+		if !couchDBName.MatchString(raw.db) {
+			return config{}, badConfig("db", "%q is not a valid CouchDB database name (lower-case letter first, then a-z 0-9 _$()+-/)", raw.db)
+		}
+		cfg.StoreKind, cfg.CouchURL = storeCouch, s
+	default:
+		scheme, _, _ := strings.Cut(s, ":")
+		return config{}, badConfig("store", "unknown store scheme %q (want sqlite:PATH, http:// or https://)", scheme)
+	}
+
+	if raw.publicURL != "" {
+		u, err := url.Parse(raw.publicURL)
+		switch {
+		case err != nil:
+			return config{}, badConfig("public-url", "%q: malformed URL", raw.publicURL)
+		case u.Scheme != "http" && u.Scheme != "https":
+			return config{}, badConfig("public-url", "%q: scheme must be http or https", raw.publicURL)
+		case u.Host == "":
+			return config{}, badConfig("public-url", "%q: missing host", raw.publicURL)
+		case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			return config{}, badConfig("public-url", "%q: must not have a query, fragment or user info", raw.publicURL)
+		}
+		cfg.PublicURL = strings.TrimRight(raw.publicURL, "/")
+	}
+
+	if raw.users != "" {
+		users, err := basicauth.Load(raw.users)
+		if err != nil {
+			return config{}, badConfig("users", "%v", err)
+		}
+		cfg.Users = users
+	}
+
+	if !loopback && cfg.Users == nil && !cfg.Insecure {
+		return config{}, &configError{msg: fmt.Sprintf(
+			"refusing to listen on non-loopback address %q without --users (%s): anyone who can reach it could change the server; "+
+				"give --users FILE, listen on 127.0.0.1, or pass --insecure (%s=true) to serve without authentication",
+			raw.listen, envName("users"), envName("insecure"))}
+	}
+
+	switch strings.ToLower(raw.logLevel) {
+	case "debug":
+		cfg.LogLevel = slog.LevelDebug
+	case "info":
+		cfg.LogLevel = slog.LevelInfo
+	case "warn", "warning":
+		cfg.LogLevel = slog.LevelWarn
+	case "error":
+		cfg.LogLevel = slog.LevelError
+	default:
+		return config{}, badConfig("log-level", "%q: want debug, info, warn or error", raw.logLevel)
+	}
+
+	if raw.maxBody <= 0 {
+		return config{}, badConfig("max-body", "%d: must be a positive number of bytes", raw.maxBody)
+	}
+	if raw.shutdownTimeout <= 0 {
+		return config{}, badConfig("shutdown-timeout", "%v: must be positive", raw.shutdownTimeout)
+	}
+	return cfg, nil
+}
+
+// couchDBName is CouchDB's rule for database names.
+var couchDBName = regexp.MustCompile(`^[a-z][a-z0-9_$()+/-]*$`)
+
+// checkListen validates a host:port listen address and reports whether it
+// is loopback only. An empty host means every interface, so it is not
+// loopback; a host name other than localhost is not trusted to be either.
+func checkListen(addr string) (loopback bool, err error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return false, errors.New(ae.Err) // the address is quoted by the caller already
+		}
+		return false, err
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return false, fmt.Errorf("port %q must be a number from 0 to 65535", port)
+	}
+	if host == "" {
+		return false, nil
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true, nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.IsLoopback(), nil
+	}
+	if strings.ContainsAny(host, " /[]") {
+		return false, fmt.Errorf("malformed host %q", host)
+	}
+	return false, nil
+}
+
+// redact returns a URL with its password hidden, for logs.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(malformed URL)"
+	}
+	return u.Redacted()
+}

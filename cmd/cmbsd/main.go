@@ -1,0 +1,213 @@
+// Command cmbsd is the cmbs server: an OCCI server whose categories and
+// entities live in an embedded sqlite store or in CouchDB, and which hosts
+// the CMBS member and message providers.
+//
+// Usage:
+//
+//	cmbsd [--listen 127.0.0.1:8090] [--store sqlite:./cmbs-data/cmbs.db | --store http://user:pass@host:5984 --db cmbs]
+//	      [--public-url URL] [--users FILE] [--insecure] [--log-level info] [--max-body BYTES]
+//
+// Every flag also reads CMBS_<FLAG> from the environment (CMBS_LISTEN,
+// CMBS_PUBLIC_URL, …); the command line wins. cmbsd refuses to listen on a
+// non-loopback address without --users unless --insecure is given. SIGINT or
+// SIGTERM stops accepting connections, lets in-flight requests finish (up to
+// --shutdown-timeout), stops the providers, closes the store and exits 0.
+//
+// Exit codes: 0 after a clean shutdown, 1 when the server fails to start or
+// to shut down cleanly, 2 for a bad configuration.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/occi"
+	"github.com/cmbs/cmbs/providers"
+)
+
+// Exit codes.
+const (
+	exitOK        = 0
+	exitFailure   = 1
+	exitBadConfig = 2
+)
+
+// startTimeout bounds opening the store and starting the providers, so an
+// unreachable CouchDB makes cmbsd fail instead of hang.
+const startTimeout = 30 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal, restore the default handling so that a second
+	// one kills a shutdown that is taking too long.
+	context.AfterFunc(ctx, stop)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is cmbsd: it serves until ctx is cancelled (main cancels it on SIGINT
+// or SIGTERM), then shuts down and returns the exit code. Logs and errors go
+// to stderr; only -h output goes to stdout.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cmbsd: invalid configuration: %v\n", err)
+		return exitBadConfig
+	}
+
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := serve(ctx, cfg, logger); err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			// A signal during start-up: what was opened is closed again; that
+			// is a clean stop, not a failure.
+			logger.Info("stopped before start-up completed", "err", err)
+			return exitOK
+		}
+		logger.Error("cmbsd failed", "err", err)
+		return exitFailure
+	}
+	logger.Info("stopped")
+	return exitOK
+}
+
+// serve wires store, providers and OCCI server, serves until ctx is done and
+// shuts everything down in reverse order. Every resource it opens is closed
+// before it returns.
+func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
+	startCtx, cancelStart := context.WithTimeout(ctx, startTimeout)
+	defer cancelStart()
+
+	st, err := openStore(startCtx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
+		}
+	}()
+
+	reg := providers.NewRegistry()
+	srv, err := occi.NewServer(startCtx, occi.Options{
+		Store:        st,
+		Providers:    reg,
+		PublicURL:    cfg.PublicURL,
+		MaxBodyBytes: cfg.MaxBody,
+		Logger:       logger,
+	})
+	if err != nil {
+		return fmt.Errorf("start OCCI server: %w", err)
+	}
+	if err := registerBuiltinProviders(reg, srv, logger); err != nil {
+		return fmt.Errorf("register providers: %w", err)
+	}
+	// startCtx ends once start-up is done, so a provider must not keep it
+	// for its goroutines: those end in Stop.
+	if err := reg.Start(startCtx); err != nil {
+		return err
+	}
+	defer func() {
+		// Providers get their own deadline: ctx is already cancelled here.
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if serr := reg.Stop(stopCtx); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(startCtx, "tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	cancelStart()
+
+	defer ln.Close() // in case serveHTTP returns before Serve took it over
+
+	var handler http.Handler = srv.Handler()
+	if cfg.Users != nil {
+		handler = cfg.Users.Middleware(handler)
+	}
+	handler = recoverPanics(logger, handler)
+	return serveHTTP(ctx, ln, handler, cfg, logger)
+}
+
+// serveHTTP serves handler on ln until ctx is done, then stops accepting
+// and waits up to cfg.ShutdownTimeout for in-flight requests; those still
+// running then have their context cancelled and their connection closed,
+// and the shutdown is reported as an error.
+func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg config, logger *slog.Logger) (err error) {
+	// Requests run under their own base context, not ctx: a signal must let
+	// in-flight requests finish, and only an expired shutdown cuts them off.
+	baseCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
+	hs := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		// Actions such as check_neighbors crawl other servers with their own
+		// per-peer deadlines; this is the outer bound for any response.
+		WriteTimeout:   2 * time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 1 << 20,
+		BaseContext:    func(net.Listener) context.Context { return baseCtx },
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	addr := ln.Addr().String()
+	attrs := []any{"addr", addr, "url", "http://" + addr + "/", "store", storeDescription(cfg)}
+	if cfg.PublicURL != "" {
+		attrs = append(attrs, "public_url", cfg.PublicURL)
+	}
+	if cfg.Users != nil {
+		attrs = append(attrs, "users", cfg.Users.Len())
+	}
+	logger.Info("listening", attrs...)
+
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		// Serve only returns early when the listener fails.
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	shutCtx, cancelShut := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancelShut()
+	if serr := hs.Shutdown(shutCtx); serr != nil {
+		err = fmt.Errorf("shutdown: requests still running after %v: %w", cfg.ShutdownTimeout, serr)
+		cancelRequests()
+		_ = hs.Close()
+	}
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, fmt.Errorf("serve: %w", serr))
+	}
+	return err
+}
+
+// registerBuiltinProviders registers the providers cmbsd ships with under
+// the names kinds are bound to with PUT /-/ (pyCMBS's put_provider files).
+func registerBuiltinProviders(reg *providers.Registry, _ *occi.Server, _ *slog.Logger) error {
+	if err := reg.Register(cmbs.MemberProviderName, cmbs.MemberProvider{}); err != nil {
+		return err
+	}
+	return reg.Register(cmbs.MessageProviderName, cmbs.MessageProvider{})
+}
