@@ -43,8 +43,11 @@ type Registry struct {
 	log           *slog.Logger
 
 	// writeMu serialises changes to the model so that the checks of one
-	// request see the outcome of the previous one.
-	writeMu sync.Mutex
+	// request see the outcome of the previous one. Entity writes hold it
+	// shared (WithRegistered), so a kind cannot be deleted between the check
+	// that it has no entities and the deletion, nor a mixin between its
+	// detachment from every entity and the deletion.
+	writeMu sync.RWMutex
 
 	mu         sync.RWMutex
 	byID       map[string]*model.Category
@@ -315,12 +318,31 @@ func (r *Registry) ProviderName(kindID string) string {
 	return ""
 }
 
+// WithRegistered runs fn, which stores an entity of the kind with those
+// mixins, while no category change is in progress, after checking that they
+// are all still registered. Without it an entity stored while its kind or
+// one of its mixins is being deleted would name a category that no longer
+// exists. fn must not change categories.
+func (r *Registry) WithRegistered(kindID string, mixins []string, fn func() error) error {
+	r.writeMu.RLock()
+	defer r.writeMu.RUnlock()
+	if k, ok := r.Get(kindID); !ok || k.Class != model.ClassKind {
+		return model.Conflict("kind %s was deleted by another request", kindID)
+	}
+	for _, id := range mixins {
+		if m, ok := r.Get(id); !ok || m.Class != model.ClassMixin {
+			return model.Conflict("mixin %s was deleted by another request", id)
+		}
+	}
+	return fn()
+}
+
 // Document is the query interface's category document:
 // {"kinds":[…],"mixins":[…],"actions":[…],"providers":[…]}.
 type Document struct {
-	Kinds     []map[string]any `json:"kinds,omitempty"`
-	Mixins    []map[string]any `json:"mixins,omitempty"`
-	Actions   []map[string]any `json:"actions,omitempty"`
+	Kinds     []map[string]any  `json:"kinds,omitempty"`
+	Mixins    []map[string]any  `json:"mixins,omitempty"`
+	Actions   []map[string]any  `json:"actions,omitempty"`
 	Providers []ProviderBinding `json:"providers,omitempty"`
 }
 
@@ -351,6 +373,9 @@ func (d *Document) each(fn func(model.Class, map[string]any) error) error {
 func (r *Registry) Register(ctx context.Context, doc *Document) error {
 	if len(doc.Providers) > 0 {
 		return model.BadRequest("providers are bound with PUT, not POST")
+	}
+	if len(doc.Kinds)+len(doc.Mixins)+len(doc.Actions) == 0 {
+		return model.BadRequest("nothing to register: the category document needs kinds, mixins or actions")
 	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
@@ -497,6 +522,9 @@ var immutableKeys = map[string]bool{"term": true, "scheme": true, "location": tr
 // members it gives must already exist and are replaced whole. Provider
 // bindings are replaced too. All or nothing.
 func (r *Registry) Update(ctx context.Context, doc *Document) error {
+	if len(doc.Kinds)+len(doc.Mixins)+len(doc.Actions)+len(doc.Providers) == 0 {
+		return model.BadRequest("nothing to update: the category document needs kinds, mixins, actions or providers")
+	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 
@@ -685,7 +713,7 @@ func (r *Registry) Delete(ctx context.Context, doc *Document) error {
 	}
 	for _, c := range targets {
 		if c.Class == model.ClassMixin {
-			if err := r.detachMixin(ctx, c.ID()); err != nil {
+			if err := r.detachMixin(ctx, c); err != nil {
 				return err
 			}
 		}
@@ -700,9 +728,12 @@ func (r *Registry) Delete(ctx context.Context, doc *Document) error {
 	return nil
 }
 
-// detachMixin removes a mixin id from every entity tagged with it, retrying
-// an entity whose revision changed under it.
-func (r *Registry) detachMixin(ctx context.Context, mixinID string) error {
+// detachMixin removes a mixin from every entity tagged with it, with the
+// attribute values only that mixin defined (left behind, they would make
+// every later update of the entity fail validation), retrying an entity
+// whose revision changed under it.
+func (r *Registry) detachMixin(ctx context.Context, mixin *model.Category) error {
+	mixinID := mixin.ID()
 	sel, _ := json.Marshal(map[string]any{"mixins": map[string]any{"$elemMatch": map[string]any{"$eq": mixinID}}})
 	docs, err := r.store.Find(ctx, store.Query{Selector: sel})
 	if err != nil {
@@ -721,6 +752,15 @@ func (r *Registry) detachMixin(ctx context.Context, mixinID string) error {
 				}
 			}
 			e.Mixins = kept
+			attrs, err := r.AttrSet(e.Kind, e.Mixins)
+			if err != nil {
+				attrs, _ = r.AttrSet(e.Kind, nil)
+			}
+			for _, d := range mixin.Attributes {
+				if attrs.ByPath(d.Path) == nil {
+					model.DeletePath(e.Attributes, d.Path)
+				}
+			}
 			body, err := json.Marshal(e)
 			if err != nil {
 				return err

@@ -301,7 +301,9 @@ func entityDescriptions(b *requestBody) ([]typedDescription, error) {
 		for _, d := range links {
 			out = append(out, typedDescription{model.TypeLink, d})
 		}
-	case b.Text != nil && !b.Text.empty():
+	case b.Text != nil && (len(b.Text.Categories) > 0 || len(b.Text.Attributes) > 0 || len(b.Text.Links) > 0):
+		// Only X-OCCI-Location lines describe no entity: they list the
+		// members of a mixin collection (see locationList).
 		desc := map[string]any{}
 		var mixins []any
 		for _, c := range b.Text.Categories {

@@ -3,10 +3,12 @@
 // registry that names them. A kind is bound to a provider by name with
 // PUT /-/ {"providers":[{"OCCI_ID":…,"Provider":{"local":["name"]}}]}.
 //
-// The server calls a provider after validating a change and before or around
-// committing it: Create and Update run before the store write, so an error
-// leaves nothing behind; Delete runs after the store delete succeeds and its
-// error restores the entity. Optional capabilities (Starter, Stopper) are
+// The server calls a provider after validating a change, and undoes the
+// change when the provider fails, so an error leaves nothing half-written:
+// Create runs right after the new entity is stored (the write reserves its
+// location; a provider error deletes it again); Update and Delete run before
+// the store write, which is skipped when they fail (and a failed store write
+// is compensated with the inverse call). Optional capabilities (Starter, Stopper) are
 // found by type assertion, the way kivik finds optional driver interfaces.
 package providers
 
@@ -22,8 +24,8 @@ import (
 
 // Provider is the behaviour of a kind's entities.
 type Provider interface {
-	// Create is called for a new entity that is about to be stored. An error
-	// aborts the creation.
+	// Create is called for a new entity just stored. An error removes it
+	// again; changes Create makes to e are not stored.
 	Create(ctx context.Context, e *model.Entity) error
 	// Update is called with the stored and the new state before the new state
 	// is stored. An error aborts the update.

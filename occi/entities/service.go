@@ -352,20 +352,29 @@ func (s *Service) createOne(ctx context.Context, e *model.Entity) error {
 	if err != nil {
 		return err
 	}
-	if err := p.Create(ctx, e); err != nil {
-		return providerError("create", e.Location, err)
-	}
-	rev, err := s.put(ctx, e, "")
+	// The store write comes first: it reserves the location in one round
+	// trip, so a duplicate is refused before the provider sees anything (a
+	// provider's compensating Delete must never touch an existing entity,
+	// e.g. a CMBS member's sockets). A provider that refuses the entity gets
+	// it deleted again.
+	var rev string
+	err = s.cats.WithRegistered(e.Kind, e.Mixins, func() (err error) {
+		rev, err = s.put(ctx, e, "")
+		return err
+	})
 	if err != nil {
-		if derr := p.Delete(ctx, e); derr != nil {
-			s.log.Error("provider could not undo a create the store refused", "location", e.Location, "err", derr)
-		}
 		if errors.Is(err, store.ErrConflict) {
 			return model.Conflict("an entity already exists at %s", e.Location)
 		}
 		return err
 	}
 	e.Rev = rev
+	if err := p.Create(ctx, e); err != nil {
+		if _, derr := s.store.Delete(context.WithoutCancel(ctx), e.Location, rev); derr != nil {
+			s.log.Error("could not remove an entity its provider refused", "location", e.Location, "err", derr)
+		}
+		return providerError("create", e.Location, err)
+	}
 	return nil
 }
 
@@ -542,7 +551,11 @@ func (s *Service) commitUpdate(ctx context.Context, old, e *model.Entity) (*mode
 	if err := p.Update(ctx, old, e); err != nil {
 		return nil, providerError("update", e.Location, err)
 	}
-	rev, err := s.put(ctx, e, old.Rev)
+	var rev string
+	err = s.cats.WithRegistered(e.Kind, e.Mixins, func() (err error) {
+		rev, err = s.put(ctx, e, old.Rev)
+		return err
+	})
 	if err != nil {
 		if uerr := p.Update(ctx, e, old); uerr != nil {
 			s.log.Error("provider could not undo an update the store refused", "location", e.Location, "err", uerr)

@@ -207,11 +207,26 @@ func checkSegments(p string) error {
 		if s == "" || s == "." || s == ".." {
 			return BadRequest("location %q has an empty or relative segment", p)
 		}
-		if strings.ContainsAny(s, "?#\x00") {
+		if strings.ContainsAny(s, "?#") || needsEscape(s) {
 			return BadRequest("location %q has a character not allowed in a path", p)
 		}
 	}
 	return nil
+}
+
+// needsEscape reports whether s has a character that a URL path must
+// percent-encode: '%', spaces, control characters and "<>\"^`{|}.
+// Locations are stored and rendered as raw paths, so such a character would
+// make an entity's rendered location name another path (a stored "x%2Fy"
+// is reached at "x%252Fy") or an invalid URL.
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == 0x7f || strings.IndexByte("%\"<>\\^`{|}", c) >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // PathOf returns the path of an absolute http(s) URL, or the string itself

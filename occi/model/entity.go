@@ -97,8 +97,8 @@ func ParseEntityInput(desc map[string]any, typ string) (*EntityInput, error) {
 			in.Kind, err = entityString(k, v)
 		case "id":
 			in.ID, err = entityString(k, v)
-			if err == nil && (strings.ContainsAny(in.ID, "/?#") || in.ID == "." || in.ID == "..") {
-				err = BadRequest("entity id %q must not contain '/', '?' or '#'", in.ID)
+			if err == nil && (strings.ContainsAny(in.ID, "/?#") || needsEscape(in.ID) || in.ID == "." || in.ID == "..") {
+				err = BadRequest("entity id %q must not contain '/', '?', '#', '%%', spaces or other characters a URL path escapes", in.ID)
 			}
 			if err == nil && in.ID == "" {
 				delete(in.Present, k) // "" means "let the server choose"

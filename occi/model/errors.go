@@ -39,7 +39,9 @@ func Errorf(status int, format string, args ...any) *Error {
 }
 
 // BadRequest is Errorf(400, …).
-func BadRequest(format string, args ...any) *Error { return Errorf(http.StatusBadRequest, format, args...) }
+func BadRequest(format string, args ...any) *Error {
+	return Errorf(http.StatusBadRequest, format, args...)
+}
 
 // NotFound is Errorf(404, …).
 func NotFound(format string, args ...any) *Error { return Errorf(http.StatusNotFound, format, args...) }

@@ -1,0 +1,94 @@
+// Command cmbsbench measures cmbs against the raw parts it is built on, in
+// one run, and prints the ratios the project's goals are stated in:
+//
+//   - OCCI create and get throughput at 16 concurrent clients against raw
+//     kivik Put/Get of the same documents on the same CouchDB (goal ≥ 0.8×);
+//   - a filter returning 10 entities out of 1k and out of 100k entities on
+//     the embedded store (goal: ≤ 2× apart).
+//
+// The last line printed is one JSON object with every measured number.
+// -quick finishes in under a minute with smaller sizes (it says which).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	quick     bool
+	clients   int
+	docs      int
+	couchURL  string
+	filterBig int
+	repeats   int
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("cmbsbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg config
+	fs.BoolVar(&cfg.quick, "quick", false, "small sizes; finishes in under a minute")
+	fs.IntVar(&cfg.clients, "clients", 16, "concurrent clients for the throughput phases")
+	fs.IntVar(&cfg.docs, "docs", 0, "documents per throughput phase (default 3000, quick 600)")
+	fs.StringVar(&cfg.couchURL, "couch", os.Getenv("COUCHDB_URL"), "CouchDB URL to measure against (default: start the project's CouchDB-API test peer)")
+	fs.IntVar(&cfg.filterBig, "filter-big", 0, "entities in the large filter phase (default 100000, quick 10000)")
+	fs.IntVar(&cfg.repeats, "repeats", 0, "timed repetitions per filter query (default 50, quick 20)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if cfg.docs == 0 {
+		cfg.docs = map[bool]int{true: 600, false: 3000}[cfg.quick]
+	}
+	if cfg.filterBig == 0 {
+		cfg.filterBig = map[bool]int{true: 10000, false: 100000}[cfg.quick]
+	}
+	if cfg.repeats == 0 {
+		cfg.repeats = map[bool]int{true: 20, false: 50}[cfg.quick]
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	results := map[string]any{"quick": cfg.quick, "clients": cfg.clients}
+	if cfg.quick {
+		results["note"] = fmt.Sprintf("quick mode: %d docs per throughput phase, filter over 1000 vs %d entities", cfg.docs, cfg.filterBig)
+	}
+	out := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
+
+	phases := []struct {
+		name string
+		fn   func(context.Context, config, *slog.Logger, func(string, ...any), map[string]any) error
+	}{
+		{"throughput (CouchDB)", benchThroughput},
+		{"filter scaling (embedded store)", benchFilter},
+	}
+	failed := false
+	for _, p := range phases {
+		out("== %s", p.name)
+		start := time.Now()
+		if err := p.fn(ctx, cfg, log, out, results); err != nil {
+			out("   failed: %v", err)
+			results[p.name+" error"] = err.Error()
+			failed = true
+		}
+		out("   (%.1fs)", time.Since(start).Seconds())
+	}
+	line, _ := json.Marshal(results)
+	fmt.Fprintln(stdout, string(line))
+	if failed {
+		return 1
+	}
+	return 0
+}
