@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/cmbs/cmbs/internal/testserver"
+	"github.com/cmbs/cmbs/store"
 )
 
 const computeCategories = `{
@@ -21,15 +22,21 @@ const computeCategories = `{
   ]
 }`
 
-func startCompute(t *testing.T) (*client, string) {
-	srv := testserver.Start(t, testserver.Options{})
+func startCompute(t *testing.T, st store.Store) (*client, string) {
+	srv := testserver.Start(t, testserver.Options{Store: st})
 	c := newClient(t, srv.URL)
 	c.expect("POST", "/-/", []byte(computeCategories), 200)
 	return c, srv.URL
 }
 
 func TestLinksAsEntities(t *testing.T) {
-	c, base := startCompute(t)
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		c, base := startCompute(t, open(t))
+		linksAsEntities(t, c, base)
+	})
+}
+
+func linksAsEntities(t *testing.T, c *client, base string) {
 	for _, id := range []string{"a", "b"} {
 		c.expect("PUT", "/compute/"+id, []byte(`{"resources":[{"kind":"http://schemas.ogf.org/occi/infrastructure#compute","attributes":{"occi.compute.cores":2}}]}`), 201)
 	}
@@ -81,7 +88,13 @@ func TestLinksAsEntities(t *testing.T) {
 }
 
 func TestInlineLinksAtCreation(t *testing.T) {
-	c, base := startCompute(t)
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		c, base := startCompute(t, open(t))
+		inlineLinksAtCreation(t, c, base)
+	})
+}
+
+func inlineLinksAtCreation(t *testing.T, c *client, base string) {
 	c.expect("PUT", "/compute/t", []byte(`{"resources":[{"kind":"http://schemas.ogf.org/occi/infrastructure#compute"}]}`), 201)
 	r := c.expect("POST", "/compute/", []byte(`{"resources":[{"kind":"http://schemas.ogf.org/occi/infrastructure#compute","id":"s",
 		"links":[{"kind":"http://schemas.ogf.org/occi/infrastructure#networkinterface","id":"nic","target":"/compute/t",
@@ -104,7 +117,13 @@ func TestInlineLinksAtCreation(t *testing.T) {
 }
 
 func TestTextRenderingsRoundTrip(t *testing.T) {
-	c, base := startCompute(t)
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		c, base := startCompute(t, open(t))
+		textRenderingsRoundTrip(t, c, base)
+	})
+}
+
+func textRenderingsRoundTrip(t *testing.T, c *client, base string) {
 	body := "Category: compute; scheme=\"http://schemas.ogf.org/occi/infrastructure#\"; class=\"kind\"\n" +
 		"X-OCCI-Attribute: occi.core.title=\"web, front\"\n" +
 		"X-OCCI-Attribute: occi.compute.cores=4\n"

@@ -16,6 +16,7 @@ import (
 	"github.com/cmbs/cmbs/internal/testserver"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
+	"github.com/cmbs/cmbs/store"
 )
 
 // client is a small HTTP helper speaking application/occi+json by default.
@@ -101,7 +102,11 @@ func registerCMBS(reg *providers.Registry, _ *occi.Server) error {
 // TestReadmeWalkthrough replays section 4 of the pyCMBS README with its
 // request bodies exactly as the README prints them.
 func TestReadmeWalkthrough(t *testing.T) {
-	srv := testserver.Start(t, testserver.Options{Register: registerCMBS})
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) { readmeWalkthrough(t, open(t)) })
+}
+
+func readmeWalkthrough(t *testing.T, st store.Store) {
+	srv := testserver.Start(t, testserver.Options{Store: st, Register: registerCMBS})
 	c := newClient(t, srv.URL)
 
 	c.expect("POST", "/-/", fixture(t, "readme/post_category_cmbs_member.json"), 200)
@@ -157,7 +162,11 @@ func TestReadmeWalkthrough(t *testing.T) {
 // request files (l31_socket spelling, a required local attribute, stop_*
 // actions, l2/l31/l32/l4 messages).
 func TestOriginalFilesWalkthrough(t *testing.T) {
-	srv := testserver.Start(t, testserver.Options{Register: registerCMBS})
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) { originalFilesWalkthrough(t, open(t)) })
+}
+
+func originalFilesWalkthrough(t *testing.T, st store.Store) {
+	srv := testserver.Start(t, testserver.Options{Store: st, Register: registerCMBS})
 	c := newClient(t, srv.URL)
 	c.expect("POST", "/-/", fixture(t, "pycmbs/post_category_cmbs_member.json"), 200)
 	c.expect("PUT", "/-/", fixture(t, "pycmbs/put_provider_cmbs_member.json"), 200)

@@ -6,19 +6,23 @@ package testserver
 import (
 	"context"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
 	"github.com/cmbs/cmbs/store"
+	"github.com/cmbs/cmbs/store/couch"
 	"github.com/cmbs/cmbs/store/sqlite"
 )
 
 // Options configures a test server.
 type Options struct {
-	// Store to serve from; nil opens a fresh embedded store in t.TempDir().
+	// Store to serve from; nil opens the store EnvStore selects (by default
+	// a fresh embedded store in t.TempDir()).
 	// The server closes it on cleanup either way.
 	Store store.Store
 	// Register adds providers before the server starts serving.
@@ -36,6 +40,39 @@ type Server struct {
 	OCCI      *occi.Server
 	Store     store.Store
 	Providers *providers.Registry
+}
+
+// EnvStore selects the store servers get when Options.Store is nil:
+// "sqlite" (the default) or "couchdb" (a fresh database on COUCHDB_URL's
+// server, or on a CouchDB-API test peer started for the test). The test
+// script runs the OCCI suite once with each.
+const EnvStore = "CMBS_TEST_STORE"
+
+// OpenDefault opens the store EnvStore selects.
+func OpenDefault(t testing.TB) store.Store {
+	t.Helper()
+	switch kind := os.Getenv(EnvStore); kind {
+	case "", "sqlite":
+		return OpenSQLite(t)
+	case "couchdb":
+		return OpenCouch(t, couchpeer.URLForTest(t))
+	default:
+		t.Fatalf("%s=%q: want sqlite or couchdb", EnvStore, kind)
+		return nil
+	}
+}
+
+// OpenCouch opens a store on a fresh database of the CouchDB at url; the
+// database is deleted when t ends.
+func OpenCouch(t testing.TB, url string) store.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := couch.Open(ctx, url, couchpeer.DBForTest(t, url))
+	if err != nil {
+		t.Fatalf("open CouchDB store: %v", err)
+	}
+	return st
 }
 
 // OpenSQLite opens a fresh embedded store in a temporary directory.
@@ -57,7 +94,7 @@ func Start(t testing.TB, opts Options) *Server {
 	defer cancel()
 	st := opts.Store
 	if st == nil {
-		st = OpenSQLite(t)
+		st = OpenDefault(t)
 	}
 	reg := providers.NewRegistry()
 	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, PublicURL: opts.PublicURL, MaxBodyBytes: opts.MaxBodyBytes})

@@ -1,0 +1,44 @@
+package occi_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cmbs/cmbs/internal/couchpeer"
+	"github.com/cmbs/cmbs/internal/testserver"
+	"github.com/cmbs/cmbs/store"
+)
+
+// couchServer is this test binary's CouchDB (the peer, or COUCHDB_URL).
+var couchServer *couchpeer.Server
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	couchServer = couchpeer.StartServer(ctx)
+	cancel()
+	code := m.Run()
+	if err := couchServer.Close(); err != nil && code == 0 {
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// stores lists the stores end-to-end tests run against: the embedded one,
+// and a fresh CouchDB database (skipped when no CouchDB is available,
+// unless CI=true).
+var stores = []struct {
+	name string
+	open func(t *testing.T) store.Store
+}{
+	{"sqlite", func(t *testing.T) store.Store { return testserver.OpenSQLite(t) }},
+	{"couchdb", func(t *testing.T) store.Store { return testserver.OpenCouch(t, couchServer.URL(t)) }},
+}
+
+// eachStore runs fn once per store, as subtests.
+func eachStore(t *testing.T, fn func(t *testing.T, open func(t *testing.T) store.Store)) {
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) { fn(t, s.open) })
+	}
+}
