@@ -92,11 +92,10 @@ func fixture(t testing.TB, name string) []byte {
 }
 
 // registerCMBS registers the CMBS providers the seed's put_provider files bind.
-func registerCMBS(reg *providers.Registry, _ *occi.Server) error {
-	if err := reg.Register(cmbs.MemberProviderName, cmbs.MemberProvider{}); err != nil {
-		return err
-	}
-	return reg.Register(cmbs.MessageProviderName, cmbs.MessageProvider{})
+// The fixtures name fixed ports nobody answers on in tests: a short
+// timeout keeps send_l1 and check_neighbors from waiting long for them.
+func registerCMBS(reg *providers.Registry, srv *occi.Server) error {
+	return cmbs.NewBroker(srv.Entities(), cmbs.Options{RequestTimeout: 500 * time.Millisecond}).Register(reg)
 }
 
 // TestReadmeWalkthrough replays section 4 of the pyCMBS README with its

@@ -205,9 +205,14 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 
 // registerBuiltinProviders registers the providers cmbsd ships with under
 // the names kinds are bound to with PUT /-/ (pyCMBS's put_provider files).
-func registerBuiltinProviders(reg *providers.Registry, _ *occi.Server, _ *slog.Logger) error {
-	if err := reg.Register(cmbs.MemberProviderName, cmbs.MemberProvider{}); err != nil {
+// The CMBS broker reaches members and messages through the server's entity
+// service; the registry stops it (closing every socket) at shutdown.
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, logger *slog.Logger) error {
+	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger})
+	if err := broker.Register(reg); err != nil {
+		// Nothing is open yet; Stop only releases the broker's client.
+		_ = broker.Stop(context.Background())
 		return err
 	}
-	return reg.Register(cmbs.MessageProviderName, cmbs.MessageProvider{})
+	return nil
 }

@@ -1,0 +1,364 @@
+package cmbs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cmbs/cmbs/categories"
+	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/occi/entities"
+	"github.com/cmbs/cmbs/occi/model"
+	"github.com/cmbs/cmbs/providers"
+)
+
+// Provider names, as pyCMBS's put_provider files bind them.
+const (
+	MemberProviderName  = "cmbs_member"
+	MessageProviderName = "cmbs_message"
+)
+
+// Entities is what the broker needs from the OCCI entity service: members
+// and messages are read and written through it (in-process, where pyCMBS
+// called its own HTTP API), so validation and the providers' hooks apply to
+// them as to any client's. *entities.Service satisfies it.
+type Entities interface {
+	Get(ctx context.Context, location string) (*model.Entity, error)
+	Create(ctx context.Context, kind *model.Category, typ string, inputs []*model.EntityInput) ([]string, error)
+	Update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error)
+	List(ctx context.Context, q entities.ListQuery) ([]*model.Entity, error)
+	Categories() *categories.Registry
+}
+
+var _ Entities = (*entities.Service)(nil)
+
+// Options configures a Broker. Zero values take the defaults.
+type Options struct {
+	// Logger receives the broker's logs; nil discards them.
+	Logger *slog.Logger
+	// RequestTimeout bounds every call to another member: connecting,
+	// sending and waiting for its answer (default 3s). A dead or slow peer
+	// costs at most this long, and is reported, never waited for longer.
+	RequestTimeout time.Duration
+	// DiscoveryTimeout bounds a whole check_neighbors crawl (default 20s).
+	DiscoveryTimeout time.Duration
+	// MaxDiscovered bounds how many sockets one crawl probes (default 256).
+	MaxDiscovered int
+	// MaxHops bounds how many hops an L4 message travels from the member
+	// that sent it (default 8).
+	MaxHops int
+	// HandlerTimeout bounds the work a layer socket does for one incoming
+	// message: storing, recording execution, choosing where to forward
+	// (default 10s).
+	HandlerTimeout time.Duration
+	// SeenIDs is how many L4 message ids each local member remembers to
+	// drop repeats (default 4096).
+	SeenIDs int
+	// MaxForwards bounds the L4 forwards in flight at once (default 64); an
+	// incoming L4 message waits for a slot within its handler deadline.
+	MaxForwards int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 3 * time.Second
+	}
+	if o.DiscoveryTimeout <= 0 {
+		o.DiscoveryTimeout = 20 * time.Second
+	}
+	if o.MaxDiscovered <= 0 {
+		o.MaxDiscovered = 256
+	}
+	if o.MaxHops <= 0 {
+		o.MaxHops = 8
+	}
+	if o.HandlerTimeout <= 0 {
+		o.HandlerTimeout = 10 * time.Second
+	}
+	if o.SeenIDs <= 0 {
+		o.SeenIDs = 4096
+	}
+	if o.MaxForwards <= 0 {
+		o.MaxForwards = 64
+	}
+	return o
+}
+
+// Broker is the CMBS message broker of one cmbsd server: the state behind
+// the cmbs_member and cmbs_message providers (its MemberProvider and
+// MessageProvider). It holds the sockets of every local member's started
+// layers, one client for calls to other members, and the L4 forwards in
+// flight; Stop releases all of them.
+type Broker struct {
+	ents   Entities
+	opts   Options
+	log    *slog.Logger
+	client *transport.Client
+
+	// ctx is the parent of background work (L4 forwards); Stop cancels it.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	forwards sync.WaitGroup
+	fwdSlots chan struct{}
+
+	mu      sync.Mutex
+	stopped bool
+	members map[string]*localMember // by member location
+
+	stopOnce sync.Once
+	stats    counters
+}
+
+// localMember is the runtime state of a local member: its bound layers and
+// the L4 message ids it has handled.
+type localMember struct {
+	layers map[Layer]*boundLayer
+	seen   *seenSet
+}
+
+// boundLayer is a started layer: its server and the socket attribute it
+// was bound from (the server's Addr may spell the address differently).
+type boundLayer struct {
+	srv      *transport.Server
+	endpoint string
+}
+
+// NewBroker returns a broker serving the CMBS kinds through ents. It opens
+// nothing until a layer is started or a message sent.
+func NewBroker(ents Entities, opts Options) *Broker {
+	opts = opts.withDefaults()
+	b := &Broker{
+		ents:     ents,
+		opts:     opts,
+		log:      opts.Logger.With("component", "cmbs"),
+		members:  map[string]*localMember{},
+		fwdSlots: make(chan struct{}, opts.MaxForwards),
+	}
+	b.client = transport.NewClient(
+		transport.WithRequestTimeout(opts.RequestTimeout),
+		transport.WithLogger(opts.Logger),
+	)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b
+}
+
+// MemberProvider returns the provider of the member kind.
+func (b *Broker) MemberProvider() *MemberProvider { return &MemberProvider{b: b} }
+
+// MessageProvider returns the provider of the message kind.
+func (b *Broker) MessageProvider() *MessageProvider { return &MessageProvider{b: b} }
+
+// Register registers both providers under MemberProviderName and
+// MessageProviderName.
+func (b *Broker) Register(reg *providers.Registry) error {
+	if err := reg.Register(MemberProviderName, b.MemberProvider()); err != nil {
+		return err
+	}
+	return reg.Register(MessageProviderName, b.MessageProvider())
+}
+
+// Stop closes every layer socket at once (peers waiting on them get an
+// error or time out), cancels the calls and forwards in flight, and returns
+// when every goroutine the broker started has returned. Later actions
+// answer 503. Calling it again is a no-op.
+func (b *Broker) Stop(ctx context.Context) error {
+	var errs []error
+	b.stopOnce.Do(func() {
+		b.mu.Lock()
+		b.stopped = true
+		var servers []*transport.Server
+		for _, m := range b.members {
+			for _, bl := range m.layers {
+				servers = append(servers, bl.srv)
+			}
+			m.layers = map[Layer]*boundLayer{}
+		}
+		b.mu.Unlock()
+
+		b.cancel()
+		// Closing waits for the handlers in progress; none of them needs
+		// b.mu for longer than a lookup, so this is done without it.
+		for _, srv := range servers {
+			if err := srv.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close %s: %w", srv.Addr(), err))
+			}
+		}
+		_ = b.client.Close()
+		done := make(chan struct{})
+		go func() {
+			b.forwards.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			// Forwards are bounded by RequestTimeout and were cancelled
+			// above; wait for them regardless, so that none outlives Stop,
+			// but say that the deadline passed.
+			<-done
+			errs = append(errs, fmt.Errorf("cmbs: stop: forwards outlived the deadline: %w", ctx.Err()))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// errStopped is the answer to anything asked of a stopped broker.
+func errStopped() error {
+	return model.Errorf(http.StatusServiceUnavailable, "the CMBS broker is shutting down")
+}
+
+// state returns the runtime state of a local member, creating it. b.mu
+// must be held.
+func (b *Broker) state(loc string) *localMember {
+	m := b.members[loc]
+	if m == nil {
+		m = &localMember{layers: map[Layer]*boundLayer{}, seen: newSeenSet(b.opts.SeenIDs)}
+		b.members[loc] = m
+	}
+	return m
+}
+
+// running returns the endpoint a local member's layer is bound to, or "".
+func (b *Broker) running(loc string, l Layer) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if m := b.members[loc]; m != nil {
+		if bl := m.layers[l]; bl != nil {
+			return bl.endpoint
+		}
+	}
+	return ""
+}
+
+// Stats counts what the broker has done since it was created.
+type Stats struct {
+	// Received counts the CMBS messages each layer's sockets accepted
+	// (repeats included), by layer name.
+	Received map[string]uint64
+	// Stored counts received messages stored as message entities.
+	Stored uint64
+	// Executed counts received messages whose execution was recorded.
+	Executed uint64
+	// Duplicates counts received messages dropped as already handled.
+	Duplicates uint64
+	// Forwarded counts L4 forwards acknowledged by the next member.
+	Forwarded uint64
+	// ForwardsInFlight is the number of L4 forwards still running. A
+	// receiver starts its forwards before it acknowledges a message, so
+	// once a send has returned and this is 0 on every member, the message
+	// has gone as far as it will.
+	ForwardsInFlight int64
+	// Rejected counts envelopes answered with an error (not a CMBS message).
+	Rejected uint64
+}
+
+type counters struct {
+	received                                          [5]atomic.Uint64
+	stored, executed, duplicates, forwarded, rejected atomic.Uint64
+	inFlight                                          atomic.Int64
+}
+
+func layerIndex(l Layer) int {
+	for i, x := range Layers() {
+		if x == l {
+			return i
+		}
+	}
+	return 0
+}
+
+// Stats returns a snapshot of the broker's counters.
+func (b *Broker) Stats() Stats {
+	s := Stats{
+		Received:   map[string]uint64{},
+		Stored:     b.stats.stored.Load(),
+		Executed:   b.stats.executed.Load(),
+		Duplicates: b.stats.duplicates.Load(),
+		Forwarded:  b.stats.forwarded.Load(),
+		Rejected:   b.stats.rejected.Load(),
+
+		ForwardsInFlight: b.stats.inFlight.Load(),
+	}
+	for i, l := range Layers() {
+		s.Received[string(l)] = b.stats.received[i].Load()
+	}
+	return s
+}
+
+// kind returns a registered CMBS kind, or a 409 saying it is missing.
+func (b *Broker) kind(id string) (*model.Category, error) {
+	k, ok := b.ents.Categories().Get(id)
+	if !ok || k.Class != model.ClassKind {
+		return nil, model.Conflict("kind %s is not registered on this server (POST /-/ its category file first)", id)
+	}
+	return k, nil
+}
+
+// members lists every member this server knows, local and remote, in
+// location order.
+func (b *Broker) allMembers(ctx context.Context) ([]*model.Entity, error) {
+	k, err := b.kind(MemberKindID)
+	if err != nil {
+		return nil, err
+	}
+	list, err := b.ents.List(ctx, entities.ListQuery{Collection: k})
+	if err != nil {
+		return nil, fmt.Errorf("list members: %w", err)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Location < list[j].Location })
+	return list, nil
+}
+
+func (b *Broker) localMembers(ctx context.Context) ([]*model.Entity, error) {
+	all, err := b.allMembers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*model.Entity
+	for _, m := range all {
+		if isLocal(m) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// seenSet remembers the most recent ids, forgetting the oldest beyond its
+// capacity.
+type seenSet struct {
+	mu    sync.Mutex
+	ids   map[string]bool
+	order []string
+	next  int
+}
+
+func newSeenSet(capacity int) *seenSet {
+	return &seenSet{ids: make(map[string]bool, capacity), order: make([]string, 0, capacity)}
+}
+
+// add records id and reports whether it was new.
+func (s *seenSet) add(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids[id] {
+		return false
+	}
+	s.ids[id] = true
+	if len(s.order) < cap(s.order) {
+		s.order = append(s.order, id)
+		return true
+	}
+	delete(s.ids, s.order[s.next])
+	s.order[s.next] = id
+	s.next = (s.next + 1) % len(s.order)
+	return true
+}

@@ -1,0 +1,481 @@
+package cmbs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/occi/model"
+)
+
+// Receipt is what a member's layer socket answers a delivered message with
+// (L2, L3.1, L3.2, L4), and what it did with it.
+type Receipt struct {
+	// Member names the receiving member (see the package doc on member
+	// references).
+	Member string `json:"member"`
+	Layer  Layer  `json:"layer"`
+	// Stored is the location the message was stored at on the receiver.
+	Stored string `json:"stored,omitempty"`
+	// Duplicate is true when the receiver had already handled the message
+	// (stored under that id, or, on L4, seen); nothing else was done.
+	Duplicate bool `json:"duplicate,omitempty"`
+	// Executed is the execution record when the message was executable.
+	Executed map[string]any `json:"executed,omitempty"`
+	// Errors lists what went wrong on the receiver (e.g. storing failed);
+	// the message was received nonetheless.
+	Errors []string `json:"errors,omitempty"`
+	// Matched (L4) says whether the receiver was a destination (providers
+	// × topics) and so stored or executed it.
+	Matched *bool `json:"matched,omitempty"`
+	// ForwardingTo (L4) lists the L4 sockets the receiver forwards to.
+	ForwardingTo []string `json:"forwarding_to,omitempty"`
+	// NotForwarded (L4) says why the receiver forwards nowhere.
+	NotForwarded string `json:"not_forwarded,omitempty"`
+}
+
+// badMessage is the error a layer answers a non-CMBS envelope with.
+func badMessage(format string, args ...any) error {
+	return &transport.RemoteError{Code: CodeBadMessage, Message: fmt.Sprintf(format, args...)}
+}
+
+// layerHandler serves one layer of one local member.
+func (b *Broker) layerHandler(loc string, l Layer) transport.Handler {
+	return func(ctx context.Context, req transport.Envelope) (transport.Envelope, error) {
+		msg, err := decodeMessage(req)
+		if err != nil {
+			b.stats.rejected.Add(1)
+			b.log.Debug("rejected an envelope", "member", loc, "layer", l, "id", req.ID, "err", err)
+			return transport.Envelope{}, err
+		}
+		member, err := b.ents.Get(ctx, loc)
+		if err != nil {
+			return transport.Envelope{}, fmt.Errorf("member %s: %w", loc, err)
+		}
+		b.stats.received[layerIndex(l)].Add(1)
+		var reply any
+		switch l {
+		case L1:
+			reply, err = b.receiveL1(ctx, member, msg)
+		case L4:
+			reply, err = b.receiveL4(ctx, member, msg, req.ID)
+		default:
+			reply = b.deliverLocally(ctx, member, l, msg)
+		}
+		if err != nil {
+			return transport.Envelope{}, err
+		}
+		body, err := json.Marshal(reply)
+		if err != nil {
+			return transport.Envelope{}, err
+		}
+		return req.Reply(ReplyMimeType, body), nil
+	}
+}
+
+// decodeMessage reads a CMBS message from an envelope: a JSON object
+// describing an entity of the message kind. A missing id is taken from the
+// envelope.
+func decodeMessage(req transport.Envelope) (map[string]any, error) {
+	mt, _, err := mime.ParseMediaType(req.MimeType)
+	if err != nil || (mt != MessageMimeType && mt != "application/json") {
+		return nil, badMessage("mimetype %q: a CMBS message is %s", req.MimeType, MessageMimeType)
+	}
+	var msg map[string]any
+	if err := json.Unmarshal(req.Body, &msg); err != nil || msg == nil {
+		return nil, badMessage("the body is not a JSON object describing a CMBS message")
+	}
+	if k, present := msg["kind"]; present && k != MessageKindID {
+		return nil, badMessage("kind %v is not %s", k, MessageKindID)
+	}
+	switch a := msg["attributes"].(type) {
+	case nil:
+		msg["attributes"] = map[string]any{}
+	case map[string]any:
+		if v, present := a["cmbs"]; present {
+			if _, ok := v.(map[string]any); !ok {
+				return nil, badMessage("attributes.cmbs must be an object")
+			}
+			if v, present := a["cmbs"].(map[string]any)["message"]; present {
+				if _, ok := v.(map[string]any); !ok {
+					return nil, badMessage("attributes.cmbs.message must be an object")
+				}
+			}
+		}
+	default:
+		return nil, badMessage("attributes must be an object")
+	}
+	switch id := msg["id"].(type) {
+	case nil:
+		msg["id"] = req.ID
+	case string:
+		if id == "" {
+			msg["id"] = req.ID
+		}
+	default:
+		return nil, badMessage("id must be a string")
+	}
+	msg["kind"] = MessageKindID
+	return msg, nil
+}
+
+// receiveL1 answers an L1 request: it learns the asker from the message's
+// message_content, handles the message's flags, and replies with this
+// member's description and the L1 sockets this server knows.
+func (b *Broker) receiveL1(ctx context.Context, member *model.Entity, msg map[string]any) (any, error) {
+	attrs := messageAttrs(msg["attributes"].(map[string]any))
+	if content, ok := attrs["message_content"].(map[string]any); ok && memberAttrs(mapOrNil(content["attributes"])) != nil {
+		if _, err := b.learn(ctx, content); err != nil {
+			b.log.Warn("could not store the asker of an L1 request", "member", member.Location, "asker", content["id"], "err", err)
+		}
+	}
+	rec := b.deliverLocally(ctx, member, L1, msg)
+	sockets, err := b.knownL1Sockets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	reply := map[string]any{
+		"member_description": describeMember(member),
+		"sockets_l1":         sockets,
+	}
+	if rec.Executed != nil {
+		reply["executed"] = rec.Executed
+	}
+	return reply, nil
+}
+
+func mapOrNil(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+// knownL1Sockets lists the L1 socket of every member this server knows,
+// local ones included, each once, in location order.
+func (b *Broker) knownL1Sockets(ctx context.Context) ([]string, error) {
+	all, err := b.allMembers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sockets := []string{}
+	seen := map[string]bool{}
+	for _, m := range all {
+		if s, _ := layerSocket(memberAttrs(m.Attributes), L1); s != "" && !seen[s] {
+			seen[s] = true
+			sockets = append(sockets, s)
+		}
+	}
+	return sockets, nil
+}
+
+// deliverLocally handles a message a local member received: storable → it
+// is stored as a message entity (unless that id is already stored: a
+// repeat, which is then not executed again either); executable → its
+// execution is recorded. Failures are reported in the receipt, not as an
+// error: the message was received.
+func (b *Broker) deliverLocally(ctx context.Context, member *model.Entity, l Layer, msg map[string]any) *Receipt {
+	rec := &Receipt{Member: memberRef(member), Layer: l}
+	attrs := ensureMessageAttrs(msg["attributes"].(map[string]any))
+	storable, err := b.flag(attrs, "storable")
+	if err != nil {
+		rec.Errors = append(rec.Errors, err.Error())
+		return rec
+	}
+	executable, err := b.flag(attrs, "executable")
+	if err != nil {
+		rec.Errors = append(rec.Errors, err.Error())
+		return rec
+	}
+	var loc string
+	if storable {
+		kind, err := b.kind(MessageKindID)
+		if err != nil {
+			rec.Errors = append(rec.Errors, "not stored: "+err.Error())
+			storable = false
+		} else {
+			id, _ := msg["id"].(string)
+			loc = kind.Location + id
+			if _, err := b.ents.Get(ctx, loc); err == nil {
+				b.stats.duplicates.Add(1)
+				rec.Duplicate = true
+				return rec
+			}
+		}
+	}
+	if executable {
+		rec.Executed = executionRecord(member, l)
+		attrs["result"] = rec.Executed
+		b.stats.executed.Add(1)
+	}
+	if storable {
+		stored, dup, err := b.storeMessage(ctx, msg)
+		switch {
+		case err != nil:
+			rec.Errors = append(rec.Errors, "not stored: "+err.Error())
+		case dup:
+			b.stats.duplicates.Add(1)
+			rec.Duplicate = true
+		default:
+			b.stats.stored.Add(1)
+			rec.Stored = stored
+		}
+	}
+	return rec
+}
+
+// executionRecord is what running a message records for now: who ran it
+// and when. (Running processes comes with the execution providers.)
+func executionRecord(member *model.Entity, l Layer) map[string]any {
+	r := map[string]any{
+		"executed_by": memberRef(member),
+		"at":          time.Now().UTC().Format(time.RFC3339Nano),
+	}
+	if l != "" {
+		r["layer"] = string(l)
+	}
+	return r
+}
+
+// flag reads a message flag (storable, executable, sendable): true/false
+// in any case; absent means the message kind's default here, or true (the
+// default pyCMBS's kind declares).
+func (b *Broker) flag(attrs map[string]any, name string) (bool, error) {
+	v, present := attrs[name]
+	if !present || v == nil || v == "" {
+		v = true
+		if set, err := b.ents.Categories().AttrSet(MessageKindID, nil); err == nil {
+			if d := set.ByPath([]string{"cmbs", "message", name}); d != nil && d.HasDefault {
+				v = d.Default
+			}
+		}
+	}
+	f, err := parseFlag(v)
+	if err != nil {
+		return false, model.AttributeError("cmbs.message."+name, "cmbs.message.%s: %v", name, err)
+	}
+	return f, nil
+}
+
+// storeMessage stores a received message as a message entity under its
+// own id. dup is true when that id is already stored. Mixins this server
+// has not registered are dropped; links and actions are not taken from the
+// wire (a peer must not create link entities here).
+func (b *Broker) storeMessage(ctx context.Context, msg map[string]any) (loc string, dup bool, err error) {
+	kind, err := b.kind(MessageKindID)
+	if err != nil {
+		return "", false, err
+	}
+	desc := map[string]any{"kind": MessageKindID, "attributes": msg["attributes"], "id": msg["id"]}
+	var mixins []any
+	if ms, ok := msg["mixins"].([]any); ok {
+		for _, m := range ms {
+			if id, ok := m.(string); ok {
+				if c, ok := b.ents.Categories().Get(id); ok && c.Class == model.ClassMixin {
+					mixins = append(mixins, id)
+				}
+			}
+		}
+	}
+	desc["mixins"] = mixins
+	for _, k := range []string{"title", "summary"} {
+		if s, ok := msg[k].(string); ok {
+			desc[k] = s
+		}
+	}
+	in, err := model.ParseEntityInput(desc, model.TypeResource)
+	if err != nil {
+		return "", false, err
+	}
+	locs, err := b.ents.Create(ctx, kind, model.TypeResource, []*model.EntityInput{in})
+	if model.StatusOf(err) == http.StatusConflict {
+		return "", true, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return locs[0], false, nil
+}
+
+// updateMessage writes attributes into a stored message (a partial,
+// deep-merged update), retrying once when a concurrent write got there
+// first.
+func (b *Broker) updateMessage(ctx context.Context, loc string, attrs map[string]any) error {
+	var err error
+	for range 3 {
+		in := &model.EntityInput{Present: map[string]bool{"attributes": true}}
+		in.Attributes = map[string]any{"cmbs": map[string]any{"message": attrs}}
+		if _, err = b.ents.Update(ctx, loc, "", in); model.StatusOf(err) != http.StatusConflict {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("update message %s: %w", loc, err)
+	}
+	return nil
+}
+
+// receiveL4 handles a routed message: drop a repeat, append this member to
+// path_history, deliver locally when the member is a destination, and
+// forward to its neighbours not yet on the path unless the message is not
+// sendable or has travelled MaxHops.
+func (b *Broker) receiveL4(ctx context.Context, member *model.Entity, msg map[string]any, envID string) (any, error) {
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		return nil, errStopped()
+	}
+	seen := b.state(member.Location).seen
+	b.mu.Unlock()
+
+	id, _ := msg["id"].(string)
+	ref := memberRef(member)
+	attrs := ensureMessageAttrs(msg["attributes"].(map[string]any))
+	path := strList(attrs, "path_history")
+	onPath := false
+	for _, p := range path {
+		onPath = onPath || refMatches(p, member)
+	}
+	if onPath || !seen.add(id) {
+		b.stats.duplicates.Add(1)
+		return &Receipt{Member: ref, Layer: L4, Duplicate: true}, nil
+	}
+	path = append(path, ref)
+	attrs["path_history"] = toAnyList(path)
+	// The forwarded copy travels as it came (plus this hop); the stored one
+	// may get this member's execution record in its result.
+	fwd := cloneMessage(msg)
+
+	matched := l4Matches(member, attrs)
+	rec := &Receipt{Member: ref, Layer: L4}
+	if matched {
+		rec = b.deliverLocally(ctx, member, L4, msg)
+	}
+	rec.Matched = &matched
+
+	sendable, err := b.flag(attrs, "sendable")
+	switch hops := len(path) - 1; {
+	case err != nil:
+		rec.NotForwarded = err.Error()
+	case !sendable:
+		rec.NotForwarded = "sendable is false"
+	case hops >= b.opts.MaxHops:
+		rec.NotForwarded = fmt.Sprintf("the message has travelled %d hops, the most allowed", hops)
+	default:
+		targets, err := b.l4Neighbours(ctx, member, path)
+		if err != nil {
+			rec.NotForwarded = err.Error()
+			break
+		}
+		var endpoints []string
+		for _, t := range targets {
+			if t.err == "" {
+				endpoints = append(endpoints, t.socket)
+			}
+		}
+		if len(endpoints) == 0 {
+			rec.NotForwarded = "no neighbour left to forward to"
+			break
+		}
+		body, err := json.Marshal(fwd)
+		if err != nil {
+			return nil, err
+		}
+		env := transport.Envelope{ID: envID, MimeType: MessageMimeType, Body: body}
+		if err := b.forward(ctx, member.Location, endpoints, env); err != nil {
+			rec.NotForwarded = err.Error()
+			break
+		}
+		rec.ForwardingTo = endpoints
+	}
+	return rec, nil
+}
+
+func toAnyList(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+func cloneMessage(msg map[string]any) map[string]any {
+	c, _ := model.DeepCopy(msg).(map[string]any)
+	return c
+}
+
+// l4Matches is the L4 destination rule: a member is a destination when
+// the message names it among its providers (if it names any) and shares a
+// topic with it (if it has topics). A message with neither reaches every
+// member on its way.
+func l4Matches(member *model.Entity, msgAttrs map[string]any) bool {
+	if provs := strList(msgAttrs, "providers"); len(provs) > 0 {
+		named := false
+		for _, p := range provs {
+			named = named || namesMember(p, member)
+		}
+		if !named {
+			return false
+		}
+	}
+	if topics := strList(msgAttrs, "topics"); len(topics) > 0 {
+		return topicsIntersect(topics, strList(memberAttrs(member.Attributes), "topics"))
+	}
+	return true
+}
+
+// namesMember reports whether a provider name designates the member: its
+// id (or, for a learned member, its own id), its location or a URL ending
+// in it, one of its sockets, or its member reference.
+func namesMember(name string, m *model.Entity) bool {
+	if name == m.ID || name == peerID(m) || name == memberRef(m) {
+		return true
+	}
+	if p, err := model.PathOf(name); err == nil && p == m.Location {
+		return true
+	}
+	attrs := memberAttrs(m.Attributes)
+	for _, l := range Layers() {
+		if s, _ := layerSocket(attrs, l); s != "" && s == name {
+			return true
+		}
+	}
+	return false
+}
+
+// forward hands an L4 message to the neighbours in the background: the
+// handler answers its sender at once, and the forward runs under the
+// broker's lifetime with RequestTimeout per neighbour. It waits for a
+// forwarding slot within ctx.
+func (b *Broker) forward(ctx context.Context, from string, endpoints []string, env transport.Envelope) error {
+	select {
+	case b.fwdSlots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("not forwarded: too many forwards in flight: %w", ctx.Err())
+	}
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		<-b.fwdSlots
+		return errors.New("not forwarded: the broker is shutting down")
+	}
+	b.forwards.Add(1)
+	b.stats.inFlight.Add(1)
+	b.mu.Unlock()
+	go func() {
+		defer b.forwards.Done()
+		defer b.stats.inFlight.Add(-1)
+		defer func() { <-b.fwdSlots }()
+		for _, r := range b.client.Deliver(b.ctx, endpoints, env) {
+			if r.Err != nil {
+				b.log.Warn("L4 forward failed", "member", from, "to", r.Endpoint, "id", env.ID, "err", r.Err)
+				continue
+			}
+			b.stats.forwarded.Add(1)
+		}
+	}()
+	return nil
+}
