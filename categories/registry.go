@@ -102,6 +102,14 @@ func New(ctx context.Context, st store.Store, opts Options) (*Registry, error) {
 			r.log.Error("skipping unreadable category document", "id", d.ID, "err", err)
 			continue
 		}
+		if b, ok := r.Get(c.ID()); ok && b.Builtin {
+			// Registered before the category became built in (e.g. an
+			// infrastructure kind of its own): the stored one keeps serving
+			// its entities.
+			r.log.Warn("a stored category shadows the built-in one", "id", c.ID())
+		} else if b, ok := r.ByLocation(c.Location); ok && b.Builtin && c.Location != "" {
+			r.log.Warn("a stored category takes a built-in category's location", "id", c.ID(), "location", c.Location, "builtin", b.ID())
+		}
 		r.index(c, d.Rev)
 	}
 	return r, nil

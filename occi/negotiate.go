@@ -3,6 +3,7 @@ package occi
 import (
 	"mime"
 	"net/http"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -82,6 +83,7 @@ func negotiate(r *http.Request, listing bool) (rendering, string, error) {
 		entries = append(entries, acceptEntry{mediaType: mt, params: params, q: q, order: i})
 	}
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].q > entries[j].q })
+	uriListOnly := false
 	for _, e := range entries {
 		if e.q <= 0 {
 			continue
@@ -102,13 +104,35 @@ func negotiate(r *http.Request, listing bool) (rendering, string, error) {
 			if listing {
 				return renderURIList, e.mediaType, nil
 			}
+			uriListOnly = true
 		case "*/*", "application/*":
 			return renderPyOCNI, "application/occi+json", nil
 		case "text/*":
 			return renderTextPlain, "text/plain", nil
 		}
 	}
+	if uriListOnly {
+		// OCCI text rendering 1.2: text/uri-list is for listings only, and
+		// asking for it elsewhere is a bad request.
+		return 0, "", model.BadRequest("text/uri-list renders entity listings only; ask for text/plain, text/occi or application/occi+json here")
+	}
 	return 0, "", model.Errorf(http.StatusNotAcceptable,
 		"cannot render %q: this resource is available as application/occi+json, application/json, text/plain, text/occi%s",
 		header, map[bool]string{true: ", text/uri-list", false: ""}[listing])
+}
+
+// occiVersionRE finds "OCCI/x.y" as a word of a User-Agent.
+var occiVersionRE = regexp.MustCompile(`(?:^|\s)OCCI/(\d+)\.(\d+)(?:\s|$)`)
+
+// tooNewOCCI reports whether a User-Agent names an OCCI version above 1.2,
+// which OCCI 1.2 says a server must answer with 501.
+func tooNewOCCI(userAgent string) (string, bool) {
+	for _, m := range occiVersionRE.FindAllStringSubmatch(userAgent, -1) {
+		major, _ := strconv.Atoi(m[1])
+		minor, _ := strconv.Atoi(m[2])
+		if major > 1 || (major == 1 && minor > 2) {
+			return m[1] + "." + m[2], true
+		}
+	}
+	return "", false
 }

@@ -18,11 +18,10 @@ type response struct {
 	header http.Header
 	// json is marshalled for JSON renderings; text lines go to the body
 	// (text/plain) or to headers (text/occi).
-	json     any
-	lines    []textLine
-	uriList  []string
-	noBody   bool
-	rawEmpty bool
+	json    any
+	lines   []textLine
+	uriList []string
+	noBody  bool
 }
 
 type textLine struct{ name, value string }
@@ -174,16 +173,22 @@ func categoryText(c *model.Category, base string, full bool) string {
 	if c.Title != "" {
 		b.WriteString("; title=" + quote(c.Title))
 	}
-	var rel []string
-	if c.Parent != "" {
-		rel = append(rel, c.Parent)
+	// OCCI 1.2 text: a kind's rel is its parent, a mixin's its first
+	// dependency only (pOCCI matches rel exactly).
+	rel := c.Parent
+	if c.Class == model.ClassMixin && len(c.Depends) > 0 {
+		rel = c.Depends[0]
 	}
-	rel = append(rel, c.Depends...)
-	if len(rel) > 0 {
-		b.WriteString("; rel=" + quote(strings.Join(rel, " ")))
+	if rel == "" && len(c.Related) > 0 {
+		rel = c.Related[0]
 	}
+	if rel != "" {
+		b.WriteString("; rel=" + quote(rel))
+	}
+	// Locations are paths: clients (pOCCI) resolve them against the
+	// server URL they were given.
 	if c.Location != "" {
-		b.WriteString("; location=" + quote(base+c.Location))
+		b.WriteString("; location=" + quote(c.Location))
 	}
 	if len(c.Attributes) > 0 {
 		names := make([]string, 0, len(c.Attributes))
@@ -191,7 +196,9 @@ func categoryText(c *model.Category, base string, full bool) string {
 			d := &c.Attributes[i]
 			n := d.Name()
 			var props []string
-			if d.Required {
+			// A default stands in for a value the client does not give,
+			// so the attribute is not required of clients.
+			if d.Required && !d.HasDefault {
 				props = append(props, "required")
 			}
 			if !d.Mutable {
@@ -317,7 +324,6 @@ func entity12(v *entityView, base string) map[string]any {
 		"kind":       e.Kind,
 		"id":         e.ID,
 		"attributes": attrs,
-		"location":   base + e.Location,
 	}
 	if len(e.Mixins) > 0 {
 		out["mixins"] = e.Mixins

@@ -272,8 +272,11 @@ func entityDescriptions(b *requestBody) ([]typedDescription, error) {
 	case b.JSON != nil:
 		_, hasRes := b.JSON["resources"]
 		_, hasLinks := b.JSON["links"]
-		if !hasRes && !hasLinks {
-			if _, bare := b.JSON["kind"]; bare {
+		_, hasKind := b.JSON["kind"]
+		// A bare OCCI 1.2 entity names its kind (and may have "links");
+		// pyOCNI's documents hold only "resources" and "links".
+		if (!hasRes && !hasLinks) || hasKind {
+			if hasKind {
 				typ := model.TypeResource
 				if _, src := b.JSON["source"]; src {
 					typ = model.TypeLink
@@ -336,6 +339,12 @@ func entityDescriptions(b *requestBody) ([]typedDescription, error) {
 		for _, l := range b.Text.Links {
 			if strings.Contains(l.Target, "?action=") {
 				continue // action links describe what can be invoked; they are not entities
+			}
+			if l.Self != "" {
+				// A rendering of an existing link (a client re-sending what it
+				// read, as pOCCI's full update does): links are changed at
+				// their own locations, and a full update leaves them intact.
+				continue
 			}
 			ld := map[string]any{"target": l.Target, "attributes": l.Attributes}
 			if l.Category != "" {

@@ -20,6 +20,7 @@ import (
 	"github.com/cmbs/cmbs/occi/entities"
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/providers"
+	"github.com/cmbs/cmbs/providers/infra"
 	"github.com/cmbs/cmbs/store"
 )
 
@@ -71,8 +72,16 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 		log = slog.Default()
 	}
 	provs := opts.Providers
+	// The infrastructure kinds are built in and bound to the built-in
+	// provider; a deployment may register its own under the same name first.
+	if _, err := provs.Get(categories.InfrastructureProvider); err != nil {
+		if err := provs.Register(categories.InfrastructureProvider, infra.Provider{}); err != nil {
+			return nil, err
+		}
+	}
 	cats, err := categories.New(ctx, opts.Store, categories.Options{
 		KnownProvider: func(name string) bool { _, err := provs.Get(name); return err == nil },
+		Builtin:       categories.Builtin(),
 		Logger:        log,
 	})
 	if err != nil {
@@ -126,6 +135,10 @@ func (s *Server) routes() http.Handler {
 func (s *Server) common(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Server", ServerHeader)
+		if v, tooNew := tooNewOCCI(r.Header.Get("User-Agent")); tooNew {
+			writeError(w, r, s.log, model.Errorf(http.StatusNotImplemented, "this server implements OCCI 1.2; the client asks for OCCI %s", v))
+			return
+		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 		}
@@ -145,6 +158,14 @@ func (s *Server) handle(fn func(*http.Request) (*response, error)) http.HandlerF
 		if err != nil {
 			writeError(w, r, s.log, err)
 			return
+		}
+		if resp.noBody && resp.ctype == "" {
+			// OCCI clients expect the Content-Type they asked for even on an
+			// empty answer (text/occi's body is "OK"); pyOCNI's and 1.2
+			// JSON's empty answers stay without one.
+			if rend, ctype, err := negotiate(r, true); err == nil && (rend == renderTextPlain || rend == renderTextOCCI) {
+				resp.noBody, resp.rend, resp.ctype = false, rend, ctype
+			}
 		}
 		s.write(w, resp)
 	}
@@ -175,6 +196,16 @@ func (s *Server) queryGet(r *http.Request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if body.empty() && body.JSON == nil {
+		// OCCI 1.2 filters the query interface with Category headers.
+		hdr, err := parseTextHeaders(r.Header)
+		if err != nil {
+			return nil, err
+		}
+		if len(hdr.Categories) > 0 {
+			body = &requestBody{Text: hdr}
+		}
+	}
 	var cats []*model.Category
 	if body.empty() && r.URL.Query().Get("category") == "" {
 		cats = s.cats.All("")
@@ -199,9 +230,12 @@ func categoryFilter(body *requestBody, r *http.Request) (map[model.Class][]map[s
 	if id := r.URL.Query().Get("category"); id != "" {
 		scheme, term, found := strings.Cut(id, "#")
 		if !found {
-			return nil, model.BadRequest("category %q must be scheme#term", id)
+			return nil, model.BadRequest("category %q must be scheme#term, or a scheme ending in #", id)
 		}
 		f := map[string]any{"scheme": scheme + "#", "term": term}
+		if term == "" {
+			f = map[string]any{"scheme": scheme + "#"} // erocci: a scheme alone
+		}
 		for _, c := range []model.Class{model.ClassKind, model.ClassMixin, model.ClassAction} {
 			out[c] = append(out[c], f)
 		}
@@ -301,19 +335,34 @@ func (s *Server) pathGet(r *http.Request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !body.empty() {
+	if body.JSON != nil {
 		if q.Filters, err = entityFilters(body); err != nil {
 			return nil, err
 		}
 	}
-	if q.Limit, q.Skip, err = pagination(r); err != nil {
+	matcher, err := collectionMatcher(r, body)
+	if err != nil {
 		return nil, err
+	}
+	if err := matcher.normalizeLinkEnds(); err != nil {
+		return nil, err
+	}
+	limit, skip, err := pagination(r)
+	if err != nil {
+		return nil, err
+	}
+	if matcher.empty() {
+		q.Limit, q.Skip = limit, skip
 	}
 	list, err := s.entities.List(r.Context(), q)
 	if err != nil {
 		return nil, err
 	}
 	base := s.base(r)
+	if !matcher.empty() {
+		list = s.filterEntities(list, matcher, base)
+		list = page(list, limit, skip)
+	}
 	if rend == renderJSON12 {
 		res, links := []any{}, []any{}
 		for _, e := range list {
@@ -343,34 +392,55 @@ func (s *Server) pathGet(r *http.Request) (*response, error) {
 	return locationsResponse(rend, ctype, base, locs), nil
 }
 
-// entityFilters reads a collection GET filter: {"resources":[…],"links":[…]}
-// (a body without them matches nothing, as in pyOCNI), or a text rendering
-// whose kind, mixins and attributes must match.
+// entityFilters reads pyOCNI's collection GET filter, a JSON body
+// {"resources":[…],"links":[…]} (a body without them matches nothing, as in
+// pyOCNI). Text filters are entityMatchers.
 func entityFilters(body *requestBody) ([]map[string]any, error) {
 	filters := []map[string]any{}
-	switch {
-	case body.JSON != nil:
-		for _, key := range []string{"resources", "links"} {
-			list, err := objectList(key, body.JSON[key])
-			if err != nil {
-				return nil, err
-			}
-			filters = append(filters, list...)
+	for _, key := range []string{"resources", "links"} {
+		list, err := objectList(key, body.JSON[key])
+		if err != nil {
+			return nil, err
 		}
-	case body.Text != nil:
-		f := map[string]any{}
-		for _, c := range body.Text.Categories {
-			if c.Class == "kind" {
-				f["kind"] = c.id()
-			}
-		}
-		if len(body.Text.Attributes) > 0 {
-			f["attributes"] = body.Text.Attributes
-		}
-		filters = append(filters, f)
+		filters = append(filters, list...)
 	}
 	return filters, nil
 }
+
+// filterEntities keeps the entities the matcher accepts.
+func (s *Server) filterEntities(list []*model.Entity, m *entityMatcher, base string) []*model.Entity {
+	kept := list[:0]
+	for _, e := range list {
+		var chain []string
+		for _, k := range s.cats.KindChain(e.Kind) {
+			chain = append(chain, k.ID())
+		}
+		attrs, err := s.cats.AttrSet(e.Kind, e.Mixins)
+		if err != nil {
+			attrs = model.NewAttrSet()
+		}
+		if m.match(e, chain, flatAttributes(e, attrs, base)) {
+			kept = append(kept, e)
+		}
+	}
+	return kept
+}
+
+// page applies limit and skip to an already filtered list.
+func page(list []*model.Entity, limit, skip int) []*model.Entity {
+	if skip >= len(list) {
+		return nil
+	}
+	list = list[skip:]
+	if limit > 0 && limit < len(list) {
+		list = list[:limit]
+	}
+	return list
+}
+
+// maxPageSize is the largest ?number= served; OCCI 1.2 answers a larger
+// one with 413.
+const maxPageSize = 10000
 
 // pagination reads OCCI 1.2's ?page=&number= (1-based pages).
 func pagination(r *http.Request) (limit, skip int, err error) {
@@ -388,6 +458,9 @@ func pagination(r *http.Request) (limit, skip int, err error) {
 		if number, err = strconv.Atoi(v); err != nil || number < 1 {
 			return 0, 0, model.BadRequest("number must be a whole number from 1, got %q", v)
 		}
+		if number > maxPageSize {
+			return 0, 0, model.Errorf(http.StatusRequestEntityTooLarge, "number %d is larger than the largest page this server serves (%d)", number, maxPageSize)
+		}
 	} else {
 		return 0, 0, model.BadRequest("page needs number (how many entities per page)")
 	}
@@ -403,7 +476,12 @@ func (s *Server) entityGet(r *http.Request, p string) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp := &response{status: http.StatusOK, rend: rend, ctype: ctype, header: http.Header{}}
+	return s.entityResponse(r, e, rend, ctype, http.StatusOK)
+}
+
+// entityResponse renders one entity (with its revision as ETag).
+func (s *Server) entityResponse(r *http.Request, e *model.Entity, rend rendering, ctype string, status int) (*response, error) {
+	resp := &response{status: status, rend: rend, ctype: ctype, header: http.Header{}}
 	resp.header.Set("ETag", strconv.Quote(e.Rev))
 	base := s.base(r)
 	if rend == renderPyOCNI {
@@ -420,6 +498,32 @@ func (s *Server) entityGet(r *http.Request, p string) (*response, error) {
 		resp.lines = entityText(v, base)
 	}
 	return resp, nil
+}
+
+// isOCCIRendering tells the OCCI 1.2 renderings (1.2 JSON and text), whose
+// write answers carry the entity, from pyOCNI's JSON and uri-lists, whose
+// answers list locations.
+func isOCCIRendering(rend rendering) bool {
+	return rend == renderJSON12 || rend == renderTextPlain || rend == renderTextOCCI
+}
+
+// occiDialect tells whether a write is answered the OCCI 1.2 way (200 and
+// the entity) or pyOCNI's (201 and its Location): 1.2 JSON always, text
+// renderings unless the request itself was pyOCNI's {"resources":[…]}
+// document (pyOCNI clients ask for text/plain replies to those).
+func occiDialect(rend rendering, body *requestBody) bool {
+	if rend == renderJSON12 {
+		return true
+	}
+	if !isOCCIRendering(rend) {
+		return false
+	}
+	if body.JSON != nil {
+		_, res := body.JSON["resources"]
+		_, links := body.JSON["links"]
+		return !res && !links
+	}
+	return true
 }
 
 // view gathers what the 1.2 and text renderings show of an entity.
@@ -481,6 +585,17 @@ func (s *Server) pathPost(r *http.Request) (*response, error) {
 		return s.entityUpdate(r, p, body)
 	}
 	coll, found := s.cats.ByLocation(p)
+	if !found && p == "/" && !isAction {
+		// OCCI 1.1 clients (the OCCI-WG tests) create at the root, naming
+		// the kind: the entity goes to that kind's collection.
+		if descs, err := entityDescriptions(body); err == nil && len(descs) == 1 {
+			if k, _ := descs[0].desc["kind"].(string); k != "" {
+				if c, ok := s.cats.Get(k); ok && c.Class == model.ClassKind && c.Location != "" {
+					coll, found = c, true
+				}
+			}
+		}
+	}
 	if !found {
 		return nil, model.NotFound("there is no kind or mixin collection at %s", p)
 	}
@@ -493,6 +608,9 @@ func (s *Server) pathPost(r *http.Request) (*response, error) {
 		results, err := s.entities.TriggerCollection(r.Context(), coll, term, attrs)
 		if err != nil {
 			return nil, err
+		}
+		if rend, _, err := negotiate(r, true); err == nil && isOCCIRendering(rend) {
+			return ok(), nil // OCCI 1.2: 200; the members show their new state
 		}
 		base := s.base(r)
 		abs := make(map[string]any, len(results))
@@ -551,7 +669,28 @@ func (s *Server) create(r *http.Request, coll *model.Category, descs []typedDesc
 	if err != nil {
 		return nil, err
 	}
-	return createdResponse(rend, ctype, s.base(r), locs), nil
+	resp := createdResponse(rend, ctype, s.base(r), locs)
+	if rend == renderJSON12 {
+		// OCCI 1.2 JSON: the created entity, or a collection of them.
+		var rendered []any
+		for _, l := range locs {
+			e, err := s.entities.Get(r.Context(), l)
+			if err != nil {
+				return nil, err
+			}
+			v, err := s.view(r.Context(), e, true)
+			if err != nil {
+				return nil, err
+			}
+			rendered = append(rendered, entity12(v, s.base(r)))
+		}
+		if len(rendered) == 1 {
+			resp.json = rendered[0]
+		} else {
+			resp.json = map[string]any{typ + "s": rendered}
+		}
+	}
+	return resp, nil
 }
 
 func (s *Server) singleInput(body *requestBody) (*model.EntityInput, string, error) {
@@ -585,6 +724,10 @@ func (s *Server) entityUpdate(r *http.Request, p string, body *requestBody) (*re
 	if err != nil {
 		return nil, err
 	}
+	if occiDialect(rend, body) {
+		// OCCI 1.2: a partial update answers 200 with the entity.
+		return s.entityResponse(r, e, rend, ctype, http.StatusOK)
+	}
 	resp := createdResponse(rend, ctype, s.base(r), []string{e.Location})
 	resp.header.Set("ETag", strconv.Quote(e.Rev))
 	return resp, nil
@@ -604,6 +747,14 @@ func (s *Server) entityAction(r *http.Request, p string, body *requestBody) (*re
 		return nil, err
 	}
 	if res == nil {
+		// OCCI 1.2 renderings get the entity as the action left it.
+		if rend, ctype, err := negotiate(r, false); err == nil && isOCCIRendering(rend) {
+			e, err := s.entities.Get(r.Context(), p)
+			if err != nil {
+				return nil, err
+			}
+			return s.entityResponse(r, e, rend, ctype, http.StatusOK)
+		}
 		return &response{status: http.StatusOK, noBody: true}, nil
 	}
 	if _, err := json.Marshal(res); err != nil {
@@ -653,9 +804,22 @@ func (s *Server) pathPut(r *http.Request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, _, err := s.entities.Replace(r.Context(), loc, ifMatch(r), typ, in)
+	e, created, err := s.entities.Replace(r.Context(), loc, ifMatch(r), typ, in)
 	if err != nil {
 		return nil, err
+	}
+	if occiDialect(rend, body) {
+		// OCCI 1.2: a replace answers 200 with the entity; a create 201
+		// with its Location and the entity.
+		status := http.StatusOK
+		if created {
+			status = http.StatusCreated
+		}
+		resp, err := s.entityResponse(r, e, rend, ctype, status)
+		if err == nil && created {
+			resp.header.Set("Location", s.base(r)+e.Location)
+		}
+		return resp, err
 	}
 	resp := createdResponse(rend, ctype, s.base(r), []string{e.Location})
 	resp.header.Set("ETag", strconv.Quote(e.Rev))
@@ -689,7 +853,7 @@ func (s *Server) pathDelete(r *http.Request) (*response, error) {
 		err = s.entities.ReplaceMembership(r.Context(), coll, nil)
 	case has:
 		return nil, model.BadRequest("DELETE on the kind collection %s deletes all its entities and takes no list; delete single entities at their locations", p)
-	case coll.Builtin:
+	case coll.Builtin && coll.Scheme == categories.CoreScheme:
 		return nil, model.Errorf(http.StatusForbidden, "deleting every entity of %s at once is not allowed", coll.ID())
 	default:
 		_, err = s.entities.DeleteCollection(r.Context(), coll)

@@ -48,6 +48,23 @@ type Invocation struct {
 	Attributes map[string]any
 }
 
+// Preparer is a provider that completes a new entity before it is validated
+// and stored: it may fill in values it generates (a network interface's MAC
+// address). Changes it makes to e are stored.
+type Preparer interface {
+	Prepare(ctx context.Context, e *model.Entity) error
+}
+
+// StateActor is a provider whose actions change the entity they run on (a
+// compute's start moves occi.compute.state to active). The server hands Act
+// a copy of the stored entity and stores the copy it returns with the
+// revision it read, through the provider's Update like any other change, so
+// a concurrent change makes the action fail with 409 rather than be lost.
+// A nil entity means the action changed nothing.
+type StateActor interface {
+	Act(ctx context.Context, e *model.Entity, inv Invocation) (*model.Entity, error)
+}
+
 // Starter is a provider with something to start when the server starts
 // (listeners, background workers). Start must return promptly.
 type Starter interface {

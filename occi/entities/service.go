@@ -183,6 +183,9 @@ func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.Entity
 	if err := takeCoreAttributes(&e); err != nil {
 		return nil, nil, err
 	}
+	if err := s.providerPrepare(ctx, &e); err != nil {
+		return nil, nil, err
+	}
 	if err := attrs.Prepare(e.Attributes); err != nil {
 		return nil, nil, err
 	}
@@ -242,6 +245,9 @@ func (s *Service) inlineLink(ctx context.Context, src *model.Entity, desc map[st
 	if err := takeCoreAttributes(&l); err != nil {
 		return nil, err
 	}
+	if err := s.providerPrepare(ctx, &l); err != nil {
+		return nil, err
+	}
 	if err := attrs.Prepare(l.Attributes); err != nil {
 		return nil, err
 	}
@@ -256,6 +262,24 @@ func (s *Service) inlineLink(ctx context.Context, src *model.Entity, desc map[st
 	}
 	l.Normalize()
 	return &l, nil
+}
+
+// providerPrepare lets the kind's provider complete a new entity (see
+// providers.Preparer).
+func (s *Service) providerPrepare(ctx context.Context, e *model.Entity) error {
+	p, err := s.provider(e.Kind)
+	if err != nil {
+		return err
+	}
+	if pp, ok := p.(providers.Preparer); ok {
+		if e.Attributes == nil {
+			e.Attributes = map[string]any{}
+		}
+		if err := pp.Prepare(ctx, e); err != nil {
+			return providerError("prepare", e.Location, err)
+		}
+	}
+	return nil
 }
 
 func (s *Service) checkEndpoints(ctx context.Context, e *model.Entity) error {
@@ -487,6 +511,11 @@ func (s *Service) Replace(ctx context.Context, location, ifMatch, typ string, in
 		e := in.Entity
 		e.Kind, e.ID, e.Type, e.Location, e.Rev = old.Kind, old.ID, old.Type, old.Location, old.Rev
 		e.Mixins = dedupe(e.Mixins)
+		if len(in.InlineLinks) > 0 {
+			// A full OCCI rendering re-sent: OCCI 1.2 leaves existing links
+			// intact on replace (they change at their own locations).
+			e.Links = old.Links
+		}
 		if e.Type == model.TypeLink {
 			if e.Source == "" {
 				e.Source = old.Source
@@ -886,7 +915,22 @@ func (s *Service) trigger(ctx context.Context, e *model.Entity, term string, att
 	if err != nil {
 		return nil, err
 	}
-	res, err := p.Action(ctx, e, providers.Invocation{Term: term, Action: action, Attributes: nested})
+	inv := providers.Invocation{Term: term, Action: action, Attributes: nested}
+	if sa, ok := p.(providers.StateActor); ok {
+		_, err := s.modify(ctx, e.Location, "", func(old *model.Entity) (*model.Entity, error) {
+			changed, err := sa.Act(ctx, cloneEntity(old), inv)
+			if err != nil || changed == nil {
+				return old, err
+			}
+			changed.Kind, changed.ID, changed.Type, changed.Location, changed.Rev = old.Kind, old.ID, old.Type, old.Location, old.Rev
+			return changed, nil
+		})
+		if err != nil {
+			return nil, providerError("run action "+term+" on", e.Location, err)
+		}
+		return nil, nil
+	}
+	res, err := p.Action(ctx, e, inv)
 	if err != nil {
 		return nil, providerError("run action "+term+" on", e.Location, err)
 	}

@@ -348,7 +348,7 @@ func (s *AttrSet) Nest(attrs map[string]any) map[string]any {
 		switch {
 		case s.ByName(k) != nil:
 			path = s.ByName(k).Path
-		case strings.Contains(k, ".") && !s.prefixes[k] && s.byName[pathKey([]string{k})] == nil:
+		case strings.Contains(k, ".") && s.ByPath([]string{k}) == nil:
 			path = strings.Split(k, ".")
 		default:
 			path = []string{k}

@@ -151,6 +151,13 @@ func ParseEntityInput(desc map[string]any, typ string) (*EntityInput, error) {
 			return nil, err
 		}
 	}
+	if in.ID == "" {
+		// OCCI 1.2 JSON and text clients give the id as occi.core.id.
+		if id, ok := in.Attributes["occi.core.id"].(string); ok && id != "" {
+			in.ID = id
+			in.Present["id"] = true
+		}
+	}
 	return in, nil
 }
 
