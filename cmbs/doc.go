@@ -113,7 +113,8 @@
 //     description (local "false"), which introduces the sender to the
 //     receiver. The reply, {"member_description": <the receiving member,
 //     local "false">, "sockets_l1": [<L1 socket of every member the
-//     receiver knows, itself and the asker included>]} plus "executed":
+//     receiver knows, itself and the asker included, and the receiving
+//     member's neighbors_socket entries>]} plus "executed":
 //     <execution record> when the message was executable there, is written
 //     to the message's result and returned as the action's result. No
 //     answer within RequestTimeout → 504; an error answer → 502.

@@ -73,6 +73,26 @@ func TestDiscoveryTransitive(t *testing.T) {
 	}
 }
 
+// TestDiscoveryFollowsAChain: one crawl from the head of a chain whose
+// members never crawled themselves learns every member, because each reply
+// names the replying member's own neighbours.
+func TestDiscoveryFollowsAChain(t *testing.T) {
+	d := startPeer(t, "d", member{}, testOptions(), "l1")
+	c := startPeer(t, "c", member{"neighbors_socket": []any{d.sockets["l1"]}}, testOptions(), "l1")
+	b := startPeer(t, "b", member{"neighbors_socket": []any{c.sockets["l1"]}}, testOptions(), "l1")
+	a := startPeer(t, "a", member{"neighbors_socket": []any{b.sockets["l1"]}}, testOptions(), "l1")
+	res := a.c.expect("POST", a.loc+"?action=check_neighbors", "{}", 200).json(t)
+	if n := len(res["learned"].([]any)); n != 3 || len(res["failed"].([]any)) != 0 {
+		t.Fatalf("a learned %d: %v", n, res)
+	}
+	known := a.members()
+	for _, q := range []*peer{b, c, d} {
+		if _, ok := known[q.sockets["l1"]]; !ok {
+			t.Fatalf("a does not know %s: %v", q.id, known)
+		}
+	}
+}
+
 // TestL31Providers: delivered to the named providers (by id or L1
 // socket), each with its outcome; an unknown name is reported; a member
 // not named receives nothing.

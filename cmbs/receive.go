@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
@@ -138,6 +139,14 @@ func (b *Broker) receiveL1(ctx context.Context, member *model.Entity, msg map[st
 	sockets, err := b.knownL1Sockets(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// The member's own neighbours are sockets it knows too, stored or not:
+	// with them one crawl follows a whole chain of members that have never
+	// crawled themselves.
+	for _, n := range strList(memberAttrs(member.Attributes), "neighbors_socket") {
+		if !slices.Contains(sockets, n) {
+			sockets = append(sockets, n)
+		}
 	}
 	reply := map[string]any{
 		"member_description": describeMember(member),
