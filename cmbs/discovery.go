@@ -236,9 +236,6 @@ func (b *Broker) learn(ctx context.Context, desc map[string]any) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if err := b.canStoreRemote(); err != nil {
-		return "", err
-	}
 	set, err := b.ents.Categories().AttrSet(MemberKindID, nil)
 	if err != nil {
 		return "", err
@@ -257,6 +254,9 @@ func (b *Broker) learn(ctx context.Context, desc map[string]any) (string, error)
 		if s, _ := layerSocket(memberAttrs(m.Attributes), L1); m.ID == id && s == l1 {
 			return "", nil // ourselves
 		}
+	}
+	if err := b.canStoreRemote(); err != nil {
+		return "", err
 	}
 
 	attrs := map[string]any{}

@@ -153,13 +153,15 @@ func TestL32Topics(t *testing.T) {
 }
 
 // l4Line builds a — b — c where a's neighbour is b and b's is c, with L1
-// and L4 started; a discovers before b does, so a does not know c.
+// and L4 started; a discovers while b has no neighbour yet (a crawl follows
+// the neighbours a reply names), so a does not know c.
 func l4Line(t *testing.T, bOpts cmbs.Options, cTopics ...any) (a, b, c *peer) {
 	t.Helper()
 	c = startPeer(t, "c", member{"topics": cTopics}, testOptions(), "l1", "l4")
-	b = startPeer(t, "b", member{"neighbors_socket": []any{c.sockets["l1"]}}, bOpts, "l1", "l4")
+	b = startPeer(t, "b", member{}, bOpts, "l1", "l4")
 	a = startPeer(t, "a", member{"neighbors_socket": []any{b.sockets["l1"]}}, testOptions(), "l1", "l4")
 	a.c.expect("POST", a.loc+"?action=check_neighbors", "{}", 200)
+	b.updateMember(b.loc, member{"neighbors_socket": []any{c.sockets["l1"]}})
 	b.c.expect("POST", b.loc+"?action=check_neighbors", "{}", 200)
 	if _, knows := a.members()[c.sockets["l1"]]; knows {
 		t.Fatal("a knows c: the line is not a line")
