@@ -273,10 +273,12 @@ func entityDescriptions(b *requestBody) ([]typedDescription, error) {
 		_, hasRes := b.JSON["resources"]
 		_, hasLinks := b.JSON["links"]
 		_, hasKind := b.JSON["kind"]
-		// A bare OCCI 1.2 entity names its kind (and may have "links");
-		// pyOCNI's documents hold only "resources" and "links".
+		_, hasAttrs := b.JSON["attributes"]
+		// A bare OCCI 1.2 entity names its kind (and may have "links"); a
+		// partial update may give only its attributes. pyOCNI's documents
+		// hold only "resources" and "links".
 		if (!hasRes && !hasLinks) || hasKind {
-			if hasKind {
+			if hasKind || hasAttrs {
 				typ := model.TypeResource
 				if _, src := b.JSON["source"]; src {
 					typ = model.TypeLink
