@@ -4,7 +4,13 @@
 //   - OCCI create and get throughput at 16 concurrent clients against raw
 //     kivik Put/Get of the same documents on the same CouchDB (goal ≥ 0.8×);
 //   - a filter returning 10 entities out of 1k and out of 100k entities on
-//     the embedded store (goal: ≤ 2× apart).
+//     the embedded store (goal: ≤ 2× apart);
+//   - the CMBS broker between cmbsd nodes on 127.0.0.1, each with its own
+//     embedded store: send_l1 round trip against a raw zmq4 REQ/REP round
+//     trip (goal ≤ 1.5×); L2 and L3.2 fan-out from one member to 10,
+//     deliveries/s against raw zmq4 PUB → 10 SUB and against Debian's
+//     nats-server (goal ≥ 0.5×; skipped with a message when nats-server is
+//     not installed); check_neighbors over a chain of 50 members (goal < 1s).
 //
 // The last line printed is one JSON object with every measured number.
 // -quick finishes in under a minute with smaller sizes (it says which).
@@ -19,6 +25,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -30,6 +37,10 @@ type config struct {
 	couchURL  string
 	filterBig int
 	repeats   int
+
+	l1Count      int
+	fanoutMsgs   int
+	fanoutWindow int
 }
 
 func main() {
@@ -48,6 +59,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.couchURL, "couch", os.Getenv("COUCHDB_URL"), "CouchDB URL to measure against (default: start the project's CouchDB-API test peer)")
 	fs.IntVar(&cfg.filterBig, "filter-big", 0, "entities in the large filter phase (default 100000, quick 10000)")
 	fs.IntVar(&cfg.repeats, "repeats", 0, "timed repetitions per filter query (default 50, quick 20)")
+	fs.IntVar(&cfg.l1Count, "l1-rtts", 0, "timed send_l1 round trips (default 2000, quick 300); the raw baseline does 5×")
+	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 0, "messages per fan-out measurement, each to 10 members (default 2000, quick 300)")
+	fs.IntVar(&cfg.fanoutWindow, "fanout-window", 8, "concurrent send actions of the one sending member in the fan-out phase")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -60,10 +74,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.repeats == 0 {
 		cfg.repeats = map[bool]int{true: 20, false: 50}[cfg.quick]
 	}
+	if cfg.l1Count == 0 {
+		cfg.l1Count = map[bool]int{true: 300, false: 2000}[cfg.quick]
+	}
+	if cfg.fanoutMsgs == 0 {
+		cfg.fanoutMsgs = map[bool]int{true: 300, false: 2000}[cfg.quick]
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	results := map[string]any{"quick": cfg.quick, "clients": cfg.clients}
 	if cfg.quick {
-		results["note"] = fmt.Sprintf("quick mode: %d docs per throughput phase, filter over 1000 vs %d entities", cfg.docs, cfg.filterBig)
+		results["note"] = fmt.Sprintf("quick mode: %d docs per throughput phase, filter over 1000 vs %d entities, %d send_l1 round trips, %d messages per fan-out", cfg.docs, cfg.filterBig, cfg.l1Count, cfg.fanoutMsgs)
 	}
 	out := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 
@@ -73,6 +93,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}{
 		{"throughput (CouchDB)", benchThroughput},
 		{"filter scaling (embedded store)", benchFilter},
+		{"CMBS L1 round trip vs zmq4 REQ/REP", benchL1},
+		{"CMBS L2/L3.2 fan-out to 10 members vs zmq4 PUB/SUB and NATS", benchFanout},
+		{"CMBS discovery of a 50-member chain", benchDiscovery},
 	}
 	failed := false
 	for _, p := range phases {
@@ -85,6 +108,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		out("   (%.1fs)", time.Since(start).Seconds())
 	}
+	// Everything the phases started is closed by now; what remains beyond
+	// the runtime's own is reported (zmq4 v0.17.0 leaks one goroutine per
+	// closed PUB socket, (*pubMWriter).run: the PUB/SUB baseline's).
+	time.Sleep(100 * time.Millisecond)
+	results["goroutines_at_end"] = runtime.NumGoroutine()
 	line, _ := json.Marshal(results)
 	fmt.Fprintln(stdout, string(line))
 	if failed {

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+	"github.com/nats-io/nats.go"
+)
+
+// rawReqRep times count sequential zmq4 REQ → REP round trips on loopback
+// with the broker's frames ([id, mimetype, body] out, [id, mimetype,
+// reply] back) and returns the median round trip.
+func rawReqRep(ctx context.Context, count int, body, reply []byte) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	endpoint, err := freeSocket()
+	if err != nil {
+		return 0, err
+	}
+	rep := zmq4.NewRep(ctx)
+	defer rep.Close()
+	if err := rep.Listen(endpoint); err != nil {
+		return 0, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			msg, err := rep.Recv() // returns when ctx is cancelled or rep closed
+			if err != nil {
+				return
+			}
+			if err := rep.Send(zmq4.NewMsgFrom(msg.Frames[0], []byte("application/json"), reply)); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { cancel(); rep.Close(); <-done }()
+
+	req := zmq4.NewReq(ctx, zmq4.WithDialerMaxRetries(20))
+	defer req.Close()
+	if err := req.Dial(endpoint); err != nil {
+		return 0, err
+	}
+	// REQ's Recv ignores ctx: a watchdog closes the socket if a round trip
+	// outlives the phase's deadline.
+	stopWatch := context.AfterFunc(ctx, func() { req.Close() })
+	defer stopWatch()
+	ds := make([]time.Duration, 0, count)
+	for i := 0; i < count+count/10; i++ {
+		start := time.Now()
+		if err := req.Send(zmq4.NewMsgFrom([]byte(strconv.Itoa(i)), []byte("application/occi+json"), body)); err != nil {
+			return 0, err
+		}
+		if _, err := req.Recv(); err != nil {
+			return 0, err
+		}
+		if i >= count/10 { // the first tenth warms up
+			ds = append(ds, time.Since(start))
+		}
+	}
+	return median(ds), nil
+}
+
+// fanoutResult is one fan-out measurement: deliveries counted at the
+// receivers over the wall time from the first send to the last delivery.
+type fanoutResult struct {
+	delivered int
+	elapsed   time.Duration
+}
+
+func (r fanoutResult) rate() float64 { return perSecond(r.delivered, r.elapsed) }
+
+// rawPubSub publishes count messages from one zmq4 PUB to subs SUB sockets
+// (all subscribed to everything) and counts what they receive.
+func rawPubSub(ctx context.Context, subs, count int, body []byte) (fanoutResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	endpoint, err := freeSocket()
+	if err != nil {
+		return fanoutResult{}, err
+	}
+	pub := zmq4.NewPub(ctx)
+	defer pub.Close()
+	if err := pub.Listen(endpoint); err != nil {
+		return fanoutResult{}, err
+	}
+	var measuring atomic.Bool
+	var got atomic.Int64
+	var lastAt atomic.Int64
+	warm := make([]atomic.Bool, subs)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel and the SUBs' Close below
+	for i := 0; i < subs; i++ {
+		sub := zmq4.NewSub(ctx, zmq4.WithDialerMaxRetries(20))
+		defer sub.Close()
+		if err := sub.Dial(endpoint); err != nil {
+			cancel()
+			return fanoutResult{}, err
+		}
+		if err := sub.SetOption(zmq4.OptionSubscribe, ""); err != nil {
+			cancel()
+			return fanoutResult{}, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				msg, err := sub.Recv()
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					continue // EOF when the PUB goes away: keep going until cancelled
+				}
+				if len(msg.Frames) > 0 && string(msg.Frames[0]) == "warmup" {
+					warm[i].Store(true)
+					continue
+				}
+				if measuring.Load() {
+					got.Add(1)
+					lastAt.Store(time.Now().UnixNano())
+				}
+			}
+		}()
+	}
+	defer cancel() // runs before wg.Wait: the receivers return
+	// Slow joiner: publish warm-up messages until every SUB has one.
+	for ready := false; !ready; {
+		if ctx.Err() != nil {
+			return fanoutResult{}, errors.New("zmq4 SUB sockets did not receive the warm-up messages")
+		}
+		if err := pub.Send(zmq4.NewMsgFrom([]byte("warmup"))); err != nil {
+			return fanoutResult{}, err
+		}
+		time.Sleep(5 * time.Millisecond)
+		ready = true
+		for i := range warm {
+			ready = ready && warm[i].Load()
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // let the last warm-ups drain
+	measuring.Store(true)
+	want := int64(subs * count)
+	start := time.Now()
+	for i := 0; i < count; i++ {
+		if err := pub.Send(zmq4.NewMsgFrom([]byte("bench"), body)); err != nil {
+			return fanoutResult{}, err
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for got.Load() < want && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	n := got.Load()
+	if n == 0 {
+		return fanoutResult{}, errors.New("zmq4 PUB/SUB: nothing delivered")
+	}
+	return fanoutResult{delivered: int(n), elapsed: time.Duration(lastAt.Load() - start.UnixNano())}, nil
+}
+
+// natsServerPath finds Debian's nats-server (installed in /usr/sbin).
+func natsServerPath() (string, error) {
+	if p, err := exec.LookPath("nats-server"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/nats-server", "/usr/local/sbin/nats-server"} {
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", errors.New("nats-server is not installed (Debian: apt-get install -y nats-server)")
+}
+
+// natsFanout runs nats-server on a free loopback port as a child process
+// and publishes count messages from one connection to subs subscribers on
+// connections of their own; deliveries are counted in their handlers.
+func natsFanout(ctx context.Context, bin string, subs, count int, body []byte) (fanoutResult, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fanoutResult{}, "", err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	cmd := exec.CommandContext(ctx, bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-m", "0")
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		return fanoutResult{}, "", err
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	version := ""
+	if out, err := exec.CommandContext(ctx, bin, "--version").Output(); err == nil {
+		version = string(out)
+	}
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	connect := func() (*nats.Conn, error) {
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var nc *nats.Conn
+			if nc, err = nats.Connect(url, nats.Timeout(2*time.Second), nats.NoReconnect()); err == nil {
+				return nc, nil
+			}
+		}
+		return nil, fmt.Errorf("connect to nats-server at %s: %w", url, err)
+	}
+	var got atomic.Int64
+	var lastAt atomic.Int64
+	for i := 0; i < subs; i++ {
+		nc, err := connect()
+		if err != nil {
+			return fanoutResult{}, version, err
+		}
+		defer nc.Close()
+		sub, err := nc.Subscribe("bench", func(*nats.Msg) {
+			got.Add(1)
+			lastAt.Store(time.Now().UnixNano())
+		})
+		if err != nil {
+			return fanoutResult{}, version, err
+		}
+		if err := sub.SetPendingLimits(-1, -1); err != nil {
+			return fanoutResult{}, version, err
+		}
+		if err := nc.FlushTimeout(5 * time.Second); err != nil { // the subscription is registered
+			return fanoutResult{}, version, err
+		}
+	}
+	pub, err := connect()
+	if err != nil {
+		return fanoutResult{}, version, err
+	}
+	defer pub.Close()
+	want := int64(subs * count)
+	start := time.Now()
+	for i := 0; i < count; i++ {
+		if err := pub.Publish("bench", body); err != nil {
+			return fanoutResult{}, version, err
+		}
+	}
+	if err := pub.FlushTimeout(30 * time.Second); err != nil {
+		return fanoutResult{}, version, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for got.Load() < want && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	n := got.Load()
+	if n == 0 {
+		return fanoutResult{}, version, errors.New("nats: nothing delivered")
+	}
+	return fanoutResult{delivered: int(n), elapsed: time.Duration(lastAt.Load() - start.UnixNano())}, version, nil
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cmbs/cmbs/cmbs"
+)
+
+// quietFlags: the bench messages are neither stored nor executed on the
+// receivers, so the broker is compared with raw transports on moving a
+// message, not on writing it to a database.
+var quietFlags = map[string]any{"storable": "false", "executable": "false", "sendable": "true"}
+
+// benchL1 times send_l1 between two nodes, triggered in-process
+// (Entities().Trigger: the provider path without HTTP), against a raw zmq4
+// REQ/REP round trip with the same request and reply bodies.
+func benchL1(ctx context.Context, cfg config, log *slog.Logger, out func(string, ...any), results map[string]any) (err error) {
+	nodes, err := startNodes(ctx, 2, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := closeNodes(nodes); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	a, b := nodes[0], nodes[1]
+	_, bs, err := b.createMember(ctx, "b", nil, "l1")
+	if err != nil {
+		return err
+	}
+	if _, _, err := a.createMember(ctx, "a", nil); err != nil {
+		return err
+	}
+	attrs := map[string]any{"l1_socket_receiver_member": bs["l1"], "message_content": map[string]any{"text": "ping"}}
+	for k, v := range quietFlags {
+		attrs[k] = v
+	}
+	locs, err := a.createMessages(ctx, "l1", "l1", 1, attrs)
+	if err != nil {
+		return err
+	}
+	loc := locs[0]
+	send := func() (any, error) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return a.srv.Entities().Trigger(ctx, loc, "send_l1", nil)
+	}
+	warm := cfg.l1Count / 10
+	var reply any
+	ds := make([]time.Duration, 0, cfg.l1Count)
+	for i := 0; i < warm+cfg.l1Count; i++ {
+		start := time.Now()
+		r, err := send()
+		if err != nil {
+			return fmt.Errorf("send_l1: %w", err)
+		}
+		if i >= warm {
+			ds = append(ds, time.Since(start))
+		}
+		reply = r
+	}
+	brokerRTT := median(ds)
+
+	// The raw baseline carries the same bytes: the message as the broker
+	// puts it on the wire (its entity description) and the reply it got.
+	body, err := a.do(ctx, "GET", loc, nil, 200)
+	if err != nil {
+		return err
+	}
+	replyBody, err := json.Marshal(reply)
+	if err != nil {
+		return err
+	}
+	rawRTT, err := rawReqRep(ctx, cfg.l1Count*5, body, replyBody)
+	if err != nil {
+		return fmt.Errorf("raw zmq4 REQ/REP: %w", err)
+	}
+	ratio := brokerRTT.Seconds() / rawRTT.Seconds()
+	out("   send_l1 node A → node B, in-process Trigger (no HTTP), storable/executable false: median %v over %d round trips", brokerRTT, cfg.l1Count)
+	out("   raw zmq4 REQ/REP, same %d-byte request / %d-byte reply: median %v over %d", len(body), len(replyBody), rawRTT, cfg.l1Count*5)
+	out("   ratio %.2f (goal ≤ 1.5)", ratio)
+	results["l1_rtt_ms"] = brokerRTT.Seconds() * 1000
+	results["l1_raw_zmq_rtt_ms"] = rawRTT.Seconds() * 1000
+	results["l1_rtt_vs_zmq"] = ratio
+	return nil
+}
+
+// benchFanout sends cfg.fanoutMsgs messages on L2 and then on L3.2 from one
+// member to 10 receiving members, each on a node of its own (11 nodes),
+// and counts deliveries with the receivers' broker Stats; the same number
+// of messages of the same size goes through raw zmq4 PUB → 10 SUB and
+// through nats-server to 10 subscribers.
+func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(string, ...any), results map[string]any) (err error) {
+	const receivers = 10
+	nodes, err := startNodes(ctx, receivers+1, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := closeNodes(nodes); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	sender, recv := nodes[0], nodes[1:]
+	var l1s []any
+	for i, n := range recv {
+		_, s, err := n.createMember(ctx, fmt.Sprintf("r%02d", i), map[string]any{"topics": []any{"bench"}}, "l1", "l2", "l32")
+		if err != nil {
+			return err
+		}
+		l1s = append(l1s, s["l1"])
+	}
+	sloc, _, err := sender.createMember(ctx, "s", map[string]any{"topics": []any{"bench"}, "neighbors_socket": l1s})
+	if err != nil {
+		return err
+	}
+	d, err := sender.do(ctx, "POST", sloc+"?action=check_neighbors", map[string]any{}, 200)
+	if err != nil {
+		return err
+	}
+	var disc cmbs.Discovery
+	if err := json.Unmarshal(d, &disc); err != nil || len(disc.Learned) != receivers {
+		return fmt.Errorf("check_neighbors learned %d of %d members (%v): %.300s", len(disc.Learned), receivers, err, d)
+	}
+
+	received := func(layer string) int {
+		total := 0
+		for _, n := range recv {
+			total += int(n.broker.Stats().Received[layer])
+		}
+		return total
+	}
+	runLayer := func(layer string, extra map[string]any) (fanoutResult, []byte, error) {
+		attrs := map[string]any{"message_content": map[string]any{"text": strings.Repeat("x", 64)}}
+		for k, v := range quietFlags {
+			attrs[k] = v
+		}
+		for k, v := range extra {
+			attrs[k] = v
+		}
+		locs, err := sender.createMessages(ctx, layer, layer, cfg.fanoutMsgs, attrs)
+		if err != nil {
+			return fanoutResult{}, nil, err
+		}
+		body, err := sender.do(ctx, "GET", locs[0], nil, 200)
+		if err != nil {
+			return fanoutResult{}, nil, err
+		}
+		before := received(layer)
+		var mu sync.Mutex
+		failed := 0
+		elapsed, err := runWorkers(ctx, len(locs), cfg.fanoutWindow, func(ctx context.Context, i int) error {
+			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			res, err := sender.srv.Entities().Trigger(ctx, locs[i], "send_"+layer, nil)
+			if err != nil {
+				return err
+			}
+			if s, ok := res.(*cmbs.Sent); ok && s.Delivered != receivers {
+				mu.Lock()
+				failed += s.Failed
+				mu.Unlock()
+			}
+			return nil
+		})
+		if err != nil {
+			return fanoutResult{}, nil, fmt.Errorf("send_%s: %w", layer, err)
+		}
+		if failed > 0 {
+			out("   %s: %d deliveries failed", layer, failed)
+		}
+		// Deliveries are acknowledged: every one counted has happened
+		// when its send returned.
+		return fanoutResult{delivered: received(layer) - before, elapsed: elapsed}, body, nil
+	}
+	l2, body, err := runLayer("l2", nil)
+	if err != nil {
+		return err
+	}
+	l32, _, err := runLayer("l32", map[string]any{"topics": []any{"bench"}})
+	if err != nil {
+		return err
+	}
+	out("   broker: 1 sending member → %d members on %d nodes of their own, %d messages, storable/executable false, %d send actions in flight (in-process Trigger)", receivers, receivers, cfg.fanoutMsgs, cfg.fanoutWindow)
+	out("   L2:   %d deliveries in %v: %.0f deliveries/s", l2.delivered, l2.elapsed.Round(time.Millisecond), l2.rate())
+	out("   L3.2: %d deliveries in %v: %.0f deliveries/s", l32.delivered, l32.elapsed.Round(time.Millisecond), l32.rate())
+
+	zmq, err := rawPubSub(ctx, receivers, cfg.fanoutMsgs, body)
+	if err != nil {
+		return fmt.Errorf("raw zmq4 PUB/SUB: %w", err)
+	}
+	out("   raw zmq4 PUB → %d SUB, %d × %d bytes: %d deliveries in %v: %.0f deliveries/s", receivers, cfg.fanoutMsgs, len(body), zmq.delivered, zmq.elapsed.Round(time.Millisecond), zmq.rate())
+	results["fanout_messages"] = cfg.fanoutMsgs
+	results["l2_fanout_per_s"] = l2.rate()
+	results["l32_fanout_per_s"] = l32.rate()
+	results["zmq_pubsub_fanout_per_s"] = zmq.rate()
+	results["l2_fanout_vs_zmq"] = l2.rate() / zmq.rate()
+	results["l32_fanout_vs_zmq"] = l32.rate() / zmq.rate()
+	out("   L2 / zmq %.3f (goal ≥ 0.5); L3.2 / zmq %.3f", l2.rate()/zmq.rate(), l32.rate()/zmq.rate())
+
+	results["nats_fanout_per_s"] = nil
+	results["l2_fanout_vs_nats"] = nil
+	results["l32_fanout_vs_nats"] = nil
+	bin, err := natsServerPath()
+	if err != nil {
+		out("   NATS column skipped: %v", err)
+		results["nats_skipped"] = err.Error()
+		return nil
+	}
+	nr, version, err := natsFanout(ctx, bin, receivers, cfg.fanoutMsgs, body)
+	if err != nil {
+		out("   NATS column skipped: %v", err)
+		results["nats_skipped"] = err.Error()
+		return nil
+	}
+	out("   %s (%s) → %d subscribers (own connections): %d deliveries in %v: %.0f deliveries/s", bin, strings.TrimSpace(version), receivers, nr.delivered, nr.elapsed.Round(time.Millisecond), nr.rate())
+	results["nats_fanout_per_s"] = nr.rate()
+	results["l2_fanout_vs_nats"] = l2.rate() / nr.rate()
+	results["l32_fanout_vs_nats"] = l32.rate() / nr.rate()
+	out("   L3.2 / NATS %.3f (goal ≥ 0.5); L2 / NATS %.3f", l32.rate()/nr.rate(), l2.rate()/nr.rate())
+	return nil
+}
+
+// benchDiscovery builds a chain of 50 members, one per node (a crawl skips
+// its own server's members, so a chain through several members of one
+// node would not be crawled), member i's neighbors_socket being member
+// i+1's L1 socket, and times one check_neighbors from the first.
+func benchDiscovery(ctx context.Context, cfg config, log *slog.Logger, out func(string, ...any), results map[string]any) (err error) {
+	const chain = 50
+	setup := time.Now()
+	nodes, err := startNodes(ctx, chain, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := closeNodes(nodes); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	next := ""
+	var first string
+	for i := chain - 1; i >= 0; i-- {
+		extra := map[string]any{"neighbors_socket": []any{}}
+		if next != "" {
+			extra["neighbors_socket"] = []any{next}
+		}
+		loc, s, err := nodes[i].createMember(ctx, fmt.Sprintf("m%02d", i), extra, "l1")
+		if err != nil {
+			return err
+		}
+		next, first = s["l1"], loc
+	}
+	out("   %d nodes with one member each started in %.1fs", chain, time.Since(setup).Seconds())
+	start := time.Now()
+	d, err := nodes[0].do(ctx, "POST", first+"?action=check_neighbors", map[string]any{}, 200)
+	elapsed := time.Since(start)
+	if err != nil {
+		return err
+	}
+	var disc cmbs.Discovery
+	if err := json.Unmarshal(d, &disc); err != nil {
+		return err
+	}
+	if len(disc.Learned) != chain-1 || len(disc.Failed) != 0 {
+		return fmt.Errorf("check_neighbors learned %d of %d members, %d failed: %.500s", len(disc.Learned), chain-1, len(disc.Failed), d)
+	}
+	out("   check_neighbors from member 0 learned all %d others (49 BFS levels, one probe each) in %v (goal < 1s)", len(disc.Learned), elapsed.Round(time.Millisecond))
+	results["discovery_50_s"] = elapsed.Seconds()
+	return nil
+}
