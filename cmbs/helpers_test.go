@@ -1,6 +1,8 @@
 package cmbs_test
 
 import (
+	"github.com/cmbs/cmbs/internal/pyzmqtest"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -297,46 +298,11 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 	}
 }
 
-// pythonWithZMQ returns a python3 that can import zmq (Debian's
-// python3-zmq), or skips the test — except under CI=true, where it fails.
-func pythonWithZMQ(t *testing.T) string {
-	t.Helper()
-	const py = "/usr/bin/python3"
-	if exec.Command(py, "-c", "import zmq").Run() == nil {
-		return py
-	}
-	msg := "no " + py + " with the zmq module (Debian: apt-get install -y python3-zmq)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; CI=true requires the interop test to run")
-	}
-	t.Skip(msg)
-	return ""
-}
-
 // pyREQ sends frames from a pyzmq REQ socket (testdata/l1_req.py) and
 // returns the reply frames.
 func pyREQ(t *testing.T, py, endpoint string, frames ...string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	script, err := filepath.Abs(filepath.Join("testdata", "l1_req.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, py, append([]string{script, endpoint}, frames...)...)
-	// A python3 first on PATH may lack zmq; keep the child on the system's.
-	cmd.Env = append(os.Environ(), "PATH=/usr/local/bin:/usr/bin:/bin")
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr string
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("python REQ client: %v\n%s", err, stderr)
-	}
-	var reply []string
-	if err := json.Unmarshal(out, &reply); err != nil {
-		t.Fatalf("python output %q: %v", out, err)
-	}
-	return reply
+	return pyzmqtest.Run(t, ctx, py, "l1_req.py", append([]string{endpoint}, frames...)...)
 }

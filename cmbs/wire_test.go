@@ -1,6 +1,8 @@
 package cmbs_test
 
 import (
+	"github.com/cmbs/cmbs/internal/pyzmqtest"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,7 +63,7 @@ func TestGarbageKeepsServing(t *testing.T) {
 // asker it introduces is stored as a remote member; garbage frames get an
 // error envelope and the socket keeps serving.
 func TestPythonREQInterop(t *testing.T) {
-	py := pythonWithZMQ(t)
+	py := pyzmqtest.Python(t)
 	b := startPeer(t, "b", member{}, testOptions(), "l1")
 	pySocket := "tcp://127.0.0.1:1" // never dialled: it only names the asker
 	msg := map[string]any{

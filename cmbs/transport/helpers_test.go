@@ -1,13 +1,11 @@
 package transport
 
 import (
+	"github.com/cmbs/cmbs/internal/pyzmqtest"
+
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -68,51 +66,9 @@ func env(id, body string) Envelope {
 	return Envelope{ID: id, MimeType: "application/occi+json", Body: []byte(body)}
 }
 
-// pythonWithZMQ returns a python3 that can import zmq (Debian's
-// python3-zmq), or skips the test — except under CI=true, where the
-// interop test must run.
-func pythonWithZMQ(t *testing.T) string {
-	t.Helper()
-	candidates := []string{"/usr/bin/python3"}
-	if p, err := exec.LookPath("python3"); err == nil {
-		candidates = append(candidates, p)
-	}
-	for _, py := range candidates {
-		if exec.Command(py, "-c", "import zmq").Run() == nil {
-			return py
-		}
-	}
-	msg := "no python3 with the zmq module (Debian: apt-get install -y python3-zmq; tried " + strings.Join(candidates, ", ") + ")"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + "; CI=true requires the interop test to run")
-	}
-	t.Skip(msg)
-	return ""
-}
-
 // pyRequest sends one envelope from a pyzmq REQ socket and returns the
 // reply frames.
 func pyRequest(t *testing.T, ctx context.Context, py, endpoint string, e Envelope, count int) []string {
 	t.Helper()
-	script, err := filepath.Abs(filepath.Join("testdata", "req_client.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, py, script, endpoint, e.ID, e.MimeType, string(e.Body), fmt.Sprint(count))
-	// The pyenv python3 first on PATH lacks zmq; give the child the
-	// system PATH so nothing it spawns picks that one up either.
-	cmd.Env = append(os.Environ(), "PATH=/usr/local/bin:/usr/bin:/bin")
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr string
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("python REQ client: %v\n%s", err, stderr)
-	}
-	var reply []string
-	if err := json.Unmarshal(out, &reply); err != nil {
-		t.Fatalf("python output %q: %v", out, err)
-	}
-	return reply
+	return pyzmqtest.Run(t, ctx, py, "req_client.py", endpoint, e.ID, e.MimeType, string(e.Body), fmt.Sprint(count))
 }

@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"github.com/cmbs/cmbs/internal/pyzmqtest"
+
 	"bytes"
 	"context"
 	"errors"
@@ -318,7 +320,7 @@ func TestSilentClientsDoNotStallOthers(t *testing.T) {
 		t.Logf("answered in %v with 3 silent connections open", time.Since(start))
 	})
 	t.Run("libzmq client", func(t *testing.T) {
-		py := pythonWithZMQ(t)
+		py := pyzmqtest.Python(t)
 		got := pyRequest(t, ctx, py, srv.Addr(), env("py-1", "hello"), 1)
 		if want := []string{"py-1", "application/occi+json", "hello"}; strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Fatalf("pyzmq reply %q, want %q", got, want)
@@ -353,7 +355,7 @@ func TestStalledHandshakeIsBounded(t *testing.T) {
 }
 
 func TestInteropPyzmqREQ(t *testing.T) {
-	py := pythonWithZMQ(t)
+	py := pyzmqtest.Python(t)
 	ctx := testCtx(t)
 	srv := startServer(t, func(_ context.Context, req Envelope) (Envelope, error) {
 		body := fmt.Sprintf(`{"member_description":{"id":%q},"sockets_l1":[%q]}`, req.ID, string(req.Body))

@@ -1,0 +1,66 @@
+// Package pyzmqtest runs the project's pyzmq interop scripts from tests:
+// Debian's python3 with python3-zmq (libzmq) talking to our pure-Go sockets
+// proves the wire is plain ZMTP.
+package pyzmqtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Python returns a python3 that can import zmq: Debian's /usr/bin/python3
+// first (the python3 first on PATH here may be a pyenv one without zmq).
+// Without one it skips t, or fails it when CI=true, where the interop tests
+// must run.
+func Python(t testing.TB) string {
+	t.Helper()
+	candidates := []string{"/usr/bin/python3"}
+	if p, err := exec.LookPath("python3"); err == nil && p != candidates[0] {
+		candidates = append(candidates, p)
+	}
+	for _, py := range candidates {
+		if exec.Command(py, "-c", "import zmq").Run() == nil {
+			return py
+		}
+	}
+	msg := "no python3 with the zmq module (Debian: apt-get install -y python3-zmq; tried " + strings.Join(candidates, ", ") + ")"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + "; CI=true requires the interop test to run")
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// Run runs testdata/<script> of the calling package with py and the
+// arguments, and decodes what it prints as a JSON array of strings (the
+// reply frames). ctx bounds the run.
+func Run(t testing.TB, ctx context.Context, py, script string, args ...string) []string {
+	t.Helper()
+	path, err := filepath.Abs(filepath.Join("testdata", script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, py, append([]string{path}, args...)...)
+	// Keep anything the script spawns on the system's interpreters too.
+	cmd.Env = append(os.Environ(), "PATH=/usr/local/bin:/usr/bin:/bin")
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("python %s: %v\n%s", script, err, stderr)
+	}
+	var reply []string
+	if err := json.Unmarshal(out, &reply); err != nil {
+		t.Fatalf("python %s output %q: %v", script, out, err)
+	}
+	return reply
+}
