@@ -535,12 +535,12 @@ func (s *Server) view(ctx context.Context, e *model.Entity, withLinks bool) (*en
 			v.mixins = append(v.mixins, mc)
 		}
 	}
-	attrs, err := s.cats.AttrSet(e.Kind, nil)
+	attrs, err := s.cats.AttrSet(e.Kind, e.Mixins)
 	if err != nil {
-		return nil, err
-	}
-	if full, err := s.cats.AttrSet(e.Kind, e.Mixins); err == nil {
-		attrs = full
+		// A mixin deleted since: render with the kind's definitions.
+		if attrs, err = s.cats.AttrSet(e.Kind, nil); err != nil {
+			return nil, err
+		}
 	}
 	v.attrs = attrs
 	seen := map[string]bool{}

@@ -492,7 +492,8 @@ func (s *Service) Update(ctx context.Context, location, ifMatch string, in *mode
 // Replace replaces an entity whole (PUT on an existing URL) or creates it
 // when the location is free. created tells which happened.
 func (s *Service) Replace(ctx context.Context, location, ifMatch, typ string, in *model.EntityInput) (e *model.Entity, created bool, err error) {
-	if _, err := s.Get(ctx, location); model.StatusOf(err) == http.StatusNotFound {
+	current, err := s.Get(ctx, location)
+	if model.StatusOf(err) == http.StatusNotFound {
 		if ifMatch != "" && ifMatch != "*" {
 			return nil, false, model.Errorf(http.StatusPreconditionFailed, "no entity at %s to match %s", location, ifMatch)
 		}
@@ -501,7 +502,7 @@ func (s *Service) Replace(ctx context.Context, location, ifMatch, typ string, in
 	} else if err != nil {
 		return nil, false, err
 	}
-	e, err = s.modify(ctx, location, ifMatch, func(old *model.Entity) (*model.Entity, error) {
+	e, err = s.modifyEntity(ctx, current, ifMatch, func(old *model.Entity) (*model.Entity, error) {
 		if in.Kind != "" && in.Kind != old.Kind {
 			return nil, model.BadRequest("the kind of %s cannot change", location)
 		}
@@ -559,8 +560,14 @@ func (s *Service) modify(ctx context.Context, location, ifMatch string, change f
 	if err != nil {
 		return nil, err
 	}
+	return s.modifyEntity(ctx, old, ifMatch, change)
+}
+
+// modifyEntity is modify for a caller that has just read the entity; the
+// write still carries old's revision, so a change made since is a conflict.
+func (s *Service) modifyEntity(ctx context.Context, old *model.Entity, ifMatch string, change func(old *model.Entity) (*model.Entity, error)) (*model.Entity, error) {
 	if ifMatch != "" && ifMatch != "*" && ifMatch != old.Rev {
-		return nil, model.Errorf(http.StatusPreconditionFailed, "%s has changed: its revision is %s, not %s", location, old.Rev, ifMatch)
+		return nil, model.Errorf(http.StatusPreconditionFailed, "%s has changed: its revision is %s, not %s", old.Location, old.Rev, ifMatch)
 	}
 	e, err := change(old)
 	if err != nil {
@@ -791,8 +798,8 @@ func (s *Service) find(ctx context.Context, sel map[string]any, limit, skip int)
 
 // Associate tags the entities at the locations with a mixin (idempotent).
 func (s *Service) Associate(ctx context.Context, mixin *model.Category, locations []string) error {
-	return s.eachLocation(ctx, locations, func(loc string) error {
-		_, err := s.modify(ctx, loc, "", func(old *model.Entity) (*model.Entity, error) {
+	return s.eachLocation(ctx, locations, func(current *model.Entity) error {
+		_, err := s.modifyEntity(ctx, current, "", func(old *model.Entity) (*model.Entity, error) {
 			if old.HasMixin(mixin.ID()) {
 				return old, nil
 			}
@@ -813,8 +820,8 @@ func (s *Service) Associate(ctx context.Context, mixin *model.Category, location
 
 // Dissociate removes a mixin from the entities at the locations.
 func (s *Service) Dissociate(ctx context.Context, mixin *model.Category, locations []string) error {
-	return s.eachLocation(ctx, locations, func(loc string) error {
-		_, err := s.modify(ctx, loc, "", func(old *model.Entity) (*model.Entity, error) {
+	return s.eachLocation(ctx, locations, func(current *model.Entity) error {
+		_, err := s.modifyEntity(ctx, current, "", func(old *model.Entity) (*model.Entity, error) {
 			e := cloneEntity(old)
 			kept := e.Mixins[:0]
 			for _, m := range e.Mixins {
@@ -867,22 +874,32 @@ func (s *Service) ReplaceMembership(ctx context.Context, mixin *model.Category, 
 	return s.Associate(ctx, mixin, locations)
 }
 
-func (s *Service) eachLocation(ctx context.Context, locations []string, fn func(loc string) error) error {
-	paths := make([]string, 0, len(locations))
+func (s *Service) eachLocation(ctx context.Context, locations []string, fn func(e *model.Entity) error) error {
+	var paths []string
+	seen := map[string]bool{}
 	for _, l := range locations {
 		p, err := model.EntityPath(l)
 		if err != nil {
 			return err
 		}
-		paths = append(paths, p)
-	}
-	for _, p := range paths {
-		if _, err := s.Get(ctx, p); err != nil {
-			return err
+		if !seen[p] {
+			seen[p] = true
+			paths = append(paths, p)
 		}
 	}
+	// Read them all first: a missing one fails the request before anything
+	// changes. The writes carry these revisions, so a change in between is
+	// a conflict, not a lost update.
+	ents := make([]*model.Entity, 0, len(paths))
 	for _, p := range paths {
-		if err := fn(p); err != nil {
+		e, err := s.Get(ctx, p)
+		if err != nil {
+			return err
+		}
+		ents = append(ents, e)
+	}
+	for _, e := range ents {
+		if err := fn(e); err != nil {
 			return err
 		}
 	}
