@@ -148,10 +148,21 @@ func readmeWalkthrough(t *testing.T, st store.Store) {
 	if attrs["l1_socket_receiver_member"] != "tcp://127.0.0.1:5010" || attrs["executable"] != "True" {
 		t.Fatalf("message attributes: %v", attrs)
 	}
-	// send_l1 is declared by the l1 mixin and reaches the cmbs_message provider.
-	r = c.do("POST", "/cmbs/message/0101d860-2a9a-504f-8861-aeafd0b20101?action=send_l1", []byte("{}"))
-	if r.status == 400 || r.status == 404 {
-		t.Fatalf("send_l1 did not reach the provider: %d %s", r.status, r.body)
+	// The member's L1 socket is the message's receiver (tcp://127.0.0.1:5010):
+	// start it, and send_l1 (declared by the l1 mixin) gets the member's reply,
+	// which is also written to the message's result.
+	started := c.expect("POST", "/cmbs/member/996ad860-2a9a-504f-8861-aeafd0b2ae29?action=start_l1", []byte("{}"), 200).json(t)
+	if started["running"] != true || started["socket"] != "tcp://127.0.0.1:5010" {
+		t.Fatalf("start_l1: %v", started)
+	}
+	reply := c.expect("POST", "/cmbs/message/0101d860-2a9a-504f-8861-aeafd0b20101?action=send_l1", []byte("{}"), 200).json(t)
+	if d, _ := reply["member_description"].(map[string]any); d == nil || d["id"] != "996ad860-2a9a-504f-8861-aeafd0b2ae29" {
+		t.Fatalf("send_l1 reply: %v", reply)
+	}
+	msg = c.expect("GET", "/cmbs/message/0101d860-2a9a-504f-8861-aeafd0b20101", nil, 200).json(t)
+	result, _ := msg["attributes"].(map[string]any)["cmbs"].(map[string]any)["message"].(map[string]any)["result"].(map[string]any)
+	if result["member_description"] == nil {
+		t.Fatalf("send_l1 did not write the reply to result: %v", msg["attributes"])
 	}
 	// stop_l1 is not declared by the README's member kind.
 	c.expect("POST", "/cmbs/member/996ad860-2a9a-504f-8861-aeafd0b2ae29?action=stop_l1", []byte("{}"), 400)
@@ -183,10 +194,20 @@ func originalFilesWalkthrough(t *testing.T, st store.Store) {
 	if len(l2) != 1 || !strings.HasSuffix(l2[0].(string), "/cmbs/message/0102d860-2a9a-504f-8861-aeafd0a10201") {
 		t.Fatalf("l2 mixin collection: %v", l2)
 	}
-	for _, action := range []string{"check_neighbors", "start_l1", "start_l2", "start_l31", "stop_l1"} {
-		r := c.do("POST", "/cmbs/member/016ad860-2a9a-504f-8861-aeafd0b2ae29?action="+action, fixture(t, "pycmbs/action_start_l1_member.json"))
-		if r.status == 400 || r.status == 404 {
-			t.Fatalf("%s did not reach the provider: %d %s", action, r.status, r.body)
+	// The member's neighbour, tcp://127.0.0.1:6010, is not running: discovery
+	// says so instead of hanging.
+	const member = "/cmbs/member/016ad860-2a9a-504f-8861-aeafd0b2ae29"
+	disc := c.expect("POST", member+"?action=check_neighbors", fixture(t, "pycmbs/action_check_neighbors_member.json"), 200).json(t)
+	if failed, _ := disc["failed"].([]any); len(failed) != 1 || failed[0].(map[string]any)["socket"] != "tcp://127.0.0.1:6010" {
+		t.Fatalf("check_neighbors with a dead neighbour: %v", disc)
+	}
+	for _, step := range []struct {
+		action  string
+		running bool
+	}{{"start_l1", true}, {"start_l2", true}, {"start_l31", true}, {"stop_l1", false}} {
+		got := c.expect("POST", member+"?action="+step.action, fixture(t, "pycmbs/action_"+step.action+"_member.json"), 200).json(t)
+		if got["running"] != step.running {
+			t.Fatalf("%s: %v", step.action, got)
 		}
 	}
 	// post_message_l2.json gives no result: it stays absent rather than
