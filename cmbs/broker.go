@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +31,8 @@ type Entities interface {
 	Get(ctx context.Context, location string) (*model.Entity, error)
 	Create(ctx context.Context, kind *model.Category, typ string, inputs []*model.EntityInput) ([]string, error)
 	Update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error)
+	UpdateLater(ctx context.Context, current *model.Entity, in *model.EntityInput) error
+	Flush(ctx context.Context) error
 	List(ctx context.Context, q entities.ListQuery) ([]*model.Entity, error)
 	Categories() *categories.Registry
 }
@@ -63,6 +64,11 @@ type Options struct {
 	// MaxForwards bounds the L4 forwards in flight at once (default 64); an
 	// incoming L4 message waits for a slot within its handler deadline.
 	MaxForwards int
+	// MembersMaxAge is how long the broker uses its list of known members
+	// before reading it again (default 1s). Its own changes to members
+	// take effect at once; this bounds how long a change made by another
+	// cmbsd sharing the same database goes unseen.
+	MembersMaxAge time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -90,6 +96,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxForwards <= 0 {
 		o.MaxForwards = 64
 	}
+	if o.MembersMaxAge <= 0 {
+		o.MembersMaxAge = time.Second
+	}
 	return o
 }
 
@@ -113,6 +122,9 @@ type Broker struct {
 	mu      sync.Mutex
 	stopped bool
 	members map[string]*localMember // by member location
+
+	// dir holds the known members between changes.
+	dir *directory
 
 	stopOnce sync.Once
 	stats    counters
@@ -147,6 +159,7 @@ func NewBroker(ents Entities, opts Options) *Broker {
 		transport.WithRequestTimeout(opts.RequestTimeout),
 		transport.WithLogger(opts.Logger),
 	)
+	b.dir = newDirectory(b.listMembers, opts.MembersMaxAge)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b
 }
@@ -206,6 +219,11 @@ func (b *Broker) Stop(ctx context.Context) error {
 			// but say that the deadline passed.
 			<-done
 			errs = append(errs, fmt.Errorf("cmbs: stop: forwards outlived the deadline: %w", ctx.Err()))
+		}
+		// Results of messages sent are stored in the background; they must
+		// be stored before the store closes.
+		if err := b.ents.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("cmbs: stop: %w", err))
 		}
 	})
 	return errors.Join(errs...)
@@ -303,9 +321,9 @@ func (b *Broker) kind(id string) (*model.Category, error) {
 	return k, nil
 }
 
-// members lists every member this server knows, local and remote, in
-// location order.
-func (b *Broker) allMembers(ctx context.Context) ([]*model.Entity, error) {
+// listMembers reads every member this server knows, local and remote,
+// from the store (the directory's source).
+func (b *Broker) listMembers(ctx context.Context) ([]*model.Entity, error) {
 	k, err := b.kind(MemberKindID)
 	if err != nil {
 		return nil, err
@@ -314,22 +332,46 @@ func (b *Broker) allMembers(ctx context.Context) ([]*model.Entity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list members: %w", err)
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].Location < list[j].Location })
 	return list, nil
 }
 
-func (b *Broker) localMembers(ctx context.Context) ([]*model.Entity, error) {
-	all, err := b.allMembers(ctx)
+// known returns the members this server knows (see directory), or a 409
+// when the member kind is not registered.
+func (b *Broker) known(ctx context.Context) (*members, error) {
+	if _, err := b.kind(MemberKindID); err != nil {
+		return nil, err
+	}
+	return b.dir.get(ctx)
+}
+
+// allMembers lists every member this server knows, local and remote, in
+// location order. The slice and its entities are shared: read only.
+func (b *Broker) allMembers(ctx context.Context) ([]*model.Entity, error) {
+	m, err := b.known(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []*model.Entity
-	for _, m := range all {
-		if isLocal(m) {
-			out = append(out, m)
+	return m.all, nil
+}
+
+// localMembers lists this server's own members, in location order; shared
+// as allMembers' list is.
+func (b *Broker) localMembers(ctx context.Context) ([]*model.Entity, error) {
+	m, err := b.known(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m.local, nil
+}
+
+// member returns the member stored at loc.
+func (b *Broker) member(ctx context.Context, loc string) (*model.Entity, error) {
+	if m, err := b.known(ctx); err == nil {
+		if e := m.byLoc[loc]; e != nil {
+			return e, nil
 		}
 	}
-	return out, nil
+	return b.ents.Get(ctx, loc)
 }
 
 // seenSet remembers the most recent ids, forgetting the oldest beyond its

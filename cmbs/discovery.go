@@ -279,7 +279,14 @@ func (b *Broker) learn(ctx context.Context, desc map[string]any) (string, error)
 	summary, hasSummary := desc["summary"].(string)
 
 	for attempt := 0; ; attempt++ {
-		old, err := b.ents.Get(ctx, loc)
+		// The first look goes to the known members (a member asking again
+		// is the common case, and costs no store read); a retry reads the
+		// store.
+		get := b.member
+		if attempt > 0 {
+			get = b.ents.Get
+		}
+		old, err := get(ctx, loc)
 		switch {
 		case model.StatusOf(err) == http.StatusNotFound:
 			in := &model.EntityInput{Present: map[string]bool{"id": true, "attributes": true}}

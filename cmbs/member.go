@@ -22,7 +22,12 @@ type MemberProvider struct{ b *Broker }
 var (
 	_ providers.Provider = (*MemberProvider)(nil)
 	_ providers.Stopper  = (*MemberProvider)(nil)
+	_ providers.Observer = (*MemberProvider)(nil)
 )
+
+// Committed drops the broker's list of known members: one was stored,
+// changed or deleted.
+func (p *MemberProvider) Committed(string, *model.Entity) { p.b.dir.changed() }
 
 // Create accepts a member. Nothing is bound until its start_lN actions run.
 func (p *MemberProvider) Create(context.Context, *model.Entity) error { return nil }

@@ -171,7 +171,7 @@ func (b *Broker) send(ctx context.Context, e *model.Entity, l Layer, inv provide
 		}
 	}
 	update["result"] = jsonObject(res)
-	if err := b.updateMessage(ctx, e.Location, update); err != nil {
+	if err := b.updateMessageLater(ctx, e, update); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -204,7 +204,7 @@ func (b *Broker) sendL1(ctx context.Context, e *model.Entity, sender *model.Enti
 		return nil, model.Errorf(http.StatusBadGateway, "send_l1: %s answered with something that is not a JSON object (%s)", target, reply.MimeType)
 	}
 	update["result"] = result
-	if err := b.updateMessage(ctx, e.Location, update); err != nil {
+	if err := b.updateMessageLater(ctx, e, update); err != nil {
 		return nil, err
 	}
 	return result, nil

@@ -54,7 +54,7 @@ func (b *Broker) layerHandler(loc string, l Layer) transport.Handler {
 			b.log.Debug("rejected an envelope", "member", loc, "layer", l, "id", req.ID, "err", err)
 			return transport.Envelope{}, err
 		}
-		member, err := b.ents.Get(ctx, loc)
+		member, err := b.member(ctx, loc)
 		if err != nil {
 			return transport.Envelope{}, fmt.Errorf("member %s: %w", loc, err)
 		}
@@ -164,21 +164,14 @@ func mapOrNil(v any) map[string]any {
 }
 
 // knownL1Sockets lists the L1 socket of every member this server knows,
-// local ones included, each once, in location order.
+// local ones included, each once, in location order. The slice is the
+// caller's.
 func (b *Broker) knownL1Sockets(ctx context.Context) ([]string, error) {
-	all, err := b.allMembers(ctx)
+	m, err := b.known(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sockets := []string{}
-	seen := map[string]bool{}
-	for _, m := range all {
-		if s, _ := layerSocket(memberAttrs(m.Attributes), L1); s != "" && !seen[s] {
-			seen[s] = true
-			sockets = append(sockets, s)
-		}
-	}
-	return sockets, nil
+	return slices.Clone(m.l1Sockets), nil
 }
 
 // deliverLocally handles a message a local member received: storable → it
@@ -323,6 +316,19 @@ func (b *Broker) updateMessage(ctx context.Context, loc string, attrs map[string
 	}
 	if err != nil {
 		return fmt.Errorf("update message %s: %w", loc, err)
+	}
+	return nil
+}
+
+// updateMessageLater writes a sent message's result (and path_history)
+// once the action has answered: the reply is the action's result already,
+// and the entity service makes every later read of the message wait for
+// the write, so nobody reads the message without it.
+func (b *Broker) updateMessageLater(ctx context.Context, e *model.Entity, attrs map[string]any) error {
+	in := &model.EntityInput{Present: map[string]bool{"attributes": true}}
+	in.Attributes = map[string]any{"cmbs": map[string]any{"message": attrs}}
+	if err := b.ents.UpdateLater(ctx, e, in); err != nil {
+		return fmt.Errorf("update message %s: %w", e.Location, err)
 	}
 	return nil
 }

@@ -65,6 +65,17 @@ type StateActor interface {
 	Act(ctx context.Context, e *model.Entity, inv Invocation) (*model.Entity, error)
 }
 
+// Observer is a provider told about every stored change to its kind's
+// entities once the store has it: a create (after Create succeeded), an
+// update, a delete, and a create undone because Create refused it. State a
+// provider derives from its entities, such as a cache, stays exact this
+// way, where Update and Delete alone would be told of changes the store
+// may still refuse. e is the stored entity, nil when location is gone.
+// Committed must return promptly: it runs inside the client's request.
+type Observer interface {
+	Committed(location string, e *model.Entity)
+}
+
 // Starter is a provider with something to start when the server starts
 // (listeners, background workers). Start must return promptly.
 type Starter interface {

@@ -26,6 +26,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -62,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.l1Count, "l1-rtts", 0, "timed send_l1 round trips (default 2000, quick 300); the raw baseline does 5×")
 	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 0, "messages per fan-out measurement, each to 10 members (default 2000, quick 300)")
 	fs.IntVar(&cfg.fanoutWindow, "fanout-window", 8, "concurrent send actions of the one sending member in the fan-out phase")
+	only := fs.String("phases", "", "run only the phases whose names contain one of these comma-separated words (e.g. L1,fan-out)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -97,8 +101,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"CMBS L2/L3.2 fan-out to 10 members vs zmq4 PUB/SUB and NATS", benchFanout},
 		{"CMBS discovery of a 50-member chain", benchDiscovery},
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
 	failed := false
 	for _, p := range phases {
+		if !selected(p.name, *only) {
+			continue
+		}
 		out("== %s", p.name)
 		start := time.Now()
 		if err := p.fn(ctx, cfg, log, out, results); err != nil {
@@ -119,4 +139,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// selected reports whether a phase runs under -phases: all do when it is
+// empty.
+func selected(phase, only string) bool {
+	if only == "" {
+		return true
+	}
+	for _, w := range strings.Split(only, ",") {
+		if w = strings.TrimSpace(w); w != "" && strings.Contains(strings.ToLower(phase), strings.ToLower(w)) {
+			return true
+		}
+	}
+	return false
 }

@@ -32,6 +32,7 @@ type Service struct {
 	cats      *categories.Registry
 	providers *providers.Registry
 	log       *slog.Logger
+	deferred  deferred
 }
 
 // New returns a Service and makes sure the store has the indexes entity
@@ -50,7 +51,10 @@ func New(ctx context.Context, st store.Store, cats *categories.Registry, provs *
 			return nil, fmt.Errorf("entity index %s: %w", name, err)
 		}
 	}
-	return &Service{store: st, cats: cats, providers: provs, log: logger}, nil
+	s := &Service{store: st, cats: cats, providers: provs, log: logger}
+	s.deferred.slots = make(chan struct{}, maxDeferred)
+	s.deferred.pending = map[string]*pendingUpdate{}
+	return s, nil
 }
 
 // Categories returns the registry the service validates against.
@@ -70,8 +74,17 @@ func (s *Service) provider(kindID string) (providers.Provider, error) {
 	return p, nil
 }
 
-// Get returns the entity at a location.
+// Get returns the entity at a location, once the updates UpdateLater
+// queued for it are stored.
 func (s *Service) Get(ctx context.Context, location string) (*model.Entity, error) {
+	if err := s.settle(ctx, location); err != nil {
+		return nil, err
+	}
+	return s.get(ctx, location)
+}
+
+// get reads the entity at a location as stored.
+func (s *Service) get(ctx context.Context, location string) (*model.Entity, error) {
 	doc, err := s.store.Get(ctx, location)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, model.NotFound("no entity at %s", location)
@@ -397,9 +410,19 @@ func (s *Service) createOne(ctx context.Context, e *model.Entity) error {
 		if _, derr := s.store.Delete(context.WithoutCancel(ctx), e.Location, rev); derr != nil {
 			s.log.Error("could not remove an entity its provider refused", "location", e.Location, "err", derr)
 		}
+		// Stored for a moment, so a concurrent reader may have seen it.
+		committed(p, e.Location, nil)
 		return providerError("create", e.Location, err)
 	}
+	committed(p, e.Location, e)
 	return nil
+}
+
+// committed tells an Observer provider about a stored change.
+func committed(p providers.Provider, loc string, e *model.Entity) {
+	if o, ok := p.(providers.Observer); ok {
+		o.Committed(loc, e)
+	}
 }
 
 // rollback deletes entities created earlier in a request that failed.
@@ -413,6 +436,9 @@ func (s *Service) rollback(ctx context.Context, created []*model.Entity) {
 		}
 		if _, err := s.store.Delete(ctx, e.Location, e.Rev); err != nil {
 			s.log.Error("could not roll back a create", "location", e.Location, "err", err)
+		}
+		if p, err := s.provider(e.Kind); err == nil {
+			committed(p, e.Location, nil)
 		}
 	}
 }
@@ -438,7 +464,21 @@ func providerError(op, loc string, err error) error {
 // input gives replace the stored ones, attributes are deep-merged. ifMatch,
 // when not empty, must be the current revision.
 func (s *Service) Update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error) {
-	return s.modify(ctx, location, ifMatch, func(old *model.Entity) (*model.Entity, error) {
+	if err := s.settle(ctx, location); err != nil {
+		return nil, err
+	}
+	return s.update(ctx, location, ifMatch, in)
+}
+
+// update is Update without waiting for deferred updates (it is how they
+// are stored).
+func (s *Service) update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error) {
+	return s.modify(ctx, location, ifMatch, s.patch(ctx, location, in))
+}
+
+// patch returns the change a partial update makes to an entity.
+func (s *Service) patch(ctx context.Context, location string, in *model.EntityInput) func(old *model.Entity) (*model.Entity, error) {
+	return func(old *model.Entity) (*model.Entity, error) {
 		e := cloneEntity(old)
 		if in.Present["kind"] && in.Kind != old.Kind {
 			return nil, model.BadRequest("the kind of %s cannot change", location)
@@ -486,7 +526,7 @@ func (s *Service) Update(ctx context.Context, location, ifMatch string, in *mode
 			attrs.MergeAttributes(e.Attributes, tmp.Attributes)
 		}
 		return e, s.checkChanged(ctx, attrs, old, e)
-	})
+	}
 }
 
 // Replace replaces an entity whole (PUT on an existing URL) or creates it
@@ -556,7 +596,7 @@ func (s *Service) checkChanged(ctx context.Context, attrs *model.AttrSet, old, e
 // modify reads an entity, lets change build its new state, runs the
 // provider's Update and stores the result with the revision it read.
 func (s *Service) modify(ctx context.Context, location, ifMatch string, change func(old *model.Entity) (*model.Entity, error)) (*model.Entity, error) {
-	old, err := s.Get(ctx, location)
+	old, err := s.get(ctx, location)
 	if err != nil {
 		return nil, err
 	}
@@ -605,6 +645,7 @@ func (s *Service) commitUpdate(ctx context.Context, old, e *model.Entity) (*mode
 		return nil, err
 	}
 	e.Rev = rev
+	committed(p, e.Location, e)
 	return e, nil
 }
 
@@ -663,6 +704,7 @@ func (s *Service) deleteOne(ctx context.Context, e *model.Entity) error {
 		}
 		return err
 	}
+	committed(p, e.Location, nil)
 	return nil
 }
 
@@ -773,6 +815,9 @@ func (s *Service) descendants(kindID string) []string {
 }
 
 func (s *Service) find(ctx context.Context, sel map[string]any, limit, skip int) ([]*model.Entity, error) {
+	if err := s.settleAll(ctx); err != nil {
+		return nil, err
+	}
 	raw, err := json.Marshal(sel)
 	if err != nil {
 		return nil, err

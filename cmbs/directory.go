@@ -1,0 +1,97 @@
+package cmbs
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cmbs/cmbs/occi/model"
+)
+
+// directory holds the members this server knows (the member kind's
+// collection, local and remote) between changes, so that sending or
+// receiving a message reads no store: every send and every receipt needs
+// the member list, and listing it from the store cost more than moving the
+// message.
+//
+// It is exact for this server's own writes: the member provider's
+// Committed hook drops it after every stored change (a create, update or
+// delete, through the API, discovery or a rollback), and a list that was
+// read while a change was being committed is not kept. Writes by another
+// cmbsd sharing the same database are seen once the list is maxAge old.
+type directory struct {
+	list   func(context.Context) ([]*model.Entity, error)
+	maxAge time.Duration
+
+	mu   sync.Mutex
+	gen  uint64 // bumped by every change
+	snap *members
+}
+
+// members is one listing of the known members. It and the entities in it
+// are shared by every reader and never modified.
+type members struct {
+	all   []*model.Entity // location order
+	byLoc map[string]*model.Entity
+	local []*model.Entity // location order
+	// l1Sockets is the L1 socket of every member, each once, in location
+	// order.
+	l1Sockets []string
+	at        time.Time
+}
+
+func newDirectory(list func(context.Context) ([]*model.Entity, error), maxAge time.Duration) *directory {
+	return &directory{list: list, maxAge: maxAge}
+}
+
+// get returns the current listing, reading the store when there is none or
+// it is older than maxAge.
+func (d *directory) get(ctx context.Context) (*members, error) {
+	d.mu.Lock()
+	snap, gen := d.snap, d.gen
+	d.mu.Unlock()
+	if snap != nil && time.Since(snap.at) < d.maxAge {
+		return snap, nil
+	}
+	at := time.Now()
+	list, err := d.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap = indexMembers(list, at)
+	d.mu.Lock()
+	// A change committed while the list was read may be missing from it:
+	// the list answers this call (it is as fresh as a direct read) but is
+	// not kept.
+	if d.gen == gen {
+		d.snap = snap
+	}
+	d.mu.Unlock()
+	return snap, nil
+}
+
+// changed drops the listing: a member was stored, changed or deleted.
+func (d *directory) changed() {
+	d.mu.Lock()
+	d.gen++
+	d.snap = nil
+	d.mu.Unlock()
+}
+
+func indexMembers(list []*model.Entity, at time.Time) *members {
+	sort.Slice(list, func(i, j int) bool { return list[i].Location < list[j].Location })
+	m := &members{all: list, byLoc: make(map[string]*model.Entity, len(list)), l1Sockets: []string{}, at: at}
+	seen := map[string]bool{}
+	for _, e := range list {
+		m.byLoc[e.Location] = e
+		if isLocal(e) {
+			m.local = append(m.local, e)
+		}
+		if s, _ := layerSocket(memberAttrs(e.Attributes), L1); s != "" && !seen[s] {
+			seen[s] = true
+			m.l1Sockets = append(m.l1Sockets, s)
+		}
+	}
+	return m
+}

@@ -1,0 +1,52 @@
+package cmbs
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cmbs/cmbs/occi/model"
+)
+
+// TestDirectoryKeepsOnlyWhatIsCurrent: a listing is reused until a change
+// or maxAge, and a listing read while a change was committed answers its
+// caller but is not kept.
+func TestDirectoryKeepsOnlyWhatIsCurrent(t *testing.T) {
+	ctx := context.Background()
+	reads := 0
+	var during func()
+	d := newDirectory(func(context.Context) ([]*model.Entity, error) {
+		reads++
+		if during != nil {
+			during()
+		}
+		return []*model.Entity{{Location: "/m/b"}, {Location: "/m/a"}}, nil
+	}, time.Hour)
+
+	m, err := d.get(ctx)
+	if err != nil || reads != 1 || m.all[0].Location != "/m/a" || m.byLoc["/m/b"] == nil {
+		t.Fatalf("first get: %v, %d reads, %+v", err, reads, m)
+	}
+	if _, _ = d.get(ctx); reads != 1 {
+		t.Fatalf("second get read the store again (%d reads)", reads)
+	}
+	d.changed()
+	if _, _ = d.get(ctx); reads != 2 {
+		t.Fatalf("get after a change: %d reads, want 2", reads)
+	}
+
+	// A change committed while the list is being read.
+	d.changed()
+	during = func() { d.changed() }
+	_, _ = d.get(ctx) // read 3
+	during = nil
+	if _, _ = d.get(ctx); reads != 4 {
+		t.Fatalf("a list read during a change was kept (%d reads, want 4)", reads)
+	}
+
+	d.maxAge = time.Nanosecond
+	time.Sleep(time.Millisecond)
+	if _, _ = d.get(ctx); reads != 5 {
+		t.Fatalf("an old list was kept (%d reads, want 5)", reads)
+	}
+}

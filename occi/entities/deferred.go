@@ -1,0 +1,172 @@
+package entities
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cmbs/cmbs/occi/model"
+)
+
+// deferredTimeout bounds one deferred update, retries included.
+const deferredTimeout = 30 * time.Second
+
+// maxDeferred bounds the deferred updates not yet stored; UpdateLater
+// waits for a slot beyond it, which slows a caller down to the store's pace
+// instead of queueing without limit.
+const maxDeferred = 256
+
+// deferredRetries is how often a deferred update is tried when a
+// concurrent change got there first.
+const deferredRetries = 3
+
+// deferred tracks the updates UpdateLater queued and not yet stored. Per
+// location they form a chain, each waiting for the one before, so they are
+// stored in the order they were queued.
+type deferred struct {
+	slots   chan struct{}
+	mu      sync.Mutex
+	closed  bool
+	pending map[string]*pendingUpdate // the last queued update per location
+	wg      sync.WaitGroup
+}
+
+type pendingUpdate struct {
+	done chan struct{} // closed once stored or failed
+}
+
+// UpdateLater applies a partial update like Update (ifMatch empty), but
+// stores it in the background: for a write whose caller has already
+// answered its client, such as the result of a message that has been
+// delivered. The update is checked against current (the entity as the
+// caller read it) first, so an invalid one is refused here, not lost. Updates of one location are stored in the order
+// they were queued; a concurrent change is retried. Every read or change
+// of the location through the Service waits for it first, and listings
+// wait for every update queued before them, so nobody reading through the
+// Service sees the entity without it. A failure is logged. Flush waits for
+// all of them; after it, updates are refused (ErrFlushed).
+//
+// It waits only when maxDeferred updates are already queued, until one is
+// stored or ctx ends.
+func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *model.EntityInput) error {
+	location := current.Location
+	if _, err := s.patch(ctx, location, in)(current); err != nil {
+		return err
+	}
+	d := &s.deferred
+	select {
+	case d.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("update %s: waiting for the store to catch up: %w", location, ctx.Err())
+	}
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		<-d.slots
+		return ErrFlushed
+	}
+	prev := d.pending[location]
+	p := &pendingUpdate{done: make(chan struct{})}
+	d.pending[location] = p
+	d.wg.Add(1)
+	d.mu.Unlock()
+
+	go func() {
+		defer d.wg.Done()
+		defer func() { <-d.slots }()
+		defer func() {
+			d.mu.Lock()
+			if d.pending[location] == p {
+				delete(d.pending, location)
+			}
+			d.mu.Unlock()
+			close(p.done)
+		}()
+		if prev != nil {
+			<-prev.done
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), deferredTimeout)
+		defer cancel()
+		var err error
+		for range deferredRetries {
+			if _, err = s.update(ctx, location, "", in); model.StatusOf(err) != http.StatusConflict {
+				break
+			}
+		}
+		if err != nil {
+			s.log.Error("a deferred update was not stored", "location", location, "err", err)
+		}
+	}()
+	return nil
+}
+
+// ErrFlushed is UpdateLater's answer after Flush: the service is shutting
+// down.
+var ErrFlushed = model.Errorf(http.StatusServiceUnavailable, "the server is shutting down: no more deferred updates")
+
+// Flush waits until every update UpdateLater queued is stored (or has
+// failed), and refuses later ones. It returns ctx's error if that comes
+// first; the updates still finish, bounded by their own timeout.
+func (s *Service) Flush(ctx context.Context) error {
+	d := &s.deferred
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		d.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("entities: deferred updates still being stored: %w", ctx.Err())
+	}
+}
+
+// Settle waits until the updates UpdateLater queued before the call are
+// stored (or have failed), or ctx ends.
+func (s *Service) Settle(ctx context.Context) error { return s.settleAll(ctx) }
+
+// settle waits for the deferred updates of location.
+func (s *Service) settle(ctx context.Context, location string) error {
+	d := &s.deferred
+	d.mu.Lock()
+	p := d.pending[location]
+	d.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for a deferred update of %s: %w", location, ctx.Err())
+	}
+}
+
+// settleAll waits for every deferred update queued so far.
+func (s *Service) settleAll(ctx context.Context) error {
+	d := &s.deferred
+	d.mu.Lock()
+	if len(d.pending) == 0 {
+		d.mu.Unlock()
+		return nil
+	}
+	waits := make([]*pendingUpdate, 0, len(d.pending))
+	for _, p := range d.pending {
+		waits = append(waits, p)
+	}
+	d.mu.Unlock()
+	for _, p := range waits {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for deferred updates: %w", ctx.Err())
+		}
+	}
+	return nil
+}
