@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/cmbs/cmbs/occi/model"
@@ -53,6 +54,10 @@ type Registry struct {
 	byID       map[string]*model.Category
 	byLocation map[string]*model.Category
 	revs       map[string]string
+	// attrSets keeps the attribute sets built from the categories as they
+	// are (every validation needs one); any change to a category drops them.
+	attrSets map[string]*model.AttrSet
+	gen      uint64 // bumped by every change to a category
 }
 
 // Options configures a Registry.
@@ -133,6 +138,7 @@ func decode(d store.Document) (*model.Category, error) {
 func (r *Registry) index(c *model.Category, rev string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.changed()
 	if old := r.byID[c.ID()]; old != nil && old.Location != "" {
 		delete(r.byLocation, old.Location)
 	}
@@ -146,6 +152,7 @@ func (r *Registry) index(c *model.Category, rev string) {
 func (r *Registry) unindex(c *model.Category) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.changed()
 	delete(r.byID, c.ID())
 	delete(r.revs, c.ID())
 	if c.Location != "" && r.byLocation[c.Location] == c {
@@ -236,8 +243,43 @@ func (r *Registry) IsLinkKind(kindID string) bool {
 
 // AttrSet collects the attribute definitions that apply to an entity of the
 // kind with those mixins (and the mixins' dependencies). Unknown mixins are
-// an error naming them.
+// an error naming them. Sets are kept until a category changes and shared
+// between callers, who must not change them.
 func (r *Registry) AttrSet(kindID string, mixins []string) (*model.AttrSet, error) {
+	key := kindID + "\x00" + strings.Join(mixins, "\x00")
+	r.mu.RLock()
+	set, gen := r.attrSets[key], r.gen
+	r.mu.RUnlock()
+	if set != nil {
+		return set, nil
+	}
+	set, err := r.buildAttrSet(kindID, mixins)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	// Built from categories changed meanwhile: good for this call only.
+	if r.gen == gen {
+		if r.attrSets == nil || len(r.attrSets) >= maxAttrSets {
+			// Bounded: clients choose the mixin combinations.
+			r.attrSets = map[string]*model.AttrSet{}
+		}
+		r.attrSets[key] = set
+	}
+	r.mu.Unlock()
+	return set, nil
+}
+
+// maxAttrSets bounds the attribute sets kept.
+const maxAttrSets = 1024
+
+// changed drops what was derived from the categories. r.mu must be held.
+func (r *Registry) changed() {
+	r.gen++
+	r.attrSets = nil
+}
+
+func (r *Registry) buildAttrSet(kindID string, mixins []string) (*model.AttrSet, error) {
 	var groups [][]model.AttrDef
 	chain := r.KindChain(kindID)
 	for i := len(chain) - 1; i >= 0; i-- {

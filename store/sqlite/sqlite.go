@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,8 +47,12 @@ type Store struct {
 	reader *sql.DB // a pool of read-only connections
 
 	// Prepared statements, on writer (w*) or reader (r*).
-	wSelectDoc, wMaxSeq, wInsertDoc, wUpdateDoc, wInsertField, wDeleteField, wSelectPath, wInsertPath *sql.Stmt
-	rGet, rChanges, rMaxSeq, rMaxRID, rSelectPath                                                     *sql.Stmt
+	wSelectDoc, wMaxSeq, wInsertDoc, wUpdateDoc, wSelectPath, wInsertPath *sql.Stmt
+	rGet, rChanges, rMaxSeq, rMaxRID, rSelectPath                         *sql.Stmt
+	// wInsertFields[i] and wDeleteFields[i] insert or delete
+	// fieldChunks[i] index rows in one statement: a document has dozens of
+	// rows, and one statement per row cost more than the rows themselves.
+	wInsertFields, wDeleteFields [len(fieldChunks)]*sql.Stmt
 
 	// paths caches the ids of interned field paths (pathKey → pid). Ids are
 	// added only after the transaction that created them committed.
@@ -245,8 +250,11 @@ func (s *Store) open(ctx context.Context, o options) error {
 	prepare(s.writer, &s.wMaxSeq, `SELECT coalesce(max(seq), 0) FROM docs`)
 	prepare(s.writer, &s.wInsertDoc, `INSERT INTO docs(id, rev, deleted, seq, body) VALUES (?, ?, ?, ?, ?)`)
 	prepare(s.writer, &s.wUpdateDoc, `UPDATE docs SET rev = ?, deleted = ?, seq = ?, body = ? WHERE rid = ?`)
-	prepare(s.writer, &s.wInsertField, `INSERT OR IGNORE INTO fields(pid, value, rid) VALUES (?, ?, ?)`)
-	prepare(s.writer, &s.wDeleteField, `DELETE FROM fields WHERE pid = ? AND value = ? AND rid = ?`)
+	for i, n := range fieldChunks {
+		values := strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", n), ", ")
+		prepare(s.writer, &s.wInsertFields[i], `INSERT OR IGNORE INTO fields(pid, value, rid) VALUES `+values)
+		prepare(s.writer, &s.wDeleteFields[i], `DELETE FROM fields WHERE (pid, value, rid) IN (VALUES `+values+`)`)
+	}
 	prepare(s.writer, &s.wSelectPath, `SELECT pid FROM paths WHERE path = ?`)
 	prepare(s.writer, &s.wInsertPath, `INSERT INTO paths(path) VALUES (?)`)
 	prepare(s.reader, &s.rGet, `SELECT rev, body FROM docs WHERE id = ? AND deleted = 0`)
@@ -282,10 +290,10 @@ func (s *Store) closeDBs() error {
 	}
 	clear(s.stmts)
 	s.stmtsMu.Unlock()
-	for _, st := range []*sql.Stmt{
-		s.wSelectDoc, s.wMaxSeq, s.wInsertDoc, s.wUpdateDoc, s.wInsertField, s.wDeleteField, s.wSelectPath, s.wInsertPath,
+	for _, st := range slices.Concat([]*sql.Stmt{
+		s.wSelectDoc, s.wMaxSeq, s.wInsertDoc, s.wUpdateDoc, s.wSelectPath, s.wInsertPath,
 		s.rGet, s.rChanges, s.rMaxSeq, s.rMaxRID, s.rSelectPath,
-	} {
+	}, s.wInsertFields[:], s.wDeleteFields[:]) {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

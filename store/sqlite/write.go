@@ -257,8 +257,6 @@ type txWriter struct {
 	tx       *sql.Tx
 	paths    map[string]int64 // paths interned by earlier requests of the transaction
 	newPaths map[string]int64 // paths interned by this request
-	insField *sql.Stmt
-	delField *sql.Stmt
 }
 
 // apply writes one document at change number seq.
@@ -329,49 +327,53 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
 
 	// Only the difference between the old and the new index rows is written:
 	// an update usually changes a few attributes of a document.
+	var gone, added []fieldRow
 	for r := range oldRows {
-		if _, keep := op.rows[r]; keep {
-			continue
-		}
-		if err := w.deleteRow(r, rid); err != nil {
-			return fail(err)
+		if _, keep := op.rows[r]; !keep {
+			gone = append(gone, r)
 		}
 	}
 	for r := range op.rows {
-		if _, had := oldRows[r]; had {
-			continue
+		if _, had := oldRows[r]; !had {
+			added = append(added, r)
 		}
-		if err := w.insertRow(r, rid); err != nil {
-			return fail(err)
-		}
+	}
+	if err := w.changeRows(w.s.wDeleteFields, gone, rid); err != nil {
+		return fail(err)
+	}
+	if err := w.changeRows(w.s.wInsertFields, added, rid); err != nil {
+		return fail(err)
 	}
 	return rev, nil
 }
 
-func (w *txWriter) insertRow(r fieldRow, rid int64) error {
-	pid, err := w.pathID(r.path)
-	if err != nil {
-		return err
-	}
-	if w.insField == nil {
-		w.insField = w.tx.StmtContext(w.ctx, w.s.wInsertField)
-	}
-	if _, err := w.insField.ExecContext(w.ctx, pid, r.val.sqlValue(), rid); err != nil {
-		return dbError(w.ctx, err)
-	}
-	return nil
-}
+// fieldChunks are the row counts of the multi-row index statements,
+// largest first; any number of rows is a sum of them.
+var fieldChunks = [...]int{32, 8, 1}
 
-func (w *txWriter) deleteRow(r fieldRow, rid int64) error {
-	pid, err := w.pathID(r.path)
-	if err != nil {
-		return err
+// changeRows inserts or deletes (stmts: wInsertFields or wDeleteFields)
+// the index rows of document rid, as few statements as the chunk sizes
+// allow.
+func (w *txWriter) changeRows(stmts [len(fieldChunks)]*sql.Stmt, rows []fieldRow, rid int64) error {
+	args := make([]any, 0, 3*len(rows))
+	for _, r := range rows {
+		pid, err := w.pathID(r.path)
+		if err != nil {
+			return err
+		}
+		args = append(args, pid, r.val.sqlValue(), rid)
 	}
-	if w.delField == nil {
-		w.delField = w.tx.StmtContext(w.ctx, w.s.wDeleteField)
-	}
-	if _, err := w.delField.ExecContext(w.ctx, pid, r.val.sqlValue(), rid); err != nil {
-		return dbError(w.ctx, err)
+	for i, n := range fieldChunks {
+		var st *sql.Stmt
+		for len(args) >= 3*n {
+			if st == nil {
+				st = w.tx.StmtContext(w.ctx, stmts[i])
+			}
+			if _, err := st.ExecContext(w.ctx, args[:3*n]...); err != nil {
+				return dbError(w.ctx, err)
+			}
+			args = args[3*n:]
+		}
 	}
 	return nil
 }
