@@ -18,6 +18,14 @@ import (
 // (links.t, "x"). Index lookups only ever produce a superset of the matches;
 // the selector matcher decides.
 //
+// The index stops at maxIndexDepth path segments: an object there gets its
+// marker row but nothing below it. A condition on a deeper path narrows to
+// the documents with an object at its first maxIndexDepth segments (the
+// only place such a value can be), and the matcher decides. Free-form
+// values, such as a message's content or an action's result, would
+// otherwise add a row per leaf to every write, and the rows, not the
+// document, were most of the cost of storing one.
+//
 // Values keep their JSON type through SQLite's storage classes: numbers are
 // REAL, strings TEXT, and null, booleans and the container markers small
 // BLOBs. SQLite orders NULL < numbers < TEXT < BLOB, which agrees with CouchDB
@@ -117,26 +125,34 @@ func scalarValue(v any) (fieldValue, bool, error) {
 	return fieldValue{}, false, nil
 }
 
+// maxIndexDepth is the number of path segments the index reaches: deep
+// enough for every entity attribute (attributes.<scheme>.<kind>.<name>
+// and one more level).
+const maxIndexDepth = 5
+
 // indexRows lists the index rows of a document body.
 func indexRows(body map[string]any) (map[fieldRow]struct{}, error) {
 	rows := make(map[fieldRow]struct{}, 2*len(body))
-	var walk func(prefix string, v any) error
-	walk = func(prefix string, v any) error {
+	var walk func(prefix string, depth int, v any) error
+	walk = func(prefix string, depth int, v any) error {
 		switch t := v.(type) {
 		case map[string]any:
 			rows[fieldRow{prefix, tagValue(tagObject)}] = struct{}{}
+			if depth == maxIndexDepth {
+				return nil
+			}
 			for k, c := range t {
 				var b strings.Builder
 				b.WriteString(prefix)
 				appendSegment(&b, k)
-				if err := walk(b.String(), c); err != nil {
+				if err := walk(b.String(), depth+1, c); err != nil {
 					return err
 				}
 			}
 		case []any:
 			rows[fieldRow{prefix, tagValue(tagArray)}] = struct{}{}
 			for _, e := range t {
-				if err := walk(prefix, e); err != nil {
+				if err := walk(prefix, depth, e); err != nil {
 					return err
 				}
 			}
@@ -152,7 +168,7 @@ func indexRows(body map[string]any) (map[fieldRow]struct{}, error) {
 	for k, v := range body {
 		var b strings.Builder
 		appendSegment(&b, k)
-		if err := walk(b.String(), v); err != nil {
+		if err := walk(b.String(), 1, v); err != nil {
 			return nil, err
 		}
 	}

@@ -170,6 +170,14 @@ func narrow(n *node, prefix []string) *narrowing {
 }
 
 func condNarrowing(path []string, c *node) *narrowing {
+	if len(path) > maxIndexDepth {
+		if c.op == opExists && !c.val.(bool) {
+			return narrowAll
+		}
+		// Every other condition needs the field, so an object where the
+		// index stops (arrays on the way are transparent).
+		return fieldNarrowing(pathKey(path[:maxIndexDepth]), "value = ?", tagObject)
+	}
 	key := pathKey(path)
 	exists := fieldNarrowing(key, "")
 	switch c.op {

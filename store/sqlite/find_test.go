@@ -92,9 +92,47 @@ func randomSelector(r *rand.Rand, depth int) map[string]any {
 	return map[string]any{opNot: kids[0]}
 }
 
+// renameFields renames the top-level fields of a random selector
+// (operators' arguments are selectors or conditions on the field).
+func renameFields(sel map[string]any, field func(string) string) map[string]any {
+	out := map[string]any{}
+	for k, v := range sel {
+		switch k {
+		case opOr, opNor:
+			var kids []any
+			for _, c := range v.([]any) {
+				kids = append(kids, renameFields(c.(map[string]any), field))
+			}
+			out[k] = kids
+		case opNot:
+			out[k] = renameFields(v.(map[string]any), field)
+		default:
+			out[field(k)] = v
+		}
+	}
+	return out
+}
+
 // TestFindMatchesScan checks that the index narrowing never loses a match:
 // Find must return exactly what matching every document returns.
 func TestFindMatchesScan(t *testing.T) {
+	findMatchesScan(t, func(doc map[string]any) map[string]any { return doc }, func(f string) string { return f })
+}
+
+// TestFindMatchesScanDeep: the same below the depth where the index stops
+// (maxIndexDepth), with documents nested under p.q.r.s.
+func TestFindMatchesScanDeep(t *testing.T) {
+	findMatchesScan(t, func(doc map[string]any) map[string]any {
+		return map[string]any{"p": map[string]any{"q": map[string]any{"r": map[string]any{"s": doc}}}, "b": doc["b"]}
+	}, func(f string) string {
+		if f == "_id" || f == "b" {
+			return f
+		}
+		return "p.q.r.s." + f
+	})
+}
+
+func findMatchesScan(t *testing.T, wrap func(map[string]any) map[string]any, field func(string) string) {
 	ctx := testContext(t)
 	s := openTest(t, filepath.Join(t.TempDir(), "x.sqlite"))
 	r := rand.New(rand.NewPCG(1, 2))
@@ -107,7 +145,7 @@ func TestFindMatchesScan(t *testing.T) {
 	}
 	for i := range ndocs {
 		id := fmt.Sprintf("d%03d", i)
-		body := randomObject(r, 0)
+		body := wrap(randomObject(r, 0))
 		raw, _ := json.Marshal(body)
 		rev, err := s.Put(ctx, store.Document{ID: id, Body: raw})
 		if err != nil {
@@ -116,7 +154,7 @@ func TestFindMatchesScan(t *testing.T) {
 		bodies[id], revs[id] = body, rev
 		// Rewrite or delete some, so stale index rows would show.
 		if i%7 == 0 {
-			body = randomObject(r, 0)
+			body = wrap(randomObject(r, 0))
 			raw, _ = json.Marshal(body)
 			if rev, err = s.Put(ctx, store.Document{ID: id, Rev: rev, Body: raw}); err != nil {
 				t.Fatal(err)
@@ -150,7 +188,7 @@ func TestFindMatchesScan(t *testing.T) {
 
 	nonEmpty := 0
 	for i := range selectors {
-		raw, _ := json.Marshal(randomSelector(r, 0))
+		raw, _ := json.Marshal(renameFields(randomSelector(r, 0), field))
 		sel, err := parseSelector(raw)
 		if err != nil {
 			continue // e.g. a regex or $size drawn with a bad argument

@@ -18,6 +18,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -121,7 +122,8 @@ func WithBusyTimeout(d time.Duration) Option {
 }
 
 // schemaVersion is stored in PRAGMA user_version.
-const schemaVersion = 1
+// 2: the index stops at maxIndexDepth segments.
+const schemaVersion = 2
 
 // schema: see the package comment and fields.go. docs.rid is the internal
 // document number the index refers to; it never changes for an id, because
@@ -208,6 +210,39 @@ func dsn(path string, o options, readOnly bool) string {
 	return path + "?" + q.Encode()
 }
 
+// dropDeepRows upgrades a version 1 database: the index rows below
+// maxIndexDepth are never looked up now, nor deleted with their documents,
+// so they go once.
+func dropDeepRows(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, `SELECT pid, path FROM paths`)
+	if err != nil {
+		return err
+	}
+	var deep []int64
+	for rows.Next() {
+		var pid int64
+		var path []byte
+		if err := rows.Scan(&pid, &path); err != nil {
+			rows.Close()
+			return err
+		}
+		// A path key ends each segment with a NUL byte.
+		if bytes.Count(path, []byte{0}) > maxIndexDepth {
+			deep = append(deep, pid)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, pid := range deep {
+		if _, err := db.ExecContext(ctx, `DELETE FROM fields WHERE pid = ?`, pid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *Store) open(ctx context.Context, o options) error {
 	var err error
 	if s.writer, err = sql.Open("sqlite", dsn(s.path, o, false)); err != nil {
@@ -227,6 +262,11 @@ func (s *Store) open(ctx context.Context, o options) error {
 	}
 	if _, err := s.writer.ExecContext(ctx, schema); err != nil {
 		return dbError(ctx, err)
+	}
+	if version == 1 {
+		if err := dropDeepRows(ctx, s.writer); err != nil {
+			return dbError(ctx, err)
+		}
 	}
 	if _, err := s.writer.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
 		return dbError(ctx, err)

@@ -154,3 +154,50 @@ func TestCloseWakesLongPoll(t *testing.T) {
 		t.Fatal("long poll did not return after Close")
 	}
 }
+
+// TestUpgradeDropsDeepRows: a version 1 database indexed every depth; on
+// opening it, the rows below maxIndexDepth go and the others stay.
+func TestUpgradeDropsDeepRows(t *testing.T) {
+	ctx := testContext(t)
+	path := filepath.Join(t.TempDir(), "v1.sqlite")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"a":{"b":{"c":{"d":{"e":{"f":{"g":"deep"}},"é":"shallow"}}}}}`
+	if _, err := s.Put(ctx, store.Document{ID: "x", Body: json.RawMessage(body)}); err != nil {
+		t.Fatal(err)
+	}
+	// What version 1 wrote besides: the rows below depth 5.
+	for _, segs := range [][]string{{"a", "b", "c", "d", "e", "f"}, {"a", "b", "c", "d", "e", "f", "g"}} {
+		res, err := s.writer.ExecContext(ctx, `INSERT INTO paths(path) VALUES (?)`, []byte(pathKey(segs)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := res.LastInsertId()
+		if _, err := s.writer.ExecContext(ctx, `INSERT INTO fields(pid, value, rid) SELECT ?, 'deep', rid FROM docs WHERE id = 'x'`, pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(s *Store) (n int) {
+		if err := s.writer.QueryRowContext(ctx, `SELECT count(*) FROM fields`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := count(s)
+	if _, err := s.writer.ExecContext(ctx, `PRAGMA user_version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path)
+	if after := count(s); after != before-2 {
+		t.Fatalf("%d index rows before the upgrade, %d after; want 2 fewer", before, after)
+	}
+	docs, err := s.Find(ctx, store.Query{Selector: json.RawMessage(`{"a.b.c.d.é":"shallow","a.b.c.d.e.f.g":"deep"}`)})
+	if err != nil || len(docs) != 1 {
+		t.Fatalf("Find after the upgrade: %v, %d documents", err, len(docs))
+	}
+}
