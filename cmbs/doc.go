@@ -106,7 +106,16 @@
 // ({"attributes":{"member":"<id>"}}), else the server's only local member;
 // with several and none named the action answers 400. The sender's
 // reference is appended to path_history (once), on the wire and, with the
-// result, in the stored message.
+// result, in the stored message. That write happens once the action has
+// its answer (entities.Service.UpdateLater): the action returns without
+// waiting for the store, and anyone reading the message through the server
+// afterwards waits for the write, so the result is always there to read.
+//
+// The broker keeps the list of known members between messages instead of
+// reading it from the store for every send and every receipt. Changes made
+// through this server (the API, check_neighbors, deletes) take effect for
+// the next message; changes another cmbsd made in a shared CouchDB are seen
+// within Options.MembersMaxAge.
 //
 //   - L1: point-to-point request/reply to l1_socket_receiver_member (400
 //     when absent). An empty message_content is replaced by the sender's

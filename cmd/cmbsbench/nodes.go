@@ -62,6 +62,9 @@ func startNode(ctx context.Context, log *slog.Logger) (*cmbsNode, error) {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		err := n.reg.Stop(stopCtx)
+		if n.srv != nil {
+			err = errors.Join(err, n.srv.Entities().Flush(stopCtx))
+		}
 		err = errors.Join(err, st.Close())
 		os.RemoveAll(dir)
 		return err

@@ -128,6 +128,10 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		if serr := reg.Stop(stopCtx); serr != nil {
 			err = errors.Join(err, serr)
 		}
+		// Updates stored in the background land before the store closes.
+		if ferr := srv.Entities().Flush(stopCtx); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
 	}()
 
 	var lc net.ListenConfig

@@ -120,6 +120,9 @@ func Start(t testing.TB, opts Options) *Server {
 		if err := reg.Stop(stopCtx); err != nil {
 			t.Errorf("stop providers: %v", err)
 		}
+		if err := srv.Entities().Flush(stopCtx); err != nil {
+			t.Errorf("flush deferred updates: %v", err)
+		}
 		if err := st.Close(); err != nil {
 			t.Errorf("close store: %v", err)
 		}

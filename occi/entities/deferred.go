@@ -95,7 +95,10 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 				break
 			}
 		}
-		if err != nil {
+		switch {
+		case model.StatusOf(err) == http.StatusNotFound:
+			s.log.Debug("a deferred update found its entity deleted", "location", location)
+		case err != nil:
 			s.log.Error("a deferred update was not stored", "location", location, "err", err)
 		}
 	}()
