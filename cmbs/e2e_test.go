@@ -3,15 +3,14 @@ package cmbs_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/internal/loopback"
 )
 
 // The §12.6 cases (90–96) of the pyOCNI spec, at their target behaviour,
@@ -221,7 +220,7 @@ func TestCase96DeadNeighbour(t *testing.T) {
 	bLoc := b.createMember("b", withSockets(t, member{}))
 	bL1 := b.startLayer(bLoc, "l1")
 	a := startNode(t, "A", "pycmbs", testOptions())
-	dead, silent, junk := freeSocket(t), silentPeer(t), junkPeer(t)
+	dead, silent, junk := freeSocket(t), loopback.SilentPeer(t), junkPeer(t)
 	aLoc := a.createMember("a", withSockets(t, member{"neighbors_socket": []any{dead, silent, junk, bL1}}))
 	d := a.c.expect("POST", aLoc+"?action=check_neighbors", "{}", 200).json(t)
 	failed, learned := map[string]string{}, d["learned"].([]any)
@@ -234,40 +233,6 @@ func TestCase96DeadNeighbour(t *testing.T) {
 	if len(learned) != 1 || learned[0].(map[string]any)["socket"] != bL1 {
 		t.Fatalf("learned: %v", d)
 	}
-}
-
-// silentPeer listens on a loopback socket, accepts connections and never
-// sends a byte: a hung peer.
-func silentPeer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return "tcp://" + ln.Addr().String()
 }
 
 // junkPeer is a ZeroMQ server that answers every request with text.

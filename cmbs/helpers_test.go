@@ -1,6 +1,7 @@
 package cmbs_test
 
 import (
+	"github.com/cmbs/cmbs/internal/loopback"
 	"github.com/cmbs/cmbs/internal/pyzmqtest"
 
 	"bytes"
@@ -8,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -156,16 +156,7 @@ func startNode(t *testing.T, name, fixtures string, opts cmbs.Options) *node {
 }
 
 // freeSocket returns a loopback endpoint nobody listens on (yet).
-func freeSocket(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return "tcp://" + addr
-}
+func freeSocket(t testing.TB) string { return loopback.FreeEndpoint(t) }
 
 // member describes a member to create: attributes under cmbs.member.
 type member map[string]any
@@ -298,11 +289,11 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 	}
 }
 
-// pyREQ sends frames from a pyzmq REQ socket (testdata/l1_req.py) and
-// returns the reply frames.
+// pyREQ sends frames once from a pyzmq REQ socket and returns the reply
+// frames.
 func pyREQ(t *testing.T, py, endpoint string, frames ...string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return pyzmqtest.Run(t, ctx, py, "l1_req.py", append([]string{endpoint}, frames...)...)
+	return pyzmqtest.REQ(t, ctx, py, endpoint, 1, frames...)
 }

@@ -4,8 +4,6 @@ import (
 	"github.com/cmbs/cmbs/internal/pyzmqtest"
 
 	"context"
-	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -48,18 +46,6 @@ func newClient(t testing.TB, opts ...Option) *Client {
 	return c
 }
 
-// freeEndpoint returns a loopback endpoint nobody listens on (yet).
-func freeEndpoint(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return "tcp://" + addr
-}
-
 func tcpAddr(endpoint string) string { return strings.TrimPrefix(endpoint, "tcp://") }
 
 func env(id, body string) Envelope {
@@ -70,5 +56,5 @@ func env(id, body string) Envelope {
 // reply frames.
 func pyRequest(t *testing.T, ctx context.Context, py, endpoint string, e Envelope, count int) []string {
 	t.Helper()
-	return pyzmqtest.Run(t, ctx, py, "req_client.py", endpoint, e.ID, e.MimeType, string(e.Body), fmt.Sprint(count))
+	return pyzmqtest.REQ(t, ctx, py, endpoint, count, e.ID, e.MimeType, string(e.Body))
 }

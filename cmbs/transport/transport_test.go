@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"github.com/cmbs/cmbs/internal/loopback"
 	"github.com/cmbs/cmbs/internal/pyzmqtest"
 
 	"bytes"
@@ -91,7 +92,7 @@ func TestConcurrentClientsNoMisroutes(t *testing.T) {
 
 func TestDeadPeerFailsWithinDeadline(t *testing.T) {
 	c := newClient(t)
-	ep := freeEndpoint(t)
+	ep := loopback.FreeEndpoint(t)
 	ctx, cancel := context.WithTimeout(testCtx(t), 2*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -114,38 +115,11 @@ func TestDeadPeerFailsWithinDeadline(t *testing.T) {
 // A peer that accepts TCP and never speaks ZMTP must not hold Request past
 // its deadline: zmq4's Dial would wait in the handshake forever.
 func TestMuteListenerFailsWithinDeadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	held.Add(1)
-	go func() {
-		defer held.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		_ = ln.Close()
-		held.Wait()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
-
+	silent := loopback.SilentPeer(t)
 	c := newClient(t)
 	ctx, cancel := context.WithTimeout(testCtx(t), 500*time.Millisecond)
 	defer cancel()
-	_, err = c.Request(ctx, "tcp://"+ln.Addr().String(), env("a", "x"))
+	_, err := c.Request(ctx, silent, env("a", "x"))
 	if !errors.Is(err, ErrNoAnswer) || !strings.Contains(err.Error(), "no ZMTP handshake") {
 		t.Fatalf("err = %v, want ErrNoAnswer saying the handshake never happened", err)
 	}
@@ -176,7 +150,7 @@ func TestSlowHandlerTimesOutThenRecovers(t *testing.T) {
 // request, whether or not a request failed while it was down.
 func TestServerRestartOnSamePort(t *testing.T) {
 	ctx := testCtx(t)
-	ep := freeEndpoint(t)
+	ep := loopback.FreeEndpoint(t)
 	listen := func() *Server {
 		t.Helper()
 		srv, err := Listen(ctx, ep, echo)
@@ -629,7 +603,7 @@ func TestDeliver(t *testing.T) {
 		})
 		eps = append(eps, srv.Addr())
 	}
-	dead := freeEndpoint(t)
+	dead := loopback.FreeEndpoint(t)
 	eps = append(eps[:1], append([]string{dead}, eps[1:]...)...)
 
 	c := newClient(t, WithRequestTimeout(500*time.Millisecond), WithFanOut(2))

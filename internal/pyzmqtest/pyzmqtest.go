@@ -5,11 +5,13 @@ package pyzmqtest
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -37,16 +39,20 @@ func Python(t testing.TB) string {
 	return ""
 }
 
-// Run runs testdata/<script> of the calling package with py and the
-// arguments, and decodes what it prints as a JSON array of strings (the
-// reply frames). ctx bounds the run.
-func Run(t testing.TB, ctx context.Context, py, script string, args ...string) []string {
+//go:embed req.py
+var reqScript []byte
+
+// REQ sends frames as one multipart message count times from a pyzmq REQ
+// socket (REQ adds the empty delimiter) to endpoint, and returns the frames
+// of the last reply. ctx bounds the run; the script gives up after 10 s
+// without a reply.
+func REQ(t testing.TB, ctx context.Context, py, endpoint string, count int, frames ...string) []string {
 	t.Helper()
-	path, err := filepath.Abs(filepath.Join("testdata", script))
-	if err != nil {
+	path := filepath.Join(t.TempDir(), "req.py")
+	if err := os.WriteFile(path, reqScript, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, py, append([]string{path}, args...)...)
+	cmd := exec.CommandContext(ctx, py, append([]string{path, endpoint, strconv.Itoa(count)}, frames...)...)
 	// Keep anything the script spawns on the system's interpreters too.
 	cmd.Env = append(os.Environ(), "PATH=/usr/local/bin:/usr/bin:/bin")
 	out, err := cmd.Output()
@@ -56,11 +62,11 @@ func Run(t testing.TB, ctx context.Context, py, script string, args ...string) [
 		if errors.As(err, &ee) {
 			stderr = string(ee.Stderr)
 		}
-		t.Fatalf("python %s: %v\n%s", script, err, stderr)
+		t.Fatalf("python req.py: %v\n%s", err, stderr)
 	}
 	var reply []string
 	if err := json.Unmarshal(out, &reply); err != nil {
-		t.Fatalf("python %s output %q: %v", script, out, err)
+		t.Fatalf("python req.py output %q: %v", out, err)
 	}
 	return reply
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/python3
-"""Interop check for cmbs/transport: a plain libzmq REQ client (pyzmq).
+"""Interop check: a plain libzmq REQ client (pyzmq).
 
-Usage: req_client.py ENDPOINT ID MIMETYPE BODY [COUNT]
+Usage: req.py ENDPOINT COUNT FRAME...
 
-Sends the 3-frame envelope [ID, MIMETYPE, BODY] COUNT times (default 1) over
-one REQ socket (REQ adds the empty delimiter itself) and prints the frames of
-the last reply as a JSON list of UTF-8 strings. Uses only the standard
-library and Debian's python3-zmq. Exits 2 when no reply arrives in time.
+Sends FRAME... as one multipart message COUNT times over one REQ socket
+(REQ adds the empty delimiter itself; an envelope is the three frames ID
+MIMETYPE BODY) and prints the frames of the last reply as a JSON list of
+UTF-8 strings. Uses only the standard library and Debian's python3-zmq.
+Exits 2 when no reply arrives within 10 s.
 """
 import json
 import sys
@@ -15,8 +16,7 @@ import zmq
 
 
 def main():
-    endpoint, ident, mimetype, body = sys.argv[1:5]
-    count = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    endpoint, count, frames = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     ctx = zmq.Context()
     sock = ctx.socket(zmq.REQ)
     # Never hang the Go test: bounded send/receive, nothing kept on close.
@@ -27,7 +27,7 @@ def main():
     try:
         reply = None
         for _ in range(count):
-            sock.send_multipart([ident.encode(), mimetype.encode(), body.encode()])
+            sock.send_multipart([f.encode() for f in frames])
             reply = sock.recv_multipart()
     except zmq.Again:
         print("no reply from %s within 10s" % endpoint, file=sys.stderr)
