@@ -1,14 +1,16 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"log"
 	"log/slog"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-zeromq/zmq4"
 )
@@ -16,83 +18,76 @@ import (
 // Client sends requests to Servers (or any ROUTER or REP peer that speaks
 // the envelope) and waits for their replies.
 //
-// It keeps a small pool of DEALER sockets per endpoint, each carrying one
-// request at a time, so concurrent requests to one endpoint run in
-// parallel (up to WithMaxConnsPerEndpoint) and a failure only affects its
-// own request. It follows ZeroMQ's Lazy Pirate pattern: after any error or
-// timeout the socket is closed and the next request dials a fresh one, so a
-// restarted peer is picked up without zmq4's auto-reconnect (which
-// deadlocks REQ and gives up silently on DEALER). A Client is safe for
+// It keeps one connection per endpoint, a DEALER in ZeroMQ's terms, and
+// pipelines every request to that endpoint on it: each request carries a
+// correlation frame of its own, and one reader per connection hands each
+// reply to the request it answers. Messages sent while another is being
+// written go out in the same system call. At most WithMaxInFlight
+// requests to one endpoint are outstanding at once.
+//
+// It follows ZeroMQ's Lazy Pirate pattern: a connection that breaks, or
+// that stays silent through a request's whole deadline, is closed and the
+// next request dials a fresh one, so a restarted peer is picked up and a
+// hung one costs each request at most its deadline. A Client is safe for
 // concurrent use.
 type Client struct {
 	opts    options
 	log     *slog.Logger
-	regErr  error
-	zmqLog  *log.Logger // zmq4's log lines, into log at debug level
 	nextTok atomic.Uint64
 
-	// base is the parent of every socket's context; Close cancels it, which
-	// unblocks every Recv and Dial in progress.
+	// base ends when Close is called; every wait selects on it.
 	base   context.Context
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	closed bool
-	pools  map[string]*endpointPool
-	calls  sync.WaitGroup // Request calls in progress
+	mu      sync.Mutex
+	closed  bool
+	peers   map[string]*peer
+	calls   sync.WaitGroup // Request calls in progress
+	readers sync.WaitGroup // one per open connection
 
 	closeOnce sync.Once
 }
 
-type endpointPool struct {
-	zep   string        // the endpoint as zmq4 is given it
-	slots chan struct{} // one token per socket in use or being dialled
+// peer is one endpoint: its connection, if any, and the dial in progress.
+type peer struct {
+	addr  string        // host:port
+	slots chan struct{} // one token per request in flight
 
-	mu   sync.Mutex
-	idle []*clientSocket
+	mu      sync.Mutex
+	conn    *clientConn
+	dialing chan struct{} // closed when the dial in progress ends
+	dialErr error         // that dial's error
 }
 
-// clientSocket is one DEALER connected to one endpoint.
-type clientSocket struct {
-	sock  zmq4.Socket
-	hooks *socketHooks
-}
+// clientConn is one connection and the requests waiting for replies on it.
+type clientConn struct {
+	z        *zconn
+	received atomic.Uint64 // messages read, to tell a silent peer from a slow handler
 
-// close closes the socket and waits until zmq4's reader has left its
-// connection.
-func (cs *clientSocket) close() {
-	_ = cs.sock.Close()
-	if gc := cs.hooks.dialedConn(); gc != nil {
-		_ = gc.Close()
-		<-gc.drained()
-	}
-}
-
-func (cs *clientSocket) usable() bool {
-	gc := cs.hooks.dialedConn()
-	return gc != nil && gc.usable()
+	mu      sync.Mutex
+	waiting map[uint64]chan Envelope
+	err     error         // why the connection ended
+	dead    chan struct{} // closed when it ended
 }
 
 // NewClient returns a Client; it opens nothing until the first request.
 func NewClient(opts ...Option) *Client {
 	c := &Client{
-		opts:   buildOptions(opts),
-		regErr: registerTransport(),
-		pools:  make(map[string]*endpointPool),
+		opts:  buildOptions(opts),
+		peers: make(map[string]*peer),
 	}
 	c.log = c.opts.logger.With("component", "transport.client")
-	c.zmqLog = slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)
 	c.base, c.cancel = context.WithCancel(context.Background())
 	return c
 }
 
 // Request sends req to the Server at endpoint ("tcp://host:port") and
 // returns its reply. The deadline is the earlier of ctx's and the client's
-// request timeout (WithRequestTimeout), and covers waiting for a free
-// socket, connecting, sending and receiving. req.Routing is ignored: the
-// client sets its own routing frame, which correlates the reply, so
-// concurrent requests may share an id and a late reply to an abandoned
-// request is never mistaken for another's.
+// request timeout (WithRequestTimeout), and covers waiting for a slot,
+// connecting, sending and receiving. req.Routing is ignored: the client
+// sets its own routing frame, which correlates the reply, so concurrent
+// requests may share an id and a late reply to an abandoned request is
+// never mistaken for another's.
 //
 // Errors: ErrNoAnswer (also wrapping ctx's error) when the peer did not
 // answer in time; ErrConnectionLost when the connection broke; a
@@ -107,7 +102,7 @@ func (c *Client) Request(ctx context.Context, endpoint string, req Envelope) (En
 	if err := req.Validate(); err != nil {
 		return fail(err)
 	}
-	pool, err := c.enter(endpoint)
+	p, err := c.enter(endpoint)
 	if err != nil {
 		return fail(err)
 	}
@@ -117,26 +112,19 @@ func (c *Client) Request(ctx context.Context, endpoint string, req Envelope) (En
 	defer cancel()
 
 	select {
-	case pool.slots <- struct{}{}:
+	case p.slots <- struct{}{}:
 	case <-ctx.Done():
-		return fail(fmt.Errorf("%w: still waiting for a free connection: %w", ErrNoAnswer, ctx.Err()))
+		return fail(fmt.Errorf("%w: still waiting for a free slot: %w", ErrNoAnswer, ctx.Err()))
 	case <-c.base.Done():
 		return fail(ErrClosed)
 	}
-	defer func() { <-pool.slots }()
+	defer func() { <-p.slots }()
 
-	cs := pool.takeIdle()
-	if cs == nil {
-		if cs, err = c.dial(ctx, pool); err != nil {
-			return fail(err)
-		}
+	cc, err := c.connect(ctx, p)
+	if err != nil {
+		return fail(err)
 	}
-	reply, reusable, err := c.roundTrip(ctx, cs, req)
-	if err != nil || !reusable {
-		cs.close()
-	} else {
-		pool.putIdle(cs)
-	}
+	reply, err := c.roundTrip(ctx, cc, req)
 	if err != nil {
 		return fail(err)
 	}
@@ -146,159 +134,241 @@ func (c *Client) Request(ctx context.Context, endpoint string, req Envelope) (En
 	return reply, nil
 }
 
-// enter registers a Request call and returns the endpoint's pool.
-func (c *Client) enter(endpoint string) (*endpointPool, error) {
-	if c.regErr != nil {
-		return nil, c.regErr
-	}
+// enter registers a Request call and returns the endpoint's peer.
+func (c *Client) enter(endpoint string) (*peer, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, ErrClosed
 	}
-	pool, ok := c.pools[endpoint]
+	p, ok := c.peers[endpoint]
 	if !ok {
-		zep, err := zmqEndpoint(endpoint)
+		addr, err := hostPort(endpoint)
 		if err != nil {
 			return nil, err
 		}
-		pool = &endpointPool{zep: zep, slots: make(chan struct{}, c.opts.maxConnsPerEndpoint)}
-		c.pools[endpoint] = pool
+		p = &peer{addr: addr, slots: make(chan struct{}, c.opts.maxInFlight)}
+		c.peers[endpoint] = p
 	}
 	c.calls.Add(1)
-	return pool, nil
+	return p, nil
 }
 
-// takeIdle returns a cached socket that still looks connected, closing the
-// ones whose peer went away while they sat idle, or nil.
-func (p *endpointPool) takeIdle() *clientSocket {
+// connect returns the peer's live connection, dialling one if there is
+// none. One dial runs at a time per peer; other requests wait for it.
+func (c *Client) connect(ctx context.Context, p *peer) (*clientConn, error) {
 	for {
 		p.mu.Lock()
-		n := len(p.idle)
-		if n == 0 {
+		if cc := p.conn; cc != nil {
 			p.mu.Unlock()
-			return nil
+			if cc.idle() && peerClosed(cc.z.gc.Conn) {
+				// The peer went away (a restart, say) and the reader has
+				// not run yet to notice: sending into the old connection
+				// would lose this request.
+				cc.fail(ErrConnectionLost)
+				p.drop(cc)
+				continue
+			}
+			return cc, nil
 		}
-		cs := p.idle[n-1]
-		p.idle = p.idle[:n-1]
+		if wait := p.dialing; wait != nil {
+			p.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w: could not connect: %w", ErrNoAnswer, ctx.Err())
+			case <-c.base.Done():
+				return nil, ErrClosed
+			}
+		}
+		done := make(chan struct{})
+		p.dialing = done
 		p.mu.Unlock()
-		if cs.usable() {
-			return cs
+
+		cc, err := c.dial(ctx, p)
+		p.mu.Lock()
+		p.dialing = nil
+		if err == nil {
+			p.conn = cc
+			c.readers.Add(1)
+			go c.readLoop(p, cc)
 		}
-		cs.close()
+		p.mu.Unlock()
+		close(done)
+		return cc, err
 	}
 }
 
-func (p *endpointPool) putIdle(cs *clientSocket) {
-	p.mu.Lock()
-	p.idle = append(p.idle, cs)
-	p.mu.Unlock()
-}
-
-// dial opens a DEALER to the pool's endpoint. zmq4's Dial is synchronous
-// and, with unbounded retries, returns only once connected or once the
-// socket is closed; it runs in a goroutine that is always waited for, and
-// the socket is closed when ctx ends first.
-func (c *Client) dial(ctx context.Context, pool *endpointPool) (*clientSocket, error) {
-	hooks := &socketHooks{opts: &c.opts}
-	sock := zmq4.NewDealer(withHooks(c.base, hooks),
-		zmq4.WithLogger(c.zmqLog),
-		// Retry until the socket is closed: giving up is the context's job,
-		// not zmq4's fixed 10 × 250 ms.
-		zmq4.WithDialerMaxRetries(-1),
-		zmq4.WithDialerRetry(c.opts.dialRetry),
-		zmq4.WithDialerTimeout(c.opts.handshakeTimeout),
-		zmq4.WithTimeout(c.opts.requestTimeout),
-	)
-	cs := &clientSocket{sock: sock, hooks: hooks}
-	done := make(chan error, 1)
-	go func() { done <- sock.Dial(pool.zep) }()
-	abort := func() {
-		// Closing the socket ends Dial's retry loop and, through the
-		// transport, any handshake in progress. Only once Dial has returned
-		// is its connection (if it got one) known, to be closed and waited
-		// for.
-		_ = sock.Close()
-		<-done
-		cs.close()
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			// Not a timeout (retries are unbounded): the ZMTP handshake
-			// failed, e.g. the peer is not a compatible ZeroMQ socket.
-			cs.close()
+// dial connects to the peer, retrying refused connections every dialRetry
+// until ctx ends, and runs the ZMTP handshake.
+func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
+	var d net.Dialer
+	var lastErr error
+	for {
+		nc, err := d.DialContext(ctx, "tcp", p.addr)
+		if err == nil {
+			gc := newGuardedConn(nc, nil, c.opts.maxMessageSize)
+			z, err := handshake(ctx, gc, zmq4.Dealer, false, c.opts.handshakeTimeout, c.opts.requestTimeout)
+			if err == nil {
+				return &clientConn{z: z, waiting: make(map[uint64]chan Envelope), dead: make(chan struct{})}, nil
+			}
+			_ = gc.Close()
+			switch {
+			case c.base.Err() != nil:
+				return nil, ErrClosed
+			case ctx.Err() != nil:
+				return nil, fmt.Errorf("%w: could not connect (connected, but no ZMTP handshake): %w", ErrNoAnswer, ctx.Err())
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				return nil, fmt.Errorf("%w: could not connect (connected, but no ZMTP handshake within %s)", ErrNoAnswer, c.opts.handshakeTimeout)
+			}
+			// The peer is not a compatible ZeroMQ socket.
 			return nil, fmt.Errorf("could not connect: %w", err)
 		}
-		return cs, nil
-	case <-ctx.Done():
-		abort()
-		return nil, fmt.Errorf("%w: could not connect%s: %w", ErrNoAnswer, lastDialError(hooks), ctx.Err())
-	case <-c.base.Done():
-		abort()
-		return nil, ErrClosed
+		if ctx.Err() == nil {
+			lastErr = err // keep "connection refused", not our own cancel
+		}
+		select {
+		case <-time.After(c.opts.dialRetry):
+		case <-ctx.Done():
+			last := ""
+			if lastErr != nil {
+				last = " (last attempt: " + lastErr.Error() + ")"
+			}
+			return nil, fmt.Errorf("%w: could not connect%s: %w", ErrNoAnswer, last, ctx.Err())
+		case <-c.base.Done():
+			return nil, ErrClosed
+		}
 	}
 }
 
-func lastDialError(h *socketHooks) string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.conn != nil {
-		return " (connected, but no ZMTP handshake)"
-	}
-	if h.dialErr != nil {
-		return " (last attempt: " + h.dialErr.Error() + ")"
-	}
-	return ""
-}
-
-// roundTrip sends req on cs and waits for the reply carrying its
-// correlation frame. reusable is false when cs must not be used again.
-func (c *Client) roundTrip(ctx context.Context, cs *clientSocket, req Envelope) (reply Envelope, reusable bool, err error) {
+// roundTrip sends req on cc and waits for the reply carrying its
+// correlation frame.
+func (c *Client) roundTrip(ctx context.Context, cc *clientConn, req Envelope) (Envelope, error) {
 	var token [8]byte
-	binary.BigEndian.PutUint64(token[:], c.nextTok.Add(1))
-	msg := zmq4.NewMsgFrom(token[:], nil, []byte(req.ID), []byte(req.MimeType), req.Body)
-
-	// zmq4's Recv takes no context; closing the socket is the only way to
-	// end it, and a timed-out socket is discarded anyway (Lazy Pirate).
-	aborted := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(aborted)
-		_ = cs.sock.Close()
-	})
-	defer func() {
-		if !stop() {
-			<-aborted
-			reusable = false
-		}
-	}()
-
-	// SendMulti writes all frames with one writev instead of one write each.
-	if err := cs.sock.SendMulti(msg); err != nil {
-		return Envelope{}, false, c.ioError(ctx, "sending", err)
+	tok := c.nextTok.Add(1)
+	binary.BigEndian.PutUint64(token[:], tok)
+	ch := make(chan Envelope, 1)
+	if err := cc.await(tok, ch); err != nil {
+		return Envelope{}, c.ioError(ctx, "sending", err)
 	}
+	heard := cc.received.Load()
+	if err := cc.z.send([][]byte{token[:], nil, []byte(req.ID), []byte(req.MimeType), req.Body}); err != nil {
+		cc.forget(tok)
+		return Envelope{}, c.ioError(ctx, "sending", err)
+	}
+	select {
+	case reply := <-ch:
+		return reply, nil
+	case <-cc.dead:
+		return Envelope{}, c.ioError(ctx, "waiting for the reply", cc.err)
+	case <-ctx.Done():
+		cc.forget(tok)
+		if c.base.Err() == nil && cc.received.Load() == heard {
+			// Not a word from the peer since the request went out: it may
+			// be hung or gone without a FIN, so the next request dials
+			// afresh. A peer that answered others is only slow on this one.
+			cc.fail(errSilentPeer)
+		}
+		return Envelope{}, c.ioError(ctx, "waiting for the reply", ctx.Err())
+	case <-c.base.Done():
+		cc.forget(tok)
+		return Envelope{}, ErrClosed
+	}
+}
+
+var errSilentPeer = errors.New("the peer answered nothing within a request's deadline")
+
+// readLoop hands each reply on cc to the request it answers, until the
+// connection ends.
+func (c *Client) readLoop(p *peer, cc *clientConn) {
+	defer c.readers.Done()
 	for {
-		m, err := cs.sock.Recv()
+		frames, err := cc.z.readMsg()
 		if err != nil {
-			return Envelope{}, false, c.ioError(ctx, "waiting for the reply", err)
+			cc.fail(err)
+			break
 		}
-		if m.Type == zmq4.CmdMsg {
-			continue
-		}
-		env, err := Parse(m.Frames)
+		cc.received.Add(1)
+		env, err := Parse(frames)
 		if err != nil {
-			return Envelope{}, false, fmt.Errorf("peer sent a malformed reply: %w", err)
+			cc.fail(fmt.Errorf("peer sent a malformed reply: %w", err))
+			break
 		}
-		if len(env.Routing) != 1 || !bytes.Equal(env.Routing[0], token[:]) {
-			c.log.Debug("dropped a reply to another request", "id", env.ID)
+		if len(env.Routing) != 1 || len(env.Routing[0]) != 8 {
+			c.log.Debug("dropped a reply without this client's correlation frame", "id", env.ID)
 			continue
 		}
 		env.Routing = nil
-		return env, true, nil
+		cc.reply(binary.BigEndian.Uint64(frames[0]), env, c.log)
+	}
+	p.drop(cc)
+}
+
+// drop forgets cc if it is the peer's connection.
+func (p *peer) drop(cc *clientConn) {
+	p.mu.Lock()
+	if p.conn == cc {
+		p.conn = nil
+	}
+	p.mu.Unlock()
+}
+
+// idle reports whether no request is waiting on cc. A busy connection's
+// replies show it alive; only an idle one is worth asking the kernel
+// about before use.
+func (cc *clientConn) idle() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return len(cc.waiting) == 0
+}
+
+// await registers a request waiting for the reply with token tok.
+func (cc *clientConn) await(tok uint64, ch chan Envelope) error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.err != nil {
+		return cc.err
+	}
+	cc.waiting[tok] = ch
+	return nil
+}
+
+func (cc *clientConn) forget(tok uint64) {
+	cc.mu.Lock()
+	delete(cc.waiting, tok)
+	cc.mu.Unlock()
+}
+
+func (cc *clientConn) reply(tok uint64, env Envelope, log *slog.Logger) {
+	cc.mu.Lock()
+	ch, ok := cc.waiting[tok]
+	delete(cc.waiting, tok)
+	cc.mu.Unlock()
+	if !ok {
+		log.Debug("dropped a reply to a request no longer waiting", "id", env.ID)
+		return
+	}
+	ch <- env // buffered, and only one reply per token is handed over
+}
+
+// fail ends the connection: waiting requests see ErrConnectionLost (with
+// err), and the peer's next request dials a new one.
+func (cc *clientConn) fail(err error) {
+	cc.mu.Lock()
+	first := cc.err == nil
+	if first {
+		cc.err = err
+		cc.waiting = nil
+		close(cc.dead)
+	}
+	cc.mu.Unlock()
+	if first {
+		cc.z.close()
 	}
 }
 
-// ioError classifies a Send or Recv failure.
+// ioError classifies a failure to send or to get the reply.
 func (c *Client) ioError(ctx context.Context, doing string, err error) error {
 	switch {
 	case c.base.Err() != nil:
@@ -310,8 +380,9 @@ func (c *Client) ioError(ctx context.Context, doing string, err error) error {
 	}
 }
 
-// Close closes every socket, failing requests in progress with ErrClosed,
-// and returns when they have returned. Calling it again is a no-op.
+// Close closes every connection, failing requests in progress with
+// ErrClosed, and returns when they and every reader have returned. Calling
+// it again is a no-op.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
@@ -319,12 +390,15 @@ func (c *Client) Close() error {
 		c.mu.Unlock()
 		c.cancel()
 		c.calls.Wait()
-		for _, pool := range c.pools {
-			for _, cs := range pool.idle {
-				cs.close()
+		for _, p := range c.peers {
+			p.mu.Lock()
+			cc := p.conn
+			p.mu.Unlock()
+			if cc != nil {
+				cc.fail(ErrClosed)
 			}
-			pool.idle = nil
 		}
+		c.readers.Wait()
 	})
 	return nil
 }

@@ -1,32 +1,35 @@
 // Package transport owns all of cmbs's ZeroMQ use: request/reply between
 // cmbsd servers over TCP, framed as dploy envelopes
-// ([routing…, "", id, mimetype, body]), on the pure-Go
-// github.com/go-zeromq/zmq4.
+// ([routing…, "", id, mimetype, body]) and spoken as plain ZMTP 3 with the
+// NULL mechanism, so libzmq (pyzmq) and zmq4 sockets are peers.
 //
-// A Server (Listen) is a ROUTER that answers each request with a Handler,
-// concurrently and under a deadline; plain libzmq REQ clients (pyzmq) can
-// talk to it. A Client sends requests over pooled DEALER sockets with
-// deadlines and Lazy Pirate recovery, and Deliver fans one envelope out to
-// many servers and collects their acknowledgements, which is how the CMBS
-// layers deliver broadcasts (L2) and topic messages (L3.2) without
-// PUB/SUB's losses.
+// A Server (Listen) behaves as a ROUTER that answers each request with a
+// Handler, concurrently and under a deadline; plain libzmq REQ clients can
+// talk to it. A Client behaves as a DEALER: one connection per endpoint
+// carries any number of requests at once, each with its own correlation
+// frame and deadline, with Lazy Pirate recovery; Deliver fans one envelope
+// out to many servers and collects their acknowledgements, which is how
+// the CMBS layers deliver broadcasts (L2) and topic messages (L3.2)
+// without PUB/SUB's losses.
 //
-// The package exists to contain zmq4's sharp edges (reference/deps.md §3):
-//   - REQ ignores context cancellation and deadlocks with auto-reconnect:
-//     the Client uses DEALER and closes the socket to end a wait.
-//   - Dial is synchronous and gives up after 2.5 s: it runs in a goroutine
-//     the Client owns, retries until the request's deadline, and is aborted
-//     by closing its socket.
+// The ZMTP handshake (greeting, security mechanism, READY, socket-type
+// rules) is github.com/go-zeromq/zmq4's; the sockets around it are this
+// package's, built for the edges measured with zmq4's own
+// (reference/deps.md §3, docs/decisions.md):
+//   - REQ ignores context cancellation and deadlocks with auto-reconnect;
+//     zmq4's Dial gives up after 2.5 s: every wait here selects on the
+//     request's context, and dialling retries until its deadline.
 //   - A TCP client that never sends the ZMTP greeting stalls zmq4's accept
-//     loop: the Server's listener only hands zmq4 connections that have
-//     started the greeting (see zmtpTransport), so port scanners and
-//     health probes cannot lock other peers out.
+//     loop: here each connection has its own goroutine and must send the
+//     signature within the handshake timeout, so port scanners and health
+//     probes cannot lock other peers out.
 //   - zmq4 allocates whatever frame size a peer announces: connections
 //     refuse messages over WithMaxMessageSize before the allocation.
-//   - Recv reports a peer's disconnect as an error: a Client socket that
-//     saw one is discarded, never reused.
+//   - zmq4's sockets move each message through several goroutines and one
+//     system call each way: here a connection's reader hands replies
+//     straight to their requests, and messages queued while another is
+//     written go out in the same system call.
 //
 // Endpoints are written "tcp://host:port"; only TCP is supported. The
-// package has no global state other than the one-time registration of its
-// zmq4 transport.
+// package has no global state.
 package transport

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-zeromq/zmq4"
+	"github.com/go-zeromq/zmq4/security/null"
 	"go.uber.org/goleak"
 )
 
@@ -58,3 +60,5 @@ func pyRequest(t *testing.T, ctx context.Context, py, endpoint string, e Envelop
 	t.Helper()
 	return pyzmqtest.REQ(t, ctx, py, endpoint, count, e.ID, e.MimeType, string(e.Body))
 }
+
+func nullSecurity() zmq4.Security { return null.Security() }

@@ -20,24 +20,24 @@ type options struct {
 	maxPending     int
 
 	// Client.
-	requestTimeout      time.Duration
-	maxConnsPerEndpoint int
-	fanOut              int
-	dialRetry           time.Duration
+	requestTimeout time.Duration
+	maxInFlight    int
+	fanOut         int
+	dialRetry      time.Duration
 }
 
 func defaultOptions() options {
 	return options{
-		logger:              slog.New(slog.DiscardHandler),
-		maxMessageSize:      MaxBodySize + 64<<10,
-		handshakeTimeout:    5 * time.Second,
-		handlerTimeout:      10 * time.Second,
-		maxConcurrent:       64,
-		maxPending:          128,
-		requestTimeout:      5 * time.Second,
-		maxConnsPerEndpoint: 8,
-		fanOut:              16,
-		dialRetry:           50 * time.Millisecond,
+		logger:           slog.New(slog.DiscardHandler),
+		maxMessageSize:   MaxBodySize + 64<<10,
+		handshakeTimeout: 5 * time.Second,
+		handlerTimeout:   10 * time.Second,
+		maxConcurrent:    64,
+		maxPending:       128,
+		requestTimeout:   5 * time.Second,
+		maxInFlight:      64,
+		fanOut:           16,
+		dialRetry:        50 * time.Millisecond,
 	}
 }
 
@@ -50,7 +50,6 @@ func buildOptions(opts []Option) options {
 }
 
 // WithLogger sets where the Server or Client logs (default: nowhere).
-// zmq4's own log lines are routed here at debug level.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) {
 		if l != nil {
@@ -62,8 +61,7 @@ func WithLogger(l *slog.Logger) Option {
 // WithMaxMessageSize bounds the bytes of one incoming ZeroMQ message, all
 // frames together, on the Server's and the Client's connections (default:
 // MaxBodySize + 64 KiB). A peer that announces a bigger frame is
-// disconnected before the frame is read: zmq4 itself would allocate
-// whatever size the peer announces.
+// disconnected before the frame is read.
 func WithMaxMessageSize(n int64) Option {
 	return func(o *options) {
 		if n > 0 {
@@ -74,7 +72,7 @@ func WithMaxMessageSize(n int64) Option {
 
 // WithHandshakeTimeout bounds how long a new connection may take to start
 // and finish the ZMTP handshake (default 5s). On the Server, a connection
-// that sends nothing within it is dropped without ever reaching zmq4.
+// that sends nothing within it is dropped.
 func WithHandshakeTimeout(d time.Duration) Option {
 	return func(o *options) {
 		if d > 0 {
@@ -117,14 +115,14 @@ func WithRequestTimeout(d time.Duration) Option {
 	}
 }
 
-// WithMaxConnsPerEndpoint bounds the Client's sockets to one endpoint, which
-// is also how many requests to that endpoint can be outstanding at once
-// (default 8). Further requests wait for a free socket, within their
-// deadline.
-func WithMaxConnsPerEndpoint(n int) Option {
+// WithMaxInFlight bounds how many of the Client's requests to one endpoint
+// are outstanding at once (default 64, the Server's default
+// WithMaxConcurrent). Further requests wait for one to finish, within
+// their deadline.
+func WithMaxInFlight(n int) Option {
 	return func(o *options) {
 		if n > 0 {
-			o.maxConnsPerEndpoint = n
+			o.maxInFlight = n
 		}
 	}
 }

@@ -10,9 +10,9 @@ import (
 )
 
 // peerClosed reports whether the kernel already knows that the peer shut its
-// side of c down (FIN or RST received). zmq4's reader goroutine notices the
+// side of c down (FIN or RST received). The connection's reader notices the
 // same thing only when it is next scheduled; asking the kernel lets a client
-// drop a cached socket to a restarted server before sending into it.
+// drop an idle connection to a restarted server before sending into it.
 func peerClosed(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {

@@ -2,8 +2,10 @@ package transport
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -23,24 +25,30 @@ import (
 // its code.
 type Handler func(ctx context.Context, req Envelope) (Envelope, error)
 
-// replySendTimeout bounds one reply send. A send only blocks when the
-// peer's TCP window is full; zmq4 serialises router sends, so this is also
-// how long one stuck peer can delay every other reply.
+// replySendTimeout bounds one write of replies. A write only blocks when
+// the peer's TCP window is full: the peer has stopped reading, and its
+// connection is closed.
 const replySendTimeout = 5 * time.Second
 
 // malformedID is the id of an error envelope answering a message that had
 // no usable id.
 const malformedID = "unparsed"
 
-// Server is a ZeroMQ ROUTER bound to one endpoint that answers each request
-// with its Handler. Requests are served concurrently, up to
-// WithMaxConcurrent at once. It works with any peer that sends
-// [routing…, "", id, mimetype, body] — this package's Client, or a plain
-// libzmq REQ socket sending [id, mimetype, body] (REQ adds the delimiter).
-// A malformed message never stops the server: it is counted and, since a
-// ROUTER always knows the sender, answered with an error envelope.
+// Server answers requests on one TCP endpoint as a ZeroMQ ROUTER would:
+// each request with its Handler, concurrently, up to WithMaxConcurrent at
+// once, the reply going back on the connection the request came in on. It
+// works with any peer that sends [routing…, "", id, mimetype, body] — this
+// package's Client, a zmq4 or libzmq DEALER, or a plain libzmq REQ socket
+// sending [id, mimetype, body] (REQ adds the delimiter). A malformed
+// message never stops the server: it is counted and answered with an error
+// envelope.
+//
+// Each accepted connection has a goroutine of its own that must see the
+// ZMTP signature within the handshake timeout and then runs the handshake
+// and the connection's read loop, so a client that connects and sends
+// nothing (a port scanner, a health probe) holds up nobody else.
 type Server struct {
-	sock    zmq4.Socket
+	ln      net.Listener
 	addr    string
 	handler Handler
 	opts    options
@@ -52,15 +60,22 @@ type Server struct {
 	slots  chan struct{} // one token per running handler
 	wg     sync.WaitGroup
 
+	mu      sync.Mutex
+	closed  bool
+	conns   map[*guardedConn]struct{} // every open connection
+	waiting int                       // connections before their signature
+	nextID  uint32                    // for connection identities
+
 	closeOnce sync.Once
 	closeErr  error
 
-	requests, replies, malformed, handlerErrors,
+	connections, requests, replies, malformed, handlerErrors,
 	overloaded, sendErrors, rejected atomic.Uint64
 }
 
 // ServerStats counts what a Server has seen since Listen.
 type ServerStats struct {
+	Connections   uint64 // connections that completed the ZMTP handshake
 	Requests      uint64 // well-formed requests received, Overloaded ones included
 	Replies       uint64 // envelopes sent back, error envelopes included
 	Malformed     uint64 // messages that did not parse as a routable envelope
@@ -70,50 +85,35 @@ type ServerStats struct {
 	RejectedConns uint64 // TCP connections dropped before ZMTP: silent, not ZMTP, or too many waiting
 }
 
-// Listen binds a ROUTER to endpoint ("tcp://host:port"; port 0 picks a free
-// port, see Addr) and serves h on it until Close. An address in use, or any
-// other bind failure, is returned here. Like net.ListenConfig.Listen, ctx
-// only bounds the bind: cancelling it later does not stop the server. Its
+// Listen binds endpoint ("tcp://host:port"; port 0 picks a free port, see
+// Addr) and serves h on it until Close. An address in use, or any other
+// bind failure, is returned here. Like net.ListenConfig.Listen, ctx only
+// bounds the bind: cancelling it later does not stop the server. Its
 // values are visible to handlers.
 func Listen(ctx context.Context, endpoint string, h Handler, opts ...Option) (*Server, error) {
 	if h == nil {
 		return nil, errors.New("transport: Listen: nil handler")
 	}
-	if err := registerTransport(); err != nil {
-		return nil, fmt.Errorf("transport: %w", err)
-	}
-	zep, err := zmqEndpoint(endpoint)
+	addr, err := hostPort(endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("transport: listen %s: %w", endpoint, err)
-	}
-	s := &Server{handler: h, opts: buildOptions(opts)}
-	s.log = s.opts.logger.With("component", "transport.server")
-	s.slots = make(chan struct{}, s.opts.maxConcurrent)
-	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-
-	hooks := &socketHooks{opts: &s.opts, rejected: &s.rejected}
-	s.sock = zmq4.NewRouter(withHooks(context.Background(), hooks),
-		zmq4.WithLogger(slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)),
-		zmq4.WithTimeout(replySendTimeout),
-	)
-	if err := s.sock.Listen(zep); err != nil {
-		s.cancel()
-		_ = s.sock.Close()
-		// zmq4's message names our internal scheme; the net error says it all.
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
 		var opErr *net.OpError
 		if errors.As(err, &opErr) {
 			err = opErr
 		}
 		return nil, fmt.Errorf("transport: listen %s: %w", endpoint, err)
 	}
-	s.addr = "tcp://" + s.sock.Addr().String()
-	s.log = s.log.With("endpoint", s.addr)
-
+	s := &Server{ln: ln, handler: h, opts: buildOptions(opts), conns: make(map[*guardedConn]struct{})}
+	s.addr = "tcp://" + ln.Addr().String()
+	s.log = s.opts.logger.With("component", "transport.server", "endpoint", s.addr)
+	s.slots = make(chan struct{}, s.opts.maxConcurrent)
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.wg.Add(1)
-	go s.receive()
+	go s.acceptLoop()
 	return s, nil
 }
 
@@ -124,6 +124,7 @@ func (s *Server) Addr() string { return s.addr }
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() ServerStats {
 	return ServerStats{
+		Connections:   s.connections.Load(),
 		Requests:      s.requests.Load(),
 		Replies:       s.replies.Load(),
 		Malformed:     s.malformed.Load(),
@@ -134,64 +135,150 @@ func (s *Server) Stats() ServerStats {
 	}
 }
 
-// Close closes the socket at once: connections are dropped, handler
-// contexts are cancelled and their replies discarded. It returns when every
-// goroutine the server started has returned. Calling it again is a no-op.
+// Close closes the listener and every connection at once: handler
+// contexts are cancelled and their replies discarded. It returns when
+// every goroutine the server started has returned. Calling it again is a
+// no-op.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
-		// zmq4 closes the connections and then our gate listener, whose
-		// Close waits for its goroutines and for zmq4's readers to leave.
-		s.closeErr = s.sock.Close()
+		s.mu.Lock()
+		s.closed = true
+		for gc := range s.conns {
+			_ = gc.Close()
+		}
+		s.mu.Unlock()
+		s.closeErr = s.ln.Close()
 		s.wg.Wait()
 	})
 	return s.closeErr
 }
 
-func (s *Server) receive() {
+func (s *Server) acceptLoop() {
 	defer s.wg.Done()
+	var backoff time.Duration
 	for {
-		msg, err := s.sock.Recv()
+		c, err := s.ln.Accept()
 		if err != nil {
-			if s.ctx.Err() != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// A ROUTER's Recv only fails when its socket is closed; anything
-			// else is logged and survived (deps.md §3.6 rule 2).
-			s.log.Warn("receive failed", "err", err)
+			// Out of file descriptors and the like: back off as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
 			continue
 		}
-		if msg.Type == zmq4.CmdMsg {
-			continue // a ZMTP command (PING…) zmq4 passed up; not ours
+		backoff = 0
+		gc := newGuardedConn(c, nil, s.opts.maxMessageSize)
+		s.mu.Lock()
+		if s.closed || s.waiting >= s.opts.maxPending {
+			closed := s.closed
+			s.mu.Unlock()
+			if !closed {
+				s.rejected.Add(1)
+				s.log.Debug("too many connections waiting for their greeting; dropping", "remote", c.RemoteAddr().String())
+			}
+			_ = c.Close()
+			continue
 		}
-		s.dispatch(msg.Frames)
+		s.conns[gc] = struct{}{}
+		s.waiting++
+		s.nextID++
+		id := s.nextID
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(gc, id)
 	}
 }
 
-func (s *Server) dispatch(frames [][]byte) {
+// serveConn waits for the connection's ZMTP signature, runs the handshake
+// and then reads and dispatches its messages until it ends.
+func (s *Server) serveConn(gc *guardedConn, id uint32) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, gc)
+		s.mu.Unlock()
+		_ = gc.Close()
+	}()
+	signed := s.signature(gc)
+	s.mu.Lock()
+	s.waiting--
+	s.mu.Unlock()
+	if !signed {
+		return
+	}
+	z, err := handshake(s.ctx, gc, zmq4.Router, true, s.opts.handshakeTimeout, replySendTimeout)
+	if err != nil {
+		s.log.Debug("ZMTP handshake failed", "remote", gc.RemoteAddr().String(), "err", err)
+		return
+	}
+	s.connections.Add(1)
+	// As libzmq's ROUTER: a 5-byte identity, 0 and a counter, which heads
+	// the routing of every request from this connection.
+	identity := binary.BigEndian.AppendUint32([]byte{0}, id)
+	for {
+		frames, err := z.readMsg()
+		if err != nil {
+			if s.ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.log.Debug("connection ended", "remote", gc.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		s.dispatch(z, append([][]byte{identity}, frames...))
+	}
+}
+
+// signature reads the 10-byte ZMTP signature within the handshake timeout
+// and keeps it for the handshake to read again. A connection that does
+// not send one is counted and closed.
+func (s *Server) signature(gc *guardedConn) bool {
+	var sig [10]byte
+	_ = gc.SetReadDeadline(time.Now().Add(s.opts.handshakeTimeout))
+	_, err := io.ReadFull(gc.rd, sig[:])
+	if err == nil && (sig[0] != 0xFF || sig[9] != 0x7F) {
+		err = errors.New("not a ZMTP signature")
+	}
+	if err != nil {
+		if s.ctx.Err() == nil {
+			// Counted before closing, so that a peer seeing the close also
+			// sees the count.
+			s.rejected.Add(1)
+			s.log.Debug("dropped a connection that did not start ZMTP", "remote", gc.RemoteAddr().String(), "err", err)
+		}
+		_ = gc.Close()
+		return false
+	}
+	gc.prefix = sig[:]
+	return true
+}
+
+func (s *Server) dispatch(z *zconn, frames [][]byte) {
 	req, err := Parse(frames)
 	if err == nil && len(req.Routing) == 0 {
-		// frames[0] is the ROUTER's peer identity, so a well-formed request
+		// frames[0] is the connection's identity, so a well-formed request
 		// always has routing; without it the sender omitted the delimiter
 		// and its first frame was read as the id.
 		err = fmt.Errorf("%w: no empty delimiter before id, mimetype, body (a DEALER must send it; REQ adds it)", ErrMalformedEnvelope)
 	}
 	if err != nil {
 		s.malformed.Add(1)
-		s.log.Debug("malformed message", "frames", len(frames), "err", err)
-		if len(frames) > 0 && len(frames[0]) > 0 && len(frames[0]) <= MaxRoutingFrameSize {
-			s.send(errorEnvelope([][]byte{frames[0]}, guessID(frames), CodeMalformed, err.Error()))
-		}
+		s.log.Debug("malformed message", "frames", len(frames)-1, "err", err)
+		s.send(z, errorEnvelope(frames[:1], guessID(frames), CodeMalformed, err.Error()))
 		return
 	}
 	s.requests.Add(1)
 	select {
 	case s.slots <- struct{}{}:
 	default:
-		// Never wait here: a blocked receive loop lets zmq4's per-connection
-		// queue fill, and its readers then block forever on close.
+		// Never wait here: the read loop would stop reading the connection.
 		s.overloaded.Add(1)
-		s.send(errorEnvelope(req.Routing, req.ID, CodeOverloaded,
+		s.send(z, errorEnvelope(req.Routing, req.ID, CodeOverloaded,
 			fmt.Sprintf("all %d handler slots are busy", s.opts.maxConcurrent)))
 		return
 	}
@@ -199,11 +286,11 @@ func (s *Server) dispatch(frames [][]byte) {
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.slots }()
-		s.serve(req)
+		s.serve(z, req)
 	}()
 }
 
-func (s *Server) serve(req Envelope) {
+func (s *Server) serve(z *zconn, req Envelope) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.handlerTimeout)
 	defer cancel()
 	reply, err := s.call(ctx, req)
@@ -230,9 +317,9 @@ func (s *Server) serve(req Envelope) {
 		reply = errorEnvelope(req.Routing, req.ID, re.Code, re.Message)
 	}
 	if s.ctx.Err() != nil {
-		return // closing: the socket is gone
+		return // closing: the connection is gone
 	}
-	s.send(reply)
+	s.send(z, reply)
 }
 
 // call runs the handler, turning a panic into an error so that one bad
@@ -247,8 +334,10 @@ func (s *Server) call(ctx context.Context, req Envelope) (reply Envelope, err er
 	return s.handler(ctx, req)
 }
 
-func (s *Server) send(env Envelope) {
-	if err := s.sock.Send(zmq4.NewMsgFrom(env.Frames()...)); err != nil {
+// send writes env to the connection it answers, without the identity
+// frame that names that connection.
+func (s *Server) send(z *zconn, env Envelope) {
+	if err := z.send(env.Frames()[1:]); err != nil {
 		s.sendErrors.Add(1)
 		s.log.Debug("reply not sent", "id", env.ID, "err", err)
 		return

@@ -85,7 +85,7 @@ func TestConcurrentClientsNoMisroutes(t *testing.T) {
 		run(t, func(i int) *Client { return cs[i] })
 	})
 	t.Run("one shared client", func(t *testing.T) {
-		c := newClient(t, WithMaxConnsPerEndpoint(2)) // fewer sockets than goroutines
+		c := newClient(t, WithMaxInFlight(2)) // fewer slots than goroutines
 		run(t, func(int) *Client { return c })
 	})
 }
@@ -637,4 +637,141 @@ func TestDeliver(t *testing.T) {
 		}
 	}
 	t.Logf("delivered to 3 of 4 (one dead) in %v", time.Since(start))
+}
+
+// Requests to one endpoint are pipelined on one connection: 40 handlers
+// that each wait until all 40 are running can only finish if all 40
+// requests are in flight at once, and the server sees one connection.
+func TestRequestsArePipelinedOnOneConnection(t *testing.T) {
+	const n = 40
+	ctx := testCtx(t)
+	var running atomic.Int64
+	all := make(chan struct{})
+	srv := startServer(t, func(ctx context.Context, req Envelope) (Envelope, error) {
+		if running.Add(1) == n {
+			close(all)
+		}
+		select {
+		case <-all:
+		case <-ctx.Done():
+			return Envelope{}, ctx.Err()
+		}
+		return echo(ctx, req)
+	})
+	c := newClient(t, WithRequestTimeout(10*time.Second))
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			id := fmt.Sprint("p-", i)
+			reply, err := c.Request(ctx, srv.Addr(), env(id, id))
+			if err == nil && string(reply.Body) != id {
+				err = fmt.Errorf("reply %q to %q", reply.Body, id)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := srv.Stats(); st.Connections != 1 || st.Replies != n {
+		t.Fatalf("stats %+v, want %d replies on 1 connection", st, n)
+	}
+}
+
+// A request that times out on a connection whose peer keeps answering
+// others leaves the connection in place for them.
+func TestSlowRequestDoesNotCostTheConnection(t *testing.T) {
+	ctx := testCtx(t)
+	slowIn := make(chan struct{})
+	srv := startServer(t, func(ctx context.Context, req Envelope) (Envelope, error) {
+		if req.ID == "slow" {
+			close(slowIn)
+			<-ctx.Done()
+			return Envelope{}, ctx.Err()
+		}
+		return echo(ctx, req)
+	})
+	c := newClient(t)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	slow := make(chan error, 1)
+	go func() {
+		_, err := c.Request(short, srv.Addr(), env("slow", "x"))
+		slow <- err
+	}()
+	<-slowIn
+	// Answered while the slow one waits: the connection is heard from.
+	for i := range 3 {
+		if _, err := c.Request(ctx, srv.Addr(), env(fmt.Sprint("fast-", i), "y")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-slow; !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("slow request: %v, want ErrNoAnswer", err)
+	}
+	if _, err := c.Request(ctx, srv.Addr(), env("after", "z")); err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.Stats(); st.Connections != 1 {
+		t.Fatalf("%d connections, want the first one kept", st.Connections)
+	}
+}
+
+// rawDealer performs the ZMTP handshake with zmq4 on a bare TCP
+// connection, for tests that speak to the server below the envelope.
+func rawDealer(t *testing.T, srv *Server) *zmq4.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", tcpAddr(srv.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	zc, err := zmq4.Open(nc, nullSecurity(), zmq4.Dealer, nil, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return zc
+}
+
+// libzmq sends PING when heartbeats are on; the server answers PONG with
+// the ping's context and keeps serving.
+func TestPingIsAnsweredWithPong(t *testing.T) {
+	srv := startServer(t, echo)
+	zc := rawDealer(t, srv)
+	if err := zc.SendCmd(zmq4.CmdPing, []byte{0, 10, 'c', 't', 'x'}); err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := zc.RecvCmd()
+	if err != nil || cmd.Name != zmq4.CmdPong || string(cmd.Body) != "ctx" {
+		t.Fatalf("got %+v, %v; want PONG with context ctx", cmd, err)
+	}
+	if err := zc.SendMsg(zmq4.NewMsgFrom(nil, []byte("id"), []byte("m"), []byte("b"))); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := zc.RecvMsg()
+	if err != nil || len(msg.Frames) != 4 || string(msg.Frames[3]) != "b" {
+		t.Fatalf("reply %q, %v", msg.Frames, err)
+	}
+}
+
+// A message of more frames than any envelope has ends its connection
+// (it could otherwise grow without bound inside the size limit); the
+// server keeps serving others.
+func TestEndlessFramesEndTheConnection(t *testing.T) {
+	srv := startServer(t, echo)
+	zc := rawDealer(t, srv)
+	frames := make([][]byte, maxFramesPerMessage+1)
+	if err := zc.SendMsg(zmq4.NewMsgFrom(frames...)); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := zc.RecvMsg(); err == nil {
+		t.Fatalf("got %q, want the connection closed", msg.Frames)
+	}
+	c := newClient(t)
+	if _, err := c.Request(testCtx(t), srv.Addr(), env("ok", "x")); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -89,8 +89,15 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), deferredTimeout)
 		defer cancel()
+		// The first try writes over current's revision without reading
+		// the entity again, unless an update queued before this one has
+		// changed it since; a conflict means someone else did, and the
+		// retries read it again.
 		var err error
-		for range deferredRetries {
+		if prev == nil {
+			_, err = s.modifyEntity(ctx, current, "", s.patch(ctx, location, in))
+		}
+		for try := 0; try < deferredRetries && (prev != nil || model.StatusOf(err) == http.StatusConflict); try++ {
 			if _, err = s.update(ctx, location, "", in); model.StatusOf(err) != http.StatusConflict {
 				break
 			}
