@@ -3,7 +3,6 @@ package cmbs
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -315,18 +314,4 @@ func describeMember(e *model.Entity) map[string]any {
 	}
 	memberAttrs(attrs)["local"] = "false"
 	return d
-}
-
-// jsonObject turns a Go value into decoded JSON (map[string]any), the only
-// form the attribute validation accepts for Object attributes.
-func jsonObject(v any) map[string]any {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return map[string]any{"error": err.Error()}
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return map[string]any{"error": err.Error()}
-	}
-	return m
 }

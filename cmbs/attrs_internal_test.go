@@ -1,6 +1,8 @@
 package cmbs
 
 import (
+	"encoding/json"
+	"reflect"
 	"testing"
 
 	"github.com/cmbs/cmbs/occi/model"
@@ -105,5 +107,36 @@ func TestL4Matches(t *testing.T) {
 		if got := l4Matches(m, attrs); got != tc.want {
 			t.Errorf("providers %v topics %v: %v", tc.providers, tc.topics, got)
 		}
+	}
+}
+
+// jsonObject turns a Go value into decoded JSON (map[string]any), the only
+// form the attribute validation accepts for Object attributes.
+func jsonObject(v any) map[string]any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	return m
+}
+
+// The result written after a send is exactly Sent's JSON.
+func TestSentObjectIsItsJSON(t *testing.T) {
+	s := &Sent{Message: "/cmbs/message/m", Layer: L31, Sender: "/cmbs/member/a", Delivered: 1, Failed: 2,
+		Deliveries: []Delivery{
+			{Provider: "p", Member: "/cmbs/member/b", Socket: "tcp://127.0.0.1:1", Delivered: true, Ack: map[string]any{"member": "b", "layer": "l3.1"}},
+			{Neighbor: "tcp://127.0.0.1:2", Error: "no answer"},
+			{Provider: "q", Member: "/cmbs/member/c", Error: "no socket"},
+		}}
+	if got, want := s.object(), jsonObject(s); !reflect.DeepEqual(got, want) {
+		t.Fatalf("object() = %#v\nJSON      %#v", got, want)
+	}
+	empty := &Sent{Message: "/cmbs/message/m", Layer: L2, Deliveries: []Delivery{}}
+	if got, want := empty.object(), jsonObject(empty); !reflect.DeepEqual(got, want) {
+		t.Fatalf("object() = %#v\nJSON      %#v", got, want)
 	}
 }

@@ -83,6 +83,36 @@ type Sent struct {
 	Failed     int        `json:"failed"`
 }
 
+// object is s as its JSON object, built directly: it is written to the
+// message's result after every send.
+func (s *Sent) object() map[string]any {
+	ds := make([]any, len(s.Deliveries))
+	for i, d := range s.Deliveries {
+		m := make(map[string]any, 4)
+		m["delivered"] = d.Delivered
+		set := func(k, v string) {
+			if v != "" {
+				m[k] = v
+			}
+		}
+		set("provider", d.Provider)
+		set("neighbor", d.Neighbor)
+		set("member", d.Member)
+		set("socket", d.Socket)
+		set("error", d.Error)
+		if len(d.Ack) > 0 {
+			m["ack"] = d.Ack
+		}
+		ds[i] = m
+	}
+	o := map[string]any{"message": s.Message, "layer": string(s.Layer), "deliveries": ds,
+		"delivered": float64(s.Delivered), "failed": float64(s.Failed)}
+	if s.Sender != "" {
+		o["sender"] = s.Sender
+	}
+	return o
+}
+
 // send delivers a stored message on a layer.
 func (b *Broker) send(ctx context.Context, e *model.Entity, l Layer, inv providers.Invocation) (any, error) {
 	attrs := messageAttrs(e.Attributes)
@@ -170,7 +200,7 @@ func (b *Broker) send(ctx context.Context, e *model.Entity, l Layer, inv provide
 			res.Failed++
 		}
 	}
-	update["result"] = jsonObject(res)
+	update["result"] = res.object()
 	if err := b.updateMessageLater(ctx, e, update); err != nil {
 		return nil, err
 	}

@@ -112,3 +112,20 @@ type Store interface {
 	// Close releases the store's resources.
 	Close() error
 }
+
+type backgroundKey struct{}
+
+// InBackground marks the writes made with the returned context as
+// background work: nobody waits on them to answer a client, so a store may
+// hold them a moment to share one commit with others (the embedded store
+// waits up to a few milliseconds for more). Stores that cannot use the
+// hint ignore it; the writes keep every other guarantee.
+func InBackground(ctx context.Context) context.Context {
+	return context.WithValue(ctx, backgroundKey{}, true)
+}
+
+// IsBackground reports whether ctx was marked by InBackground.
+func IsBackground(ctx context.Context) bool {
+	b, _ := ctx.Value(backgroundKey{}).(bool)
+	return b
+}

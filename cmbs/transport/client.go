@@ -245,26 +245,48 @@ func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
 // roundTrip sends req on cc and waits for the reply carrying its
 // correlation frame.
 func (c *Client) roundTrip(ctx context.Context, cc *clientConn, req Envelope) (Envelope, error) {
+	out, err := c.send(ctx, cc, req)
+	if err != nil {
+		return Envelope{}, err
+	}
+	return c.wait(ctx, out)
+}
+
+// outstanding is a request sent and not yet answered.
+type outstanding struct {
+	cc    *clientConn
+	tok   uint64
+	reply chan Envelope
+	heard uint64 // cc's messages read when it was sent
+}
+
+// send sends req on cc with a correlation frame of its own.
+func (c *Client) send(ctx context.Context, cc *clientConn, req Envelope) (outstanding, error) {
 	var token [8]byte
-	tok := c.nextTok.Add(1)
-	binary.BigEndian.PutUint64(token[:], tok)
-	ch := make(chan Envelope, 1)
-	if err := cc.await(tok, ch); err != nil {
-		return Envelope{}, c.ioError(ctx, "sending", err)
+	out := outstanding{cc: cc, tok: c.nextTok.Add(1), reply: make(chan Envelope, 1)}
+	binary.BigEndian.PutUint64(token[:], out.tok)
+	if err := cc.await(out.tok, out.reply); err != nil {
+		return out, c.ioError(ctx, "sending", err)
 	}
-	heard := cc.received.Load()
+	out.heard = cc.received.Load()
 	if err := cc.z.send([][]byte{token[:], nil, []byte(req.ID), []byte(req.MimeType), req.Body}); err != nil {
-		cc.forget(tok)
-		return Envelope{}, c.ioError(ctx, "sending", err)
+		cc.forget(out.tok)
+		return out, c.ioError(ctx, "sending", err)
 	}
+	return out, nil
+}
+
+// wait waits for the reply to out until ctx ends.
+func (c *Client) wait(ctx context.Context, out outstanding) (Envelope, error) {
+	cc := out.cc
 	select {
-	case reply := <-ch:
+	case reply := <-out.reply:
 		return reply, nil
 	case <-cc.dead:
 		return Envelope{}, c.ioError(ctx, "waiting for the reply", cc.err)
 	case <-ctx.Done():
-		cc.forget(tok)
-		if c.base.Err() == nil && cc.received.Load() == heard {
+		cc.forget(out.tok)
+		if c.base.Err() == nil && cc.received.Load() == out.heard {
 			// Not a word from the peer since the request went out: it may
 			// be hung or gone without a FIN, so the next request dials
 			// afresh. A peer that answered others is only slow on this one.
@@ -272,7 +294,7 @@ func (c *Client) roundTrip(ctx context.Context, cc *clientConn, req Envelope) (E
 		}
 		return Envelope{}, c.ioError(ctx, "waiting for the reply", ctx.Err())
 	case <-c.base.Done():
-		cc.forget(tok)
+		cc.forget(out.tok)
 		return Envelope{}, ErrClosed
 	}
 }
@@ -416,16 +438,50 @@ type Result struct {
 // endpoint's server acknowledged the envelope; this is how broadcast (L2)
 // and topic (L3.2) deliveries are confirmed without PUB/SUB's slow-joiner
 // loss. Endpoints are not deduplicated.
+//
+// Endpoints with a connection up and a free slot are sent to at once from
+// the calling goroutine; only the others (to be dialled, or busy) get a
+// goroutine each.
 func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) []Result {
 	results := make([]Result, len(endpoints))
+	fail := func(i int, err error) {
+		results[i].Err = fmt.Errorf("transport: deliver %q to %s: %w", env.ID, endpoints[i], err)
+	}
+	env.Routing = nil
+	if err := env.Validate(); err != nil {
+		for i := range endpoints {
+			results[i].Endpoint = endpoints[i]
+			fail(i, err)
+		}
+		return results
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.opts.requestTimeout)
+	defer cancel()
+	type sent struct {
+		i   int
+		p   *peer
+		out outstanding
+	}
+	var fast []sent
 	sem := make(chan struct{}, c.opts.fanOut)
 	var wg sync.WaitGroup
 	for i, ep := range endpoints {
 		results[i].Endpoint = ep
+		if p, cc := c.ready(ep); cc != nil {
+			out, err := c.send(rctx, cc, env)
+			if err != nil {
+				<-p.slots
+				c.calls.Done()
+				fail(i, err)
+				continue
+			}
+			fast = append(fast, sent{i, p, out})
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			results[i].Err = fmt.Errorf("transport: deliver %q to %s: %w: not attempted: %w", env.ID, ep, ErrNoAnswer, ctx.Err())
+			fail(i, fmt.Errorf("%w: not attempted: %w", ErrNoAnswer, ctx.Err()))
 			continue
 		}
 		wg.Add(1)
@@ -435,6 +491,45 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 			results[i].Reply, results[i].Err = c.Request(ctx, ep, env)
 		}()
 	}
+	for _, f := range fast {
+		reply, err := c.wait(rctx, f.out)
+		<-f.p.slots
+		c.calls.Done()
+		if err != nil {
+			fail(f.i, err)
+			continue
+		}
+		results[f.i].Reply = reply
+		if reply.MimeType == ErrorMimeType {
+			fail(f.i, decodeRemoteError(reply.Body))
+		}
+	}
 	wg.Wait()
 	return results
+}
+
+// ready returns the endpoint's connection when it is up and a slot is
+// free, with the slot taken and the call registered (the caller releases
+// both), or nil.
+func (c *Client) ready(endpoint string) (*peer, *clientConn) {
+	c.mu.Lock()
+	p := c.peers[endpoint]
+	if c.closed || p == nil {
+		c.mu.Unlock()
+		return nil, nil
+	}
+	c.calls.Add(1)
+	c.mu.Unlock()
+	p.mu.Lock()
+	cc := p.conn
+	p.mu.Unlock()
+	if cc != nil && (!cc.idle() || !peerClosed(cc.z.gc.Conn)) {
+		select {
+		case p.slots <- struct{}{}:
+			return p, cc
+		default:
+		}
+	}
+	c.calls.Done()
+	return nil, nil
 }

@@ -55,10 +55,12 @@ type Server struct {
 	log     *slog.Logger
 
 	// ctx is the parent of every handler's context; Close cancels it.
-	ctx    context.Context
-	cancel context.CancelFunc
-	slots  chan struct{} // one token per running handler
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	slots   chan struct{} // one token per running handler
+	jobs    chan job      // to idle handler goroutines
+	workers atomic.Int64  // handler goroutines
+	wg      sync.WaitGroup
 
 	mu      sync.Mutex
 	closed  bool
@@ -111,6 +113,7 @@ func Listen(ctx context.Context, endpoint string, h Handler, opts ...Option) (*S
 	s.addr = "tcp://" + ln.Addr().String()
 	s.log = s.opts.logger.With("component", "transport.server", "endpoint", s.addr)
 	s.slots = make(chan struct{}, s.opts.maxConcurrent)
+	s.jobs = make(chan job)
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -282,12 +285,65 @@ func (s *Server) dispatch(z *zconn, frames [][]byte) {
 			fmt.Sprintf("all %d handler slots are busy", s.opts.maxConcurrent)))
 		return
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer func() { <-s.slots }()
-		s.serve(z, req)
-	}()
+	s.handOver(job{z: z, req: req})
+}
+
+// job is a request for a handler goroutine, and where its reply goes.
+type job struct {
+	z   *zconn
+	req Envelope
+}
+
+// workerIdle is how long a handler goroutine waits for another request
+// before it exits. Keeping them saves starting one per request, and
+// growing its stack again to what a handler needs.
+const workerIdle = 2 * time.Second
+
+// handOver gives j, whose handler slot is taken, to an idle handler
+// goroutine, or starts one; there are never more than WithMaxConcurrent.
+func (s *Server) handOver(j job) {
+	for {
+		select {
+		case s.jobs <- j:
+			return
+		default:
+		}
+		if s.workers.Add(1) <= int64(s.opts.maxConcurrent) {
+			s.wg.Add(1)
+			go s.worker(j)
+			return
+		}
+		s.workers.Add(-1)
+		// Every goroutine exists, and as a slot is free one of them is
+		// about to wait for a job (or to exit, making room).
+		select {
+		case s.jobs <- j:
+			return
+		case <-time.After(time.Millisecond):
+		case <-s.ctx.Done():
+			<-s.slots
+			return
+		}
+	}
+}
+
+func (s *Server) worker(j job) {
+	defer s.wg.Done()
+	defer s.workers.Add(-1)
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		s.serve(j.z, j.req)
+		<-s.slots
+		idle.Reset(workerIdle)
+		select {
+		case j = <-s.jobs:
+		case <-idle.C:
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
 }
 
 func (s *Server) serve(z *zconn, req Envelope) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/occi/model"
+	"github.com/cmbs/cmbs/store"
 )
 
 // deferredTimeout bounds one deferred update, retries included.
@@ -87,7 +88,7 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 		if prev != nil {
 			<-prev.done
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), deferredTimeout)
+		ctx, cancel := context.WithTimeout(store.InBackground(context.Background()), deferredTimeout)
 		defer cancel()
 		// The first try writes over current's revision without reading
 		// the entity again, unless an update queued before this one has

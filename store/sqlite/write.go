@@ -10,6 +10,7 @@ import (
 	"maps"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/cmbs/cmbs/store"
@@ -153,8 +154,49 @@ func (s *Store) runWriter() {
 				break collect
 			}
 		}
+		if background(batch) {
+			batch = s.gatherBackground(batch)
+		}
 		s.commitBatch(batch)
 	}
+}
+
+// backgroundWait is how long a batch of background writes only
+// (store.InBackground) waits for more writes to share its commit. A commit
+// costs about a dozen page writes whatever it holds, and background writes
+// (results stored after the client got its answer) tend to come in
+// streams, so waiting a little saves most of them.
+const backgroundWait = 2 * time.Millisecond
+
+func background(batch []*writeRequest) bool {
+	for _, req := range batch {
+		if !store.IsBackground(req.ctx) {
+			return false
+		}
+	}
+	return true
+}
+
+// gatherBackground adds the writes that arrive within backgroundWait to a
+// batch of background writes. A foreground write ends the wait at once, as
+// do a full batch and the store closing.
+func (s *Store) gatherBackground(batch []*writeRequest) []*writeRequest {
+	timer := time.NewTimer(backgroundWait)
+	defer timer.Stop()
+	for len(batch) < maxBatch {
+		select {
+		case req := <-s.writeQueue:
+			batch = append(batch, req)
+			if !store.IsBackground(req.ctx) {
+				return batch
+			}
+		case <-timer.C:
+			return batch
+		case <-s.closed:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commitBatch applies a batch in one transaction and answers its requests.
