@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cmbs/cmbs/store"
@@ -67,6 +68,7 @@ type Store struct {
 	// writeQueue feeds the writer goroutine (see write.go), which closes
 	// writerDone when it returns.
 	writeQueue chan *writeRequest
+	commits    atomic.Uint64 // transactions committed, for tests
 	writerDone chan struct{}
 
 	// stmts caches prepared Find queries by text (see queryStmt).

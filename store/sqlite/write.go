@@ -288,6 +288,7 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 		failAll(fmt.Errorf("commit: %w", dbError(ctx, err)))
 		return
 	}
+	s.commits.Add(1)
 	s.cachePaths(newPaths)
 	s.notifyCommit()
 }
