@@ -21,8 +21,11 @@ func (s *Store) Get(ctx context.Context, id string) (store.Document, error) {
 	if err := checkID("get", id); err != nil {
 		return store.Document{}, err
 	}
+	rev, body, gen, ok := s.cache.get(id)
+	if ok {
+		return store.Document{ID: id, Rev: rev, Body: body}, nil
+	}
 	doc := store.Document{ID: id}
-	var body []byte
 	err := s.rGet.QueryRowContext(ctx, id).Scan(&doc.Rev, &body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Document{}, fmt.Errorf("get %q: %w", id, store.ErrNotFound)
@@ -30,6 +33,7 @@ func (s *Store) Get(ctx context.Context, id string) (store.Document, error) {
 	if err != nil {
 		return store.Document{}, fmt.Errorf("get %q: %w", id, dbError(ctx, err))
 	}
+	s.cache.add(id, doc.Rev, body, gen)
 	doc.Body = json.RawMessage(body)
 	return doc, nil
 }

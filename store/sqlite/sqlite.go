@@ -75,6 +75,11 @@ type Store struct {
 	stmtsMu sync.Mutex
 	stmts   map[string]*sql.Stmt
 
+	// cache keeps hot documents for Get (cache.go); lock is the exclusive
+	// lock on the database that keeps the cache exact.
+	cache *docCache
+	lock  *os.File
+
 	// driveLimit: see find.go; a field so tests can lower it.
 	driveLimit int
 
@@ -91,6 +96,14 @@ type options struct {
 	logger      *slog.Logger
 	readConns   int
 	busyTimeout time.Duration
+	cacheBytes  int
+}
+
+// WithCacheSize sets how many bytes of document bodies Get keeps in memory
+// (default 32 MiB; 0 or less disables the cache). Bodies over 64 KiB are
+// never kept.
+func WithCacheSize(bytes int) Option {
+	return func(o *options) { o.cacheBytes = max(bytes, 0) }
 }
 
 // WithLogger sets the logger (default: slog.Default()).
@@ -163,7 +176,7 @@ CREATE TABLE IF NOT EXISTS mango_indexes (
 // Open opens (creating if needed) the store in the SQLite file at path,
 // creating the parent directory if it is missing.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
-	o := options{logger: slog.Default(), readConns: max(4, runtime.NumCPU()), busyTimeout: 5 * time.Second}
+	o := options{logger: slog.Default(), readConns: max(4, runtime.NumCPU()), busyTimeout: 5 * time.Second, cacheBytes: 32 << 20}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -186,9 +199,16 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		writerDone: make(chan struct{}),
 		driveLimit: defaultDriveLimit,
 		stmts:      make(map[string]*sql.Stmt),
+		cache:      newDocCache(o.cacheBytes),
 	}
+	lock, err := lockFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %q: %w: %w", path, store.ErrUnavailable, err)
+	}
+	s.lock = lock
 	if err := s.open(ctx, o); err != nil {
 		s.closeDBs()
+		_ = s.lock.Close()
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
 	go s.runWriter()
@@ -319,6 +339,8 @@ func (s *Store) Close() error {
 		// The writer finishes the batch it is committing, if any.
 		<-s.writerDone
 		err = s.closeDBs()
+		// Closing the file releases the lock.
+		err = errors.Join(err, s.lock.Close())
 		s.log.Debug("store closed")
 	})
 	return err

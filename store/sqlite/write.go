@@ -289,6 +289,17 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 		return
 	}
 	s.commits.Add(1)
+	var docs []cachedDoc
+	for _, req := range applied {
+		for i, op := range req.ops {
+			d := cachedDoc{id: op.id, rev: req.revs[i]}
+			if !op.delete {
+				d.body = op.body
+			}
+			docs = append(docs, d)
+		}
+	}
+	s.cache.committed(docs)
 	s.cachePaths(newPaths)
 	s.notifyCommit()
 }
