@@ -121,8 +121,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		// What an earlier phase left on the heap (100k entities) must not
-		// be collected during this one's timings.
+		// be collected during this one's timings, nor its files written
+		// back to disk by the kernel meanwhile.
 		debug.FreeOSMemory()
+		syscall.Sync()
 		out("== %s", p.name)
 		start := time.Now()
 		if err := p.fn(ctx, cfg, log, out, results); err != nil {
