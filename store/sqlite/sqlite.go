@@ -225,6 +225,11 @@ func dsn(path string, o options, readOnly bool) string {
 		q.Add("_pragma", "query_only(1)")
 	} else {
 		q.Add("_pragma", "journal_mode(WAL)")
+		// Each request of a group commit runs in a savepoint, whose
+		// sub-journal (the first copy of every page it changes) would
+		// otherwise be a temporary file written with a system call per
+		// page; in memory it costs a copy.
+		q.Add("_pragma", "temp_store(MEMORY)")
 		// Take the write lock at BEGIN, so a transaction never has to upgrade
 		// a read lock (which can fail with SQLITE_BUSY).
 		q.Set("_txlock", "immediate")
