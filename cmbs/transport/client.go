@@ -269,7 +269,9 @@ func (c *Client) send(ctx context.Context, cc *clientConn, req Envelope) (outsta
 		return out, c.ioError(ctx, "sending", err)
 	}
 	out.heard = cc.received.Load()
+	cc.z.active.Add(1)
 	if err := cc.z.send([][]byte{token[:], nil, []byte(req.ID), []byte(req.MimeType), req.Body}); err != nil {
+		cc.z.active.Add(-1)
 		cc.forget(out.tok)
 		return out, c.ioError(ctx, "sending", err)
 	}
@@ -279,6 +281,7 @@ func (c *Client) send(ctx context.Context, cc *clientConn, req Envelope) (outsta
 // wait waits for the reply to out until ctx ends.
 func (c *Client) wait(ctx context.Context, out outstanding) (Envelope, error) {
 	cc := out.cc
+	defer cc.z.active.Add(-1)
 	select {
 	case reply := <-out.reply:
 		return reply, nil

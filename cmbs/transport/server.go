@@ -285,6 +285,7 @@ func (s *Server) dispatch(z *zconn, frames [][]byte) {
 			fmt.Sprintf("all %d handler slots are busy", s.opts.maxConcurrent)))
 		return
 	}
+	z.active.Add(1)
 	s.handOver(job{z: z, req: req})
 }
 
@@ -321,6 +322,7 @@ func (s *Server) handOver(j job) {
 			return
 		case <-time.After(time.Millisecond):
 		case <-s.ctx.Done():
+			j.z.active.Add(-1)
 			<-s.slots
 			return
 		}
@@ -372,6 +374,7 @@ func (s *Server) serve(z *zconn, req Envelope) {
 		s.log.Debug("handler failed", "id", req.ID, "code", re.Code, "err", err)
 		reply = errorEnvelope(req.Routing, req.ID, re.Code, re.Message)
 	}
+	defer z.active.Add(-1)
 	if s.ctx.Err() != nil {
 		return // closing: the connection is gone
 	}

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -35,6 +37,11 @@ var errTooManyFrames = fmt.Errorf("peer sent a message of more than %d frames", 
 type zconn struct {
 	gc           *guardedConn
 	writeTimeout time.Duration
+
+	// active counts the exchanges in progress on the connection (requests
+	// awaiting replies on a client, handlers running on a server), kept
+	// by the owner; write uses it to guess whether more messages follow.
+	active atomic.Int32
 
 	wmu      sync.Mutex
 	pending  []byte // encoded messages waiting for the writer
@@ -164,6 +171,16 @@ func (z *zconn) write(encode func([]byte) []byte) error {
 		return nil
 	}
 	z.flushing = true
+	if z.active.Load() > 1 {
+		// Other exchanges are in progress on this connection, so more
+		// messages are likely on their way: let their goroutines run
+		// first, so that their messages join this write instead of each
+		// costing a system call. A connection carrying one exchange at a
+		// time (an L1 round trip) never waits here.
+		z.wmu.Unlock()
+		runtime.Gosched()
+		z.wmu.Lock()
+	}
 	for len(z.pending) > 0 && z.werr == nil {
 		buf := z.pending
 		z.pending = z.spare[:0]
