@@ -53,7 +53,8 @@ type pendingUpdate struct {
 // stored or ctx ends.
 func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *model.EntityInput) error {
 	location := current.Location
-	if _, err := s.patch(ctx, location, in)(current); err != nil {
+	patched, err := s.patch(ctx, location, in)(current)
+	if err != nil {
 		return err
 	}
 	d := &s.deferred
@@ -90,13 +91,13 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 		}
 		ctx, cancel := context.WithTimeout(store.InBackground(context.Background()), deferredTimeout)
 		defer cancel()
-		// The first try writes over current's revision without reading
-		// the entity again, unless an update queued before this one has
-		// changed it since; a conflict means someone else did, and the
-		// retries read it again.
+		// The first try stores the entity as checked above, over
+		// current's revision, without reading or checking it again,
+		// unless an update queued before this one has changed it since; a
+		// conflict means someone else did, and the retries read it again.
 		var err error
 		if prev == nil {
-			_, err = s.modifyEntity(ctx, current, "", s.patch(ctx, location, in))
+			_, err = s.modifyEntity(ctx, current, "", func(*model.Entity) (*model.Entity, error) { return patched, nil })
 		}
 		for try := 0; try < deferredRetries && (prev != nil || model.StatusOf(err) == http.StatusConflict); try++ {
 			if _, err = s.update(ctx, location, "", in); model.StatusOf(err) != http.StatusConflict {
