@@ -69,6 +69,11 @@ type Options struct {
 	// take effect at once; this bounds how long a change made by another
 	// cmbsd sharing the same database goes unseen.
 	MembersMaxAge time.Duration
+	// LayersFile, when set, is where the broker records which layers of
+	// its local members are running (JSON, rewritten after every
+	// start_lN, stop_lN and member deletion), and reads them back when the
+	// providers start, so that a restarted cmbsd binds them again.
+	LayersFile string
 }
 
 func (o Options) withDefaults() Options {
@@ -125,6 +130,8 @@ type Broker struct {
 
 	// dir holds the known members between changes.
 	dir *directory
+
+	saveMu sync.Mutex // serialises writes of Options.LayersFile
 
 	stopOnce sync.Once
 	stats    counters

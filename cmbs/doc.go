@@ -43,7 +43,11 @@
 //     for a no-op).
 //   - Changing a started layer's socket, or marking a member with started
 //     layers remote, is refused (409). Deleting a local member closes its
-//     sockets. Started layers are not restarted when cmbsd restarts.
+//     sockets. With Options.LayersFile (cmbsd: --layers-file, by default
+//     layers.json beside the database) the running layers are recorded
+//     after every start, stop and deletion, and bound again when cmbsd
+//     starts; one that cannot be (its port taken, its member gone) is
+//     logged and dropped from the record.
 //
 // Remote members are members learned from other servers, stored with
 // local "false" at RemoteMemberID(their id, their L1 socket) =

@@ -22,6 +22,7 @@ import (
 	"github.com/cmbs/cmbs/internal/testserver"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
+	"github.com/cmbs/cmbs/store"
 )
 
 func TestMain(m *testing.M) {
@@ -140,8 +141,15 @@ type node struct {
 // ("pycmbs" or "readme") registered and bound to the broker.
 func startNode(t *testing.T, name, fixtures string, opts cmbs.Options) *node {
 	t.Helper()
+	return startNodeOn(t, name, fixtures, opts, nil)
+}
+
+// startNodeOn is startNode on a given store (nil: a fresh one), which the
+// node closes when t ends.
+func startNodeOn(t *testing.T, name, fixtures string, opts cmbs.Options, st store.Store) *node {
+	t.Helper()
 	n := &node{t: t, name: name}
-	n.srv = testserver.Start(t, testserver.Options{Register: func(reg *providers.Registry, srv *occi.Server) error {
+	n.srv = testserver.Start(t, testserver.Options{Store: st, Register: func(reg *providers.Registry, srv *occi.Server) error {
 		n.broker = cmbs.NewBroker(srv.Entities(), opts)
 		return n.broker.Register(reg)
 	}})

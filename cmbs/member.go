@@ -20,6 +20,7 @@ import (
 type MemberProvider struct{ b *Broker }
 
 var (
+	_ providers.Starter  = (*MemberProvider)(nil)
 	_ providers.Provider = (*MemberProvider)(nil)
 	_ providers.Stopper  = (*MemberProvider)(nil)
 	_ providers.Observer = (*MemberProvider)(nil)
@@ -69,6 +70,9 @@ func (p *MemberProvider) Delete(_ context.Context, e *model.Entity) error {
 				b.log.Warn("closing a deleted member's layer", "member", e.Location, "layer", l, "err", err)
 			}
 		}
+		if len(m.layers) > 0 {
+			b.saveLayers()
+		}
 	}
 	return nil
 }
@@ -110,6 +114,15 @@ type LayerState struct {
 }
 
 func (b *Broker) startLayer(e *model.Entity, l Layer) (*LayerState, error) {
+	st, err := b.bindLayer(e, l)
+	if err == nil && st.Changed {
+		b.saveLayers()
+	}
+	return st, err
+}
+
+// bindLayer is start_lN without recording it.
+func (b *Broker) bindLayer(e *model.Entity, l Layer) (*LayerState, error) {
 	if !isLocal(e) {
 		return nil, model.Conflict("member %s is remote (local %q): only local members bind sockets", e.Location, fmt.Sprint(memberAttrs(e.Attributes)["local"]))
 	}
@@ -174,6 +187,7 @@ func (b *Broker) stopLayer(e *model.Entity, l Layer) *LayerState {
 		b.log.Warn("closing a layer", "member", e.Location, "layer", l, "err", err)
 	}
 	b.log.Info("layer stopped", "member", e.Location, "layer", l, "socket", st.Socket)
+	b.saveLayers()
 	return st
 }
 

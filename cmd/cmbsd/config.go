@@ -24,6 +24,7 @@ const (
 	defaultListen          = "127.0.0.1:8090"
 	defaultDataDir         = "cmbs-data"
 	defaultSQLiteFile      = "cmbs.db"
+	defaultLayersFile      = "layers.json"
 	defaultDB              = "cmbs"
 	defaultMaxBody         = 4 << 20
 	defaultShutdownTimeout = 10 * time.Second
@@ -67,6 +68,9 @@ type config struct {
 	MaxBody int64
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration
+	// LayersFile records the running member layers for the next start;
+	// empty when disabled.
+	LayersFile string
 }
 
 // configError is a bad configuration: run reports it and exits 2.
@@ -87,10 +91,10 @@ func envName(flagName string) string {
 
 // rawConfig holds the flag values as given, before interpretation.
 type rawConfig struct {
-	listen, store, db, publicURL, users, logLevel string
-	insecure                                      bool
-	maxBody                                       int64
-	shutdownTimeout                               time.Duration
+	listen, store, db, publicURL, users, logLevel, layersFile string
+	insecure                                                  bool
+	maxBody                                                   int64
+	shutdownTimeout                                           time.Duration
 }
 
 // parseConfig fills the configuration from env variables, then from args
@@ -112,6 +116,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.BoolVar(&raw.insecure, "insecure", false, "allow a non-loopback --listen address without --users")
 	fs.StringVar(&raw.logLevel, "log-level", "info", "minimum log `level`: debug, info, warn or error")
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
+	fs.StringVar(&raw.layersFile, "layers-file", "", "`file` recording which member layers run, so that a restart binds them again (default: layers.json beside the sqlite database, or ./"+defaultDataDir+"/layers.json with CouchDB; \"none\" disables)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cmbsd [flags]\n\nEvery flag can also be set with its environment variable (CMBS_LISTEN, CMBS_STORE, …);\na flag given on the command line wins.\n\n")
@@ -190,6 +195,17 @@ func (raw rawConfig) validate() (config, error) {
 	default:
 		scheme, _, _ := strings.Cut(s, ":")
 		return config{}, badConfig("store", "unknown store scheme %q (want sqlite:PATH, http:// or https://)", scheme)
+	}
+
+	switch raw.layersFile {
+	case "none":
+	case "":
+		cfg.LayersFile = filepath.Join(defaultDataDir, defaultLayersFile)
+		if cfg.StoreKind == storeSQLite {
+			cfg.LayersFile = filepath.Join(filepath.Dir(cfg.SQLitePath), defaultLayersFile)
+		}
+	default:
+		cfg.LayersFile = raw.layersFile
 	}
 
 	if raw.publicURL != "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,7 @@ func TestParseConfig(t *testing.T) {
 					LogLevel:        slog.LevelInfo,
 					MaxBody:         4 << 20,
 					ShutdownTimeout: 10 * time.Second,
+					LayersFile:      filepath.Join("cmbs-data", "layers.json"),
 				}
 				if c != want {
 					t.Fatalf("config = %+v\nwant     %+v", c, want)
@@ -46,13 +48,26 @@ func TestParseConfig(t *testing.T) {
 			name: "every flag, double dash",
 			args: []string{"--listen", "127.0.0.1:0", "--store", "sqlite:/tmp/x.db", "--db", "other",
 				"--public-url", "https://occi.example.org/base/", "--users", users, "--insecure",
-				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s"},
+				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json"},
 			check: func(t *testing.T, c config) {
-				if c.Listen != "127.0.0.1:0" || c.StoreKind != storeSQLite || c.SQLitePath != "/tmp/x.db" ||
+				if c.Listen != "127.0.0.1:0" || c.StoreKind != storeSQLite || c.SQLitePath != "/tmp/x.db" || c.LayersFile != "/tmp/l.json" ||
 					c.DB != "other" || c.PublicURL != "https://occi.example.org/base" || c.UsersFile != users ||
 					c.Users == nil || c.Users.Len() != 2 || !c.Insecure || c.LogLevel != slog.LevelDebug ||
 					c.MaxBody != 1024 || c.ShutdownTimeout != 3*time.Second {
 					t.Fatalf("config = %+v", c)
+				}
+			},
+		},
+		{
+			name: "layers file beside the database, or none",
+			args: []string{"--store", "sqlite:/tmp/d/x.db"},
+			check: func(t *testing.T, c config) {
+				if c.LayersFile != "/tmp/d/layers.json" {
+					t.Fatalf("LayersFile = %q, want beside the database", c.LayersFile)
+				}
+				off, err := parseConfig([]string{"--layers-file", "none"}, func(string) string { return "" }, io.Discard)
+				if err != nil || off.LayersFile != "" {
+					t.Fatalf("--layers-file none: %q, %v", off.LayersFile, err)
 				}
 			},
 		},

@@ -113,7 +113,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("start OCCI server: %w", err)
 	}
-	if err := registerBuiltinProviders(reg, srv, logger); err != nil {
+	if err := registerBuiltinProviders(reg, srv, cfg, logger); err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
 	// startCtx ends once start-up is done, so a provider must not keep it
@@ -210,9 +210,10 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // registerBuiltinProviders registers the providers cmbsd ships with under
 // the names kinds are bound to with PUT /-/ (pyCMBS's put_provider files).
 // The CMBS broker reaches members and messages through the server's entity
-// service; the registry stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, logger *slog.Logger) error {
-	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger})
+// service; the registry starts it (binding the layers cfg.LayersFile
+// records) and stops it (closing every socket) at shutdown.
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg config, logger *slog.Logger) error {
+	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger, LayersFile: cfg.LayersFile})
 	if err := broker.Register(reg); err != nil {
 		// Nothing is open yet; Stop only releases the broker's client.
 		_ = broker.Stop(context.Background())
