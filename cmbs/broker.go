@@ -31,6 +31,7 @@ type Entities interface {
 	Get(ctx context.Context, location string) (*model.Entity, error)
 	Create(ctx context.Context, kind *model.Category, typ string, inputs []*model.EntityInput) ([]string, error)
 	Update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error)
+	Replace(ctx context.Context, location, ifMatch, typ string, in *model.EntityInput) (*model.Entity, bool, error)
 	UpdateLater(ctx context.Context, current *model.Entity, in *model.EntityInput) error
 	Flush(ctx context.Context) error
 	List(ctx context.Context, q entities.ListQuery) ([]*model.Entity, error)

@@ -1,6 +1,8 @@
 package cmbs
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +11,6 @@ import (
 	"reflect"
 	"sync"
 
-	"github.com/google/uuid"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/occi/model"
@@ -147,10 +148,12 @@ func (b *Broker) probeAll(ctx context.Context, self map[string]any, ref string, 
 
 // probe sends one discovery message over L1 and learns the member that
 // answers. The probe is neither storable nor executable on the receiver;
-// here it is stored (as pyCMBS did) with the reply as its result.
+// here it is stored (as pyCMBS did) with the reply as its result, at an id
+// of its own per crawling member and socket (ProbeID): crawling again
+// updates it, so repeated check_neighbors do not pile up messages.
 func (b *Broker) probe(ctx context.Context, self map[string]any, ref, socket string) (Learned, error) {
 	l := Learned{Socket: socket}
-	id := uuid.NewString()
+	id := ProbeID(ref, socket)
 	msg := map[string]any{
 		"kind":   MessageKindID,
 		"mixins": []any{L1.mixinID()},
@@ -197,13 +200,39 @@ func (b *Broker) probe(ctx context.Context, self map[string]any, ref, socket str
 	}
 	if _, err := b.kind(MessageKindID); err == nil {
 		messageAttrs(msg["attributes"].(map[string]any))["result"] = result
-		loc, _, err := b.storeMessage(ctx, msg)
+		loc, dup, err := b.storeMessage(ctx, msg)
+		if dup {
+			loc, err = b.replaceProbe(ctx, msg)
+		}
 		if err != nil {
 			b.log.Warn("could not store a discovery probe", "socket", socket, "err", err)
 		}
 		l.Message = loc
 	}
 	return l, nil
+}
+
+// ProbeID is the id of the L1 probe message a member (by member reference)
+// sends to an L1 socket when it crawls: "probe~" and 16 hex digits.
+func ProbeID(memberRef, socket string) string {
+	h := sha256.Sum256([]byte(memberRef + "\x00" + socket))
+	return "probe~" + hex.EncodeToString(h[:8])
+}
+
+// replaceProbe stores the probe over the one an earlier crawl stored: its
+// result is the latest reply as it is, not merged into the previous one.
+func (b *Broker) replaceProbe(ctx context.Context, msg map[string]any) (string, error) {
+	kind, err := b.kind(MessageKindID)
+	if err != nil {
+		return "", err
+	}
+	in, err := b.messageInput(msg)
+	if err != nil {
+		return "", err
+	}
+	loc := kind.Location + in.ID
+	_, _, err = b.ents.Replace(ctx, loc, "", model.TypeResource, in)
+	return loc, err
 }
 
 // canStoreRemote checks that the member kind can hold remote members: it

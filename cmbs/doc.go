@@ -75,8 +75,9 @@
 // remote, and the L1 sockets it knows, probed next: members are learned
 // transitively. The receiving side stores the asker. Each probe is stored
 // here as an l1 message whose result is the reply (as pyCMBS did; only
-// answered probes are kept); on the
-// receiver it is neither stored nor executed. Sockets of one BFS level are
+// answered probes are kept), at ProbeID(crawling member, socket), so a
+// later crawl replaces it instead of adding another; on the receiver it
+// is neither stored nor executed. Sockets of one BFS level are
 // probed concurrently. Each probe is bounded by Options.RequestTimeout,
 // the crawl by Options.DiscoveryTimeout and Options.MaxDiscovered; the
 // action answers 200 with

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"slices"
 	"testing"
 	"time"
 
@@ -356,5 +357,39 @@ func TestFlags(t *testing.T) {
 	res := a.c.expect("POST", "/cmbs/message/f4?action=send_l2", "{}", 200).json(t)
 	if ack := res["deliveries"].([]any)[0].(map[string]any)["ack"].(map[string]any); ack["duplicate"] != true || ack["executed"] != nil {
 		t.Fatalf("repeat: %v", ack)
+	}
+}
+
+// TestRepeatedCrawlsKeepOneProbeEach: every crawl stores its probes at
+// the same ids (one per crawling member and socket), each with the latest
+// reply as its result.
+func TestRepeatedCrawlsKeepOneProbeEach(t *testing.T) {
+	c := startPeer(t, "c", member{}, testOptions(), "l1")
+	b := startPeer(t, "b", member{"neighbors_socket": []any{c.sockets["l1"]}}, testOptions(), "l1")
+	a := startPeer(t, "a", member{"neighbors_socket": []any{b.sockets["l1"]}}, testOptions(), "l1")
+	crawl := func(want int) map[string]any {
+		res := a.c.expect("POST", a.loc+"?action=check_neighbors", "{}", 200).json(t)
+		if n := len(res["learned"].([]any)); n != want {
+			t.Fatalf("a learned %d, want %d: %v", n, want, res)
+		}
+		return res
+	}
+	crawl(2) // b, and c through b
+	if n := len(a.list("/cmbs/message/")); n != 2 {
+		t.Fatalf("%d probe messages after the first crawl, want 2", n)
+	}
+	// b forgets c between the crawls: its probe's result must say so.
+	b.updateMember(b.loc, member{"neighbors_socket": []any{}})
+	for range 3 {
+		crawl(1)
+	}
+	if n := len(a.list("/cmbs/message/")); n != 2 {
+		t.Fatalf("%d probe messages after four crawls, want still 2", n)
+	}
+	res := crawl(1)
+	probe := a.get(res["learned"].([]any)[0].(map[string]any)["message"].(string))
+	result, _ := attrsOf(probe, "message")["result"].(map[string]any)
+	if result == nil || slices.Contains(result["sockets_l1"].([]any), any(c.sockets["l1"])) {
+		t.Fatalf("b's probe result %v: want the latest reply, without c's socket %s", result, c.sockets["l1"])
 	}
 }

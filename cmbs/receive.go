@@ -271,6 +271,22 @@ func (b *Broker) storeMessage(ctx context.Context, msg map[string]any) (loc stri
 	if err != nil {
 		return "", false, err
 	}
+	in, err := b.messageInput(msg)
+	if err != nil {
+		return "", false, err
+	}
+	locs, err := b.ents.Create(ctx, kind, model.TypeResource, []*model.EntityInput{in})
+	if model.StatusOf(err) == http.StatusConflict {
+		return "", true, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return locs[0], false, nil
+}
+
+// messageInput is the entity a received message is stored as.
+func (b *Broker) messageInput(msg map[string]any) (*model.EntityInput, error) {
 	desc := map[string]any{"kind": MessageKindID, "attributes": msg["attributes"], "id": msg["id"]}
 	var mixins []any
 	if ms, ok := msg["mixins"].([]any); ok {
@@ -288,18 +304,7 @@ func (b *Broker) storeMessage(ctx context.Context, msg map[string]any) (loc stri
 			desc[k] = s
 		}
 	}
-	in, err := model.ParseEntityInput(desc, model.TypeResource)
-	if err != nil {
-		return "", false, err
-	}
-	locs, err := b.ents.Create(ctx, kind, model.TypeResource, []*model.EntityInput{in})
-	if model.StatusOf(err) == http.StatusConflict {
-		return "", true, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	return locs[0], false, nil
+	return model.ParseEntityInput(desc, model.TypeResource)
 }
 
 // updateMessage writes attributes into a stored message (a partial,
