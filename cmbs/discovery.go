@@ -1,16 +1,15 @@
 package cmbs
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
 	"sync"
-
 
 	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/occi/model"

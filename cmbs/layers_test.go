@@ -2,9 +2,9 @@ package cmbs_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
-	"slices"
 	"testing"
 	"time"
 
