@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cmbs/cmbs/internal/loopback"
+)
+
+// threeNodes holds the README's three-node fixtures with every ZeroMQ
+// socket moved to a free port (the files use fixed ones), consistently
+// across members and messages.
+type threeNodes struct {
+	files map[string][]byte // by file name
+}
+
+var fixedSocket = regexp.MustCompile(`tcp://127\.0\.0\.1:\d+`)
+
+func loadThreeNodes(t *testing.T) threeNodes {
+	t.Helper()
+	dir := filepath.Join("..", "..", "testdata", "threenodes")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := map[string]string{}
+	tn := threeNodes{files: map[string][]byte{}}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn.files[e.Name()] = fixedSocket.ReplaceAllFunc(b, func(s []byte) []byte {
+			if moved[string(s)] == "" {
+				moved[string(s)] = loopback.FreeEndpoint(t)
+			}
+			return []byte(moved[string(s)])
+		})
+	}
+	return tn
+}
+
+// occiCall sends an OCCI JSON request and returns the status and the body.
+func occiCall(t *testing.T, method, url string, body []byte) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/occi+json")
+	req.Header.Set("Accept", "application/occi+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func mustCall(t *testing.T, method, url string, body []byte, want int) map[string]any {
+	t.Helper()
+	status, out := occiCall(t, method, url, body)
+	if status != want {
+		t.Fatalf("%s %s: %d %s, want %d", method, url, status, out, want)
+	}
+	var m map[string]any
+	_ = json.Unmarshal(out, &m)
+	return m
+}
+
+func messageAttr(e map[string]any, name string) any {
+	a, _ := e["attributes"].(map[string]any)
+	c, _ := a["cmbs"].(map[string]any)
+	m, _ := c["message"].(map[string]any)
+	return m[name]
+}
+
+// The README's "Three servers brokering messages", step by step, on three
+// cmbsd processes, each with its own embedded store: discovery across the
+// chain, then every layer's delivery and non-delivery; then the first
+// server restarts and its layers are bound again.
+func TestBinaryThreeNodesReadme(t *testing.T) {
+	tn := loadThreeNodes(t)
+	pycmbs := filepath.Join("..", "..", "testdata", "pycmbs")
+	names := []string{"a", "b", "c"}
+	dirs := map[string]string{}
+	urls := map[string]string{}
+	procs := map[string]*process{}
+	start := func(n string) {
+		procs[n] = startCmbsd(t, dirs[n], nil, "--listen", "127.0.0.1:0")
+		urls[n] = "http://" + procs[n].waitListening(t)
+	}
+	for _, n := range names {
+		dirs[n] = t.TempDir()
+		start(n)
+	}
+	for _, n := range names {
+		for _, f := range []struct{ method, file string }{
+			{"POST", "post_category_cmbs_member.json"}, {"PUT", "put_provider_cmbs_member.json"},
+			{"POST", "post_category_cmbs_message.json"}, {"PUT", "put_provider_cmbs_message.json"},
+		} {
+			body, err := os.ReadFile(filepath.Join(pycmbs, f.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustCall(t, f.method, urls[n]+"/-/", body, 200)
+		}
+		mustCall(t, "POST", urls[n]+"/cmbs/member/", tn.files["member_"+n+".json"], 201)
+		for _, l := range []string{"l1", "l2", "l31", "l32", "l4"} {
+			mustCall(t, "POST", urls[n]+"/cmbs/member/member-"+n+"?action=start_"+l, []byte("{}"), 200)
+		}
+	}
+
+	// Discovery from a follows the chain; c learns the asker.
+	disc := mustCall(t, "POST", urls["a"]+"/cmbs/member/member-a?action=check_neighbors", []byte("{}"), 200)
+	if learned, _ := disc["learned"].([]any); len(learned) != 2 {
+		t.Fatalf("a learned %v, want b and c", disc)
+	}
+	status, listing := occiCall(t, "GET", urls["c"]+"/cmbs/member/", nil)
+	if status != 200 || !bytes.Contains(listing, []byte("/cmbs/member/member-a~")) {
+		t.Fatalf("c's members (%d): %s; want member-a learned", status, listing)
+	}
+
+	send := func(file, id, layer string) map[string]any {
+		t.Helper()
+		mustCall(t, "POST", urls["a"]+"/cmbs/message/", tn.files[file], 201)
+		return mustCall(t, "POST", urls["a"]+"/cmbs/message/"+id+"?action=send_"+layer, []byte("{}"), 200)
+	}
+	delivered := func(res map[string]any) []string {
+		var members []string
+		ds, _ := res["deliveries"].([]any)
+		for _, d := range ds {
+			if d := d.(map[string]any); d["delivered"] == true {
+				members = append(members, d["member"].(string))
+			}
+		}
+		slices.Sort(members)
+		return members
+	}
+
+	// L1: the reply is the result, and is written to the message.
+	if r := send("message_l1.json", "hello-l1", "l1"); r["member_description"] == nil {
+		t.Fatalf("send_l1: %v", r)
+	}
+	if res, _ := messageAttr(mustCall(t, "GET", urls["a"]+"/cmbs/message/hello-l1", nil, 200), "result").(map[string]any); res["member_description"] == nil {
+		t.Fatalf("hello-l1's result: %v", res)
+	}
+	// L2: both other members, stored on c with its execution record.
+	if got := delivered(send("message_l2.json", "hello-l2", "l2")); len(got) != 2 {
+		t.Fatalf("send_l2 delivered to %v, want b and c", got)
+	}
+	onC := mustCall(t, "GET", urls["c"]+"/cmbs/message/hello-l2", nil, 200)
+	if res, _ := messageAttr(onC, "result").(map[string]any); res["executed_by"] == nil {
+		t.Fatalf("hello-l2 on c: %v", onC)
+	}
+	// L3.2: b's topics include weather, c's do not.
+	if got := delivered(send("message_l32.json", "weather-1", "l32")); len(got) != 1 || !strings.Contains(got[0], "member-b") {
+		t.Fatalf("send_l32 delivered to %v, want member-b only", got)
+	}
+	mustCall(t, "GET", urls["c"]+"/cmbs/message/weather-1", nil, 404)
+	// L3.1: the named provider only.
+	if got := delivered(send("message_l31.json", "for-c", "l31")); len(got) != 1 || !strings.Contains(got[0], "member-c") {
+		t.Fatalf("send_l31 delivered to %v, want member-c only", got)
+	}
+	mustCall(t, "GET", urls["b"]+"/cmbs/message/for-c", nil, 404)
+	// L4: b crawls too, then routes a's message to c.
+	mustCall(t, "POST", urls["b"]+"/cmbs/member/member-b?action=check_neighbors", []byte("{}"), 200)
+	send("message_l4.json", "routed-news", "l4")
+	// b acknowledges first and forwards after: c has it shortly.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, _ := occiCall(t, "GET", urls["c"]+"/cmbs/message/routed-news", nil)
+		if status == 200 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	routed := mustCall(t, "GET", urls["c"]+"/cmbs/message/routed-news", nil, 200)
+	if path, _ := messageAttr(routed, "path_history").([]any); len(path) != 3 {
+		t.Fatalf("routed-news on c has path_history %v, want a, b, c", path)
+	}
+	mustCall(t, "GET", urls["b"]+"/cmbs/message/routed-news", nil, 404)
+
+	// a restarts: its layers are bound again, and b reaches it on L1.
+	if err := procs["a"].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := procs["a"].waitExit(t); code != 0 {
+		t.Fatalf("a exited with %d", code)
+	}
+	start("a")
+	disc = mustCall(t, "POST", urls["b"]+"/cmbs/member/member-b?action=check_neighbors", []byte("{}"), 200)
+	if failed, _ := disc["failed"].([]any); len(failed) != 0 {
+		t.Fatalf("b's crawl after a restarted: %v", disc)
+	}
+	if r := mustCall(t, "POST", urls["a"]+"/cmbs/member/member-a?action=start_l1", []byte("{}"), 200); r["changed"] != false {
+		t.Fatalf("start_l1 after the restart: %v, want it already running", r)
+	}
+}
