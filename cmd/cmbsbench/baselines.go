@@ -185,6 +185,18 @@ func natsServerPath() (string, error) {
 // and publishes count messages from one connection to subs subscribers on
 // connections of their own; deliveries are counted in their handlers.
 func natsFanout(ctx context.Context, bin string, subs, count int, body []byte) (fanoutResult, string, error) {
+	return natsRun(ctx, bin, subs, count, body, false)
+}
+
+// natsAckedFanout is natsFanout with every delivery acknowledged, as the
+// broker's are: each message is published with a reply subject, every
+// subscriber answers it, and a delivery counts when its answer is back at
+// the publisher.
+func natsAckedFanout(ctx context.Context, bin string, subs, count int, body []byte) (fanoutResult, string, error) {
+	return natsRun(ctx, bin, subs, count, body, true)
+}
+
+func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acked bool) (fanoutResult, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -225,7 +237,11 @@ func natsFanout(ctx context.Context, bin string, subs, count int, body []byte) (
 			return fanoutResult{}, version, err
 		}
 		defer nc.Close()
-		sub, err := nc.Subscribe("bench", func(*nats.Msg) {
+		sub, err := nc.Subscribe("bench", func(m *nats.Msg) {
+			if acked {
+				_ = m.Respond([]byte("ok"))
+				return
+			}
 			got.Add(1)
 			lastAt.Store(time.Now().UnixNano())
 		})
@@ -245,9 +261,30 @@ func natsFanout(ctx context.Context, bin string, subs, count int, body []byte) (
 	}
 	defer pub.Close()
 	want := int64(subs * count)
+	if acked {
+		acks, err := pub.Subscribe("bench.acks", func(*nats.Msg) {
+			got.Add(1)
+			lastAt.Store(time.Now().UnixNano())
+		})
+		if err != nil {
+			return fanoutResult{}, version, err
+		}
+		if err := acks.SetPendingLimits(-1, -1); err != nil {
+			return fanoutResult{}, version, err
+		}
+		if err := pub.FlushTimeout(5 * time.Second); err != nil {
+			return fanoutResult{}, version, err
+		}
+	}
 	start := time.Now()
 	for i := 0; i < count; i++ {
-		if err := pub.Publish("bench", body); err != nil {
+		var err error
+		if acked {
+			err = pub.PublishRequest("bench", "bench.acks", body)
+		} else {
+			err = pub.Publish("bench", body)
+		}
+		if err != nil {
 			return fanoutResult{}, version, err
 		}
 	}
