@@ -38,7 +38,10 @@ type members struct {
 	// l1Sockets is the L1 socket of every member, each once, in location
 	// order.
 	l1Sockets []string
-	at        time.Time
+	// l2 is where send_l2 delivers: every remote member with an L2
+	// socket, each socket once (read-only, like the rest).
+	l2 []target
+	at time.Time
 }
 
 func newDirectory(list func(context.Context) ([]*model.Entity, error), maxAge time.Duration) *directory {
@@ -82,15 +85,20 @@ func (d *directory) changed() {
 func indexMembers(list []*model.Entity, at time.Time) *members {
 	sort.Slice(list, func(i, j int) bool { return list[i].Location < list[j].Location })
 	m := &members{all: list, byLoc: make(map[string]*model.Entity, len(list)), l1Sockets: []string{}, at: at}
-	seen := map[string]bool{}
+	seen, seenL2 := map[string]bool{}, map[string]bool{}
 	for _, e := range list {
 		m.byLoc[e.Location] = e
 		if isLocal(e) {
 			m.local = append(m.local, e)
 		}
-		if s, _ := layerSocket(memberAttrs(e.Attributes), L1); s != "" && !seen[s] {
+		attrs := memberAttrs(e.Attributes)
+		if s, _ := layerSocket(attrs, L1); s != "" && !seen[s] {
 			seen[s] = true
 			m.l1Sockets = append(m.l1Sockets, s)
+		}
+		if s, _ := layerSocket(attrs, L2); s != "" && !isLocal(e) && !seenL2[s] {
+			seenL2[s] = true
+			m.l2 = append(m.l2, target{member: e.Location, socket: s})
 		}
 	}
 	return m

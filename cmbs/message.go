@@ -311,24 +311,14 @@ type target struct {
 	err                string
 }
 
-// l2Targets: every remote member with an L2 socket, each socket once.
+// l2Targets: every remote member with an L2 socket, each socket once. The
+// slice is shared: read it only.
 func (b *Broker) l2Targets(ctx context.Context) ([]target, error) {
-	all, err := b.allMembers(ctx)
+	m, err := b.known(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []target
-	seen := map[string]bool{}
-	for _, m := range all {
-		if isLocal(m) {
-			continue
-		}
-		if s, _ := layerSocket(memberAttrs(m.Attributes), L2); s != "" && !seen[s] {
-			seen[s] = true
-			out = append(out, target{member: m.Location, socket: s})
-		}
-	}
-	return out, nil
+	return m.l2, nil
 }
 
 // l31Targets: the members each providers entry names, on their L3.1
