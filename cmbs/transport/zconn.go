@@ -156,7 +156,7 @@ func (z *zconn) send(frames [][]byte) error {
 }
 
 // maxSpare is the largest write buffer kept for reuse.
-const maxSpare = 256 << 10
+const maxSpare = 64 << 10
 
 func (z *zconn) write(encode func([]byte) []byte) error {
 	z.wmu.Lock()

@@ -237,21 +237,14 @@ func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acke
 			return fanoutResult{}, version, err
 		}
 		defer nc.Close()
-		sub, err := nc.Subscribe("bench", func(m *nats.Msg) {
+		if err := subscribe(nc, "bench", func(m *nats.Msg) {
 			if acked {
 				_ = m.Respond([]byte("ok"))
 				return
 			}
 			got.Add(1)
 			lastAt.Store(time.Now().UnixNano())
-		})
-		if err != nil {
-			return fanoutResult{}, version, err
-		}
-		if err := sub.SetPendingLimits(-1, -1); err != nil {
-			return fanoutResult{}, version, err
-		}
-		if err := nc.FlushTimeout(5 * time.Second); err != nil { // the subscription is registered
+		}); err != nil {
 			return fanoutResult{}, version, err
 		}
 	}
@@ -262,17 +255,10 @@ func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acke
 	defer pub.Close()
 	want := int64(subs * count)
 	if acked {
-		acks, err := pub.Subscribe("bench.acks", func(*nats.Msg) {
+		if err := subscribe(pub, "bench.acks", func(*nats.Msg) {
 			got.Add(1)
 			lastAt.Store(time.Now().UnixNano())
-		})
-		if err != nil {
-			return fanoutResult{}, version, err
-		}
-		if err := acks.SetPendingLimits(-1, -1); err != nil {
-			return fanoutResult{}, version, err
-		}
-		if err := pub.FlushTimeout(5 * time.Second); err != nil {
+		}); err != nil {
 			return fanoutResult{}, version, err
 		}
 	}
@@ -300,4 +286,18 @@ func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acke
 		return fanoutResult{}, version, errors.New("nats: nothing delivered")
 	}
 	return fanoutResult{delivered: int(n), elapsed: time.Duration(lastAt.Load() - start.UnixNano())}, version, nil
+}
+
+// subscribe subscribes nc to subject without a pending limit (the
+// benchmark must not drop messages) and returns once the server has the
+// subscription.
+func subscribe(nc *nats.Conn, subject string, handle nats.MsgHandler) error {
+	sub, err := nc.Subscribe(subject, handle)
+	if err != nil {
+		return err
+	}
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return err
+	}
+	return nc.FlushTimeout(5 * time.Second)
 }
