@@ -403,7 +403,7 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
 
 // fieldChunks are the row counts of the multi-row index statements,
 // largest first; any number of rows is a sum of them.
-var fieldChunks = [...]int{32, 8, 1}
+var fieldChunks = [...]int{32, 16, 8, 4, 2, 1}
 
 // changeRows inserts or deletes (stmts: wInsertFields or wDeleteFields)
 // the index rows of document rid, as few statements as the chunk sizes
