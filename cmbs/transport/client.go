@@ -56,7 +56,6 @@ type peer struct {
 	mu      sync.Mutex
 	conn    *clientConn
 	dialing chan struct{} // closed when the dial in progress ends
-	dialErr error         // that dial's error
 }
 
 // clientConn is one connection and the requests waiting for replies on it.
