@@ -34,7 +34,7 @@ func loadThreeNodes(t *testing.T) threeNodes {
 	if err != nil {
 		t.Fatal(err)
 	}
-	moved := map[string]string{}
+	moved, used := map[string]string{}, map[string]bool{}
 	tn := threeNodes{files: map[string][]byte{}}
 	for _, e := range entries {
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
@@ -43,7 +43,14 @@ func loadThreeNodes(t *testing.T) threeNodes {
 		}
 		tn.files[e.Name()] = fixedSocket.ReplaceAllFunc(b, func(s []byte) []byte {
 			if moved[string(s)] == "" {
-				moved[string(s)] = loopback.FreeEndpoint(t)
+				// A port just released can be handed out again: each
+				// socket gets one no other socket got.
+				ep := loopback.FreeEndpoint(t)
+				for used[ep] {
+					ep = loopback.FreeEndpoint(t)
+				}
+				used[ep] = true
+				moved[string(s)] = ep
 			}
 			return []byte(moved[string(s)])
 		})
