@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.filterBig, "filter-big", 0, "entities in the large filter phase (default 100000, quick 10000)")
 	fs.IntVar(&cfg.repeats, "repeats", 0, "timed repetitions per filter query (default 50, quick 20)")
 	fs.IntVar(&cfg.l1Count, "l1-rtts", 0, "timed send_l1 round trips (default 2000, quick 300); the raw baseline does 5×")
-	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 0, "messages per fan-out measurement, each to 10 members (default 2000, quick 300)")
+	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 0, "messages per fan-out measurement, each to 10 members (default 5000, quick 300; the raw baselines send as many)")
 	fs.IntVar(&cfg.fanoutWindow, "fanout-window", 8, "concurrent send actions of the one sending member in the fan-out phase")
 	only := fs.String("phases", "", "run only the phases whose names contain one of these comma-separated words (e.g. L1,fan-out)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.l1Count = map[bool]int{true: 300, false: 2000}[cfg.quick]
 	}
 	if cfg.fanoutMsgs == 0 {
-		cfg.fanoutMsgs = map[bool]int{true: 300, false: 2000}[cfg.quick]
+		cfg.fanoutMsgs = map[bool]int{true: 300, false: 5000}[cfg.quick]
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	results := map[string]any{"quick": cfg.quick, "clients": cfg.clients}
