@@ -5,20 +5,17 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"sync/atomic"
 )
 
 // guardedConn is the net.Conn under every ZMTP connection of this package.
-// It replays the signature bytes the server's gate already read, buffers
-// reads (a burst of small messages costs one system call), refuses frames
-// bigger than the message limit before anything allocates them, and
-// remembers that the connection failed.
+// It replays the signature bytes Server.signature already read, buffers
+// reads (a burst of small messages costs one system call), and refuses
+// frames bigger than the message limit before anything allocates them.
 type guardedConn struct {
 	net.Conn
 	rd     *bufio.Reader
-	prefix []byte     // bytes already consumed by the gate, replayed first
+	prefix []byte     // bytes already consumed, replayed first
 	guard  frameGuard // the incoming stream; Read is never called concurrently
-	failed atomic.Bool
 }
 
 // readBufferSize is large enough for a burst of small messages.
@@ -44,22 +41,13 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 	}
 	if n > 0 {
 		if gerr := c.guard.scan(p[:n]); gerr != nil {
-			c.failed.Store(true)
 			_ = c.Conn.Close()
 			return 0, gerr
 		}
 	}
-	if err != nil {
-		c.failed.Store(true)
-	}
 	return n, err
 }
 
-// Close closes the connection; it may be called any number of times.
-func (c *guardedConn) Close() error {
-	c.failed.Store(true)
-	return c.Conn.Close()
-}
 
 // ZMTP 3 framing, for frameGuard.
 const (

@@ -203,7 +203,6 @@ func (z *zconn) write(encode func([]byte) []byte) error {
 	err := z.werr
 	z.wmu.Unlock()
 	if err != nil {
-		z.gc.failed.Store(true)
 		_ = z.gc.Close()
 	}
 	return err
