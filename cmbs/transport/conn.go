@@ -48,7 +48,6 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-
 // ZMTP 3 framing, for frameGuard.
 const (
 	zmtpGreetingSize = 64
