@@ -233,19 +233,7 @@ func TestBinaryKeepsDataAcrossRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, method, "http://"+addr+path, strings.NewReader(string(body)))
-		req.Header.Set("Content-Type", "application/occi+json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-		}
+		mustCall(t, method, "http://"+addr+path, body, want)
 	}
 	p := startCmbsd(t, dir, nil, "--listen", "127.0.0.1:0")
 	addr := p.waitListening(t)
