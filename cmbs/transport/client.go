@@ -28,8 +28,10 @@ import (
 // It follows ZeroMQ's Lazy Pirate pattern: a connection that breaks, or
 // that stays silent through a request's whole deadline, is closed and the
 // next request dials a fresh one, so a restarted peer is picked up and a
-// hung one costs each request at most its deadline. A Client is safe for
-// concurrent use.
+// hung one costs each request at most its deadline. A connection no request
+// has used for WithIdleTimeout is closed, and an endpoint not contacted
+// since is forgotten, so a long-running client holds only the connections
+// it uses. A Client is safe for concurrent use.
 type Client struct {
 	opts    options
 	log     *slog.Logger
@@ -42,8 +44,9 @@ type Client struct {
 	mu      sync.Mutex
 	closed  bool
 	peers   map[string]*peer
+	reaping bool           // the idle reaper runs
 	calls   sync.WaitGroup // Request calls in progress
-	readers sync.WaitGroup // one per open connection
+	bg      sync.WaitGroup // one reader per open connection, and the idle reaper
 
 	closeOnce sync.Once
 }
@@ -52,6 +55,7 @@ type Client struct {
 type peer struct {
 	addr  string        // host:port
 	slots chan struct{} // one token per request in flight
+	users atomic.Int64  // calls holding this peer; it is forgotten only at 0
 
 	mu      sync.Mutex
 	conn    *clientConn
@@ -63,10 +67,11 @@ type clientConn struct {
 	z        *zconn
 	received atomic.Uint64 // messages read, to tell a silent peer from a slow handler
 
-	mu      sync.Mutex
-	waiting map[uint64]chan Envelope
-	err     error         // why the connection ended
-	dead    chan struct{} // closed when it ended
+	mu       sync.Mutex
+	waiting  map[uint64]chan Envelope
+	lastUsed time.Time     // when a request was last sent or answered
+	err      error         // why the connection ended
+	dead     chan struct{} // closed when it ended
 }
 
 // NewClient returns a Client; it opens nothing until the first request.
@@ -106,6 +111,7 @@ func (c *Client) Request(ctx context.Context, endpoint string, req Envelope) (En
 		return fail(err)
 	}
 	defer c.calls.Done()
+	defer p.users.Add(-1)
 
 	ctx, cancel := context.WithTimeout(ctx, c.opts.requestTimeout)
 	defer cancel()
@@ -119,13 +125,21 @@ func (c *Client) Request(ctx context.Context, endpoint string, req Envelope) (En
 	}
 	defer func() { <-p.slots }()
 
-	cc, err := c.connect(ctx, p)
-	if err != nil {
-		return fail(err)
-	}
-	reply, err := c.roundTrip(ctx, cc, req)
-	if err != nil {
-		return fail(err)
+	var reply Envelope
+	for {
+		cc, err := c.connect(ctx, p)
+		if err != nil {
+			return fail(err)
+		}
+		reply, err = c.roundTrip(ctx, cc, req)
+		if errors.Is(err, errIdleClosed) {
+			// Reaped between connect and send: nothing was sent.
+			continue
+		}
+		if err != nil {
+			return fail(err)
+		}
+		break
 	}
 	if reply.MimeType == ErrorMimeType {
 		return reply, fmt.Errorf("transport: request %q to %s: %w", req.ID, endpoint, decodeRemoteError(reply.Body))
@@ -133,7 +147,8 @@ func (c *Client) Request(ctx context.Context, endpoint string, req Envelope) (En
 	return reply, nil
 }
 
-// enter registers a Request call and returns the endpoint's peer.
+// enter registers a Request call and returns the endpoint's peer, whose
+// users count includes the call.
 func (c *Client) enter(endpoint string) (*peer, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -148,7 +163,13 @@ func (c *Client) enter(endpoint string) (*peer, error) {
 		}
 		p = &peer{addr: addr, slots: make(chan struct{}, c.opts.maxInFlight)}
 		c.peers[endpoint] = p
+		if !c.reaping {
+			c.reaping = true
+			c.bg.Add(1)
+			go c.reapIdle()
+		}
 	}
+	p.users.Add(1)
 	c.calls.Add(1)
 	return p, nil
 }
@@ -190,7 +211,7 @@ func (c *Client) connect(ctx context.Context, p *peer) (*clientConn, error) {
 		p.dialing = nil
 		if err == nil {
 			p.conn = cc
-			c.readers.Add(1)
+			c.bg.Add(1)
 			go c.readLoop(p, cc)
 		}
 		p.mu.Unlock()
@@ -210,7 +231,7 @@ func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
 			gc := newGuardedConn(nc, nil, c.opts.maxMessageSize)
 			z, err := handshake(ctx, gc, zmq4.Dealer, false, c.opts.handshakeTimeout, c.opts.requestTimeout)
 			if err == nil {
-				return &clientConn{z: z, waiting: make(map[uint64]chan Envelope), dead: make(chan struct{})}, nil
+				return &clientConn{z: z, waiting: make(map[uint64]chan Envelope), lastUsed: time.Now(), dead: make(chan struct{})}, nil
 			}
 			_ = gc.Close()
 			switch {
@@ -285,6 +306,13 @@ func (c *Client) wait(ctx context.Context, out outstanding) (Envelope, error) {
 	case reply := <-out.reply:
 		return reply, nil
 	case <-cc.dead:
+		select {
+		case reply := <-out.reply:
+			// Answered before the connection ended (the peer closed it
+			// after replying, or it was reaped as idle since).
+			return reply, nil
+		default:
+		}
 		return Envelope{}, c.ioError(ctx, "waiting for the reply", cc.err)
 	case <-ctx.Done():
 		cc.forget(out.tok)
@@ -306,7 +334,7 @@ var errSilentPeer = errors.New("the peer answered nothing within a request's dea
 // readLoop hands each reply on cc to the request it answers, until the
 // connection ends.
 func (c *Client) readLoop(p *peer, cc *clientConn) {
-	defer c.readers.Done()
+	defer c.bg.Done()
 	for {
 		frames, err := cc.z.readMsg()
 		if err != nil {
@@ -355,6 +383,7 @@ func (cc *clientConn) await(tok uint64, ch chan Envelope) error {
 		return cc.err
 	}
 	cc.waiting[tok] = ch
+	cc.lastUsed = time.Now()
 	return nil
 }
 
@@ -368,6 +397,9 @@ func (cc *clientConn) reply(tok uint64, env Envelope, log *slog.Logger) {
 	cc.mu.Lock()
 	ch, ok := cc.waiting[tok]
 	delete(cc.waiting, tok)
+	if ok {
+		cc.lastUsed = time.Now()
+	}
 	cc.mu.Unlock()
 	if !ok {
 		log.Debug("dropped a reply to a request no longer waiting", "id", env.ID)
@@ -422,7 +454,7 @@ func (c *Client) Close() error {
 				cc.fail(ErrClosed)
 			}
 		}
-		c.readers.Wait()
+		c.bg.Wait()
 	})
 	return nil
 }
@@ -471,14 +503,16 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 		results[i].Endpoint = ep
 		if p, cc := c.ready(ep); cc != nil {
 			out, err := c.send(rctx, cc, env)
-			if err != nil {
-				<-p.slots
-				c.calls.Done()
+			if err == nil {
+				fast = append(fast, sent{i, p, out})
+				continue
+			}
+			c.leave(p)
+			if !errors.Is(err, errIdleClosed) {
 				fail(i, err)
 				continue
 			}
-			fast = append(fast, sent{i, p, out})
-			continue
+			// Reaped meanwhile: Request dials afresh.
 		}
 		select {
 		case sem <- struct{}{}:
@@ -495,8 +529,7 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 	}
 	for _, f := range fast {
 		reply, err := c.wait(rctx, f.out)
-		<-f.p.slots
-		c.calls.Done()
+		c.leave(f.p)
 		if err != nil {
 			fail(f.i, err)
 			continue
@@ -511,7 +544,7 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 }
 
 // ready returns the endpoint's connection when it is up and a slot is
-// free, with the slot taken and the call registered (the caller releases
+// free, with the slot taken and the call registered (leave releases
 // both), or nil.
 func (c *Client) ready(endpoint string) (*peer, *clientConn) {
 	c.mu.Lock()
@@ -520,6 +553,7 @@ func (c *Client) ready(endpoint string) (*peer, *clientConn) {
 		c.mu.Unlock()
 		return nil, nil
 	}
+	p.users.Add(1)
 	c.calls.Add(1)
 	c.mu.Unlock()
 	p.mu.Lock()
@@ -532,6 +566,68 @@ func (c *Client) ready(endpoint string) (*peer, *clientConn) {
 		default:
 		}
 	}
+	p.users.Add(-1)
 	c.calls.Done()
 	return nil, nil
+}
+
+// leave ends a call that ready let in.
+func (c *Client) leave(p *peer) {
+	<-p.slots
+	p.users.Add(-1)
+	c.calls.Done()
+}
+
+// errIdleClosed ends a connection the idle reaper closed. The reaper only
+// closes a connection no request waits on, so a request seeing this error
+// sent nothing and may dial afresh.
+var errIdleClosed = errors.New("closed after standing idle")
+
+// reapIdle closes connections no request has used for the idle timeout,
+// and forgets endpoints that have no connection and no caller, until the
+// client closes.
+func (c *Client) reapIdle() {
+	defer c.bg.Done()
+	tick := time.NewTicker(max(c.opts.idleTimeout/2, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.base.Done():
+			return
+		case now := <-tick.C:
+			c.mu.Lock()
+			for ep, p := range c.peers {
+				p.mu.Lock()
+				cc := p.conn
+				if cc != nil && cc.expire(now.Add(-c.opts.idleTimeout)) {
+					p.conn = nil
+					cc = nil
+				}
+				// enter and ready count a caller under c.mu, so none can
+				// start using p while it is deleted here.
+				if cc == nil && p.dialing == nil && p.users.Load() == 0 {
+					delete(c.peers, ep)
+				}
+				p.mu.Unlock()
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+// expire closes cc if no request waits on it and none was sent or
+// answered after since.
+func (cc *clientConn) expire(since time.Time) bool {
+	cc.mu.Lock()
+	expired := cc.err == nil && len(cc.waiting) == 0 && cc.lastUsed.Before(since)
+	if expired {
+		cc.err = errIdleClosed
+		cc.waiting = nil
+		close(cc.dead)
+	}
+	cc.mu.Unlock()
+	if expired {
+		cc.z.close()
+	}
+	return expired
 }

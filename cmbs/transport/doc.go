@@ -10,7 +10,9 @@
 // frame and deadline, with Lazy Pirate recovery; Deliver fans one envelope
 // out to many servers and collects their acknowledgements, which is how
 // the CMBS layers deliver broadcasts (L2) and topic messages (L3.2)
-// without PUB/SUB's losses.
+// without PUB/SUB's losses. A client connection no request has used for
+// WithIdleTimeout (90 s) is closed, so a server that once talked to many
+// peers does not keep a connection to each of them.
 //
 // The ZMTP handshake (greeting, security mechanism, READY, socket-type
 // rules) is github.com/go-zeromq/zmq4's; the sockets around it are this

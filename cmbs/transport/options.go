@@ -24,6 +24,7 @@ type options struct {
 	maxInFlight    int
 	fanOut         int
 	dialRetry      time.Duration
+	idleTimeout    time.Duration
 }
 
 func defaultOptions() options {
@@ -38,6 +39,7 @@ func defaultOptions() options {
 		maxInFlight:      64,
 		fanOut:           16,
 		dialRetry:        50 * time.Millisecond,
+		idleTimeout:      90 * time.Second,
 	}
 }
 
@@ -133,6 +135,17 @@ func WithFanOut(n int) Option {
 	return func(o *options) {
 		if n > 0 {
 			o.fanOut = n
+		}
+	}
+}
+
+// WithIdleTimeout sets how long the Client keeps a connection that no
+// request uses (default 90s). The connection is then closed, and the next
+// request to its endpoint dials a new one.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.idleTimeout = d
 		}
 	}
 }

@@ -776,3 +776,102 @@ func TestEndlessFramesEndTheConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	ctx := testCtx(t)
+	srv := startServer(t, echo)
+	c := newClient(t, WithIdleTimeout(50*time.Millisecond))
+	if _, err := c.Request(ctx, srv.Addr(), env("a", "1")); err != nil {
+		t.Fatalf("Request: %v", err)
+	}
+	openConns := func() (server, peers int) {
+		srv.mu.Lock()
+		server = len(srv.conns)
+		srv.mu.Unlock()
+		c.mu.Lock()
+		peers = len(c.peers)
+		c.mu.Unlock()
+		return server, peers
+	}
+	for {
+		server, peers := openConns()
+		if server == 0 && peers == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the idle connection was never closed: server has %d open, client knows %d endpoints", server, peers)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, err := c.Request(ctx, srv.Addr(), env("b", "2")); err != nil {
+		t.Fatalf("Request after the idle close: %v", err)
+	}
+	if n := srv.Stats().Connections; n != 2 {
+		t.Fatalf("server saw %d connections, want 2 (the second request dials afresh)", n)
+	}
+}
+
+func TestConnectionInUseIsNotReaped(t *testing.T) {
+	ctx := testCtx(t)
+	srv := startServer(t, echo)
+	c := newClient(t, WithIdleTimeout(300*time.Millisecond))
+	for i := range 40 {
+		if _, err := c.Request(ctx, srv.Addr(), env(fmt.Sprint(i), "x")); err != nil {
+			t.Fatalf("Request %d: %v", i, err)
+		}
+		time.Sleep(20 * time.Millisecond) // 800ms in all, never 300ms idle
+	}
+	if n := srv.Stats().Connections; n != 1 {
+		t.Fatalf("server saw %d connections, want 1: a connection in use was reaped", n)
+	}
+}
+
+// The reaper closes connections while requests and deliveries start on
+// them; none of those may fail, since a reaped connection had nothing in
+// flight and the request can dial afresh.
+func TestReapingRacesNoRequest(t *testing.T) {
+	ctx := testCtx(t)
+	var srvs []*Server
+	var eps []string
+	for range 3 {
+		srvs = append(srvs, startServer(t, echo))
+		eps = append(eps, srvs[len(srvs)-1].Addr())
+	}
+	c := newClient(t, WithIdleTimeout(time.Microsecond))
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for g := range 6 {
+		wg.Go(func() {
+			for i := range 150 {
+				time.Sleep(time.Duration(i%3) * 500 * time.Microsecond)
+				if g%2 == 0 {
+					if _, err := c.Request(ctx, eps[i%len(eps)], env("r", "x")); err != nil {
+						errs <- err
+						return
+					}
+					continue
+				}
+				for _, r := range c.Deliver(ctx, eps, env("d", "x")) {
+					if r.Err != nil {
+						errs <- r.Err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	var dialled uint64
+	for _, srv := range srvs {
+		dialled += srv.Stats().Connections
+	}
+	if dialled <= uint64(len(srvs)) {
+		t.Fatalf("%d connections for %d servers: the reaper never closed one, so the race was not run", dialled, len(srvs))
+	}
+	t.Logf("%d connections dialled", dialled)
+}
