@@ -190,6 +190,21 @@ func (r *Registry) All(class model.Class) []*model.Category {
 	return out
 }
 
+// MixinsDefining returns the ids of the mixins that define the attribute
+// with that flat dotted name, ordered by id.
+func (r *Registry) MixinsDefining(attr string) []string {
+	var ids []string
+	for _, m := range r.All(model.ClassMixin) {
+		for i := range m.Attributes {
+			if m.Attributes[i].Name() == attr {
+				ids = append(ids, m.ID())
+				break
+			}
+		}
+	}
+	return ids
+}
+
 // Filter returns the categories of a class whose description matches any of
 // the filter objects (model.Match), each once, ordered by id.
 func (r *Registry) Filter(class model.Class, filters []map[string]any) []*model.Category {

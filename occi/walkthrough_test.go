@@ -142,6 +142,17 @@ func readmeWalkthrough(t *testing.T, st store.Store) {
 		}
 	}
 
+	// Without its #l1 mixin the message's receiver attribute is undefined:
+	// the error says which mixin defines it, and nothing is stored.
+	noMixin := strings.Replace(string(fixture(t, "readme/post_message_l1.json")), `"http://houssem.org/cmbs#l1"`, "", 1)
+	r = c.expect("POST", "/cmbs/message/", []byte(noMixin), 400)
+	e := r.json(t)["error"].(map[string]any)
+	if msg, _ := e["message"].(string); e["attribute"] != "cmbs.message.l1_socket_receiver_member" ||
+		!strings.Contains(msg, "mixin http://houssem.org/cmbs#l1 defines it") {
+		t.Fatalf("undefined attribute error does not point at the #l1 mixin: %v", e)
+	}
+	c.expect("GET", "/cmbs/message/0101d860-2a9a-504f-8861-aeafd0b20101", nil, 404)
+
 	c.expect("POST", "/cmbs/message/", fixture(t, "readme/post_message_l1.json"), 201)
 	msg := c.expect("GET", "/cmbs/message/0101d860-2a9a-504f-8861-aeafd0b20101", nil, 200).json(t)
 	attrs := msg["attributes"].(map[string]any)["cmbs"].(map[string]any)["message"].(map[string]any)

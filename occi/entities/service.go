@@ -200,7 +200,7 @@ func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.Entity
 		return nil, nil, err
 	}
 	if err := attrs.Prepare(e.Attributes); err != nil {
-		return nil, nil, err
+		return nil, nil, s.explainAttr(err)
 	}
 	if typ == model.TypeLink {
 		if err := s.checkEndpoints(ctx, &e); err != nil {
@@ -262,7 +262,7 @@ func (s *Service) inlineLink(ctx context.Context, src *model.Entity, desc map[st
 		return nil, err
 	}
 	if err := attrs.Prepare(l.Attributes); err != nil {
-		return nil, err
+		return nil, s.explainAttr(err)
 	}
 	// The source is being created in the same request; only the target must exist.
 	if l.Target == "" {
@@ -574,12 +574,29 @@ func (s *Service) Replace(ctx context.Context, location, ifMatch, typ string, in
 			return nil, err
 		}
 		if err := attrs.Prepare(e.Attributes); err != nil {
-			return nil, err
+			return nil, s.explainAttr(err)
 		}
 		e.Normalize()
 		return &e, s.checkChanged(ctx, attrs, old, &e)
 	})
 	return e, false, err
+}
+
+// explainAttr adds to the error for an attribute the entity's categories
+// do not define which mixins define it: the usual mistake is a message
+// posted without the mixin (#l1, #l31, …) that declares its address.
+func (s *Service) explainAttr(err error) error {
+	var me *model.Error
+	if !errors.Is(err, model.ErrUndefinedAttribute) || !errors.As(err, &me) {
+		return err
+	}
+	ids := s.cats.MixinsDefining(me.Attribute)
+	if len(ids) == 0 {
+		return err
+	}
+	explained := *me
+	explained.Message = fmt.Sprintf("%s; mixin %s defines it: list it in the entity's mixins", me.Message, strings.Join(ids, " or "))
+	return &explained
 }
 
 // checkChanged validates an updated entity against its stored state.

@@ -474,7 +474,9 @@ func (s *AttrSet) checkValues(tree map[string]any) error {
 			if len(l.Path) > 0 && l.Path[0] == "occi" && len(l.Path) > 1 && l.Path[1] == "core" {
 				continue
 			}
-			return AttributeError(name, "attribute %s is not defined by the entity's kind or mixins", name)
+			err := AttributeError(name, "attribute %s is not defined by the entity's kind or mixins", name)
+			err.Err = ErrUndefinedAttribute
+			return err
 		}
 		if err := l.Def.Check(l.Value); err != nil {
 			return err

@@ -49,6 +49,10 @@ func NotFound(format string, args ...any) *Error { return Errorf(http.StatusNotF
 // Conflict is Errorf(409, …).
 func Conflict(format string, args ...any) *Error { return Errorf(http.StatusConflict, format, args...) }
 
+// ErrUndefinedAttribute is the cause of the error for an attribute that
+// neither the entity's kind nor its mixins define.
+var ErrUndefinedAttribute = errors.New("attribute not defined")
+
 // AttributeError is a 400 naming the attribute at fault.
 func AttributeError(attr, format string, args ...any) *Error {
 	e := BadRequest(format, args...)
