@@ -223,6 +223,13 @@ func FuzzFilterMatchesSelector(f *testing.F) {
 		if hasOperatorKey(filter) {
 			return // "$…" keys are Mango operators, never OCCI member names
 		}
+		if hasNonASCIIKey(filter) {
+			// kivik's x/mango (the reference here) matches no field whose
+			// name is outside ASCII, not even {"é":"s"} on itself. The
+			// store's own selector is checked on such names in
+			// store/sqlite's TestSelectorMatch.
+			return
+		}
 		if hasIgnorable(filter) || hasIgnorable(doc) {
 			// Mango compares strings by CouchDB's Unicode collation, in which
 			// control and format characters are ignorable ("\x7f" equals ""),
@@ -255,6 +262,19 @@ func hasIgnorable(v any) bool {
 			if ignorable(k) || hasIgnorable(e) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+func hasNonASCIIKey(v any) bool {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return false
+	}
+	for k, e := range m {
+		if strings.IndexFunc(k, func(r rune) bool { return r > unicode.MaxASCII }) >= 0 || hasNonASCIIKey(e) {
+			return true
 		}
 	}
 	return false

@@ -27,6 +27,12 @@ func TestSelectorMatch(t *testing.T) {
 		{`{"a.b\\.c":1}`, `{"a":{"b.c":1}}`, true},
 		{`{"a.b\\.c":1}`, `{"a":{"b":{"c":1}}}`, false},
 		{`{"a.b.c":1}`, `{"a":{"b":{"c":1}}}`, true},
+		// Field names outside ASCII (kivik's x/mango matches none of these).
+		{`{"é":"s"}`, `{"é":"s"}`, true},
+		{`{"attributes.l3\\.1_sécket":"s"}`, `{"attributes":{"l3.1_sécket":"s"}}`, true},
+		{`{"attributes.l3\\.1_s\ufffdcket":"s"}`, `{"attributes":{"l3.1_s\ufffdcket":"s"}}`, true},
+		{`{"ü.ß":1}`, `{"ü":{"ß":1}}`, true},
+		{`{"ü.ß":1}`, `{"ü":{"ss":1}}`, false},
 		{`{"a.1":"y"}`, `{"a":["x","y"]}`, true},
 		{`{"a.b":1}`, `{"a":[{"b":1}]}`, false},
 		// Missing fields match nothing but $exists:false, even through negation.
