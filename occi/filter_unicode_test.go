@@ -1,0 +1,53 @@
+package occi_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/cmbs/cmbs/internal/testserver"
+	"github.com/cmbs/cmbs/store"
+)
+
+// Attribute names and values outside ASCII (and with dots in a segment)
+// filter the same on both stores: the filter becomes a Mango selector
+// that the embedded store evaluates itself and CouchDB evaluates natively.
+func TestFilterOnNonASCIIAttributes(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		srv := testserver.Start(t, testserver.Options{Store: open(t)})
+		c := newClient(t, srv.URL)
+		def := map[string]any{"type": "String", "mutable": true, "required": false}
+		kind := map[string]any{"kinds": []any{map[string]any{
+			"term": "lieu", "scheme": "http://example.org/géo#", "title": "Ort",
+			"location":   "/géo/lieu/",
+			"attributes": map[string]any{"géo": map[string]any{"größe": def, "v1.ü": def}},
+		}}}
+		c.expect("POST", "/-/", mustJSON(t, kind), 200)
+		create := func(id, größe, dotted string) {
+			e := map[string]any{"resources": []any{map[string]any{
+				"kind": "http://example.org/géo#lieu", "id": id,
+				"attributes": map[string]any{"géo": map[string]any{"größe": größe, "v1.ü": dotted}},
+			}}}
+			c.expect("POST", "/géo/lieu/", mustJSON(t, e), 201)
+		}
+		create("a", "groß", "ä")
+		create("b", "klein", "ö")
+		for _, tc := range []struct {
+			filter map[string]any
+			want   []string
+		}{
+			{map[string]any{"géo": map[string]any{"größe": "groß"}}, []string{"a"}},
+			{map[string]any{"géo.größe": "klein"}, []string{"b"}},
+			{map[string]any{"géo": map[string]any{"v1.ü": "ö"}}, []string{"b"}},
+			{map[string]any{"géo": map[string]any{"größe": "gross"}}, []string{}},
+		} {
+			body := mustJSON(t, map[string]any{"resources": []any{map[string]any{"attributes": tc.filter}}})
+			want := []string{}
+			for _, id := range tc.want {
+				want = append(want, srv.URL+"/géo/lieu/"+id)
+			}
+			if got := locations(t, c.do("GET", "/géo/lieu/", body)); !reflect.DeepEqual(got, want) {
+				t.Errorf("filter %s: %v, want %v", body, got, want)
+			}
+		}
+	})
+}
