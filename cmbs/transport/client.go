@@ -410,18 +410,23 @@ func (cc *clientConn) reply(tok uint64, env Envelope, log *slog.Logger) {
 
 // fail ends the connection: waiting requests see ErrConnectionLost (with
 // err), and the peer's next request dials a new one.
-func (cc *clientConn) fail(err error) {
+func (cc *clientConn) fail(err error) { cc.end(err, nil) }
+
+// end ends the connection with err unless it has ended, or unless, asked
+// with cc.mu held, it does not agree. It reports whether it ended it.
+func (cc *clientConn) end(err error, agree func() bool) bool {
 	cc.mu.Lock()
-	first := cc.err == nil
-	if first {
+	ended := cc.err == nil && (agree == nil || agree())
+	if ended {
 		cc.err = err
 		cc.waiting = nil
 		close(cc.dead)
 	}
 	cc.mu.Unlock()
-	if first {
+	if ended {
 		cc.z.close()
 	}
+	return ended
 }
 
 // ioError classifies a failure to send or to get the reply.
@@ -618,16 +623,5 @@ func (c *Client) reapIdle() {
 // expire closes cc if no request waits on it and none was sent or
 // answered after since.
 func (cc *clientConn) expire(since time.Time) bool {
-	cc.mu.Lock()
-	expired := cc.err == nil && len(cc.waiting) == 0 && cc.lastUsed.Before(since)
-	if expired {
-		cc.err = errIdleClosed
-		cc.waiting = nil
-		close(cc.dead)
-	}
-	cc.mu.Unlock()
-	if expired {
-		cc.z.close()
-	}
-	return expired
+	return cc.end(errIdleClosed, func() bool { return len(cc.waiting) == 0 && cc.lastUsed.Before(since) })
 }
