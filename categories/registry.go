@@ -476,11 +476,33 @@ func (r *Registry) Register(ctx context.Context, doc *Document) error {
 		return err
 	}
 	for _, c := range added {
+		if err := checkAttrNames(c); err != nil {
+			return err
+		}
 		if err := r.checkReferences(c, newIDs); err != nil {
 			return err
 		}
 	}
 	return r.saveAll(ctx, added, nil)
+}
+
+// checkAttrNames refuses attribute names that an entity filter could not
+// address: filters become Mango selectors, whose field paths have no empty
+// segments and from which CouchDB drops every backslash. Only categories
+// being registered or updated are checked, so stored ones keep loading.
+func checkAttrNames(c *model.Category) error {
+	for _, d := range c.Attributes {
+		name := d.Name()
+		for _, seg := range d.Path {
+			if seg == "" {
+				return model.AttributeError(name, "%s %s: attribute %q has an empty name segment", c.Class, c.ID(), name)
+			}
+			if strings.Contains(seg, `\`) {
+				return model.AttributeError(name, "%s %s: attribute %q has a backslash in its name, which entity filters cannot address", c.Class, c.ID(), name)
+			}
+		}
+	}
+	return nil
 }
 
 // checkReferences makes sure the actions, parent and mixin dependencies a
@@ -651,6 +673,9 @@ func (r *Registry) Update(ctx context.Context, doc *Document) error {
 			return err
 		}
 		c.Provider = old.Provider
+		if err := checkAttrNames(c); err != nil {
+			return err
+		}
 		if err := r.checkReferences(c, pending); err != nil {
 			return err
 		}

@@ -51,3 +51,33 @@ func TestFilterOnNonASCIIAttributes(t *testing.T) {
 		}
 	})
 }
+
+// A category whose attribute names a filter could not address (an empty
+// segment; a backslash, which CouchDB's Mango drops) is refused whole.
+func TestUnaddressableAttributeNamesAreRefused(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{})
+	c := newClient(t, srv.URL)
+	def := map[string]any{"type": "String"}
+	for _, tc := range []struct {
+		attrs map[string]any
+		name  string
+	}{
+		{map[string]any{"x.y..z": def}, "x.y..z"},
+		{map[string]any{"x": map[string]any{"y": map[string]any{"": def}}}, "x.y."},
+		{map[string]any{"x": map[string]any{`a\b`: def}}, `x.a\b`},
+	} {
+		kind := map[string]any{"kinds": []any{map[string]any{
+			"term": "k", "scheme": "http://example.org/names#", "location": "/k/", "attributes": tc.attrs,
+		}}}
+		e := c.expect("POST", "/-/", mustJSON(t, kind), 400).json(t)["error"].(map[string]any)
+		if e["attribute"] != tc.name {
+			t.Errorf("%v: error %v does not name attribute %q", tc.attrs, e, tc.name)
+		}
+	}
+	// None was registered: the same kind with a good name still can be.
+	kind := map[string]any{"kinds": []any{map[string]any{
+		"term": "k", "scheme": "http://example.org/names#", "location": "/k/",
+		"attributes": map[string]any{"x": map[string]any{"a.b": def}},
+	}}}
+	c.expect("POST", "/-/", mustJSON(t, kind), 200)
+}
