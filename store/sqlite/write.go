@@ -45,6 +45,9 @@ func putOp(doc store.Document) (writeOp, error) {
 	if err := checkID("put", doc.ID); err != nil {
 		return writeOp{}, err
 	}
+	if body, rows, ok := scanBody(doc.Body); ok {
+		return writeOp{verb: "put", id: doc.ID, rev: doc.Rev, body: body, rows: rows}, nil
+	}
 	body, obj, err := canonicalBody(doc.Body)
 	if err != nil {
 		return writeOp{}, fmt.Errorf("put %q: %w: %w", doc.ID, store.ErrInvalid, err)
@@ -357,12 +360,15 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
 
 	var oldRows map[fieldRow]struct{}
 	if exists && !deleted {
-		obj, err := decodeBody(oldBody)
-		if err == nil {
-			oldRows, err = indexRows(obj)
-		}
-		if err != nil {
-			return fail(fmt.Errorf("%w: stored body: %w", store.ErrUnavailable, err))
+		var ok bool
+		if oldRows, ok = scanRows(oldBody); !ok {
+			obj, err := decodeBody(oldBody)
+			if err == nil {
+				oldRows, err = indexRows(obj)
+			}
+			if err != nil {
+				return fail(fmt.Errorf("%w: stored body: %w", store.ErrUnavailable, err))
+			}
 		}
 	}
 
