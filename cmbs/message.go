@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/internal/jsonscan"
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/providers"
 )
@@ -470,9 +471,8 @@ func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env tra
 			continue
 		}
 		out[i].Delivered = true
-		var ack map[string]any
-		if json.Unmarshal(results[j].Reply.Body, &ack) == nil {
-			out[i].Ack = ack
+		if v, err := jsonscan.Decode(results[j].Reply.Body); err == nil {
+			out[i].Ack, _ = v.(map[string]any)
 		}
 	}
 	return out

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/internal/jsonscan"
 	"github.com/cmbs/cmbs/occi/model"
 )
 
@@ -87,8 +88,9 @@ func decodeMessage(req transport.Envelope) (map[string]any, error) {
 	if err != nil || (mt != MessageMimeType && mt != "application/json") {
 		return nil, badMessage("mimetype %q: a CMBS message is %s", req.MimeType, MessageMimeType)
 	}
-	var msg map[string]any
-	if err := json.Unmarshal(req.Body, &msg); err != nil || msg == nil {
+	v, err := jsonscan.Decode(req.Body)
+	msg, _ := v.(map[string]any)
+	if err != nil || msg == nil {
 		return nil, badMessage("the body is not a JSON object describing a CMBS message")
 	}
 	if k, present := msg["kind"]; present && k != MessageKindID {

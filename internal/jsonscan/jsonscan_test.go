@@ -1,0 +1,65 @@
+package jsonscan
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var seeds = []string{
+	`{}`, `[]`, `null`, `true`, ` false `, `0`, `-0`, `-0.5e-3`, `1E+2`, `1e400`, `01`, `-`, `1.`, `.5`,
+	`"x"`, `"\u00e9\n\"\\\/"`, `"\ud800"`, "\"\xff\"", "\"\t\"", `"\x"`, `"\u12"`,
+	`{"a":1,"a":2}`, `{"a":[1,{"b":null}],"c":{"d":"e"}}`, ` { "a" : [ 1 , 2 ] } `,
+	`{"a":1}x`, `{"a":}`, `{"a" 1}`, `{1:2}`, `[1,]`, `[1 2]`, `tru`, `nul`, `{"a":1e400,"b":2}`,
+	`{"id":"m1","kind":"http://houssem.org/cmbs#message","attributes":{"cmbs":{"message":{"storable":"False","message_content":{"text":"hé"}}}}}`,
+}
+
+func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
+	for _, s := range seeds {
+		check(t, []byte(s))
+	}
+	check(t, []byte(strings.Repeat("[", 10001)+strings.Repeat("]", 10001)))
+	check(t, []byte(strings.Repeat("[", 9999)+strings.Repeat("]", 9999)))
+}
+
+func FuzzDecodeAgreesWithEncodingJSON(f *testing.F) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { check(t, data) })
+}
+
+func check(t *testing.T, data []byte) {
+	t.Helper()
+	got, gotErr := Decode(data)
+	var want any
+	wantErr := json.Unmarshal(data, &want)
+	if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+		t.Fatalf("%q: error %v, encoding/json says %v", data, gotErr, wantErr)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: %#v, encoding/json gives %#v", data, got, want)
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	msg := []byte(`{"actions":[],"attributes":{"cmbs":{"message":{"cmbs_layer":"l2","executable":"false","message_content":{"text":"` + strings.Repeat("x", 64) + `"},"path_history":["tcp://127.0.0.1:40000/cmbs/member/s"],"sendable":"true","storable":"false"}}},"id":"m-000123","kind":"http://houssem.org/cmbs#message","links":[],"mixins":["http://houssem.org/cmbs#l2"],"summary":"","title":""}`)
+	b.SetBytes(int64(len(msg)))
+	b.Run("jsonscan", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := Decode(msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		for b.Loop() {
+			var v any
+			if err := json.Unmarshal(msg, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
