@@ -25,6 +25,31 @@ type Scanner struct {
 	Pos  int
 	// Spaced is set once insignificant whitespace has been skipped.
 	Spaced bool
+
+	nesting int
+}
+
+// Enter consumes the opening bracket at Pos, { or [, counting the
+// nesting; false past MaxNesting. Leave ends what Enter began.
+func (s *Scanner) Enter() bool {
+	s.Pos++
+	s.nesting++
+	return s.nesting <= MaxNesting
+}
+
+// Leave ends an object or array begun with Enter.
+func (s *Scanner) Leave() { s.nesting-- }
+
+// More consumes what follows a member or element: a comma (more is true)
+// or the closing bracket, } or ]; ok is false for anything else.
+func (s *Scanner) More(closing byte) (more, ok bool) {
+	switch {
+	case s.Consume(','):
+		return true, true
+	case s.Consume(closing):
+		return false, true
+	}
+	return false, false
 }
 
 // Space skips whitespace.
@@ -192,7 +217,6 @@ func Decode(data []byte) (any, error) {
 
 type decoder struct {
 	Scanner
-	nesting int
 }
 
 func (d *decoder) value() (any, bool) {
@@ -225,11 +249,10 @@ func (d *decoder) value() (any, bool) {
 }
 
 func (d *decoder) object() (any, bool) {
-	if d.nesting++; d.nesting > MaxNesting {
+	defer d.Leave()
+	if !d.Enter() {
 		return nil, false
 	}
-	defer func() { d.nesting-- }()
-	d.Pos++ // '{'
 	m := make(map[string]any)
 	if d.Consume('}') {
 		return m, true
@@ -247,22 +270,17 @@ func (d *decoder) object() (any, bool) {
 			return nil, false
 		}
 		m[key] = v // a repeated name keeps its last value, as encoding/json
-		switch {
-		case d.Consume(','):
-		case d.Consume('}'):
-			return m, true
-		default:
-			return nil, false
+		if more, ok := d.More('}'); !more {
+			return m, ok
 		}
 	}
 }
 
 func (d *decoder) array() (any, bool) {
-	if d.nesting++; d.nesting > MaxNesting {
+	defer d.Leave()
+	if !d.Enter() {
 		return nil, false
 	}
-	defer func() { d.nesting-- }()
-	d.Pos++ // '['
 	a := make([]any, 0)
 	if d.Consume(']') {
 		return a, true
@@ -273,12 +291,8 @@ func (d *decoder) array() (any, bool) {
 			return nil, false
 		}
 		a = append(a, v)
-		switch {
-		case d.Consume(','):
-		case d.Consume(']'):
-			return a, true
-		default:
-			return nil, false
+		if more, ok := d.More(']'); !more {
+			return a, ok
 		}
 	}
 }

@@ -48,10 +48,9 @@ const maxScanKeys = 64
 
 type bodyScanner struct {
 	jsonscan.Scanner
-	nesting int
-	path    []byte // pathKey of the value being scanned
-	keys    [][]string
-	rows    map[fieldRow]struct{}
+	path []byte // pathKey of the value being scanned
+	keys [][]string
+	rows map[fieldRow]struct{}
 }
 
 // root scans the top-level object, whose members are at depth 1.
@@ -126,11 +125,10 @@ func (s *bodyScanner) literal(word string, indexed bool, tag []byte) bool {
 // object scans an object whose members are at depth+1; members says
 // whether they are indexed, top whether this is the document itself.
 func (s *bodyScanner) object(depth int, members, top bool) bool {
-	if s.nesting++; s.nesting > jsonscan.MaxNesting {
+	defer s.Leave()
+	if !s.Enter() {
 		return false
 	}
-	defer func() { s.nesting-- }()
-	s.Pos++ // '{'
 	level := -1
 	if members {
 		// Each indexed object keeps its member names to catch repeats,
@@ -176,23 +174,18 @@ func (s *bodyScanner) object(depth int, members, top bool) bool {
 			return false
 		}
 		s.path = s.path[:mark]
-		switch {
-		case s.Consume(','):
-		case s.Consume('}'):
-			return true
-		default:
-			return false
+		if more, ok := s.More('}'); !more {
+			return ok
 		}
 	}
 }
 
 // array scans an array; its elements are indexed under its own path.
 func (s *bodyScanner) array(depth int, indexed bool) bool {
-	if s.nesting++; s.nesting > jsonscan.MaxNesting {
+	defer s.Leave()
+	if !s.Enter() {
 		return false
 	}
-	defer func() { s.nesting-- }()
-	s.Pos++ // '['
 	if s.Consume(']') {
 		return true
 	}
@@ -200,12 +193,8 @@ func (s *bodyScanner) array(depth int, indexed bool) bool {
 		if !s.value(depth, indexed) {
 			return false
 		}
-		switch {
-		case s.Consume(','):
-		case s.Consume(']'):
-			return true
-		default:
-			return false
+		if more, ok := s.More(']'); !more {
+			return ok
 		}
 	}
 }
