@@ -1,11 +1,14 @@
 package cmbs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -265,26 +268,51 @@ func (b *Broker) running(loc string, l Layer) string {
 	return ""
 }
 
+// RunningLayer is a layer socket a local member has bound.
+type RunningLayer struct {
+	Member    string                `json:"member"`
+	Layer     Layer                 `json:"layer"`
+	Socket    string                `json:"socket"`
+	Transport transport.ServerStats `json:"transport"`
+}
+
+// RunningLayers lists the layers running now, ordered by member and layer, with
+// what each socket has seen.
+func (b *Broker) RunningLayers() []RunningLayer {
+	b.mu.Lock()
+	var out []RunningLayer
+	for loc, m := range b.members {
+		for l, bl := range m.layers {
+			out = append(out, RunningLayer{Member: loc, Layer: l, Socket: bl.endpoint, Transport: bl.srv.Stats()})
+		}
+	}
+	b.mu.Unlock()
+	slices.SortFunc(out, func(x, y RunningLayer) int {
+		return cmp.Or(strings.Compare(x.Member, y.Member), strings.Compare(string(x.Layer), string(y.Layer)))
+	})
+	return out
+}
+
 // Stats counts what the broker has done since it was created.
 type Stats struct {
 	// Received counts the CMBS messages each layer's sockets accepted
 	// (repeats included), by layer name.
-	Received map[string]uint64
+	Received map[string]uint64 `json:"received"`
 	// Stored counts received messages stored as message entities.
-	Stored uint64
+	Stored uint64 `json:"stored"`
 	// Executed counts received messages whose execution was recorded.
-	Executed uint64
+	Executed uint64 `json:"executed"`
 	// Duplicates counts received messages dropped as already handled.
-	Duplicates uint64
+	Duplicates uint64 `json:"duplicates"`
 	// Forwarded counts L4 forwards acknowledged by the next member.
-	Forwarded uint64
+	Forwarded uint64 `json:"forwarded"`
 	// ForwardsInFlight is the number of L4 forwards still running. A
 	// receiver starts its forwards before it acknowledges a message, so
 	// once a send has returned and this is 0 on every member, the message
 	// has gone as far as it will.
-	ForwardsInFlight int64
+	ForwardsInFlight int64 `json:"forwards_in_flight"`
 	// Rejected counts envelopes answered with an error (not a CMBS message).
-	Rejected uint64
+	Rejected uint64 `json:"rejected"`
 }
 
 type counters struct {

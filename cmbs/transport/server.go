@@ -77,14 +77,14 @@ type Server struct {
 
 // ServerStats counts what a Server has seen since Listen.
 type ServerStats struct {
-	Connections   uint64 // connections that completed the ZMTP handshake
-	Requests      uint64 // well-formed requests received, Overloaded ones included
-	Replies       uint64 // envelopes sent back, error envelopes included
-	Malformed     uint64 // messages that did not parse as a routable envelope
-	HandlerErrors uint64 // handler calls that failed, panicked, timed out or returned an invalid reply
-	Overloaded    uint64 // requests refused because every handler slot was busy
-	SendErrors    uint64 // replies that could not be sent (usually: the peer left)
-	RejectedConns uint64 // TCP connections dropped before ZMTP: silent, not ZMTP, or too many waiting
+	Connections   uint64 `json:"connections"`          // connections that completed the ZMTP handshake
+	Requests      uint64 `json:"requests"`             // well-formed requests received, Overloaded ones included
+	Replies       uint64 `json:"replies"`              // envelopes sent back, error envelopes included
+	Malformed     uint64 `json:"malformed"`            // messages that did not parse as a routable envelope
+	HandlerErrors uint64 `json:"handler_errors"`       // handler calls that failed, panicked, timed out or returned an invalid reply
+	Overloaded    uint64 `json:"overloaded"`           // requests refused because every handler slot was busy
+	SendErrors    uint64 `json:"send_errors"`          // replies that could not be sent (usually: the peer left)
+	RejectedConns uint64 `json:"rejected_connections"` // TCP connections dropped before ZMTP: silent, not ZMTP, or too many waiting
 }
 
 // Listen binds endpoint ("tcp://host:port"; port 0 picks a free port, see

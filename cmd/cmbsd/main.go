@@ -113,7 +113,8 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("start OCCI server: %w", err)
 	}
-	if err := registerBuiltinProviders(reg, srv, cfg, logger); err != nil {
+	broker, err := registerBuiltinProviders(reg, srv, cfg, logger)
+	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
 	// startCtx ends once start-up is done, so a provider must not keep it
@@ -143,7 +144,8 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 
 	defer ln.Close() // in case serveHTTP returns before Serve took it over
 
-	var handler http.Handler = srv.Handler()
+	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, started: time.Now()}
+	handler := withStatus(status, srv.Handler())
 	if cfg.Users != nil {
 		handler = cfg.Users.Middleware(handler)
 	}
@@ -212,12 +214,12 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers cfg.LayersFile
 // records) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg config, logger *slog.Logger) error {
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
 	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger, LayersFile: cfg.LayersFile})
 	if err := broker.Register(reg); err != nil {
 		// Nothing is open yet; Stop only releases the broker's client.
 		_ = broker.Stop(context.Background())
-		return err
+		return nil, err
 	}
-	return nil
+	return broker, nil
 }

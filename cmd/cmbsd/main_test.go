@@ -523,10 +523,12 @@ func TestBinaryUsers(t *testing.T) {
 		{"alice", "wonderland", false},
 		{"bob", "builder", false},
 	}
-	for _, tt := range tests {
-		got := get(t, url, tt.user, tt.pass)
-		if (got == http.StatusUnauthorized) != tt.want401 {
-			t.Errorf("user %q pass %q: status %d, want 401: %v", tt.user, tt.pass, got, tt.want401)
+	for _, u := range []string{url, url + "status"} {
+		for _, tt := range tests {
+			got := get(t, u, tt.user, tt.pass)
+			if (got == http.StatusUnauthorized) != tt.want401 {
+				t.Errorf("%s: user %q pass %q: status %d, want 401: %v", u, tt.user, tt.pass, got, tt.want401)
+			}
 		}
 	}
 }

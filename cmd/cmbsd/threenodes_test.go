@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -202,6 +203,15 @@ func TestBinaryThreeNodesReadme(t *testing.T) {
 	}
 	mustCall(t, "GET", urls["b"]+"/cmbs/message/routed-news", nil, 404)
 
+	// c's status lists its running layers and what they received.
+	report := mustCall(t, "GET", urls["c"]+"/-/status", nil, 200)
+	if report["status"] != "ok" || countLayers(report, "member-c") != 5 {
+		t.Fatalf("c's status: %v, want ok and member-c's five layers", report)
+	}
+	if received, _ := report["broker"].(map[string]any)["received"].(map[string]any); received["l2"] != 1.0 || received["l4"] != 1.0 {
+		t.Fatalf("c's status counts received %v, want one L2 and one L4 message", received)
+	}
+
 	// a restarts: its layers are bound again, and b reaches it on L1.
 	if err := procs["a"].cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -217,4 +227,20 @@ func TestBinaryThreeNodesReadme(t *testing.T) {
 	if r := mustCall(t, "POST", urls["a"]+"/cmbs/member/member-a?action=start_l1", []byte("{}"), 200); r["changed"] != false {
 		t.Fatalf("start_l1 after the restart: %v, want it already running", r)
 	}
+	if n := countLayers(mustCall(t, "GET", urls["a"]+"/-/status", nil, 200), "member-a"); n != 5 {
+		t.Fatalf("a's status after the restart lists %d of member-a's layers, want 5", n)
+	}
+}
+
+// countLayers counts the running layers a status report lists for the
+// member whose location ends in member.
+func countLayers(status map[string]any, member string) int {
+	n := 0
+	layers, _ := status["layers"].([]any)
+	for _, l := range layers {
+		if m, _ := l.(map[string]any); strings.HasSuffix(fmt.Sprint(m["member"]), "/"+member) {
+			n++
+		}
+	}
+	return n
 }

@@ -176,7 +176,9 @@ func CollectionPath(loc string) (string, error) {
 	if err := checkSegments(p); err != nil {
 		return "", err
 	}
-	if p == "/-/" || strings.HasPrefix(p, "/.well-known/") {
+	if strings.HasPrefix(p, "/-/") || strings.HasPrefix(p, "/.well-known/") {
+		// Entities cannot live there either (EntityPath), and the server's
+		// own paths (/-/status) do.
 		return "", BadRequest("location %q is reserved for the query interface", loc)
 	}
 	return p, nil

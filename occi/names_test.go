@@ -2,6 +2,7 @@ package occi_test
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/cmbs/cmbs/internal/testserver"
@@ -80,4 +81,18 @@ func TestUnaddressableAttributeNamesAreRefused(t *testing.T) {
 		"attributes": map[string]any{"x": map[string]any{"a.b": def}},
 	}}}
 	c.expect("POST", "/-/", mustJSON(t, kind), 200)
+}
+
+// The query interface's paths, /-/ and below (/-/status), are no
+// collection's location.
+func TestQueryInterfacePathsAreNoLocation(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{})
+	c := newClient(t, srv.URL)
+	for _, loc := range []string{"/-/", "/-/status/", "/.well-known/x/"} {
+		kind := map[string]any{"kinds": []any{map[string]any{"term": "k", "scheme": "http://example.org/loc#", "location": loc}}}
+		e := c.expect("POST", "/-/", mustJSON(t, kind), 400).json(t)["error"].(map[string]any)
+		if msg, _ := e["message"].(string); !strings.Contains(msg, "reserved") {
+			t.Errorf("location %s: %v", loc, e)
+		}
+	}
 }
