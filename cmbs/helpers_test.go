@@ -130,7 +130,7 @@ func fixture(t testing.TB, name string) []byte {
 // node is one cmbsd server: an OCCI server on 127.0.0.1 with its own
 // store and a real broker.
 type node struct {
-	t      *testing.T
+	t      testing.TB
 	name   string
 	srv    *testserver.Server
 	broker *cmbs.Broker
@@ -139,14 +139,14 @@ type node struct {
 
 // startNode starts a server with the CMBS kinds of the fixture set
 // ("pycmbs" or "readme") registered and bound to the broker.
-func startNode(t *testing.T, name, fixtures string, opts cmbs.Options) *node {
+func startNode(t testing.TB, name, fixtures string, opts cmbs.Options) *node {
 	t.Helper()
 	return startNodeOn(t, name, fixtures, opts, nil)
 }
 
 // startNodeOn is startNode on a given store (nil: a fresh one), which the
 // node closes when t ends.
-func startNodeOn(t *testing.T, name, fixtures string, opts cmbs.Options, st store.Store) *node {
+func startNodeOn(t testing.TB, name, fixtures string, opts cmbs.Options, st store.Store) *node {
 	t.Helper()
 	n := &node{t: t, name: name}
 	n.srv = testserver.Start(t, testserver.Options{Store: st, Register: func(reg *providers.Registry, srv *occi.Server) error {
