@@ -78,6 +78,11 @@ type Options struct {
 	// start_lN, stop_lN and member deletion), and reads them back when the
 	// providers start, so that a restarted cmbsd binds them again.
 	LayersFile string
+	// AllowNonLoopback lets members bind layer sockets on addresses other
+	// than loopback. Nothing authenticates a peer on those sockets, and
+	// what they receive is stored and executed, so by default only
+	// 127.0.0.0/8, ::1 and localhost are bound (cmbsd: --insecure).
+	AllowNonLoopback bool
 }
 
 func (o Options) withDefaults() Options {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"syscall"
 
@@ -137,6 +138,11 @@ func (b *Broker) bindLayer(e *model.Entity, l Layer) (*LayerState, error) {
 		e.Attribute = "cmbs.member." + attr
 		return nil, e
 	}
+	if !b.opts.AllowNonLoopback && !loopbackEndpoint(endpoint) {
+		ferr := model.Errorf(http.StatusForbidden, "start_%s of member %s: %s (cmbs.member.%s) is not a loopback address; CMBS sockets do not authenticate their peers, so this server binds them beyond loopback only when started with --insecure", l, e.Location, endpoint, attr)
+		ferr.Attribute = "cmbs.member." + attr
+		return nil, ferr
+	}
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -209,6 +215,20 @@ func checkEndpoint(endpoint string) error {
 		return errors.New("the socket needs a host peers can reach, not a wildcard")
 	}
 	return nil
+}
+
+// loopbackEndpoint reports whether a checked endpoint's host is loopback:
+// localhost or a loopback IP. Other host names are not trusted to be.
+func loopbackEndpoint(endpoint string) bool {
+	host, _, err := net.SplitHostPort(strings.TrimPrefix(endpoint, "tcp://"))
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func bindError(loc string, l Layer, attr, endpoint string, err error) error {

@@ -104,6 +104,30 @@ func TestMemberLayers(t *testing.T) {
 	}
 }
 
+// Layer sockets have no authentication: a non-loopback address is bound
+// only when the broker allows it (cmbsd --insecure).
+func TestNonLoopbackSocketsNeedInsecure(t *testing.T) {
+	const doc = "tcp://192.0.2.1:5999" // TEST-NET-1: never this machine's
+	n := startNode(t, "N", "pycmbs", testOptions())
+	m := n.createMember("m", withSockets(t, member{"l1_socket": doc, "l2_socket": strings.Replace(freeSocket(t), "127.0.0.1", "localhost", 1)}))
+	r := n.action(m, "start_l1", nil)
+	if r.status != 403 || !strings.Contains(r.errorMessage(t), "--insecure") || r.json(t)["error"].(map[string]any)["attribute"] != "cmbs.member.l1_socket" {
+		t.Fatalf("start_l1 on %s: %d %s", doc, r.status, r.body)
+	}
+	if s := n.startLayer(m, "l2"); !dialable(s) {
+		t.Fatalf("localhost is loopback: L2 on %s not listening", s)
+	}
+
+	opts := testOptions()
+	opts.AllowNonLoopback = true
+	open := startNode(t, "O", "pycmbs", opts)
+	m = open.createMember("m", withSockets(t, member{"l1_socket": doc}))
+	// Allowed, so the bind itself is tried, and fails: the address is not here.
+	if r := open.action(m, "start_l1", nil); r.status != 400 || !strings.Contains(r.errorMessage(t), "cannot bind") {
+		t.Fatalf("start_l1 on %s when allowed: %d %s", doc, r.status, r.body)
+	}
+}
+
 // TestReadmeKind: the README's member kind (l3.1 spellings, no local, no
 // stop_*): members are local, start_l3.1 binds l3.1_socket, and discovery
 // refuses clearly because remote members could not be stored.

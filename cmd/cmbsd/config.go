@@ -60,7 +60,8 @@ type config struct {
 	// empty when the server runs without authentication.
 	UsersFile string
 	Users     *basicauth.Users
-	// Insecure allows a non-loopback listen address without users.
+	// Insecure allows a non-loopback listen address without users, and
+	// layer sockets on non-loopback addresses.
 	Insecure bool
 	// LogLevel is the minimum level logged.
 	LogLevel slog.Level
@@ -113,7 +114,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.db, "db", defaultDB, "CouchDB database `name`")
 	fs.StringVar(&raw.publicURL, "public-url", "", "base `URL` for absolute locations (default: from each request's Host)")
 	fs.StringVar(&raw.users, "users", "", "basic-auth users `file` (user:password or user:bcrypt-hash per line); when set, every request needs valid credentials")
-	fs.BoolVar(&raw.insecure, "insecure", false, "allow a non-loopback --listen address without --users")
+	fs.BoolVar(&raw.insecure, "insecure", false, "allow a non-loopback --listen address without --users, and CMBS layer sockets on non-loopback addresses (they do not authenticate peers)")
 	fs.StringVar(&raw.logLevel, "log-level", "info", "minimum log `level`: debug, info, warn or error")
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "`file` recording which member layers run, so that a restart binds them again (default: layers.json beside the sqlite database, or ./"+defaultDataDir+"/layers.json with CouchDB; \"none\" disables)")

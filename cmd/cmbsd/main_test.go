@@ -632,3 +632,30 @@ func TestRunCouchUnreachable(t *testing.T) {
 		t.Errorf("stderr:\n%s", out)
 	}
 }
+
+// --insecure also lets members bind layer sockets beyond loopback; without
+// it start_l1 on such an address is refused before anything is bound.
+func TestBinaryInsecureAllowsNonLoopbackSockets(t *testing.T) {
+	member := []byte(`{"resources":[{"kind":"http://houssem.org/cmbs#member","id":"m","attributes":{"cmbs":{"member":{"l1_socket":"tcp://192.0.2.1:5999"}}}}]}`)
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{nil, http.StatusForbidden},
+		{[]string{"--insecure"}, http.StatusBadRequest}, // tried: 192.0.2.1 is not this machine's
+	} {
+		p := startCmbsd(t, t.TempDir(), nil, append([]string{"--listen", "127.0.0.1:0"}, tc.args...)...)
+		base := "http://" + p.waitListening(t)
+		for _, f := range []struct{ method, file string }{
+			{"POST", "post_category_cmbs_member.json"}, {"PUT", "put_provider_cmbs_member.json"},
+		} {
+			body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "readme", f.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustCall(t, f.method, base+"/-/", body, 200)
+		}
+		mustCall(t, "POST", base+"/cmbs/member/", member, 201)
+		mustCall(t, "POST", base+"/cmbs/member/m?action=start_l1", []byte("{}"), tc.want)
+	}
+}
