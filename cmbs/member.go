@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/internal/netaddr"
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/providers"
 )
@@ -138,7 +139,7 @@ func (b *Broker) bindLayer(e *model.Entity, l Layer) (*LayerState, error) {
 		e.Attribute = "cmbs.member." + attr
 		return nil, e
 	}
-	if !b.opts.AllowNonLoopback && !loopbackEndpoint(endpoint) {
+	if host, _, _ := net.SplitHostPort(strings.TrimPrefix(endpoint, "tcp://")); !b.opts.AllowNonLoopback && !netaddr.LoopbackHost(host) {
 		ferr := model.Errorf(http.StatusForbidden, "start_%s of member %s: %s (cmbs.member.%s) is not a loopback address; CMBS sockets do not authenticate their peers, so this server binds them beyond loopback only when started with --insecure", l, e.Location, endpoint, attr)
 		ferr.Attribute = "cmbs.member." + attr
 		return nil, ferr
@@ -208,27 +209,13 @@ func checkEndpoint(endpoint string) error {
 	if err != nil {
 		return err
 	}
-	if port == "0" || port == "" {
-		return errors.New("the socket needs a fixed port: peers are told this address")
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return errors.New("the socket needs a fixed port number: peers are told this address")
 	}
 	if host == "" || host == "*" || host == "0.0.0.0" || host == "::" {
 		return errors.New("the socket needs a host peers can reach, not a wildcard")
 	}
 	return nil
-}
-
-// loopbackEndpoint reports whether a checked endpoint's host is loopback:
-// localhost or a loopback IP. Other host names are not trusted to be.
-func loopbackEndpoint(endpoint string) bool {
-	host, _, err := net.SplitHostPort(strings.TrimPrefix(endpoint, "tcp://"))
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
 
 func bindError(loc string, l Layer, attr, endpoint string, err error) error {

@@ -62,8 +62,8 @@ func TestMemberLayers(t *testing.T) {
 		t.Fatalf("start_l1 on a taken port: %d %s", r.status, r.body)
 	}
 	// No socket, or one that cannot be advertised: 400 naming the attribute.
-	m4 := n.createMember("m4", withSockets(t, member{"l2_socket": "", "l4_socket": "tcp://127.0.0.1:0", "l31_socket": "ipc:///tmp/x"}))
-	for term, attr := range map[string]string{"start_l2": "cmbs.member.l2_socket", "start_l4": "cmbs.member.l4_socket", "start_l31": "cmbs.member.l31_socket"} {
+	m4 := n.createMember("m4", withSockets(t, member{"l2_socket": "", "l4_socket": "tcp://127.0.0.1:0", "l31_socket": "ipc:///tmp/x", "l32_socket": "tcp://127.0.0.1:*"}))
+	for term, attr := range map[string]string{"start_l2": "cmbs.member.l2_socket", "start_l4": "cmbs.member.l4_socket", "start_l31": "cmbs.member.l31_socket", "start_l32": "cmbs.member.l32_socket"} {
 		r := n.action(m4, term, nil)
 		if r.status != 400 || r.json(t)["error"].(map[string]any)["attribute"] != attr {
 			t.Fatalf("%s: %d %s", term, r.status, r.body)

@@ -54,9 +54,12 @@ func (b *Broker) restoreLayers(ctx context.Context) error {
 			}
 			continue
 		}
-		for _, l := range rec.Layers[loc] {
-			if _, ok := ParseLayer(string(l)); !ok {
-				b.log.Warn("unknown layer in the started layers; skipped", "member", loc, "layer", l)
+		for _, name := range rec.Layers[loc] {
+			// Bound under its canonical name ("l3.1" is l31), which stop_*
+			// and the counters use.
+			l, ok := ParseLayer(string(name))
+			if !ok {
+				b.log.Warn("unknown layer in the started layers; skipped", "member", loc, "layer", name)
 				continue
 			}
 			if _, err := b.bindLayer(e, l); err != nil {

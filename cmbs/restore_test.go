@@ -3,6 +3,7 @@ package cmbs_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -71,4 +72,37 @@ func TestStartedLayersSurviveARestart(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A layers file naming a layer in its other spelling ("l3.1") binds it
+// under its own name, so that stop_l31 closes it.
+func TestRestoredLayerSpellings(t *testing.T) {
+	dir := t.TempDir()
+	dbPath, layersFile := filepath.Join(dir, "cmbs.db"), filepath.Join(dir, "layers.json")
+	st, err := sqlite.Open(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loc, l31 string
+	t.Run("member", func(t *testing.T) {
+		n := startNodeOn(t, "A", "pycmbs", testOptions(), st)
+		loc = n.createMember("m", withSockets(t, member{}))
+		l31 = fmt.Sprint(attrsOf(n.get(loc), "member")["l31_socket"])
+	})
+	rec, _ := json.Marshal(map[string]any{"layers": map[string][]string{loc: {"l3.1"}}})
+	if err := os.WriteFile(layersFile, rec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = sqlite.Open(context.Background(), dbPath); err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions()
+	opts.LayersFile = layersFile
+	n := startNodeOn(t, "A", "", opts, st)
+	if !dialable(l31) {
+		t.Fatalf("L3.1 on %s not restored", l31)
+	}
+	if r := n.action(loc, "stop_l31", nil); r.status != 200 || r.json(t)["changed"] != true || dialable(l31) {
+		t.Fatalf("stop_l31 of the restored layer: %d %s (still dialable: %v)", r.status, r.body, dialable(l31))
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -16,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cmbs/cmbs/internal/netaddr"
 	"github.com/cmbs/cmbs/occi/basicauth"
 )
 
@@ -279,14 +279,8 @@ func checkListen(addr string) (loopback bool, err error) {
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return false, fmt.Errorf("port %q must be a number from 0 to 65535", port)
 	}
-	if host == "" {
-		return false, nil
-	}
-	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+	if netaddr.LoopbackHost(host) {
 		return true, nil
-	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return ip.IsLoopback(), nil
 	}
 	if strings.ContainsAny(host, " /[]") {
 		return false, fmt.Errorf("malformed host %q", host)
