@@ -36,7 +36,6 @@ type Entities interface {
 	Update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error)
 	Replace(ctx context.Context, location, ifMatch, typ string, in *model.EntityInput) (*model.Entity, bool, error)
 	UpdateLater(ctx context.Context, current *model.Entity, in *model.EntityInput) error
-	Flush(ctx context.Context) error
 	List(ctx context.Context, q entities.ListQuery) ([]*model.Entity, error)
 	Categories() *categories.Registry
 }
@@ -222,24 +221,13 @@ func (b *Broker) Stop(ctx context.Context) error {
 			}
 		}
 		_ = b.client.Close()
-		done := make(chan struct{})
-		go func() {
-			b.forwards.Wait()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			// Forwards are bounded by RequestTimeout and were cancelled
-			// above; wait for them regardless, so that none outlives Stop,
-			// but say that the deadline passed.
-			<-done
-			errs = append(errs, fmt.Errorf("cmbs: stop: forwards outlived the deadline: %w", ctx.Err()))
-		}
-		// Results of messages sent are stored in the background; they must
-		// be stored before the store closes.
-		if err := b.ents.Flush(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("cmbs: stop: %w", err))
+		// Forwards are bounded by RequestTimeout and were cancelled above;
+		// none may outlive Stop, so they are waited for even past ctx's
+		// deadline, which is then reported. The results of messages sent
+		// are stored by the entity service, which its owner flushes.
+		b.forwards.Wait()
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("cmbs: stop: forwards outlived the deadline: %w", err))
 		}
 	})
 	return errors.Join(errs...)
