@@ -14,7 +14,7 @@ func TestMemberChangesTakeEffectAtOnce(t *testing.T) {
 	opts := testOptions()
 	opts.MembersMaxAge = time.Hour
 	b := startPeer(t, "b", member{"topics": []any{"x"}}, testOptions(), "l1", "l32")
-	c := startPeer(t, "c", member{"topics": []any{"z"}}, testOptions(), "l1", "l32")
+	c := startPeer(t, "c", member{"topics": []any{"x"}}, testOptions(), "l1", "l32")
 	a := startPeer(t, "a", member{"topics": []any{"x"}, "neighbors_socket": []any{b.sockets["l1"]}}, opts, "l1")
 	a.c.expect("POST", a.loc+"?action=check_neighbors", "{}", 200)
 
@@ -42,21 +42,21 @@ func TestMemberChangesTakeEffectAtOnce(t *testing.T) {
 	// A crawl learns c: the next send reaches it too.
 	a.updateMember(a.loc, member{"neighbors_socket": []any{b.sockets["l1"], c.sockets["l1"]}})
 	a.c.expect("POST", a.loc+"?action=check_neighbors", "{}", 200)
-	if got := delivered(send()); len(got) != 1 {
-		t.Fatalf("c learned with topic z: delivered to %v, want b only", got)
-	}
-
-	// c's stored copy subscribes to x through the API.
-	cHere := "/cmbs/member/" + a.members()[c.sockets["l1"]]["id"].(string)
-	a.updateMember(cHere, member{"topics": []any{"x"}})
 	if got := delivered(send()); len(got) != 2 {
-		t.Fatalf("after c's topics changed here: delivered to %v, want b and c", got)
+		t.Fatalf("after the crawl learned c: delivered to %v, want b and c", got)
 	}
 
-	// b's stored copy is deleted.
+	// b's stored copy changes its topics through the API.
 	bHere := "/cmbs/member/" + a.members()[b.sockets["l1"]]["id"].(string)
-	a.c.expect("DELETE", bHere, nil, 200)
+	a.updateMember(bHere, member{"topics": []any{"z"}})
 	if got := delivered(send()); len(got) != 1 || got[0] != c.sockets["l32"] {
-		t.Fatalf("after b was deleted here: delivered to %v, want c only", got)
+		t.Fatalf("after b's topics changed here: delivered to %v, want c only", got)
+	}
+
+	// c's stored copy is deleted.
+	cHere := "/cmbs/member/" + a.members()[c.sockets["l1"]]["id"].(string)
+	a.c.expect("DELETE", cHere, nil, 200)
+	if got := delivered(send()); len(got) != 0 {
+		t.Fatalf("after c was deleted here: delivered to %v, want none", got)
 	}
 }

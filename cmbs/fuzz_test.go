@@ -3,6 +3,8 @@ package cmbs_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,10 +35,15 @@ func FuzzReceive(f *testing.F) {
 			f.Add(uint8(layer), []byte(seed))
 		}
 	}
+	// A body without an id takes the envelope's: a fresh one each time, so
+	// that inputs are stored, executed and forwarded rather than dropped
+	// as repeats of the first.
+	var ids atomic.Uint64
 	f.Fuzz(func(t *testing.T, layer uint8, body []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, err := cl.Request(ctx, sockets[int(layer)%len(sockets)], transport.Envelope{ID: "fuzz", MimeType: cmbs.MessageMimeType, Body: body})
+		id := fmt.Sprintf("fuzz-%d", ids.Add(1))
+		_, err := cl.Request(ctx, sockets[int(layer)%len(sockets)], transport.Envelope{ID: id, MimeType: cmbs.MessageMimeType, Body: body})
 		var re *transport.RemoteError
 		switch {
 		case err == nil:

@@ -74,6 +74,16 @@ func (r reply) errorMessage(t testing.TB) string {
 
 func (c *client) do(method, path string, body any) reply {
 	c.t.Helper()
+	r, err := c.try(method, path, body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r
+}
+
+// try is do for goroutines other than the test's: it reports what went
+// wrong instead of ending the test.
+func (c *client) try(method, path string, body any) (reply, error) {
 	var raw []byte
 	switch b := body.(type) {
 	case nil:
@@ -84,7 +94,7 @@ func (c *client) do(method, path string, body any) reply {
 	default:
 		var err error
 		if raw, err = json.Marshal(b); err != nil {
-			c.t.Fatal(err)
+			return reply{}, err
 		}
 	}
 	url := path
@@ -93,20 +103,20 @@ func (c *client) do(method, path string, body any) reply {
 	}
 	req, err := http.NewRequest(method, url, bytes.NewReader(raw))
 	if err != nil {
-		c.t.Fatal(err)
+		return reply{}, err
 	}
 	req.Header.Set("Content-Type", "application/occi+json")
 	req.Header.Set("Accept", "application/occi+json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
+		return reply{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		c.t.Fatal(err)
+		return reply{}, fmt.Errorf("%s %s: reading the reply: %w", method, path, err)
 	}
-	return reply{status: resp.StatusCode, body: b}
+	return reply{status: resp.StatusCode, body: b}, nil
 }
 
 func (c *client) expect(method, path string, body any, want int) reply {

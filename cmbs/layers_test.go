@@ -297,17 +297,15 @@ func TestL2ThousandBroadcasts(t *testing.T) {
 		// One message per worker: concurrent sends of one message would
 		// contend for its result.
 		loc := s.createMessage(fmt.Sprintf("bcast-%d", w), "l2", map[string]any{"storable": "false", "executable": "false"})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for range each {
-				r := s.c.do("POST", loc+"?action=send_l2", "{}")
-				if r.status != 200 || !strings.Contains(string(r.body), `"delivered":5,`) {
-					errs <- fmt.Sprintf("send_l2: %d %s", r.status, r.body)
+				r, err := s.c.try("POST", loc+"?action=send_l2", "{}")
+				if err != nil || r.status != 200 || !strings.Contains(string(r.body), `"delivered":5,`) {
+					errs <- fmt.Sprintf("send_l2: %v %d %s", err, r.status, r.body)
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
