@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,9 +101,7 @@ func NewClient(opts ...Option) *Client {
 // with one; ErrClosed after Close; ErrBadEndpoint or ErrMalformedEnvelope
 // for bad arguments.
 func (c *Client) Request(ctx context.Context, endpoint string, req Envelope) (Envelope, error) {
-	fail := func(err error) (Envelope, error) {
-		return Envelope{}, fmt.Errorf("transport: request %q to %s: %w", req.ID, endpoint, err)
-	}
+	fail := func(err error) (Envelope, error) { return outcome(req.ID, endpoint, Envelope{}, err) }
 	req.Routing = nil
 	if err := req.Validate(); err != nil {
 		return fail(err)
@@ -113,7 +113,7 @@ func (c *Client) Request(ctx context.Context, endpoint string, req Envelope) (En
 	defer c.calls.Done()
 	defer p.users.Add(-1)
 
-	ctx, cancel := context.WithTimeout(ctx, c.opts.requestTimeout)
+	ctx, cancel := c.requestContext(ctx)
 	defer cancel()
 
 	select {
@@ -125,26 +125,45 @@ func (c *Client) Request(ctx context.Context, endpoint string, req Envelope) (En
 	}
 	defer func() { <-p.slots }()
 
-	var reply Envelope
 	for {
 		cc, err := c.connect(ctx, p)
 		if err != nil {
 			return fail(err)
 		}
-		reply, err = c.roundTrip(ctx, cc, req)
-		if errors.Is(err, errIdleClosed) {
-			// Reaped between connect and send: nothing was sent.
+		reply, err := c.roundTrip(ctx, cc, req)
+		if errors.Is(err, errNotSent) {
+			// The connection ended between connect and send (reaped as
+			// idle, failed by another request): nothing went out.
 			continue
 		}
-		if err != nil {
-			return fail(err)
-		}
-		break
+		return outcome(req.ID, endpoint, reply, err)
 	}
-	if reply.MimeType == ErrorMimeType {
-		return reply, fmt.Errorf("transport: request %q to %s: %w", req.ID, endpoint, decodeRemoteError(reply.Body))
+}
+
+// outcome is the result of a request to endpoint: an error envelope as a
+// reply becomes a *RemoteError, and errors name the request.
+func outcome(id, endpoint string, reply Envelope, err error) (Envelope, error) {
+	if err == nil && reply.MimeType == ErrorMimeType {
+		err = decodeRemoteError(reply.Body)
+	} else if err != nil {
+		reply = Envelope{}
+	}
+	if err != nil {
+		return reply, fmt.Errorf("transport: request %q to %s: %w", id, endpoint, err)
 	}
 	return reply, nil
+}
+
+// requestContext bounds a request by the client's request timeout and
+// ends it when the client closes, so that Close also interrupts a dial or
+// handshake in progress.
+func (c *Client) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.requestTimeout)
+	stop := context.AfterFunc(c.base, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // enter registers a Request call and returns the endpoint's peer, whose
@@ -181,10 +200,7 @@ func (c *Client) connect(ctx context.Context, p *peer) (*clientConn, error) {
 		p.mu.Lock()
 		if cc := p.conn; cc != nil {
 			p.mu.Unlock()
-			if cc.idle() && peerClosed(cc.z.gc.Conn) {
-				// The peer went away (a restart, say) and the reader has
-				// not run yet to notice: sending into the old connection
-				// would lose this request.
+			if !cc.usable() {
 				cc.fail(ErrConnectionLost)
 				p.drop(cc)
 				continue
@@ -286,7 +302,7 @@ func (c *Client) send(ctx context.Context, cc *clientConn, req Envelope) (outsta
 	out := outstanding{cc: cc, tok: c.nextTok.Add(1), reply: make(chan Envelope, 1)}
 	binary.BigEndian.PutUint64(token[:], out.tok)
 	if err := cc.await(out.tok, out.reply); err != nil {
-		return out, c.ioError(ctx, "sending", err)
+		return out, fmt.Errorf("%w: %w", errNotSent, err)
 	}
 	out.heard = cc.received.Load()
 	cc.z.active.Add(1)
@@ -364,6 +380,23 @@ func (p *peer) drop(cc *clientConn) {
 		p.conn = nil
 	}
 	p.mu.Unlock()
+}
+
+// errNotSent is the cause of a send on a connection that had already
+// ended: nothing was written, so the request may go out on another.
+var errNotSent = errors.New("the connection ended before the request was sent")
+
+// usable reports whether a request may be sent on cc: it has not ended,
+// and if it is idle, the kernel does not know the peer to have closed it
+// (a restart the reader has not noticed yet, which would lose the
+// request).
+func (cc *clientConn) usable() bool {
+	select {
+	case <-cc.dead:
+		return false
+	default:
+	}
+	return !cc.idle() || !peerClosed(cc.z.gc.Conn)
 }
 
 // idle reports whether no request is waiting on cc. A busy connection's
@@ -451,7 +484,12 @@ func (c *Client) Close() error {
 		c.mu.Unlock()
 		c.cancel()
 		c.calls.Wait()
-		for _, p := range c.peers {
+		// The idle reaper may still be deleting peers until it sees the
+		// cancel: read them under c.mu.
+		c.mu.Lock()
+		peers := slices.Collect(maps.Values(c.peers))
+		c.mu.Unlock()
+		for _, p := range peers {
 			p.mu.Lock()
 			cc := p.conn
 			p.mu.Unlock()
@@ -483,9 +521,7 @@ type Result struct {
 // goroutine each.
 func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) []Result {
 	results := make([]Result, len(endpoints))
-	fail := func(i int, err error) {
-		results[i].Err = fmt.Errorf("transport: deliver %q to %s: %w", env.ID, endpoints[i], err)
-	}
+	fail := func(i int, err error) { _, results[i].Err = outcome(env.ID, endpoints[i], Envelope{}, err) }
 	env.Routing = nil
 	if err := env.Validate(); err != nil {
 		for i := range endpoints {
@@ -494,7 +530,7 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 		}
 		return results
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.opts.requestTimeout)
+	rctx, cancel := c.requestContext(ctx)
 	defer cancel()
 	type sent struct {
 		i   int
@@ -513,11 +549,11 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 				continue
 			}
 			c.leave(p)
-			if !errors.Is(err, errIdleClosed) {
+			if !errors.Is(err, errNotSent) {
 				fail(i, err)
 				continue
 			}
-			// Reaped meanwhile: Request dials afresh.
+			// The connection ended meanwhile: Request dials afresh.
 		}
 		select {
 		case sem <- struct{}{}:
@@ -535,14 +571,7 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 	for _, f := range fast {
 		reply, err := c.wait(rctx, f.out)
 		c.leave(f.p)
-		if err != nil {
-			fail(f.i, err)
-			continue
-		}
-		results[f.i].Reply = reply
-		if reply.MimeType == ErrorMimeType {
-			fail(f.i, decodeRemoteError(reply.Body))
-		}
+		results[f.i].Reply, results[f.i].Err = outcome(env.ID, endpoints[f.i], reply, err)
 	}
 	wg.Wait()
 	return results
@@ -564,7 +593,7 @@ func (c *Client) ready(endpoint string) (*peer, *clientConn) {
 	p.mu.Lock()
 	cc := p.conn
 	p.mu.Unlock()
-	if cc != nil && (!cc.idle() || !peerClosed(cc.z.gc.Conn)) {
+	if cc != nil && cc.usable() {
 		select {
 		case p.slots <- struct{}{}:
 			return p, cc
@@ -583,9 +612,8 @@ func (c *Client) leave(p *peer) {
 	c.calls.Done()
 }
 
-// errIdleClosed ends a connection the idle reaper closed. The reaper only
-// closes a connection no request waits on, so a request seeing this error
-// sent nothing and may dial afresh.
+// errIdleClosed ends a connection the idle reaper closed (only ever one
+// no request waits on).
 var errIdleClosed = errors.New("closed after standing idle")
 
 // reapIdle closes connections no request has used for the idle timeout,

@@ -6,6 +6,7 @@ import (
 
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -471,7 +472,14 @@ func TestStaleRepliesAreIgnored(t *testing.T) {
 			served <- fmt.Errorf("router got %q", f)
 			return
 		}
-		stale := zmq4.NewMsgFrom(f[0], []byte("old-token"), nil, f[3], f[4], []byte("stale"))
+		// A token of the right size that is not this request's (an
+		// abandoned request's, say), and one of another size.
+		other := binary.BigEndian.AppendUint64(nil, binary.BigEndian.Uint64(f[1])^1<<63)
+		stale := zmq4.NewMsgFrom(f[0], other, nil, f[3], f[4], []byte("stale"))
+		if err := router.Send(zmq4.NewMsgFrom(f[0], []byte("old-token"), nil, f[3], f[4], []byte("stale"))); err != nil {
+			served <- err
+			return
+		}
 		fresh := zmq4.NewMsgFrom(f[0], f[1], nil, f[3], f[4], []byte("fresh"))
 		if err := router.Send(stale); err != nil {
 			served <- err
@@ -637,6 +645,33 @@ func TestDeliver(t *testing.T) {
 		}
 	}
 	t.Logf("delivered to 3 of 4 (one dead) in %v", time.Since(start))
+
+	// Again on the connections now up (sent from the calling goroutine),
+	// with one server refusing: its error envelope is a *RemoteError,
+	// named as Request names it.
+	refusing := startServer(t, func(context.Context, Envelope) (Envelope, error) {
+		return Envelope{}, &RemoteError{Code: "nope", Message: "refused"}
+	})
+	if r := c.Deliver(ctx, []string{refusing.Addr()}, env("warm-up", "x")); r[0].Err == nil {
+		t.Fatal("the refusing server acknowledged")
+	}
+	live := []string{eps[0], eps[2], refusing.Addr()}
+	results = c.Deliver(ctx, live, env("broadcast-2", `{"l2":true}`))
+	for i, r := range results[:2] {
+		if r.Err != nil || r.Reply.ID != "broadcast-2" {
+			t.Fatalf("second delivery to %s: %+v", live[i], r)
+		}
+	}
+	var re *RemoteError
+	if r := results[2]; !errors.As(r.Err, &re) || re.Code != "nope" || r.Reply.MimeType != ErrorMimeType ||
+		!strings.Contains(r.Err.Error(), `transport: request "broadcast-2" to `+refusing.Addr()) {
+		t.Fatalf("refusing server: %+v (%v)", r, r.Err)
+	}
+	for _, n := range []int{0, 1} { // eps[0] and eps[2]
+		if got := counts[n].Load(); got != 2 {
+			t.Fatalf("server %d got %d deliveries, want 2", n, got)
+		}
+	}
 }
 
 // Requests to one endpoint are pipelined on one connection: 40 handlers
@@ -874,4 +909,46 @@ func TestReapingRacesNoRequest(t *testing.T) {
 		t.Fatalf("%d connections for %d servers: the reaper never closed one, so the race was not run", dialled, len(srvs))
 	}
 	t.Logf("%d connections dialled", dialled)
+}
+
+// Close interrupts a request still in its ZMTP handshake with a peer that
+// never answers, instead of waiting for the handshake timeout.
+func TestClientCloseDuringHandshake(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	c := NewClient(WithRequestTimeout(time.Minute), WithHandshakeTimeout(time.Minute))
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Request(context.Background(), "tcp://"+ln.Addr().String(), env("stuck", "x"))
+		done <- err
+	}()
+	var peer net.Conn
+	select {
+	case peer = <-accepted:
+		defer peer.Close()
+	case <-time.After(30 * time.Second):
+		t.Fatal("the client never connected")
+	}
+	closed := make(chan struct{})
+	go func() {
+		_ = c.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waited for the handshake (timeout 1 minute) instead of ending it")
+	}
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("request in its handshake: %v, want ErrClosed", err)
+	}
 }
