@@ -119,9 +119,7 @@ func (c *Client) Request(ctx context.Context, endpoint string, req Envelope) (En
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
-		return fail(fmt.Errorf("%w: still waiting for a free slot: %w", ErrNoAnswer, ctx.Err()))
-	case <-c.base.Done():
-		return fail(ErrClosed)
+		return fail(c.ended(ctx, "still waiting for a free slot"))
 	}
 	defer func() { <-p.slots }()
 
@@ -213,9 +211,7 @@ func (c *Client) connect(ctx context.Context, p *peer) (*clientConn, error) {
 			case <-wait:
 				continue
 			case <-ctx.Done():
-				return nil, fmt.Errorf("%w: could not connect: %w", ErrNoAnswer, ctx.Err())
-			case <-c.base.Done():
-				return nil, ErrClosed
+				return nil, c.ended(ctx, "could not connect")
 			}
 		}
 		done := make(chan struct{})
@@ -251,10 +247,8 @@ func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
 			}
 			_ = gc.Close()
 			switch {
-			case c.base.Err() != nil:
-				return nil, ErrClosed
 			case ctx.Err() != nil:
-				return nil, fmt.Errorf("%w: could not connect (connected, but no ZMTP handshake): %w", ErrNoAnswer, ctx.Err())
+				return nil, c.ended(ctx, "could not connect (connected, but no ZMTP handshake)")
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				return nil, fmt.Errorf("%w: could not connect (connected, but no ZMTP handshake within %s)", ErrNoAnswer, c.opts.handshakeTimeout)
 			}
@@ -267,13 +261,11 @@ func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
 		select {
 		case <-time.After(c.opts.dialRetry):
 		case <-ctx.Done():
-			last := ""
+			doing := "could not connect"
 			if lastErr != nil {
-				last = " (last attempt: " + lastErr.Error() + ")"
+				doing += " (last attempt: " + lastErr.Error() + ")"
 			}
-			return nil, fmt.Errorf("%w: could not connect%s: %w", ErrNoAnswer, last, ctx.Err())
-		case <-c.base.Done():
-			return nil, ErrClosed
+			return nil, c.ended(ctx, doing)
 		}
 	}
 }
@@ -339,9 +331,6 @@ func (c *Client) wait(ctx context.Context, out outstanding) (Envelope, error) {
 			cc.fail(errSilentPeer)
 		}
 		return Envelope{}, c.ioError(ctx, "waiting for the reply", ctx.Err())
-	case <-c.base.Done():
-		cc.forget(out.tok)
-		return Envelope{}, ErrClosed
 	}
 }
 
@@ -460,6 +449,15 @@ func (cc *clientConn) end(err error, agree func() bool) bool {
 		cc.z.close()
 	}
 	return ended
+}
+
+// ended says why ctx, a request's context, ended while doing something:
+// the client closed, or the deadline passed with no answer.
+func (c *Client) ended(ctx context.Context, doing string) error {
+	if c.base.Err() != nil {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %s: %w", ErrNoAnswer, doing, ctx.Err())
 }
 
 // ioError classifies a failure to send or to get the reply.
