@@ -240,8 +240,8 @@ func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
 	for {
 		nc, err := d.DialContext(ctx, "tcp", p.addr)
 		if err == nil {
-			gc := newGuardedConn(nc, nil, c.opts.maxMessageSize)
-			z, err := handshake(ctx, gc, zmq4.Dealer, false, c.opts.handshakeTimeout, c.opts.requestTimeout)
+			gc := newGuardedConn(nc, c.opts.maxMessageSize)
+			z, err := handshake(ctx, gc, zmq4.Dealer, c.opts.handshakeTimeout, c.opts.requestTimeout)
 			if err == nil {
 				return &clientConn{z: z, waiting: make(map[uint64]chan Envelope), lastUsed: time.Now(), dead: make(chan struct{})}, nil
 			}
@@ -341,7 +341,7 @@ var errSilentPeer = errors.New("the peer answered nothing within a request's dea
 func (c *Client) readLoop(p *peer, cc *clientConn) {
 	defer c.bg.Done()
 	for {
-		frames, err := cc.z.readMsg()
+		frames, err := cc.z.readMsg(make([][]byte, 0, envelopeFrames))
 		if err != nil {
 			cc.fail(err)
 			break

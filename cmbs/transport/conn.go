@@ -8,37 +8,28 @@ import (
 )
 
 // guardedConn is the net.Conn under every ZMTP connection of this package.
-// It replays the signature bytes Server.signature already read, buffers
-// reads (a burst of small messages costs one system call), and refuses
-// frames bigger than the message limit before anything allocates them.
+// It buffers reads (a burst of small messages costs one system call), and
+// refuses frames bigger than the message limit before anything allocates
+// them.
 type guardedConn struct {
 	net.Conn
-	rd     *bufio.Reader
-	prefix []byte     // bytes already consumed, replayed first
-	guard  frameGuard // the incoming stream; Read is never called concurrently
+	rd    *bufio.Reader
+	guard frameGuard // the incoming stream; Read is never called concurrently
 }
 
 // readBufferSize is large enough for a burst of small messages.
 const readBufferSize = 16 << 10
 
-func newGuardedConn(c net.Conn, prefix []byte, maxMessage int64) *guardedConn {
+func newGuardedConn(c net.Conn, maxMessage int64) *guardedConn {
 	return &guardedConn{
-		Conn:   c,
-		rd:     bufio.NewReaderSize(c, readBufferSize),
-		prefix: prefix,
-		guard:  frameGuard{max: maxMessage, greeting: zmtpGreetingSize},
+		Conn:  c,
+		rd:    bufio.NewReaderSize(c, readBufferSize),
+		guard: frameGuard{max: maxMessage, greeting: zmtpGreetingSize},
 	}
 }
 
 func (c *guardedConn) Read(p []byte) (int, error) {
-	var n int
-	var err error
-	if len(c.prefix) > 0 {
-		n = copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-	} else {
-		n, err = c.rd.Read(p)
-	}
+	n, err := c.rd.Read(p)
 	if n > 0 {
 		if gerr := c.guard.scan(p[:n]); gerr != nil {
 			_ = c.Conn.Close()
@@ -63,10 +54,6 @@ type frameTooBigError struct{ size, max uint64 }
 func (e *frameTooBigError) Error() string {
 	return fmt.Sprintf("transport: peer sent a %d-byte message, limit is %d", e.size, e.max)
 }
-func (e *frameTooBigError) Timeout() bool   { return false }
-func (e *frameTooBigError) Temporary() bool { return false }
-
-var _ net.Error = (*frameTooBigError)(nil)
 
 // frameGuard follows the incoming ZMTP byte stream, so that a frame header
 // announcing more than max bytes is refused before anything (zmq4's

@@ -149,3 +149,13 @@ func WithIdleTimeout(d time.Duration) Option {
 		}
 	}
 }
+
+// withMaxPending bounds the Server's connections that have not finished
+// the ZMTP handshake (default 128); more are closed at once. Tests lower it.
+func withMaxPending(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxPending = n
+		}
+	}
+}

@@ -177,18 +177,18 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		backoff = 0
-		gc := newGuardedConn(c, nil, s.opts.maxMessageSize)
 		s.mu.Lock()
 		if s.closed || s.waiting >= s.opts.maxPending {
 			closed := s.closed
 			s.mu.Unlock()
 			if !closed {
 				s.rejected.Add(1)
-				s.log.Debug("too many connections waiting for their greeting; dropping", "remote", c.RemoteAddr().String())
+				s.log.Debug("too many connections waiting for their handshake; dropping", "remote", c.RemoteAddr().String())
 			}
 			_ = c.Close()
 			continue
 		}
+		gc := newGuardedConn(c, s.opts.maxMessageSize)
 		s.conns[gc] = struct{}{}
 		s.waiting++
 		s.nextID++
@@ -209,16 +209,19 @@ func (s *Server) serveConn(gc *guardedConn, id uint32) {
 		s.mu.Unlock()
 		_ = gc.Close()
 	}()
-	signed := s.signature(gc)
+	// A connection counts against maxPending until its handshake is done,
+	// so peers that start ZMTP and stall cannot pile up either.
+	var z *zconn
+	err := s.signature(gc)
+	if err == nil {
+		if z, err = handshake(s.ctx, gc, zmq4.Router, s.opts.handshakeTimeout, replySendTimeout); err != nil {
+			s.log.Debug("ZMTP handshake failed", "remote", gc.RemoteAddr().String(), "err", err)
+		}
+	}
 	s.mu.Lock()
 	s.waiting--
 	s.mu.Unlock()
-	if !signed {
-		return
-	}
-	z, err := handshake(s.ctx, gc, zmq4.Router, true, s.opts.handshakeTimeout, replySendTimeout)
 	if err != nil {
-		s.log.Debug("ZMTP handshake failed", "remote", gc.RemoteAddr().String(), "err", err)
 		return
 	}
 	s.connections.Add(1)
@@ -226,39 +229,33 @@ func (s *Server) serveConn(gc *guardedConn, id uint32) {
 	// the routing of every request from this connection.
 	identity := binary.BigEndian.AppendUint32([]byte{0}, id)
 	for {
-		frames, err := z.readMsg()
+		frames, err := z.readMsg(append(make([][]byte, 0, envelopeFrames+1), identity))
 		if err != nil {
 			if s.ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.log.Debug("connection ended", "remote", gc.RemoteAddr().String(), "err", err)
 			}
 			return
 		}
-		s.dispatch(z, append([][]byte{identity}, frames...))
+		s.dispatch(z, frames)
 	}
 }
 
-// signature reads the 10-byte ZMTP signature within the handshake timeout
-// and keeps it for the handshake to read again. A connection that does
-// not send one is counted and closed.
-func (s *Server) signature(gc *guardedConn) bool {
-	var sig [10]byte
+// signature waits for the 10-byte ZMTP signature within the handshake
+// timeout, leaving it buffered for the handshake to read. A connection
+// that does not send one is counted, and the error returned.
+func (s *Server) signature(gc *guardedConn) error {
 	_ = gc.SetReadDeadline(time.Now().Add(s.opts.handshakeTimeout))
-	_, err := io.ReadFull(gc.rd, sig[:])
+	sig, err := gc.rd.Peek(10) // left buffered for the handshake
 	if err == nil && (sig[0] != 0xFF || sig[9] != 0x7F) {
 		err = errors.New("not a ZMTP signature")
 	}
-	if err != nil {
-		if s.ctx.Err() == nil {
-			// Counted before closing, so that a peer seeing the close also
-			// sees the count.
-			s.rejected.Add(1)
-			s.log.Debug("dropped a connection that did not start ZMTP", "remote", gc.RemoteAddr().String(), "err", err)
-		}
-		_ = gc.Close()
-		return false
+	if err != nil && s.ctx.Err() == nil {
+		// Counted before the caller closes, so that a peer seeing the
+		// close also sees the count.
+		s.rejected.Add(1)
+		s.log.Debug("dropped a connection that did not start ZMTP", "remote", gc.RemoteAddr().String(), "err", err)
 	}
-	gc.prefix = sig[:]
-	return true
+	return err
 }
 
 func (s *Server) dispatch(z *zconn, frames [][]byte) {

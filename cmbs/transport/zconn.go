@@ -21,6 +21,10 @@ import (
 // the MORE flag would grow one message forever within the size limit.
 const maxFramesPerMessage = MaxRoutingFrames + 4
 
+// envelopeFrames is the frames of a usual envelope: one routing frame, the
+// delimiter, id, mimetype and body.
+const envelopeFrames = 5
+
 // errTooManyFrames ends a connection whose peer sent a message with more
 // frames than any envelope has.
 var errTooManyFrames = fmt.Errorf("peer sent a message of more than %d frames", maxFramesPerMessage)
@@ -37,6 +41,7 @@ var errTooManyFrames = fmt.Errorf("peer sent a message of more than %d frames", 
 type zconn struct {
 	gc           *guardedConn
 	writeTimeout time.Duration
+	rhdr         [8]byte // readMsg's frame header, kept off the heap per message
 
 	// active counts the exchanges in progress on the connection (requests
 	// awaiting replies on a client, handlers running on a server), kept
@@ -50,9 +55,10 @@ type zconn struct {
 	werr     error  // the first write error; later sends fail with it
 }
 
-// handshake runs the ZMTP handshake on gc as a socket of type typ (server:
-// the side that accepted the connection), bounded by ctx and by timeout.
-func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, server bool, timeout, writeTimeout time.Duration) (*zconn, error) {
+// handshake runs the ZMTP handshake on gc as a socket of type typ (a
+// ROUTER is the side that accepted the connection), bounded by ctx and by
+// timeout.
+func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, timeout, writeTimeout time.Duration) (*zconn, error) {
 	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -60,7 +66,7 @@ func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, server
 	_ = gc.SetDeadline(deadline)
 	// Closing the connection is the only way to end a read in progress.
 	stop := context.AfterFunc(ctx, func() { _ = gc.Close() })
-	_, err := zmq4.Open(gc, null.Security(), typ, nil, server, nil)
+	_, err := zmq4.Open(gc, null.Security(), typ, nil, typ == zmq4.Router, nil)
 	if !stop() {
 		err = errors.Join(err, ctx.Err())
 	}
@@ -71,12 +77,13 @@ func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, server
 	return &zconn{gc: gc, writeTimeout: writeTimeout}, nil
 }
 
-// readMsg returns the next message's frames. ZMTP commands are handled
-// here (PING is answered) and not returned. It must not be called
+// readMsg appends the next message's frames to frames (so that a caller
+// can put its own first, with room for an envelope's). ZMTP commands are
+// handled here (PING is answered) and not returned. It must not be called
 // concurrently.
-func (z *zconn) readMsg() ([][]byte, error) {
-	var frames [][]byte
-	var hdr [8]byte
+func (z *zconn) readMsg(frames [][]byte) ([][]byte, error) {
+	start := len(frames)
+	hdr := z.rhdr[:]
 	for {
 		if _, err := io.ReadFull(z.gc, hdr[:2]); err != nil {
 			return nil, err
@@ -101,7 +108,7 @@ func (z *zconn) readMsg() ([][]byte, error) {
 			}
 			continue
 		}
-		if len(frames) == maxFramesPerMessage {
+		if len(frames)-start == maxFramesPerMessage {
 			return nil, errTooManyFrames
 		}
 		frames = append(frames, body)

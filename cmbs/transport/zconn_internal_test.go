@@ -27,17 +27,19 @@ func TestConcurrentSendsAreCombinedIntact(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	cc := &countingConn{Conn: a}
-	z := &zconn{gc: newGuardedConn(cc, nil, 1<<20), writeTimeout: 10 * time.Second}
+	z := &zconn{gc: newGuardedConn(cc, 1<<20), writeTimeout: 10 * time.Second}
 	// The reader side skips the greeting check: frames only.
-	r := &zconn{gc: newGuardedConn(b, nil, 1<<20)}
+	r := &zconn{gc: newGuardedConn(b, 1<<20)}
 	r.gc.guard.greeting = 0
+	// If a sender fails, the reader must not wait for its messages forever.
+	_ = b.SetReadDeadline(time.Now().Add(30 * time.Second))
 	z.active.Add(senders)
 
 	got := make(map[string]bool)
 	readErr := make(chan error, 1)
 	go func() {
 		for range senders * each {
-			frames, err := r.readMsg()
+			frames, err := r.readMsg(nil)
 			if err != nil {
 				readErr <- err
 				return
