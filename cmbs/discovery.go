@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/internal/jsonscan"
 	"github.com/cmbs/cmbs/occi/model"
 )
 
@@ -180,29 +181,23 @@ func (b *Broker) probe(ctx context.Context, self map[string]any, ref, socket str
 	if err != nil {
 		return l, err
 	}
-	var answer struct {
-		Member  map[string]any `json:"member_description"`
-		Sockets []string       `json:"sockets_l1"`
-	}
-	var result map[string]any
-	if err := json.Unmarshal(reply.Body, &answer); err != nil || answer.Member == nil {
+	v, _ := jsonscan.Decode(reply.Body)
+	result, _ := v.(map[string]any)
+	member, _ := result["member_description"].(map[string]any)
+	if member == nil {
 		return l, fmt.Errorf("%s answered something that is not an L1 reply (%s): %.200s", socket, reply.MimeType, reply.Body)
 	}
-	_ = json.Unmarshal(reply.Body, &result)
-	l.ID, _ = answer.Member["id"].(string)
-	l.Sockets = answer.Sockets
+	l.ID, _ = member["id"].(string)
+	l.Sockets = strList(result, "sockets_l1")
 	if l.Sockets == nil {
 		l.Sockets = []string{}
 	}
-	if l.Member, err = b.learn(ctx, answer.Member); err != nil {
+	if l.Member, err = b.learn(ctx, member); err != nil {
 		return l, fmt.Errorf("%s answered, but its member could not be stored: %w", socket, err)
 	}
-	if _, err := b.kind(MessageKindID); err == nil {
+	if kind, err := b.kind(MessageKindID); err == nil {
 		messageAttrs(msg["attributes"].(map[string]any))["result"] = result
-		loc, dup, err := b.storeMessage(ctx, msg)
-		if dup {
-			loc, err = b.replaceProbe(ctx, msg)
-		}
+		loc, err := b.storeProbe(ctx, kind, msg)
 		if err != nil {
 			b.log.Warn("could not store a discovery probe", "socket", socket, "err", err)
 		}
@@ -218,13 +213,10 @@ func ProbeID(memberRef, socket string) string {
 	return "probe~" + hex.EncodeToString(h[:8])
 }
 
-// replaceProbe stores the probe over the one an earlier crawl stored: its
-// result is the latest reply as it is, not merged into the previous one.
-func (b *Broker) replaceProbe(ctx context.Context, msg map[string]any) (string, error) {
-	kind, err := b.kind(MessageKindID)
-	if err != nil {
-		return "", err
-	}
+// storeProbe stores the probe, over the one an earlier crawl stored if
+// any: its result is the latest reply as it is, not merged into the
+// previous one.
+func (b *Broker) storeProbe(ctx context.Context, kind *model.Category, msg map[string]any) (string, error) {
 	in, err := b.messageInput(msg)
 	if err != nil {
 		return "", err

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/internal/jsonscan"
@@ -230,8 +229,9 @@ func (b *Broker) sendL1(ctx context.Context, e *model.Entity, sender *model.Enti
 	if err != nil {
 		return nil, remoteFailure("send_l1 to "+target, err)
 	}
-	var result map[string]any
-	if err := json.Unmarshal(reply.Body, &result); err != nil || result == nil {
+	v, err := jsonscan.Decode(reply.Body)
+	result, _ := v.(map[string]any)
+	if err != nil || result == nil {
 		return nil, model.Errorf(http.StatusBadGateway, "send_l1: %s answered with something that is not a JSON object (%s)", target, reply.MimeType)
 	}
 	update["result"] = result
@@ -498,12 +498,9 @@ func (b *Broker) execute(ctx context.Context, e *model.Entity, inv providers.Inv
 	if err != nil {
 		return nil, err
 	}
-	rec := map[string]any{"at": time.Now().UTC().Format(time.RFC3339Nano)}
-	if sender != nil {
-		rec["executed_by"] = memberRef(sender)
-	}
+	rec := executionRecord(sender, "")
 	b.stats.executed.Add(1)
-	if err := b.updateMessage(ctx, e.Location, map[string]any{"result": rec}); err != nil {
+	if err := b.updateMessageLater(ctx, e, map[string]any{"result": rec}); err != nil {
 		return nil, err
 	}
 	return rec, nil

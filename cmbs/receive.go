@@ -194,28 +194,13 @@ func (b *Broker) deliverLocally(ctx context.Context, member *model.Entity, l Lay
 		rec.Errors = append(rec.Errors, err.Error())
 		return rec
 	}
-	var loc string
-	if storable {
-		kind, err := b.kind(MessageKindID)
-		if err != nil {
-			rec.Errors = append(rec.Errors, "not stored: "+err.Error())
-			storable = false
-		} else {
-			id, _ := msg["id"].(string)
-			loc = kind.Location + id
-			if _, err := b.ents.Get(ctx, loc); err == nil {
-				b.stats.duplicates.Add(1)
-				rec.Duplicate = true
-				return rec
-			}
-		}
-	}
 	if executable {
 		rec.Executed = executionRecord(member, l)
 		attrs["result"] = rec.Executed
-		b.stats.executed.Add(1)
 	}
 	if storable {
+		// Creating the entity is the duplicate check: its location is
+		// reserved in one step, so a repeat is refused (409) whole.
 		stored, dup, err := b.storeMessage(ctx, msg)
 		switch {
 		case err != nil:
@@ -223,20 +208,26 @@ func (b *Broker) deliverLocally(ctx context.Context, member *model.Entity, l Lay
 		case dup:
 			b.stats.duplicates.Add(1)
 			rec.Duplicate = true
+			rec.Executed = nil // a repeat is not run again
+			return rec
 		default:
 			b.stats.stored.Add(1)
 			rec.Stored = stored
 		}
 	}
+	if rec.Executed != nil {
+		b.stats.executed.Add(1)
+	}
 	return rec
 }
 
 // executionRecord is what running a message records for now: who ran it
-// and when. (Running processes comes with the execution providers.)
+// (when a member did), on which layer (when it came on one), and when.
+// (Running processes comes with the execution providers.)
 func executionRecord(member *model.Entity, l Layer) map[string]any {
-	r := map[string]any{
-		"executed_by": memberRef(member),
-		"at":          time.Now().UTC().Format(time.RFC3339Nano),
+	r := map[string]any{"at": time.Now().UTC().Format(time.RFC3339Nano)}
+	if member != nil {
+		r["executed_by"] = memberRef(member)
 	}
 	if l != "" {
 		r["layer"] = string(l)
@@ -307,24 +298,6 @@ func (b *Broker) messageInput(msg map[string]any) (*model.EntityInput, error) {
 		}
 	}
 	return model.ParseEntityInput(desc, model.TypeResource)
-}
-
-// updateMessage writes attributes into a stored message (a partial,
-// deep-merged update), retrying once when a concurrent write got there
-// first.
-func (b *Broker) updateMessage(ctx context.Context, loc string, attrs map[string]any) error {
-	var err error
-	for range 3 {
-		in := &model.EntityInput{Present: map[string]bool{"attributes": true}}
-		in.Attributes = map[string]any{"cmbs": map[string]any{"message": attrs}}
-		if _, err = b.ents.Update(ctx, loc, "", in); model.StatusOf(err) != http.StatusConflict {
-			break
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("update message %s: %w", loc, err)
-	}
-	return nil
 }
 
 // updateMessageLater writes a sent message's result (and path_history)
