@@ -90,23 +90,25 @@ func (l Layer) socketAttrName() string {
 // mixinID is the message mixin of the layer.
 func (l Layer) mixinID() string { return mixinScheme + string(l) }
 
-// namespace returns attrs[ns0][ns1], the attribute namespace of a CMBS kind
-// ("cmbs","member" or "cmbs","message"), or nil.
-func namespace(attrs map[string]any, ns ...string) map[string]any {
-	cur := attrs
-	for _, seg := range ns {
-		next, ok := cur[seg].(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = next
-	}
-	return cur
+// The attribute namespaces of the CMBS kinds.
+var (
+	memberNamespace  = []string{"cmbs", "member"}
+	messageNamespace = []string{"cmbs", "message"}
+)
+
+// memberAttrs is attrs' cmbs.member object, or nil.
+func memberAttrs(attrs map[string]any) map[string]any {
+	v, _ := model.Lookup(attrs, memberNamespace)
+	m, _ := v.(map[string]any)
+	return m
 }
 
-func memberAttrs(attrs map[string]any) map[string]any { return namespace(attrs, "cmbs", "member") }
-
-func messageAttrs(attrs map[string]any) map[string]any { return namespace(attrs, "cmbs", "message") }
+// messageAttrs is attrs' cmbs.message object, or nil.
+func messageAttrs(attrs map[string]any) map[string]any {
+	v, _ := model.Lookup(attrs, messageNamespace)
+	m, _ := v.(map[string]any)
+	return m
+}
 
 // ensureMessageAttrs returns attrs["cmbs"]["message"], creating it.
 func ensureMessageAttrs(attrs map[string]any) map[string]any {

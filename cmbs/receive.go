@@ -340,9 +340,17 @@ func (b *Broker) receiveL4(ctx context.Context, member *model.Entity, msg map[st
 	}
 	path = append(path, ref)
 	attrs["path_history"] = toAnyList(path)
-	// The forwarded copy travels as it came (plus this hop); the stored one
-	// may get this member's execution record in its result.
-	fwd := cloneMessage(msg)
+	// Where it goes next is decided, and the forwarded copy encoded as it
+	// came (plus this hop), before delivering it here adds this member's
+	// execution record to its result.
+	endpoints, notForwarded := b.l4Next(ctx, member, attrs, path)
+	var fwd []byte
+	if len(endpoints) > 0 {
+		var err error
+		if fwd, err = json.Marshal(msg); err != nil {
+			return nil, err
+		}
+	}
 
 	matched := l4Matches(member, attrs)
 	rec := &Receipt{Member: ref, Layer: L4}
@@ -350,41 +358,14 @@ func (b *Broker) receiveL4(ctx context.Context, member *model.Entity, msg map[st
 		rec = b.deliverLocally(ctx, member, L4, msg)
 	}
 	rec.Matched = &matched
-
-	sendable, err := b.flag(attrs, "sendable")
-	switch hops := len(path) - 1; {
-	case err != nil:
-		rec.NotForwarded = err.Error()
-	case !sendable:
-		rec.NotForwarded = "sendable is false"
-	case hops >= b.opts.MaxHops:
-		rec.NotForwarded = fmt.Sprintf("the message has travelled %d hops, the most allowed", hops)
-	default:
-		targets, err := b.l4Neighbours(ctx, member, path)
-		if err != nil {
-			rec.NotForwarded = err.Error()
-			break
-		}
-		var endpoints []string
-		for _, t := range targets {
-			if t.err == "" {
-				endpoints = append(endpoints, t.socket)
-			}
-		}
-		if len(endpoints) == 0 {
-			rec.NotForwarded = "no neighbour left to forward to"
-			break
-		}
-		body, err := json.Marshal(fwd)
-		if err != nil {
-			return nil, err
-		}
-		env := transport.Envelope{ID: envID, MimeType: MessageMimeType, Body: body}
+	rec.NotForwarded = notForwarded
+	if len(endpoints) > 0 {
+		env := transport.Envelope{ID: envID, MimeType: MessageMimeType, Body: fwd}
 		if err := b.forward(ctx, member.Location, endpoints, env); err != nil {
 			rec.NotForwarded = err.Error()
-			break
+		} else {
+			rec.ForwardingTo = endpoints
 		}
-		rec.ForwardingTo = endpoints
 	}
 	return rec, nil
 }
@@ -397,9 +378,32 @@ func toAnyList(ss []string) []any {
 	return out
 }
 
-func cloneMessage(msg map[string]any) map[string]any {
-	c, _ := model.DeepCopy(msg).(map[string]any)
-	return c
+// l4Next is where member forwards an L4 message that has come along path:
+// its neighbours not on the path, unless the message is not sendable or
+// has travelled the most hops; then why not.
+func (b *Broker) l4Next(ctx context.Context, member *model.Entity, attrs map[string]any, path []string) (endpoints []string, why string) {
+	sendable, err := b.flag(attrs, "sendable")
+	switch hops := len(path) - 1; {
+	case err != nil:
+		return nil, err.Error()
+	case !sendable:
+		return nil, "sendable is false"
+	case hops >= b.opts.MaxHops:
+		return nil, fmt.Sprintf("the message has travelled %d hops, the most allowed", hops)
+	}
+	targets, err := b.l4Neighbours(ctx, member, path)
+	if err != nil {
+		return nil, err.Error()
+	}
+	for _, t := range targets {
+		if t.err == "" {
+			endpoints = append(endpoints, t.socket)
+		}
+	}
+	if len(endpoints) == 0 {
+		return nil, "no neighbour left to forward to"
+	}
+	return endpoints, ""
 }
 
 // l4Matches is the L4 destination rule: a member is a destination when
