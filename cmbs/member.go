@@ -85,10 +85,7 @@ func (p *MemberProvider) Stop(ctx context.Context) error { return p.b.Stop(ctx) 
 // Action runs check_neighbors, start_lN or stop_lN (N: 1, 2, 31 or 3.1, 32
 // or 3.2, 4).
 func (p *MemberProvider) Action(ctx context.Context, e *model.Entity, inv providers.Invocation) (any, error) {
-	term := inv.Term
-	if inv.Action != nil {
-		term = inv.Action.Term
-	}
+	term := inv.ActionTerm()
 	switch {
 	case term == "check_neighbors":
 		return p.b.checkNeighbors(ctx, e)

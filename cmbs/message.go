@@ -18,21 +18,17 @@ import (
 // MessageProvider serves the message kind: send_l1 … send_l4 deliver the
 // message on their layer, execute records its execution. Obtain one from
 // Broker.MessageProvider.
-type MessageProvider struct{ b *Broker }
+type MessageProvider struct {
+	// Storage accepts every create, update and delete: a message does
+	// nothing until an action sends it.
+	providers.Storage
+	b *Broker
+}
 
 var (
 	_ providers.Provider = (*MessageProvider)(nil)
 	_ providers.Stopper  = (*MessageProvider)(nil)
 )
-
-// Create accepts the message: creating one sends nothing (send_lN does).
-func (p *MessageProvider) Create(context.Context, *model.Entity) error { return nil }
-
-// Update accepts the change.
-func (p *MessageProvider) Update(context.Context, *model.Entity, *model.Entity) error { return nil }
-
-// Delete accepts the deletion.
-func (p *MessageProvider) Delete(context.Context, *model.Entity) error { return nil }
 
 // Stop stops the broker (Broker.Stop); the member provider shares it.
 func (p *MessageProvider) Stop(ctx context.Context) error { return p.b.Stop(ctx) }
@@ -40,10 +36,7 @@ func (p *MessageProvider) Stop(ctx context.Context) error { return p.b.Stop(ctx)
 // Action runs send_l1, send_l2, send_l31 (send_l3.1), send_l32
 // (send_l3.2), send_l4 or execute.
 func (p *MessageProvider) Action(ctx context.Context, e *model.Entity, inv providers.Invocation) (any, error) {
-	term := inv.Term
-	if inv.Action != nil {
-		term = inv.Action.Term
-	}
+	term := inv.ActionTerm()
 	if term == "execute" {
 		return p.b.execute(ctx, e, inv)
 	}

@@ -48,6 +48,15 @@ type Invocation struct {
 	Attributes map[string]any
 }
 
+// ActionTerm is the term of the action invoked: the action category's
+// when known, else the term as given.
+func (inv Invocation) ActionTerm() string {
+	if inv.Action != nil {
+		return inv.Action.Term
+	}
+	return inv.Term
+}
+
 // Preparer is a provider that completes a new entity before it is validated
 // and stored: it may fill in values it generates (a network interface's MAC
 // address). Changes it makes to e are stored.
