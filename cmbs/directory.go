@@ -24,9 +24,10 @@ type directory struct {
 	list   func(context.Context) ([]*model.Entity, error)
 	maxAge time.Duration
 
-	mu   sync.Mutex
-	gen  uint64 // bumped by every change
-	snap *members
+	mu      sync.Mutex
+	gen     uint64 // bumped by every change
+	snap    *members
+	loading chan struct{} // closed when the read in progress ends
 }
 
 // members is one listing of the known members. It and the entities in it
@@ -49,29 +50,47 @@ func newDirectory(list func(context.Context) ([]*model.Entity, error), maxAge ti
 }
 
 // get returns the current listing, reading the store when there is none or
-// it is older than maxAge.
+// it is older than maxAge. One read runs at a time; callers arriving
+// meanwhile wait for it rather than read the same list again.
 func (d *directory) get(ctx context.Context) (*members, error) {
-	d.mu.Lock()
-	snap, gen := d.snap, d.gen
-	d.mu.Unlock()
-	if snap != nil && time.Since(snap.at) < d.maxAge {
-		return snap, nil
+	for {
+		d.mu.Lock()
+		if snap := d.snap; snap != nil && time.Since(snap.at) < d.maxAge {
+			d.mu.Unlock()
+			return snap, nil
+		}
+		if wait := d.loading; wait != nil {
+			d.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		d.loading = done
+		gen := d.gen
+		d.mu.Unlock()
+
+		at := time.Now()
+		list, err := d.list(ctx)
+		var snap *members
+		if err == nil {
+			snap = indexMembers(list, at)
+		}
+		d.mu.Lock()
+		d.loading = nil
+		// A change committed while the list was read may be missing from
+		// it: the list answers this call (it is as fresh as a direct read)
+		// but is not kept, and the callers waiting read again.
+		if snap != nil && d.gen == gen {
+			d.snap = snap
+		}
+		d.mu.Unlock()
+		close(done)
+		return snap, err
 	}
-	at := time.Now()
-	list, err := d.list(ctx)
-	if err != nil {
-		return nil, err
-	}
-	snap = indexMembers(list, at)
-	d.mu.Lock()
-	// A change committed while the list was read may be missing from it:
-	// the list answers this call (it is as fresh as a direct read) but is
-	// not kept.
-	if d.gen == gen {
-		d.snap = snap
-	}
-	d.mu.Unlock()
-	return snap, nil
 }
 
 // changed drops the listing: a member was stored, changed or deleted.

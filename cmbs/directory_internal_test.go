@@ -2,6 +2,9 @@ package cmbs
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,5 +51,47 @@ func TestDirectoryKeepsOnlyWhatIsCurrent(t *testing.T) {
 	time.Sleep(time.Millisecond)
 	if _, _ = d.get(ctx); reads != 5 {
 		t.Fatalf("an old list was kept (%d reads, want 5)", reads)
+	}
+}
+
+// Callers that find no current listing while one is being read wait for
+// that read instead of each reading the store.
+func TestDirectoryReadsOnceForConcurrentCallers(t *testing.T) {
+	var reads atomic.Int32
+	release := make(chan struct{})
+	d := newDirectory(func(context.Context) ([]*model.Entity, error) {
+		reads.Add(1)
+		<-release
+		return []*model.Entity{{Location: "/m/a"}}, nil
+	}, time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Go(func() {
+			m, err := d.get(ctx)
+			if err == nil && (m == nil || len(m.all) != 1) {
+				err = fmt.Errorf("listing %+v", m)
+			}
+			errs <- err
+		})
+	}
+	// Every caller is in get before the read ends: the one reading, the
+	// others waiting for it.
+	for reads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("%d reads for 10 concurrent callers, want 1", n)
 	}
 }
