@@ -3,6 +3,7 @@ package occi
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/cmbs/cmbs/occi/model"
@@ -32,15 +33,12 @@ func (m *entityMatcher) empty() bool {
 // collectionMatcher reads the filters of a collection GET.
 func collectionMatcher(r *http.Request, body *requestBody) (*entityMatcher, error) {
 	m := &entityMatcher{attrs: map[string]any{}}
-	doc := body.Text
-	if body.empty() && body.JSON == nil {
-		// OCCI 1.2 filters a collection with an entity rendering in the
-		// request headers, whatever the (absent) body's type.
-		hdr, err := parseTextHeaders(r.Header)
-		if err != nil {
-			return nil, err
-		}
-		doc = hdr
+	doc, err := headerDoc(r, body)
+	if err != nil {
+		return nil, err
+	}
+	if doc == nil {
+		doc = body.Text
 	}
 	if doc != nil {
 		m.categories = doc.Categories
@@ -77,17 +75,14 @@ func collectionMatcher(r *http.Request, body *requestBody) (*entityMatcher, erro
 	return m, nil
 }
 
+// needsAttributes reports whether match reads the entity's attributes.
+func (m *entityMatcher) needsAttributes() bool { return len(m.attrs)+len(m.words) > 0 }
+
 // match reports whether an entity passes every filter. kindChain is the
-// entity's kind and its ancestors; flat its attributes with flat names.
+// entity's kind and its ancestors; flat its attributes with flat names
+// (needed only when needsAttributes).
 func (m *entityMatcher) match(e *model.Entity, kindChain []string, flat map[string]any) bool {
-	isKind := func(id string) bool {
-		for _, k := range kindChain {
-			if k == id {
-				return true
-			}
-		}
-		return false
-	}
+	isKind := func(id string) bool { return slices.Contains(kindChain, id) }
 	for _, c := range m.categories {
 		id := c.id()
 		switch c.Class {
@@ -106,15 +101,11 @@ func (m *entityMatcher) match(e *model.Entity, kindChain []string, flat map[stri
 		}
 	}
 	if len(m.ids) > 0 {
-		found := false
-		for _, id := range m.ids {
-			for _, c := range append(append([]string{}, kindChain...), e.Mixins...) {
-				if c == id || (strings.HasSuffix(id, "#") && strings.HasPrefix(c, id)) {
-					found = true
-				}
-			}
+		names := func(id string) bool {
+			is := func(c string) bool { return c == id || (strings.HasSuffix(id, "#") && strings.HasPrefix(c, id)) }
+			return slices.ContainsFunc(kindChain, is) || slices.ContainsFunc(e.Mixins, is)
 		}
-		if !found {
+		if !slices.ContainsFunc(m.ids, names) {
 			return false
 		}
 	}
@@ -149,8 +140,9 @@ func valueString(v any) string {
 }
 
 // flatAttributes lists an entity's attributes with flat names, OCCI core's
-// included (links' ends as absolute URLs and as paths both match).
-func flatAttributes(e *model.Entity, attrs *model.AttrSet, base string) map[string]any {
+// included (links' ends as paths: normalizeLinkEnds makes filter values
+// paths too).
+func flatAttributes(e *model.Entity, attrs *model.AttrSet) map[string]any {
 	flat := attrs.Flatten(e.Attributes)
 	flat["occi.core.id"] = e.ID
 	if e.HasTitle || e.Title != "" {

@@ -127,6 +127,9 @@ var occiVersionRE = regexp.MustCompile(`(?:^|\s)OCCI/(\d+)\.(\d+)(?:\s|$)`)
 // tooNewOCCI reports whether a User-Agent names an OCCI version above 1.2,
 // which OCCI 1.2 says a server must answer with 501.
 func tooNewOCCI(userAgent string) (string, bool) {
+	if !strings.Contains(userAgent, "OCCI/") {
+		return "", false // most requests: no regular expression to run
+	}
 	for _, m := range occiVersionRE.FindAllStringSubmatch(userAgent, -1) {
 		major, _ := strconv.Atoi(m[1])
 		minor, _ := strconv.Atoi(m[2])

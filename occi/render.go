@@ -103,7 +103,7 @@ func (s *Server) categoryResponse(rend rendering, ctype, base string, cats []*mo
 		resp.json = out
 	default:
 		for _, c := range cats {
-			resp.lines = append(resp.lines, textLine{"Category", categoryText(c, base, true)})
+			resp.lines = append(resp.lines, textLine{"Category", categoryText(c, true)})
 		}
 	}
 	return resp
@@ -162,7 +162,7 @@ func category12(c *model.Category) map[string]any {
 }
 
 // categoryText renders a category as an OCCI text Category value.
-func categoryText(c *model.Category, base string, full bool) string {
+func categoryText(c *model.Category, full bool) string {
 	var b strings.Builder
 	b.WriteString(c.Term)
 	b.WriteString("; scheme=" + quote(c.Scheme))
@@ -368,10 +368,10 @@ func entityText(v *entityView, base string) []textLine {
 	e := v.e
 	var lines []textLine
 	if v.kind != nil {
-		lines = append(lines, textLine{"Category", categoryText(v.kind, base, false)})
+		lines = append(lines, textLine{"Category", categoryText(v.kind, false)})
 	}
 	for _, m := range v.mixins {
-		lines = append(lines, textLine{"Category", categoryText(m, base, false)})
+		lines = append(lines, textLine{"Category", categoryText(m, false)})
 	}
 	attr := func(name string, val any) {
 		lines = append(lines, textLine{"X-OCCI-Attribute", name + "=" + textValue(val)})

@@ -32,6 +32,16 @@ func (b *requestBody) empty() bool {
 	return b.URIs == nil
 }
 
+// headerDoc is the OCCI text rendering in the request headers when the
+// body is empty (OCCI 1.2 clients filter with Category and X-OCCI-Attribute
+// headers), or nil when there is a body.
+func headerDoc(r *http.Request, b *requestBody) (*textDoc, error) {
+	if !b.empty() {
+		return nil, nil
+	}
+	return parseTextHeaders(r.Header)
+}
+
 // readBody reads and decodes the request body according to its Content-Type.
 // A missing type, and the form type curl sends by default with -d, are
 // sniffed: a body starting with '{' is JSON, anything else OCCI text.

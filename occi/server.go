@@ -196,15 +196,12 @@ func (s *Server) queryGet(r *http.Request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if body.empty() && body.JSON == nil {
-		// OCCI 1.2 filters the query interface with Category headers.
-		hdr, err := parseTextHeaders(r.Header)
-		if err != nil {
-			return nil, err
-		}
-		if len(hdr.Categories) > 0 {
-			body = &requestBody{Text: hdr}
-		}
+	hdr, err := headerDoc(r, body)
+	if err != nil {
+		return nil, err
+	}
+	if hdr != nil && len(hdr.Categories) > 0 {
+		body = &requestBody{Text: hdr}
 	}
 	var cats []*model.Category
 	if body.empty() && r.URL.Query().Get("category") == "" {
@@ -360,7 +357,7 @@ func (s *Server) pathGet(r *http.Request) (*response, error) {
 	}
 	base := s.base(r)
 	if !matcher.empty() {
-		list = s.filterEntities(list, matcher, base)
+		list = s.filterEntities(list, matcher)
 		list = page(list, limit, skip)
 	}
 	if rend == renderJSON12 {
@@ -408,18 +405,26 @@ func entityFilters(body *requestBody) ([]map[string]any, error) {
 }
 
 // filterEntities keeps the entities the matcher accepts.
-func (s *Server) filterEntities(list []*model.Entity, m *entityMatcher, base string) []*model.Entity {
+func (s *Server) filterEntities(list []*model.Entity, m *entityMatcher) []*model.Entity {
 	kept := list[:0]
+	chains := map[string][]string{} // kind → it and its ancestors
 	for _, e := range list {
-		var chain []string
-		for _, k := range s.cats.KindChain(e.Kind) {
-			chain = append(chain, k.ID())
+		chain, ok := chains[e.Kind]
+		if !ok {
+			for _, k := range s.cats.KindChain(e.Kind) {
+				chain = append(chain, k.ID())
+			}
+			chains[e.Kind] = chain
 		}
-		attrs, err := s.cats.AttrSet(e.Kind, e.Mixins)
-		if err != nil {
-			attrs = model.NewAttrSet()
+		var flat map[string]any
+		if m.needsAttributes() {
+			attrs, err := s.cats.AttrSet(e.Kind, e.Mixins)
+			if err != nil {
+				attrs = model.NewAttrSet()
+			}
+			flat = flatAttributes(e, attrs)
 		}
-		if m.match(e, chain, flatAttributes(e, attrs, base)) {
+		if m.match(e, chain, flat) {
 			kept = append(kept, e)
 		}
 	}
@@ -584,11 +589,16 @@ func (s *Server) pathPost(r *http.Request) (*response, error) {
 		}
 		return s.entityUpdate(r, p, body)
 	}
+	var descs []typedDescription
+	var descsErr error
+	if !isAction {
+		descs, descsErr = entityDescriptions(body)
+	}
 	coll, found := s.cats.ByLocation(p)
 	if !found && p == "/" && !isAction {
 		// OCCI 1.1 clients (the OCCI-WG tests) create at the root, naming
 		// the kind: the entity goes to that kind's collection.
-		if descs, err := entityDescriptions(body); err == nil && len(descs) == 1 {
+		if descsErr == nil && len(descs) == 1 {
 			if k, _ := descs[0].desc["kind"].(string); k != "" {
 				if c, ok := s.cats.Get(k); ok && c.Class == model.ClassKind && c.Location != "" {
 					coll, found = c, true
@@ -619,9 +629,8 @@ func (s *Server) pathPost(r *http.Request) (*response, error) {
 		}
 		return &response{status: http.StatusOK, rend: renderPyOCNI, json: map[string]any{"results": abs}}, nil
 	}
-	descs, err := entityDescriptions(body)
-	if err != nil {
-		return nil, err
+	if descsErr != nil {
+		return nil, descsErr
 	}
 	if len(descs) > 0 || (body.JSON != nil && (body.JSON["resources"] != nil || body.JSON["links"] != nil)) {
 		rend, ctype, err := negotiate(r, true)

@@ -3,7 +3,9 @@ package entities
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,15 +29,16 @@ const deferredRetries = 3
 // location they form a chain, each waiting for the one before, so they are
 // stored in the order they were queued.
 type deferred struct {
-	slots   chan struct{}
+	slots chan struct{}
+	// ctx is the parent of every update's context; Flush cancels it when
+	// its own deadline passes, so that no update outlives Flush.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	mu      sync.Mutex
 	closed  bool
-	pending map[string]*pendingUpdate // the last queued update per location
+	pending map[string]chan struct{} // the last queued update per location, closed once stored or failed
 	wg      sync.WaitGroup
-}
-
-type pendingUpdate struct {
-	done chan struct{} // closed once stored or failed
 }
 
 // UpdateLater applies a partial update like Update (ifMatch empty), but
@@ -70,8 +73,8 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 		return ErrFlushed
 	}
 	prev := d.pending[location]
-	p := &pendingUpdate{done: make(chan struct{})}
-	d.pending[location] = p
+	done := make(chan struct{})
+	d.pending[location] = done
 	d.wg.Add(1)
 	d.mu.Unlock()
 
@@ -80,16 +83,16 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 		defer func() { <-d.slots }()
 		defer func() {
 			d.mu.Lock()
-			if d.pending[location] == p {
+			if d.pending[location] == done {
 				delete(d.pending, location)
 			}
 			d.mu.Unlock()
-			close(p.done)
+			close(done)
 		}()
 		if prev != nil {
-			<-prev.done
+			<-prev
 		}
-		ctx, cancel := context.WithTimeout(store.InBackground(context.Background()), deferredTimeout)
+		ctx, cancel := context.WithTimeout(store.InBackground(d.ctx), deferredTimeout)
 		defer cancel()
 		// The first try stores the entity as checked above, over
 		// current's revision, without reading or checking it again,
@@ -119,8 +122,9 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 var ErrFlushed = model.Errorf(http.StatusServiceUnavailable, "the server is shutting down: no more deferred updates")
 
 // Flush waits until every update UpdateLater queued is stored (or has
-// failed), and refuses later ones. It returns ctx's error if that comes
-// first; the updates still finish, bounded by their own timeout.
+// failed), and refuses later ones. If ctx ends first, the updates still
+// running are cancelled and waited for, and ctx's error is returned: none
+// runs after Flush, whose caller may close the store.
 func (s *Service) Flush(ctx context.Context) error {
 	d := &s.deferred
 	d.mu.Lock()
@@ -131,17 +135,16 @@ func (s *Service) Flush(ctx context.Context) error {
 		d.wg.Wait()
 		close(done)
 	}()
+	defer d.cancel()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("entities: deferred updates still being stored: %w", ctx.Err())
+		d.cancel()
+		<-done
+		return fmt.Errorf("entities: deferred updates cancelled, not all stored: %w", ctx.Err())
 	}
 }
-
-// Settle waits until the updates UpdateLater queued before the call are
-// stored (or have failed), or ctx ends.
-func (s *Service) Settle(ctx context.Context) error { return s.settleAll(ctx) }
 
 // settle waits for the deferred updates of location.
 func (s *Service) settle(ctx context.Context, location string) error {
@@ -153,29 +156,27 @@ func (s *Service) settle(ctx context.Context, location string) error {
 		return nil
 	}
 	select {
-	case <-p.done:
+	case <-p:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for a deferred update of %s: %w", location, ctx.Err())
 	}
 }
 
-// settleAll waits for every deferred update queued so far.
-func (s *Service) settleAll(ctx context.Context) error {
+// Settle waits until the updates UpdateLater queued before the call are
+// stored (or have failed), or ctx ends.
+func (s *Service) Settle(ctx context.Context) error {
 	d := &s.deferred
 	d.mu.Lock()
 	if len(d.pending) == 0 {
 		d.mu.Unlock()
 		return nil
 	}
-	waits := make([]*pendingUpdate, 0, len(d.pending))
-	for _, p := range d.pending {
-		waits = append(waits, p)
-	}
+	waits := slices.Collect(maps.Values(d.pending))
 	d.mu.Unlock()
 	for _, p := range waits {
 		select {
-		case <-p.done:
+		case <-p:
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for deferred updates: %w", ctx.Err())
 		}

@@ -53,7 +53,8 @@ func New(ctx context.Context, st store.Store, cats *categories.Registry, provs *
 	}
 	s := &Service{store: st, cats: cats, providers: provs, log: logger}
 	s.deferred.slots = make(chan struct{}, maxDeferred)
-	s.deferred.pending = map[string]*pendingUpdate{}
+	s.deferred.pending = map[string]chan struct{}{}
+	s.deferred.ctx, s.deferred.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -407,11 +408,13 @@ func (s *Service) createOne(ctx context.Context, e *model.Entity) error {
 	}
 	e.Rev = rev
 	if err := p.Create(ctx, e); err != nil {
+		// Stored for a moment, so a concurrent reader may have seen it.
 		if _, derr := s.store.Delete(context.WithoutCancel(ctx), e.Location, rev); derr != nil {
 			s.log.Error("could not remove an entity its provider refused", "location", e.Location, "err", derr)
+			committed(p, e.Location, e)
+		} else {
+			committed(p, e.Location, nil)
 		}
-		// Stored for a moment, so a concurrent reader may have seen it.
-		committed(p, e.Location, nil)
 		return providerError("create", e.Location, err)
 	}
 	committed(p, e.Location, e)
@@ -429,16 +432,20 @@ func committed(p providers.Provider, loc string, e *model.Entity) {
 func (s *Service) rollback(ctx context.Context, created []*model.Entity) {
 	for i := len(created) - 1; i >= 0; i-- {
 		e := created[i]
-		if p, err := s.provider(e.Kind); err == nil {
+		p, perr := s.provider(e.Kind)
+		if perr == nil {
 			if err := p.Delete(ctx, e); err != nil {
 				s.log.Error("provider could not undo a create", "location", e.Location, "err", err)
 			}
 		}
+		still := e // what is stored at the location afterwards
 		if _, err := s.store.Delete(ctx, e.Location, e.Rev); err != nil {
 			s.log.Error("could not roll back a create", "location", e.Location, "err", err)
+		} else {
+			still = nil
 		}
-		if p, err := s.provider(e.Kind); err == nil {
-			committed(p, e.Location, nil)
+		if perr == nil {
+			committed(p, e.Location, still)
 		}
 	}
 }
@@ -832,7 +839,7 @@ func (s *Service) descendants(kindID string) []string {
 }
 
 func (s *Service) find(ctx context.Context, sel map[string]any, limit, skip int) ([]*model.Entity, error) {
-	if err := s.settleAll(ctx); err != nil {
+	if err := s.Settle(ctx); err != nil {
 		return nil, err
 	}
 	raw, err := json.Marshal(sel)

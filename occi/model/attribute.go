@@ -289,16 +289,13 @@ func jsonKind(v any) string {
 // (with parents) and its mixins'.
 type AttrSet struct {
 	byName map[string]*AttrDef
-	// prefixes holds every proper path prefix of a definition, joined with
-	// "\x00", so walks know where namespaces end and values begin.
-	prefixes map[string]bool
-	defs     []*AttrDef
+	defs   []*AttrDef
 }
 
 // NewAttrSet collects definitions; a later definition of the same name wins
 // (a mixin refining its kind's attribute).
 func NewAttrSet(groups ...[]AttrDef) *AttrSet {
-	s := &AttrSet{byName: map[string]*AttrDef{}, prefixes: map[string]bool{}}
+	s := &AttrSet{byName: map[string]*AttrDef{}}
 	for _, g := range groups {
 		for i := range g {
 			d := &g[i]
@@ -313,9 +310,6 @@ func NewAttrSet(groups ...[]AttrDef) *AttrSet {
 			}
 			s.byName[pathKey(d.Path)] = d
 			s.byName[d.Name()] = d
-			for n := 1; n < len(d.Path); n++ {
-				s.prefixes[pathKey(d.Path[:n])] = true
-			}
 		}
 	}
 	return s

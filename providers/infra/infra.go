@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/occi/model"
@@ -85,7 +86,7 @@ func (Provider) Act(_ context.Context, e *model.Entity, inv providers.Invocation
 	}
 	cur, _ := model.Lookup(e.Attributes, m.state)
 	curS, _ := cur.(string)
-	if len(t.from) > 0 && !contains(t.from, curS) {
+	if len(t.from) > 0 && !slices.Contains(t.from, curS) {
 		return nil, model.Conflict("action %s cannot run on %s while its state is %q (it needs one of %v)", inv.Term, e.Location, curS, t.from)
 	}
 	if e.Attributes == nil {
@@ -133,13 +134,4 @@ func (Provider) Prepare(_ context.Context, e *model.Entity) error {
 	}
 	model.SetPath(e.Attributes, addrPath, fmt.Sprintf("10.%d.%d.%d", sum[5], sum[6], 1+sum[7]%254))
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
