@@ -53,12 +53,18 @@ func (c *docCache) get(id string) (rev string, body []byte, gen uint64, ok bool)
 // add keeps a document a reader got from the database, unless a commit
 // happened since get returned gen.
 func (c *docCache) add(id, rev string, body []byte, gen uint64) {
+	if !c.keeps(body) {
+		return // not worth the copy, nor the lock
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen == c.gen {
 		c.put(id, rev, append([]byte(nil), body...))
 	}
 }
+
+// keeps reports whether a body of that size is cached at all.
+func (c *docCache) keeps(body []byte) bool { return len(body) <= min(maxCachedBody, c.max) }
 
 // committed applies a commit's writes: the new version of every written
 // document (body owned by the cache from now on), nil for a deleted one.
@@ -77,7 +83,7 @@ func (c *docCache) committed(docs []cachedDoc) {
 
 func (c *docCache) put(id, rev string, body []byte) {
 	c.remove(id)
-	if len(body) > maxCachedBody || len(body) > c.max {
+	if !c.keeps(body) {
 		return
 	}
 	c.items[id] = c.lru.PushFront(&cachedDoc{id: id, rev: rev, body: body})

@@ -75,29 +75,30 @@ type fieldRow struct {
 // pathKey encodes path segments unambiguously: each segment is followed by a
 // NUL byte, and NUL and 0x01 inside a segment are escaped.
 func pathKey(segs []string) string {
-	var b strings.Builder
+	var b []byte
 	for _, s := range segs {
-		appendSegment(&b, s)
+		b = appendSegment(b, s)
 	}
-	return b.String()
+	return string(b)
 }
 
-func appendSegment(b *strings.Builder, s string) {
+// appendSegment appends one segment, escaped and terminated, to a pathKey.
+func appendSegment(b []byte, s string) []byte {
 	if strings.IndexByte(s, 0) < 0 && strings.IndexByte(s, 1) < 0 {
-		b.WriteString(s)
+		b = append(b, s...)
 	} else {
 		for i := 0; i < len(s); i++ {
 			switch s[i] {
 			case 0:
-				b.WriteString("\x01\x01")
+				b = append(b, 1, 1)
 			case 1:
-				b.WriteString("\x01\x02")
+				b = append(b, 1, 2)
 			default:
-				b.WriteByte(s[i])
+				b = append(b, s[i])
 			}
 		}
 	}
-	b.WriteByte(0)
+	return append(b, 0)
 }
 
 // scalarValue returns the index value of a JSON scalar (float64 or
@@ -142,10 +143,7 @@ func indexRows(body map[string]any) (map[fieldRow]struct{}, error) {
 				return nil
 			}
 			for k, c := range t {
-				var b strings.Builder
-				b.WriteString(prefix)
-				appendSegment(&b, k)
-				if err := walk(b.String(), depth+1, c); err != nil {
+				if err := walk(string(appendSegment([]byte(prefix), k)), depth+1, c); err != nil {
 					return err
 				}
 			}
@@ -166,9 +164,7 @@ func indexRows(body map[string]any) (map[fieldRow]struct{}, error) {
 		return nil
 	}
 	for k, v := range body {
-		var b strings.Builder
-		appendSegment(&b, k)
-		if err := walk(b.String(), 1, v); err != nil {
+		if err := walk(string(appendSegment(nil, k)), 1, v); err != nil {
 			return nil, err
 		}
 	}

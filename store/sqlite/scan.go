@@ -18,8 +18,8 @@ import (
 // path, which gives the exact result or error. Where it reports ok, its
 // body and rows equal theirs (FuzzScanBodyAgrees).
 func scanBody(raw []byte) (body []byte, rows map[fieldRow]struct{}, ok bool) {
-	s := bodyScanner{Scanner: jsonscan.Scanner{Data: raw}, rows: make(map[fieldRow]struct{}, 32)}
-	if !s.root() {
+	s, ok := scan(raw)
+	if !ok {
 		return nil, nil, false
 	}
 	if s.Spaced {
@@ -35,11 +35,17 @@ func scanBody(raw []byte) (body []byte, rows map[fieldRow]struct{}, ok bool) {
 
 // scanRows is scanBody's rows alone, for a stored (already compact) body.
 func scanRows(raw []byte) (map[fieldRow]struct{}, bool) {
-	s := bodyScanner{Scanner: jsonscan.Scanner{Data: raw}, rows: make(map[fieldRow]struct{}, 32)}
-	if !s.root() {
+	s, ok := scan(raw)
+	if !ok {
 		return nil, false
 	}
 	return s.rows, true
+}
+
+// scan reads a whole body, listing its rows.
+func scan(raw []byte) (*bodyScanner, bool) {
+	s := &bodyScanner{Scanner: jsonscan.Scanner{Data: raw}, rows: make(map[fieldRow]struct{}, 32)}
+	return s, s.root()
 }
 
 // maxScanKeys bounds the members of one indexed object checked for
@@ -168,7 +174,7 @@ func (s *bodyScanner) object(depth int, members, top bool) bool {
 				}
 			}
 			s.keys[level] = append(seen, key)
-			s.path = appendPathSegment(s.path, key)
+			s.path = appendSegment(s.path, key)
 		}
 		if !s.value(depth+1, members) {
 			return false
@@ -197,19 +203,4 @@ func (s *bodyScanner) array(depth int, indexed bool) bool {
 			return ok
 		}
 	}
-}
-
-// appendPathSegment appends one segment to a pathKey, as appendSegment.
-func appendPathSegment(b []byte, seg string) []byte {
-	for i := 0; i < len(seg); i++ {
-		switch seg[i] {
-		case 0:
-			b = append(b, 1, 1)
-		case 1:
-			b = append(b, 1, 2)
-		default:
-			b = append(b, seg[i])
-		}
-	}
-	return append(b, 0)
 }

@@ -82,6 +82,8 @@ type Store struct {
 
 	// driveLimit: see find.go; a field so tests can lower it.
 	driveLimit int
+	// backgroundWait: see write.go; a field so tests can raise it.
+	backgroundWait time.Duration
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -190,16 +192,17 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		}
 	}
 	s := &Store{
-		log:        o.logger.With("store", "sqlite", "path", path),
-		path:       path,
-		paths:      make(map[string]int64),
-		changed:    make(chan struct{}),
-		closed:     make(chan struct{}),
-		writeQueue: make(chan *writeRequest),
-		writerDone: make(chan struct{}),
-		driveLimit: defaultDriveLimit,
-		stmts:      make(map[string]*sql.Stmt),
-		cache:      newDocCache(o.cacheBytes),
+		log:            o.logger.With("store", "sqlite", "path", path),
+		path:           path,
+		paths:          make(map[string]int64),
+		changed:        make(chan struct{}),
+		closed:         make(chan struct{}),
+		writeQueue:     make(chan *writeRequest),
+		writerDone:     make(chan struct{}),
+		driveLimit:     defaultDriveLimit,
+		backgroundWait: defaultBackgroundWait,
+		stmts:          make(map[string]*sql.Stmt),
+		cache:          newDocCache(o.cacheBytes),
 	}
 	lock, err := lockFile(path)
 	if err != nil {

@@ -164,12 +164,12 @@ func (s *Store) runWriter() {
 	}
 }
 
-// backgroundWait is how long a batch of background writes only
+// defaultBackgroundWait is how long a batch of background writes only
 // (store.InBackground) waits for more writes to share its commit. A commit
 // costs about a dozen page writes whatever it holds, and background writes
 // (results stored after the client got its answer) tend to come in
 // streams, so waiting a little saves most of them.
-const backgroundWait = 2 * time.Millisecond
+const defaultBackgroundWait = 2 * time.Millisecond
 
 func background(batch []*writeRequest) bool {
 	for _, req := range batch {
@@ -180,11 +180,11 @@ func background(batch []*writeRequest) bool {
 	return true
 }
 
-// gatherBackground adds the writes that arrive within backgroundWait to a
+// gatherBackground adds the writes that arrive within s.backgroundWait to a
 // batch of background writes. A foreground write ends the wait at once, as
 // do a full batch and the store closing.
 func (s *Store) gatherBackground(batch []*writeRequest) []*writeRequest {
-	timer := time.NewTimer(backgroundWait)
+	timer := time.NewTimer(s.backgroundWait)
 	defer timer.Stop()
 	for len(batch) < maxBatch {
 		select {

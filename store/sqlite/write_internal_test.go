@@ -18,6 +18,10 @@ func TestBackgroundWritesShareCommits(t *testing.T) {
 	const n = 40
 	ctx := testContext(t)
 	s := openTest(t, filepath.Join(t.TempDir(), "cmbs.sqlite"))
+	// Far longer than the writes below are apart, however slow the
+	// machine; the foreground write at the end ends the wait (a background
+	// write whose goroutine is scheduled after it waits this long alone).
+	s.backgroundWait = time.Second
 	before := s.commits.Load()
 	var wg sync.WaitGroup
 	errs := make(chan error, n+1)
