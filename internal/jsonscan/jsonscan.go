@@ -203,6 +203,57 @@ func (s *Scanner) digits() int {
 	return n
 }
 
+// Skip consumes the next value, checking it as it goes.
+func (s *Scanner) Skip() bool {
+	c, ok := s.Next()
+	if !ok {
+		return false
+	}
+	switch {
+	case c == '{', c == '[':
+		defer s.Leave()
+		if !s.Enter() {
+			return false
+		}
+		closing := byte('}')
+		if c == '[' {
+			closing = ']'
+		}
+		if s.Consume(closing) {
+			return true
+		}
+		for {
+			if c == '{' {
+				if n, ok := s.Next(); !ok || n != '"' {
+					return false
+				}
+				if _, ok := s.String(false); !ok || !s.Consume(':') {
+					return false
+				}
+			}
+			if !s.Skip() {
+				return false
+			}
+			if more, ok := s.More(closing); !more {
+				return ok
+			}
+		}
+	case c == '"':
+		_, ok := s.String(false)
+		return ok
+	case c == 't':
+		return s.Literal("true")
+	case c == 'f':
+		return s.Literal("false")
+	case c == 'n':
+		return s.Literal("null")
+	case c == '-' || c >= '0' && c <= '9':
+		_, ok := s.Number()
+		return ok
+	}
+	return false
+}
+
 // Decode returns what json.Unmarshal(data, &v) with v of type any gives:
 // map[string]any, []any, float64, string, bool or nil, and the same error.
 func Decode(data []byte) (any, error) {

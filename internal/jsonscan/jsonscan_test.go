@@ -16,6 +16,7 @@ var seeds = []string{
 	`{"id":"m1","kind":"http://houssem.org/cmbs#message","attributes":{"cmbs":{"message":{"storable":"False","message_content":{"text":"hé"}}}}}`,
 }
 
+// Decode, and Skip over a whole document, agree with encoding/json.
 func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
 	for _, s := range seeds {
 		check(t, []byte(s))
@@ -33,6 +34,10 @@ func FuzzDecodeAgreesWithEncodingJSON(f *testing.F) {
 
 func check(t *testing.T, data []byte) {
 	t.Helper()
+	s := Scanner{Data: data}
+	if got, want := s.Skip() && s.AtEnd(), json.Valid(data); got != want {
+		t.Fatalf("%q: Skip accepts it %v, json.Valid %v", data, got, want)
+	}
 	got, gotErr := Decode(data)
 	var want any
 	wantErr := json.Unmarshal(data, &want)

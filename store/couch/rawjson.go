@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/cmbs/cmbs/internal/jsonscan"
 )
 
 // Documents pass through this package as raw JSON: CouchDB adds _id and _rev
@@ -27,101 +29,38 @@ type member struct {
 // JSON (json.Valid); fn returning false stops the walk. It fails if raw is not
 // an object.
 func walkObject(raw []byte, fn func(m member) bool) error {
-	i := skipSpace(raw, 0)
-	if i >= len(raw) || raw[i] != '{' {
+	s := jsonscan.Scanner{Data: raw}
+	if !s.Consume('{') {
 		return errNotObject
 	}
-	i = skipSpace(raw, i+1)
-	if i < len(raw) && raw[i] == '}' {
+	if s.Consume('}') {
 		return nil
 	}
-	for i < len(raw) {
-		var m member
-		m.start = i
-		keyEnd := skipString(raw, i)
-		rawKey := raw[i+1 : keyEnd-1]
-		if bytes.IndexByte(rawKey, '\\') < 0 {
-			m.key = string(rawKey)
-		} else if err := json.Unmarshal(raw[i:keyEnd], &m.key); err != nil {
-			return fmt.Errorf("member key: %w", err)
+	for {
+		if c, ok := s.Next(); !ok || c != '"' {
+			return errNotObject
 		}
-		i = skipSpace(raw, keyEnd)
-		i = skipSpace(raw, i+1) // past ':'
-		m.valueStart = i
-		i = skipValue(raw, i)
-		m.end = i
+		m := member{start: s.Pos}
+		key, ok := s.String(true)
+		if !ok || !s.Consume(':') {
+			return fmt.Errorf("member key at byte %d: %w", m.start, errNotObject)
+		}
+		m.key = key
+		s.Space()
+		m.valueStart = s.Pos
+		if !s.Skip() {
+			return fmt.Errorf("member %q: %w", key, errNotObject)
+		}
+		m.end = s.Pos
 		if !fn(m) {
 			return nil
 		}
-		i = skipSpace(raw, i)
-		if i >= len(raw) || raw[i] == '}' {
+		if more, ok := s.More('}'); !more {
+			if !ok {
+				return errNotObject
+			}
 			return nil
 		}
-		i = skipSpace(raw, i+1) // past ','
-	}
-	return nil
-}
-
-func skipSpace(raw []byte, i int) int {
-	for i < len(raw) {
-		switch raw[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// skipString returns the index after the string starting at raw[i] == '"'.
-func skipString(raw []byte, i int) int {
-	for i++; i < len(raw); i++ {
-		switch raw[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return i
-}
-
-// skipValue returns the index after the value starting at raw[i].
-func skipValue(raw []byte, i int) int {
-	if i >= len(raw) {
-		return i
-	}
-	switch raw[i] {
-	case '"':
-		return skipString(raw, i)
-	case '{', '[':
-		depth := 0
-		for i < len(raw) {
-			switch raw[i] {
-			case '"':
-				i = skipString(raw, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	default: // number, true, false, null
-		for i < len(raw) {
-			switch raw[i] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return i
-			}
-			i++
-		}
-		return i
 	}
 }
 
