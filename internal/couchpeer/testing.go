@@ -33,8 +33,10 @@ type Server struct {
 }
 
 // StartServer picks or starts the server for a test binary; call it from
-// TestMain and Close the result after m.Run. It never fails: when no server
-// is available, URL reports why to each test that asks.
+// TestMain and Close the result after m.Run. A peer it starts is also put
+// in COUCHDB_URL for the rest of the binary, so that URLForTest shares it
+// rather than starting one per test. It never fails: when no server is
+// available, URL reports why to each test that asks.
 func StartServer(ctx context.Context) *Server {
 	if u := os.Getenv(EnvURL); u != "" {
 		return &Server{url: u}
@@ -43,6 +45,10 @@ func StartServer(ctx context.Context) *Server {
 	defer cancel()
 	p, err := Start(ctx, Options{Stderr: os.Stderr})
 	if err != nil {
+		return &Server{err: err}
+	}
+	if err := os.Setenv(EnvURL, p.URL()); err != nil {
+		_ = p.Stop()
 		return &Server{err: err}
 	}
 	return &Server{url: p.URL(), peer: p}
@@ -66,6 +72,7 @@ func (s *Server) Close() error {
 	if s.peer == nil {
 		return nil
 	}
+	_ = os.Unsetenv(EnvURL)
 	return s.peer.Stop()
 }
 
