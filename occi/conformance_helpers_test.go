@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -84,44 +85,52 @@ type occiClient struct {
 
 // do sends a request. Text lines go to the body (text/plain) or to headers
 // (text/occi); js, when not nil, is the 1.2 JSON body.
+// testHTTP bounds every request of the conformance clients: a hung server
+// fails the test instead of holding it until go test's own timeout.
+var testHTTP = &http.Client{Timeout: 30 * time.Second}
+
 func (c *occiClient) do(method, url string, lines []string, js any, hdr ...string) *oresp {
 	c.t.Helper()
 	if !strings.HasPrefix(url, "http") {
 		url = c.base + url
 	}
 	var body io.Reader
-	req, err := http.NewRequest(method, url, nil)
+	header := http.Header{"Accept": {c.d.accept}}
+	switch {
+	case js != nil:
+		raw, err := json.Marshal(js)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		body = bytes.NewReader(raw)
+		header.Set("Content-Type", "application/occi+json")
+	case c.d.name == "text_occi" || (c.d.isJSON() && len(lines) > 0):
+		header.Set("Content-Type", "text/occi")
+		for _, l := range lines {
+			name, value, _ := strings.Cut(l, ": ")
+			header.Add(name, value)
+		}
+	case len(lines) > 0:
+		header.Set("Content-Type", "text/plain")
+		body = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	}
+	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	req.Header.Set("Accept", c.d.accept)
-	switch {
-	case js != nil:
-		raw, _ := json.Marshal(js)
-		body = bytes.NewReader(raw)
-		req.Header.Set("Content-Type", "application/occi+json")
-	case c.d.name == "text_occi" || (c.d.isJSON() && len(lines) > 0):
-		req.Header.Set("Content-Type", "text/occi")
-		for _, l := range lines {
-			name, value, _ := strings.Cut(l, ": ")
-			req.Header.Add(name, value)
-		}
-	case len(lines) > 0:
-		req.Header.Set("Content-Type", "text/plain")
-		body = strings.NewReader(strings.Join(lines, "\n") + "\n")
-	}
-	if body != nil {
-		req.Body = io.NopCloser(body)
-	}
+	req.Header = header
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := testHTTP.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		c.t.Fatalf("%s %s: reading the reply: %v", method, url, err)
+	}
 	r := &oresp{status: res.StatusCode, header: res.Header, body: raw}
 	if s := res.Header.Get("Server"); s != occi.ServerHeader {
 		c.t.Fatalf("%s %s: Server %q, want %q", method, url, s, occi.ServerHeader)

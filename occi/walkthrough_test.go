@@ -92,8 +92,9 @@ func fixture(t testing.TB, name string) []byte {
 }
 
 // registerCMBS registers the CMBS providers the seed's put_provider files bind.
-// The fixtures name fixed ports nobody answers on in tests: a short
-// timeout keeps send_l1 and check_neighbors from waiting long for them.
+// The walk-throughs use the seed's files as written, so they bind its fixed
+// ports (5010, 5020, 5031); the neighbour they name (6010) answers nothing,
+// and a short timeout keeps check_neighbors from waiting long for it.
 func registerCMBS(reg *providers.Registry, srv *occi.Server) error {
 	return cmbs.NewBroker(srv.Entities(), cmbs.Options{RequestTimeout: 500 * time.Millisecond}).Register(reg)
 }

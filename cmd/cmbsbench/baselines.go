@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,16 +100,15 @@ func rawPubSub(ctx context.Context, subs, count int, body []byte) (fanoutResult,
 	var lastAt atomic.Int64
 	warm := make([]atomic.Bool, subs)
 	var wg sync.WaitGroup
-	defer wg.Wait() // after cancel and the SUBs' Close below
+	defer wg.Wait()
+	defer cancel() // before wg.Wait: the receivers return
 	for i := 0; i < subs; i++ {
 		sub := zmq4.NewSub(ctx, zmq4.WithDialerMaxRetries(20))
 		defer sub.Close()
 		if err := sub.Dial(endpoint); err != nil {
-			cancel()
 			return fanoutResult{}, err
 		}
 		if err := sub.SetOption(zmq4.OptionSubscribe, ""); err != nil {
-			cancel()
 			return fanoutResult{}, err
 		}
 		wg.Add(1)
@@ -133,7 +133,6 @@ func rawPubSub(ctx context.Context, subs, count int, body []byte) (fanoutResult,
 			}
 		}()
 	}
-	defer cancel() // runs before wg.Wait: the receivers return
 	// Slow joiner: publish warm-up messages until every SUB has one.
 	for ready := false; !ready; {
 		if ctx.Err() != nil {
@@ -184,7 +183,7 @@ func natsServerPath() (string, error) {
 // natsFanout runs nats-server on a free loopback port as a child process
 // and publishes count messages from one connection to subs subscribers on
 // connections of their own; deliveries are counted in their handlers.
-func natsFanout(ctx context.Context, bin string, subs, count int, body []byte) (fanoutResult, string, error) {
+func natsFanout(ctx context.Context, bin string, subs, count int, body []byte) (fanoutResult, error) {
 	return natsRun(ctx, bin, subs, count, body, false)
 }
 
@@ -192,32 +191,28 @@ func natsFanout(ctx context.Context, bin string, subs, count int, body []byte) (
 // broker's are: each message is published with a reply subject, every
 // subscriber answers it, and a delivery counts when its answer is back at
 // the publisher.
-func natsAckedFanout(ctx context.Context, bin string, subs, count int, body []byte) (fanoutResult, string, error) {
+func natsAckedFanout(ctx context.Context, bin string, subs, count int, body []byte) (fanoutResult, error) {
 	return natsRun(ctx, bin, subs, count, body, true)
 }
 
-func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acked bool) (fanoutResult, string, error) {
+func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acked bool) (fanoutResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fanoutResult{}, "", err
+		return fanoutResult{}, err
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close()
 	cmd := exec.CommandContext(ctx, bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-m", "0")
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
-		return fanoutResult{}, "", err
+		return fanoutResult{}, err
 	}
 	defer func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	}()
-	version := ""
-	if out, err := exec.CommandContext(ctx, bin, "--version").Output(); err == nil {
-		version = string(out)
-	}
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	connect := func() (*nats.Conn, error) {
 		var err error
@@ -234,7 +229,7 @@ func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acke
 	for i := 0; i < subs; i++ {
 		nc, err := connect()
 		if err != nil {
-			return fanoutResult{}, version, err
+			return fanoutResult{}, err
 		}
 		defer nc.Close()
 		if err := subscribe(nc, "bench", func(m *nats.Msg) {
@@ -245,12 +240,12 @@ func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acke
 			got.Add(1)
 			lastAt.Store(time.Now().UnixNano())
 		}); err != nil {
-			return fanoutResult{}, version, err
+			return fanoutResult{}, err
 		}
 	}
 	pub, err := connect()
 	if err != nil {
-		return fanoutResult{}, version, err
+		return fanoutResult{}, err
 	}
 	defer pub.Close()
 	want := int64(subs * count)
@@ -259,7 +254,7 @@ func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acke
 			got.Add(1)
 			lastAt.Store(time.Now().UnixNano())
 		}); err != nil {
-			return fanoutResult{}, version, err
+			return fanoutResult{}, err
 		}
 	}
 	start := time.Now()
@@ -271,11 +266,11 @@ func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acke
 			err = pub.Publish("bench", body)
 		}
 		if err != nil {
-			return fanoutResult{}, version, err
+			return fanoutResult{}, err
 		}
 	}
 	if err := pub.FlushTimeout(30 * time.Second); err != nil {
-		return fanoutResult{}, version, err
+		return fanoutResult{}, err
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for got.Load() < want && time.Now().Before(deadline) && ctx.Err() == nil {
@@ -283,9 +278,9 @@ func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acke
 	}
 	n := got.Load()
 	if n == 0 {
-		return fanoutResult{}, version, errors.New("nats: nothing delivered")
+		return fanoutResult{}, errors.New("nats: nothing delivered")
 	}
-	return fanoutResult{delivered: int(n), elapsed: time.Duration(lastAt.Load() - start.UnixNano())}, version, nil
+	return fanoutResult{delivered: int(n), elapsed: time.Duration(lastAt.Load() - start.UnixNano())}, nil
 }
 
 // subscribe subscribes nc to subject without a pending limit (the
@@ -300,4 +295,16 @@ func subscribe(nc *nats.Conn, subject string, handle nats.MsgHandler) error {
 		return err
 	}
 	return nc.FlushTimeout(5 * time.Second)
+}
+
+// natsVersion is what nats-server --version says, or "" when it says
+// nothing.
+func natsVersion(ctx context.Context, bin string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }

@@ -76,8 +76,24 @@ func benchL1(ctx context.Context, cfg config, log *slog.Logger, out func(string,
 	}
 	stored := time.Since(all)
 	brokerRTT := median(ds)
-	if _, err := a.do(ctx, "GET", locs[len(locs)-1], nil, 200); err != nil {
+	// Settled: the last message sent has its reply stored as its result.
+	last, err := a.do(ctx, "GET", locs[len(locs)-1], nil, 200)
+	if err != nil {
 		return err
+	}
+	var settled struct {
+		Attributes struct {
+			Cmbs struct {
+				Message struct {
+					Result struct {
+						Member map[string]any `json:"member_description"`
+					} `json:"result"`
+				} `json:"message"`
+			} `json:"cmbs"`
+		} `json:"attributes"`
+	}
+	if err := json.Unmarshal(last, &settled); err != nil || settled.Attributes.Cmbs.Message.Result.Member == nil {
+		return fmt.Errorf("the last message's result was not stored (%v): %.300s", err, last)
 	}
 
 	// The raw baseline carries the same bytes: the message as the broker
@@ -243,20 +259,20 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 		results["nats_skipped"] = err.Error()
 		return nil
 	}
-	nr, version, err := natsFanout(ctx, bin, receivers, cfg.fanoutMsgs, body)
+	nr, err := natsFanout(ctx, bin, receivers, cfg.fanoutMsgs, body)
 	if err != nil {
 		out("   NATS column skipped: %v", err)
 		results["nats_skipped"] = err.Error()
 		return nil
 	}
-	out("   %s (%s) → %d subscribers (own connections): %d deliveries in %v: %.0f deliveries/s", bin, strings.TrimSpace(version), receivers, nr.delivered, nr.elapsed.Round(time.Millisecond), nr.rate())
+	out("   %s (%s) → %d subscribers (own connections): %d deliveries in %v: %.0f deliveries/s", bin, natsVersion(ctx, bin), receivers, nr.delivered, nr.elapsed.Round(time.Millisecond), nr.rate())
 	results["nats_fanout_per_s"] = nr.rate()
 	results["l2_fanout_vs_nats"] = l2.rate() / nr.rate()
 	results["l32_fanout_vs_nats"] = l32.rate() / nr.rate()
 	out("   L3.2 / NATS %.3f (goal ≥ 0.5); L2 / NATS %.3f", l32.rate()/nr.rate(), l2.rate()/nr.rate())
 	// The broker acknowledges every delivery; NATS core above does not.
 	// The same with acknowledgements, for comparison (not a goal).
-	na, _, err := natsAckedFanout(ctx, bin, receivers, cfg.fanoutMsgs, body)
+	na, err := natsAckedFanout(ctx, bin, receivers, cfg.fanoutMsgs, body)
 	if err != nil {
 		out("   NATS acknowledged column skipped: %v", err)
 		return nil

@@ -1,35 +1,38 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/internal/testserver"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
-	"github.com/cmbs/cmbs/store/sqlite"
 )
 
 // The status answers 503 naming the store's error once the store fails,
 // and refuses methods other than GET and HEAD with a JSON 405.
 func TestStatusReportsAFailingStore(t *testing.T) {
 	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := testserver.OpenSQLite(t)
+	t.Cleanup(func() { _ = st.Close() }) // also closed below, on purpose
 	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: providers.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{})
-	t.Cleanup(func() { _ = broker.Stop(t.Context()) })
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := broker.Stop(stopCtx); err != nil {
+			t.Error(err)
+		}
+	})
 	h := withStatus(&statusHandler{store: st, storeDesc: "sqlite:s.db", broker: broker, started: time.Now()}, srv.Handler())
 
 	get := func(method string) (int, map[string]any) {

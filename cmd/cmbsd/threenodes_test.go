@@ -86,7 +86,11 @@ func mustCall(t *testing.T, method, url string, body []byte, want int) map[strin
 		t.Fatalf("%s %s: %d %s, want %d", method, url, status, out, want)
 	}
 	var m map[string]any
-	_ = json.Unmarshal(out, &m)
+	if len(bytes.TrimSpace(out)) > 0 {
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("%s %s: the reply is not a JSON object (%v): %.300s", method, url, err, out)
+		}
+	}
 	return m
 }
 

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Python returns a python3 that can import zmq: Debian's /usr/bin/python3
@@ -27,7 +28,10 @@ func Python(t testing.TB) string {
 		candidates = append(candidates, p)
 	}
 	for _, py := range candidates {
-		if exec.Command(py, "-c", "import zmq").Run() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := exec.CommandContext(ctx, py, "-c", "import zmq").Run()
+		cancel()
+		if err == nil {
 			return py
 		}
 	}
