@@ -307,8 +307,6 @@ func expectEmpty(t testing.TB, r reply, status int) {
 	}
 }
 
-// userCategories splits a GET /-/ reply into the user categories of each class
-// (OCCI core's built-in kinds left out), each as its JSON description.
 // builtinIDs are the categories every server has (OCCI core and
 // infrastructure); the pyOCNI cases count what the client registered.
 var builtinIDs = func() map[string]bool {
@@ -320,8 +318,10 @@ var builtinIDs = func() map[string]bool {
 }()
 
 // nBuiltin is how many categories a server has before any is registered.
-var nBuiltin = len(categories.Builtin())
+var nBuiltin = len(builtinIDs)
 
+// userCategories splits a GET /-/ reply into the user categories of each
+// class (the built-in ones left out), each as its JSON description.
 func userCategories(t testing.TB, body map[string]any) map[string][]map[string]any {
 	t.Helper()
 	out := map[string][]map[string]any{}

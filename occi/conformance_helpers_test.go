@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -185,21 +186,12 @@ func (c *occiClient) textLines(r *oresp, allowed ...string) []string {
 			continue
 		}
 		name, _, ok := strings.Cut(l, ": ")
-		if !ok || !contains(allowed, name) {
+		if !ok || !slices.Contains(allowed, name) {
 			c.t.Fatalf("line %q is not one of %v", l, allowed)
 		}
 		out = append(out, l)
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // splitOutside splits s at sep outside double quotes and angle brackets.
@@ -458,16 +450,13 @@ func (c *occiClient) list(path string, filter *ocat) []string {
 		if err := json.Unmarshal(r.body, &m); err != nil {
 			c.t.Fatal(err)
 		}
+		locations := map[string]string{} // kind → its collection
+		for _, k := range c.discover(nil) {
+			locations[k.id()] = k.location
+		}
 		for _, key := range []string{"resources", "links"} {
 			for _, e := range m[key] {
-				kind := e["kind"].(string)
-				loc := ""
-				for _, k := range c.discover(nil) {
-					if k.id() == kind {
-						loc = k.location
-					}
-				}
-				out = append(out, c.base+loc+e["id"].(string))
+				out = append(out, c.base+locations[e["kind"].(string)]+e["id"].(string))
 			}
 		}
 	} else {
@@ -633,7 +622,7 @@ func (c *occiClient) action(url string, a ocat, attrs map[string]any) *oresp {
 		if attrs != nil {
 			inv["attributes"] = attrs
 		}
-		validate12(c.t, mustMarshal(c.t, inv), "action_invocation")
+		validate12(c.t, mustJSON(c.t, inv), "action_invocation")
 		return c.do("POST", target, nil, inv)
 	}
 	lines := []string{"Category: " + a.term + `; scheme="` + a.scheme + `"; class="action"`}
@@ -641,15 +630,6 @@ func (c *occiClient) action(url string, a ocat, attrs map[string]any) *oresp {
 		lines = append(lines, "X-OCCI-Attribute: "+k+"="+textValueOf(v))
 	}
 	return c.do("POST", target, lines, nil)
-}
-
-func mustMarshal(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 var (
@@ -705,5 +685,3 @@ func validate12(t testing.TB, raw []byte, def string) {
 		t.Fatalf("OCCI 1.2 JSON schema (%q) rejects the document: %v\n%s", def, err, raw)
 	}
 }
-
-func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }

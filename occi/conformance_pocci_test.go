@@ -5,8 +5,10 @@ package occi_test
 // text/plain, text/occi and OCCI 1.2 JSON.
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,10 +16,7 @@ import (
 	"github.com/cmbs/cmbs/categories"
 )
 
-const (
-	infra   = categories.InfraScheme
-	coreSch = "http://schemas.ogf.org/occi/core#"
-)
+const infra = categories.InfraScheme
 
 // pocciValues is pOCCI's table of values for required attributes; any
 // other required (and mutable) attribute is a test error.
@@ -66,7 +65,7 @@ func infraCreate(t *testing.T, c *occiClient, cats []ocat, term string, mixins [
 	if !strings.HasPrefix(loc, "http://") {
 		t.Fatalf("created location %q is not absolute (headers %v)", loc, r.header)
 	}
-	if !contains(c.list(kind.location, nil), loc) {
+	if !slices.Contains(c.list(kind.location, nil), loc) {
 		t.Fatalf("%s is not in the listing of %s", loc, kind.location)
 	}
 	return loc
@@ -76,7 +75,7 @@ func TestPOCCI_CORE_DISCOVERY_001(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, c *occiClient) {
 		cats := c.discover(nil)
 		for _, k := range []string{"entity", "resource", "link"} {
-			findCat(t, cats, coreSch+k, "kind")
+			findCat(t, cats, coreScheme+k, "kind")
 		}
 	})
 }
@@ -93,7 +92,7 @@ func TestPOCCI_CORE_READ_001(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, c *occiClient) {
 		cats := c.discover(nil)
 		loc := infraCreate(t, c, cats, "compute", nil, nil)
-		if got := c.list(findCat(t, cats, categories.ComputeKind, "kind").location, nil); !contains(got, loc) {
+		if got := c.list(findCat(t, cats, categories.ComputeKind, "kind").location, nil); !slices.Contains(got, loc) {
 			t.Fatalf("listing %v lacks %s", got, loc)
 		}
 	})
@@ -104,7 +103,7 @@ func TestPOCCI_CORE_READ_002(t *testing.T) {
 		cats := c.discover(nil)
 		var kind *ocat
 		for i := range cats {
-			if cats[i].rel == coreSch+"resource" && cats[i].class == "kind" {
+			if cats[i].rel == coreScheme+"resource" && cats[i].class == "kind" {
 				kind = &cats[i]
 				break
 			}
@@ -113,7 +112,7 @@ func TestPOCCI_CORE_READ_002(t *testing.T) {
 			t.Fatal("no kind with rel core#resource")
 		}
 		loc := infraCreate(t, c, cats, kind.term, nil, nil)
-		if got := c.list(kind.location, kind); !contains(got, loc) {
+		if got := c.list(kind.location, kind); !slices.Contains(got, loc) {
 			t.Fatalf("filtered listing %v lacks %s", got, loc)
 		}
 	})
@@ -194,7 +193,7 @@ func TestPOCCI_CORE_UPDATE_001(t *testing.T) {
 		if c.d.isJSON() {
 			raw := c.expect(c.do("GET", loc, nil, nil), 200).body
 			var m map[string]any
-			if err := jsonUnmarshal(raw, &m); err != nil {
+			if err := json.Unmarshal(raw, &m); err != nil {
 				t.Fatal(err)
 			}
 			m["attributes"].(map[string]any)["occi.core.title"] = "changed by pOCCI"
@@ -247,7 +246,7 @@ func TestPOCCI_CORE_MISC_001(t *testing.T) {
 			term = "suspend"
 		}
 		a := findCat(t, cats, categories.ComputeActions+term, "action")
-		if !contains(e.actions, a.id()) {
+		if !slices.Contains(e.actions, a.id()) {
 			t.Fatalf("entity actions %v lack %s", e.actions, a.id())
 		}
 		c.expect(c.action(loc, a, nil), http.StatusOK)
@@ -294,7 +293,7 @@ func TestPOCCI_INFRA_CREATE_004(t *testing.T) {
 		}
 		loc := infraCreate(t, c, cats, "compute", []ocat{*os, *res}, nil)
 		e := c.get(loc)
-		if !contains(e.categories, os.id()) || !contains(e.categories, res.id()) {
+		if !slices.Contains(e.categories, os.id()) || !slices.Contains(e.categories, res.id()) {
 			t.Fatalf("categories %v", e.categories)
 		}
 		if e.attrs["occi.compute.cores"] == nil {

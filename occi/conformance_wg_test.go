@@ -8,6 +8,7 @@ package occi_test
 import (
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,13 +20,18 @@ const myStuff = `my_stuff; scheme="http://example.com/occi/my_stuff#"; class="mi
 
 func wgClient(t *testing.T, accept string) *occiClient {
 	srv := testserver.Start(t, testserver.Options{})
+	return &occiClient{t: t, base: srv.URL, d: dialectFor(t, accept)}
+}
+
+// dialectFor is the dialect that asks for accept.
+func dialectFor(t *testing.T, accept string) dialect {
 	for _, d := range dialects {
 		if d.accept == accept {
-			return &occiClient{t: t, base: srv.URL, d: d}
+			return d
 		}
 	}
 	t.Fatalf("no dialect %s", accept)
-	return nil
+	return dialect{}
 }
 
 // ctf_341 and ctf_367: the query interface, its RFC 5785 twin, a Category
@@ -61,19 +67,19 @@ func TestWG_OperationsOnMixinsAndKinds(t *testing.T) {
 	c1, c2 := r1.header.Get("Location"), r2.header.Get("Location")
 	listed := c.list("/compute/", nil)
 	uri := c.do("GET", "/compute/", nil, nil, "Accept", "text/uri-list")
-	if uri.status != 200 || strings.Fields(string(uri.body))[0] != listed[0] || len(strings.Fields(string(uri.body))) != len(listed) {
+	if got := strings.Fields(string(uri.body)); uri.status != 200 || len(got) != len(listed) || len(got) == 0 || got[0] != listed[0] {
 		t.Fatalf("uri-list %q vs %v", uri.body, listed)
 	}
 	start := ocat{term: "start", scheme: categories.ComputeActions, class: "action"}
 	c.expect(c.action(c.base+"/compute/", start, nil), 200)
 	for _, loc := range []string{c1, c2} {
-		if st := (&occiClient{t: t, base: c.base, d: dialects[0]}).get(loc).attrs["occi.compute.state"]; st != "active" {
+		if st := c.get(loc).attrs["occi.compute.state"]; st != "active" {
 			t.Fatalf("%s after the collection start: %v", loc, st)
 		}
 	}
 	c.expect(c.do("POST", "/-/", []string{"Category: " + myStuff + `; location="/my_stuff/"`}, nil), 200)
 	c.expect(c.do("POST", "/my_stuff/", []string{"X-OCCI-Location: " + c1}, nil), 200)
-	if e := c.get(c1); !contains(e.categories, "http://example.com/occi/my_stuff#my_stuff") {
+	if e := c.get(c1); !slices.Contains(e.categories, "http://example.com/occi/my_stuff#my_stuff") {
 		t.Fatalf("tagged compute: %v", e.categories)
 	}
 	c.expect(c.do("PUT", "/my_stuff/", []string{"X-OCCI-Location: " + c2}, nil), 200)
@@ -152,7 +158,7 @@ func TestWG_Syntax(t *testing.T) {
 	if !re.MatchString(lines[1]) {
 		t.Fatalf("line 2 %q does not match the WG syntax check", lines[1])
 	}
-	occi := wgClient(t, "text/occi")
+	occi := &occiClient{t: t, base: c.base, d: dialectFor(t, "text/occi")}
 	if !re.MatchString(occi.expect(occi.do("GET", "/-/", nil, nil), 200).header.Get("Category")) {
 		t.Fatal("text/occi Category header fails the WG syntax check")
 	}
@@ -205,7 +211,7 @@ func TestWG_OCCIInfrastructure(t *testing.T) {
 					t.Fatalf("%s lacks %s", term, a)
 				}
 			}
-			if want := map[bool]string{true: coreSch + "link", false: coreSch + "resource"}[strings.HasSuffix(term, "link") || term == "networkinterface"]; k.rel != want {
+			if want := map[bool]string{true: coreScheme + "link", false: coreScheme + "resource"}[strings.HasSuffix(term, "link") || term == "networkinterface"]; k.rel != want {
 				t.Fatalf("%s rel %q, want %s", term, k.rel, want)
 			}
 		}
@@ -251,9 +257,8 @@ func TestConformance_StateMachine(t *testing.T) {
 func TestConformance_QueryExtras(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, c *occiClient) {
 		cats := c.discover(nil)
-		var locs []string
 		for _, h := range []string{"alpha", "beta", "gamma"} {
-			locs = append(locs, infraCreate(t, c, cats, "compute", nil, map[string]any{"occi.compute.hostname": h + ".example.org"}))
+			infraCreate(t, c, cats, "compute", nil, map[string]any{"occi.compute.hostname": h + ".example.org"})
 		}
 		if got := c.list("/compute/?q=occi.compute.hostname=beta.example.org", nil); len(got) != 1 {
 			t.Fatalf("?q=name=value: %v", got)
@@ -266,13 +271,12 @@ func TestConformance_QueryExtras(t *testing.T) {
 		}
 		all := c.list("/compute/", nil)
 		p1, p2 := c.list("/compute/?page=1&number=2", nil), c.list("/compute/?page=2&number=2", nil)
-		if len(p1) != 2 || len(p2) != 1 || contains(p1, p2[0]) || len(all) != 3 {
+		if len(p1) != 2 || len(p2) != 1 || slices.Contains(p1, p2[0]) || len(all) != 3 {
 			t.Fatalf("pages %v %v of %v", p1, p2, all)
 		}
 		if got := c.list("/compute/?page=9&number=2", nil); len(got) != 0 {
 			t.Fatalf("past the end: %v", got)
 		}
 		c.expect(c.do("GET", "/compute/?page=1&number=100000", nil, nil), http.StatusRequestEntityTooLarge)
-		_ = locs
 	})
 }

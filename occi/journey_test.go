@@ -5,12 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/internal/testserver"
-)
-
-const (
-	infraScheme   = "http://schemas.ogf.org/occi/infrastructure#"
-	computeAction = "http://schemas.ogf.org/occi/infrastructure/compute/action#"
 )
 
 // journeyClient speaks one OCCI rendering only.
@@ -40,24 +36,16 @@ func (j *journeyClient) send(method, path string, want int, textBody string, jso
 func (j *journeyClient) create(coll, kind string, attrs map[string]any) string {
 	j.t.Helper()
 	var lines strings.Builder
-	lines.WriteString("Category: " + kind + "; scheme=\"" + infraScheme + "\"; class=\"kind\"\n")
+	lines.WriteString("Category: " + kind + "; scheme=\"" + categories.InfraScheme + "\"; class=\"kind\"\n")
 	for k, v := range attrs {
-		lines.WriteString("X-OCCI-Attribute: " + k + "=" + textLiteral(v) + "\n")
+		lines.WriteString("X-OCCI-Attribute: " + k + "=" + textValueOf(v) + "\n")
 	}
-	r := j.send("POST", coll, 201, lines.String(), map[string]any{"kind": infraScheme + kind, "attributes": attrs})
+	r := j.send("POST", coll, 201, lines.String(), map[string]any{"kind": categories.InfraScheme + kind, "attributes": attrs})
 	loc := r.header.Get("Location")
 	if !strings.HasPrefix(loc, j.base+coll) {
 		j.t.Fatalf("create in %s: Location %q", coll, loc)
 	}
 	return strings.TrimPrefix(loc, j.base)
-}
-
-func textLiteral(v any) string {
-	if s, ok := v.(string); ok {
-		return `"` + s + `"`
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
 }
 
 // read returns the entity's attributes (flat names) and its mixins,
@@ -82,17 +70,12 @@ func (j *journeyClient) read(path string) (attrs map[string]string, mixins []str
 	}
 	e := r.json(j.t)
 	for k, v := range e["attributes"].(map[string]any) {
-		attrs[k] = strings.Trim(textLiteral(v), `"`)
+		attrs[k] = strings.Trim(textValueOf(v), `"`)
 	}
-	for _, m := range anyList(e["mixins"]) {
+	for _, m := range asAnyList(e["mixins"]) {
 		mixins = append(mixins, m.(string))
 	}
 	return attrs, mixins
-}
-
-func anyList(v any) []any {
-	l, _ := v.([]any)
-	return l
 }
 
 // TestClientJourney: a client that speaks only text/plain, or only OCCI
@@ -106,7 +89,7 @@ func TestClientJourney(t *testing.T) {
 
 			// Discover.
 			model := j.send("GET", "/-/", 200, "", nil)
-			if !strings.Contains(string(model.body), "compute") || !strings.Contains(string(model.body), infraScheme) {
+			if !strings.Contains(string(model.body), "compute") || !strings.Contains(string(model.body), categories.InfraScheme) {
 				t.Fatalf("the model does not show the compute kind:\n%.400s", model.body)
 			}
 
@@ -145,8 +128,8 @@ func TestClientJourney(t *testing.T) {
 
 			// Trigger an action.
 			j.send("POST", vm+"?action=start", 200,
-				"Category: start; scheme=\""+computeAction+"\"; class=\"action\"\n",
-				map[string]any{"action": computeAction + "start"})
+				"Category: start; scheme=\""+categories.ComputeActions+"\"; class=\"action\"\n",
+				map[string]any{"action": categories.ComputeActions + "start"})
 			if attrs, _ := j.read(vm); attrs["occi.compute.state"] != "active" {
 				t.Fatalf("state after start: %v", attrs)
 			}
