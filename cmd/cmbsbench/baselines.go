@@ -198,13 +198,15 @@ func natsAckedFanout(ctx context.Context, bin string, subs, count int, body []by
 func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acked bool) (fanoutResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	endpoint, err := freeSocket()
 	if err != nil {
 		return fanoutResult{}, err
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	cmd := exec.CommandContext(ctx, bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-m", "0")
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(endpoint, "tcp://"))
+	if err != nil {
+		return fanoutResult{}, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "-a", "127.0.0.1", "-p", port, "-m", "0")
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		return fanoutResult{}, err
@@ -213,7 +215,7 @@ func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acke
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	}()
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	url := "nats://127.0.0.1:" + port
 	connect := func() (*nats.Conn, error) {
 		var err error
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {

@@ -22,8 +22,9 @@ import (
 	"github.com/cmbs/cmbs/store/sqlite"
 )
 
-// The pyCMBS category and provider files (copies of testdata/pycmbs), so
-// the command does not depend on the directory it runs from.
+// The pyCMBS category and provider files, embedded so that the built
+// command runs from any directory: copies of testdata/pycmbs (go:embed
+// cannot reach it), kept equal by TestEmbeddedFilesMatchTestdata.
 //
 //go:embed pycmbs/*.json
 var pycmbsFiles embed.FS
