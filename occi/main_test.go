@@ -1,11 +1,8 @@
 package occi_test
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/internal/testserver"
@@ -15,19 +12,7 @@ import (
 // couchServer is this test binary's CouchDB (the peer, or COUCHDB_URL).
 var couchServer *couchpeer.Server
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	couchServer = couchpeer.StartServer(ctx)
-	cancel()
-	code := m.Run()
-	if err := couchServer.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping the CouchDB-API test peer:", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(couchpeer.Run(m, &couchServer)) }
 
 // stores lists the stores end-to-end tests run against: the embedded one,
 // and a fresh CouchDB database (skipped when no CouchDB is available,

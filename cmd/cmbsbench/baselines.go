@@ -156,13 +156,19 @@ func rawPubSub(ctx context.Context, subs, count int, body []byte) (fanoutResult,
 			return fanoutResult{}, err
 		}
 	}
+	return awaitDeliveries(ctx, "zmq4 PUB/SUB", &got, &lastAt, want, start)
+}
+
+// awaitDeliveries waits up to 30 s for want deliveries counted in got,
+// and reports them as delivered from start to the last one (lastAt).
+func awaitDeliveries(ctx context.Context, what string, got, lastAt *atomic.Int64, want int64, start time.Time) (fanoutResult, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for got.Load() < want && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}
 	n := got.Load()
 	if n == 0 {
-		return fanoutResult{}, errors.New("zmq4 PUB/SUB: nothing delivered")
+		return fanoutResult{}, fmt.Errorf("%s: nothing delivered", what)
 	}
 	return fanoutResult{delivered: int(n), elapsed: time.Duration(lastAt.Load() - start.UnixNano())}, nil
 }
@@ -274,15 +280,7 @@ func natsRun(ctx context.Context, bin string, subs, count int, body []byte, acke
 	if err := pub.FlushTimeout(30 * time.Second); err != nil {
 		return fanoutResult{}, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for got.Load() < want && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(time.Millisecond)
-	}
-	n := got.Load()
-	if n == 0 {
-		return fanoutResult{}, errors.New("nats: nothing delivered")
-	}
-	return fanoutResult{delivered: int(n), elapsed: time.Duration(lastAt.Load() - start.UnixNano())}, nil
+	return awaitDeliveries(ctx, "nats", &got, &lastAt, want, start)
 }
 
 // subscribe subscribes nc to subject without a pending limit (the

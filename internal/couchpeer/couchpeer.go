@@ -15,19 +15,12 @@
 //     CI must never pass by skipping the CouchDB tests.
 //
 // A package whose tests share one server per test binary starts it in
-// TestMain and keeps the *Server in a test-only variable:
+// TestMain (Run does StartServer, m.Run and Close) and keeps the *Server in
+// a test-only variable:
 //
 //	var couch *couchpeer.Server
 //
-//	func TestMain(m *testing.M) {
-//		couch = couchpeer.StartServer(context.Background())
-//		code := m.Run()
-//		if err := couch.Close(); err != nil && code == 0 {
-//			fmt.Fprintln(os.Stderr, err)
-//			code = 1
-//		}
-//		os.Exit(code)
-//	}
+//	func TestMain(m *testing.M) { os.Exit(couchpeer.Run(m, &couch)) }
 //
 //	func TestSomething(t *testing.T) {
 //		url := couch.URL(t)               // skips or fails when there is none

@@ -76,6 +76,26 @@ func (s *Server) Close() error {
 	return s.peer.Stop()
 }
 
+// Run is a TestMain's body: it starts the binary's server (StartServer),
+// stores it in *server (when server is not nil), runs the tests, stops it
+// (saying why if that fails) and returns the exit code for os.Exit.
+func Run(m *testing.M, server **Server) int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	s := StartServer(ctx)
+	cancel()
+	if server != nil {
+		*server = s
+	}
+	code := m.Run()
+	if err := s.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the CouchDB-API test peer:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
 // URLForTest returns the URL of COUCHDB_URL's server, or starts a peer for
 // t alone and stops it when t ends. Without a server it skips t (fails it
 // with CI=true).

@@ -1,11 +1,8 @@
 package entities_test
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/internal/testserver"
@@ -17,15 +14,5 @@ func TestMain(m *testing.M) {
 	if os.Getenv(testserver.EnvStore) != "couchdb" {
 		os.Exit(m.Run())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	couch := couchpeer.StartServer(ctx)
-	cancel()
-	code := m.Run()
-	if err := couch.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping the CouchDB-API test peer:", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(couchpeer.Run(m, nil))
 }
