@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -41,6 +42,8 @@ type storedCategory struct {
 type Registry struct {
 	store         store.Store
 	knownProvider func(name string) bool
+	providerNames func() []string
+	maxAttrs      int
 	log           *slog.Logger
 
 	// writeMu serialises changes to the model so that the checks of one
@@ -64,6 +67,14 @@ type Registry struct {
 type Options struct {
 	// KnownProvider reports whether a provider name can be bound to a kind.
 	KnownProvider func(name string) bool
+	// ProviderNames lists the provider names that can be bound, for the
+	// error that refuses an unknown one. Nil lists none.
+	ProviderNames func() []string
+	// MaxAttributes bounds an entity's attribute count and the length of
+	// every array and member count of every object in its attribute values,
+	// in every attribute set the registry builds (413 beyond). 0 means
+	// model.DefaultMaxAttributes; negative means no bound.
+	MaxAttributes int
 	// Builtin categories (OCCI core, …) are served but neither stored nor
 	// changeable by clients. Nil means Core().
 	Builtin []*model.Category
@@ -75,6 +86,8 @@ func New(ctx context.Context, st store.Store, opts Options) (*Registry, error) {
 	r := &Registry{
 		store:         st,
 		knownProvider: opts.KnownProvider,
+		providerNames: opts.ProviderNames,
+		maxAttrs:      opts.MaxAttributes,
 		log:           opts.Logger,
 		byID:          map[string]*model.Category{},
 		byLocation:    map[string]*model.Category{},
@@ -85,6 +98,15 @@ func New(ctx context.Context, st store.Store, opts Options) (*Registry, error) {
 	}
 	if r.knownProvider == nil {
 		r.knownProvider = func(string) bool { return false }
+	}
+	if r.providerNames == nil {
+		r.providerNames = func() []string { return nil }
+	}
+	switch {
+	case r.maxAttrs == 0:
+		r.maxAttrs = model.DefaultMaxAttributes
+	case r.maxAttrs < 0:
+		r.maxAttrs = 0
 	}
 	builtin := opts.Builtin
 	if builtin == nil {
@@ -312,7 +334,9 @@ func (r *Registry) buildAttrSet(kindID string, mixins []string) (*model.AttrSet,
 	for _, m := range ms {
 		groups = append(groups, m.Attributes)
 	}
-	return model.NewAttrSet(groups...), nil
+	set := model.NewAttrSet(groups...)
+	set.SetMaxValues(r.maxAttrs)
+	return set, nil
 }
 
 // mixinClosure resolves mixin ids and what they depend on.
@@ -360,6 +384,7 @@ func (r *Registry) Action(kindID string, mixins []string, term string) (*model.C
 	for _, m := range ms {
 		declared = append(declared, m.Actions...)
 	}
+	var terms []string
 	for _, id := range declared {
 		c, ok := r.Get(id)
 		if !ok || c.Class != model.ClassAction {
@@ -368,8 +393,14 @@ func (r *Registry) Action(kindID string, mixins []string, term string) (*model.C
 		if c.Term == term || c.ID() == term {
 			return c, nil
 		}
+		if !slices.Contains(terms, c.Term) {
+			terms = append(terms, c.Term)
+		}
 	}
-	return nil, model.BadRequest("action %q is not declared by kind %s or its mixins", term, kindID)
+	if len(terms) == 0 {
+		return nil, model.BadRequest("action %q is not declared by kind %s or its mixins, which declare no actions", term, kindID)
+	}
+	return nil, model.BadRequest("action %q is not declared by kind %s or its mixins; declared: %s", term, kindID, strings.Join(terms, ", "))
 }
 
 // ProviderName returns the provider bound to a kind (Local[0], searching up
@@ -434,7 +465,9 @@ func (d *Document) each(fn func(model.Class, map[string]any) error) error {
 	return nil
 }
 
-// Register adds the document's categories, all or nothing.
+// Register adds the document's categories, all or nothing. A category
+// identical to the one registered under its id is left as it is (so a
+// client's setup can run twice); a different one under a taken id is 409.
 func (r *Registry) Register(ctx context.Context, doc *Document) error {
 	if len(doc.Providers) > 0 {
 		return model.BadRequest("providers are bound with PUT, not POST")
@@ -442,26 +475,34 @@ func (r *Registry) Register(ctx context.Context, doc *Document) error {
 	if len(doc.Kinds)+len(doc.Mixins)+len(doc.Actions) == 0 {
 		return model.BadRequest("nothing to register: the category document needs kinds, mixins or actions")
 	}
+	if err := checkCount(doc); err != nil {
+		return err
+	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 
 	var added []*model.Category
 	newIDs := map[string]*model.Category{}
 	newLocs := map[string]*model.Category{}
+	seen := map[string]bool{}
 	err := doc.each(func(class model.Class, desc map[string]any) error {
-		c, err := model.ParseCategory(class, desc)
+		c, err := r.parseNew(class, desc)
 		if err != nil {
 			return err
 		}
-		if _, exists := r.Get(c.ID()); exists {
-			return model.Conflict("category %s is already registered", c.ID())
-		}
-		if _, dup := newIDs[c.ID()]; dup {
+		if seen[c.ID()] {
 			return model.BadRequest("category %s appears twice in the request", c.ID())
+		}
+		seen[c.ID()] = true
+		if existing, exists := r.Get(c.ID()); exists {
+			if sameDefinition(existing, c) {
+				return nil // registered already, exactly so
+			}
+			return model.Conflict("%s %s is already registered (as a %s) with a different definition", class, c.ID(), existing.Class)
 		}
 		if c.Location != "" {
 			if other, taken := r.ByLocation(c.Location); taken {
-				return model.Conflict("location %s is already used by %s", c.Location, other.ID())
+				return model.Conflict("%s %s: location %s is already used by %s", class, c.ID(), c.Location, other.ID())
 			}
 			if other, dup := newLocs[c.Location]; dup {
 				return model.BadRequest("location %s is given to both %s and %s", c.Location, other.ID(), c.ID())
@@ -476,14 +517,160 @@ func (r *Registry) Register(ctx context.Context, doc *Document) error {
 		return err
 	}
 	for _, c := range added {
-		if err := checkAttrNames(c); err != nil {
-			return err
-		}
 		if err := r.checkReferences(c, newIDs); err != nil {
 			return err
 		}
 	}
+	if err := r.checkCycles(added, newIDs); err != nil {
+		return err
+	}
 	return r.saveAll(ctx, added, nil)
+}
+
+// checkCount bounds the categories one request names.
+func checkCount(doc *Document) error {
+	if n := len(doc.Kinds) + len(doc.Mixins) + len(doc.Actions) + len(doc.Providers); n > model.MaxCategoriesPerRequest {
+		return model.TooLarge("the category document names %d categories; the limit is %d per request", n, model.MaxCategoriesPerRequest)
+	}
+	return nil
+}
+
+// parseNew reads a category being registered or updated and applies the
+// checks that stored categories are spared (so they keep loading): bounds,
+// attribute names, defaults. A kind's or mixin's location is normalised to
+// the path the server uses (a full URL's path, ending in "/"), in its
+// description too. Every error names the category.
+func (r *Registry) parseNew(class model.Class, desc map[string]any) (*model.Category, error) {
+	c, err := model.ParseCategory(class, desc)
+	if err != nil {
+		return nil, inCategory(class, desc, err)
+	}
+	if err := model.CheckBounds(c); err != nil {
+		return nil, err
+	}
+	if c.Location != "" {
+		desc["location"] = c.Location
+	}
+	if err := checkAttrNames(c); err != nil {
+		return nil, err
+	}
+	if err := checkDefaults(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// inCategory makes an error about a category description name the category.
+func inCategory(class model.Class, desc map[string]any, err error) error {
+	var me *model.Error
+	if !errors.As(err, &me) {
+		return err
+	}
+	term, _ := desc["term"].(string)
+	scheme, _ := desc["scheme"].(string)
+	id := scheme + term
+	if len(id) > 128 {
+		id = id[:128] + "…"
+	}
+	if id == "" || strings.Contains(me.Message, id) {
+		return err
+	}
+	out := *me
+	out.Message = fmt.Sprintf("%s %s: %s", class, id, me.Message)
+	return &out
+}
+
+// sameDefinition reports whether a category being registered is the one
+// already registered: same class, same description (as JSON).
+func sameDefinition(old, c *model.Category) bool {
+	if old.Class != c.Class {
+		return false
+	}
+	a, err1 := json.Marshal(old.Description)
+	b, err2 := json.Marshal(c.Description)
+	return err1 == nil && err2 == nil && string(a) == string(b)
+}
+
+// checkDefaults refuses a declared default that fails its own definition's
+// type or pattern: it would never be applied. Two placeholders pyOCNI's
+// files use are kept (and, failing, not applied): "" for "no default", and
+// the words true/false where they fail the pattern (pyCMBS's cmbs_layer
+// declares the default "true" with the pattern l1|l2|l31|l32|l4).
+func checkDefaults(c *model.Category) error {
+	for i := range c.Attributes {
+		d := &c.Attributes[i]
+		if d.Default == nil || d.Default == "" {
+			continue
+		}
+		if err := d.Check(d.Default); err != nil {
+			if s, isStr := d.Default.(string); isStr && (strings.EqualFold(s, "true") || strings.EqualFold(s, "false")) &&
+				(d.Type == model.TypeString || d.Type == model.TypeAny) {
+				continue
+			}
+			return model.AttributeError(d.Name(), "%s %s: the default of attribute %s fails its own definition: %s", c.Class, c.ID(), d.Name(), err.Error())
+		}
+	}
+	return nil
+}
+
+// checkCycles refuses categories that close a cycle: a kind that is its own
+// ancestor (parent) or a mixin that depends on itself, directly or not.
+// pending holds the categories of the request, which take precedence.
+func (r *Registry) checkCycles(cats []*model.Category, pending map[string]*model.Category) error {
+	lookup := func(id string) (*model.Category, bool) {
+		if p, ok := pending[id]; ok {
+			return p, true
+		}
+		return r.Get(id)
+	}
+	for _, c := range cats {
+		var edges func(*model.Category) []string
+		relation := ""
+		switch c.Class {
+		case model.ClassKind:
+			relation = "parent"
+			edges = func(x *model.Category) []string {
+				if x.Parent == "" {
+					return nil
+				}
+				return []string{x.Parent}
+			}
+		case model.ClassMixin:
+			relation = "depends"
+			edges = func(x *model.Category) []string { return x.Depends }
+		default:
+			continue
+		}
+		path := []string{c.ID()}
+		visited := map[string]bool{}
+		var found func(id string) bool
+		found = func(id string) bool {
+			x, ok := lookup(id)
+			if !ok || x.Class != c.Class {
+				return false
+			}
+			for _, next := range edges(x) {
+				if next == c.ID() {
+					path = append(path, next)
+					return true
+				}
+				if visited[next] {
+					continue
+				}
+				visited[next] = true
+				path = append(path, next)
+				if found(next) {
+					return true
+				}
+				path = path[:len(path)-1]
+			}
+			return false
+		}
+		if found(c.ID()) {
+			return model.BadRequest("%s %s: its %s closes a cycle: %s", c.Class, c.ID(), relation, strings.Join(path, " → "))
+		}
+	}
+	return nil
 }
 
 // checkAttrNames refuses attribute names that an entity filter could not
@@ -612,6 +799,9 @@ func (r *Registry) Update(ctx context.Context, doc *Document) error {
 	if len(doc.Kinds)+len(doc.Mixins)+len(doc.Actions)+len(doc.Providers) == 0 {
 		return model.BadRequest("nothing to update: the category document needs kinds, mixins, actions or providers")
 	}
+	if err := checkCount(doc); err != nil {
+		return err
+	}
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 
@@ -658,7 +848,14 @@ func (r *Registry) Update(ctx context.Context, doc *Document) error {
 		for k, v := range desc {
 			ov, had := old.Description[k]
 			if immutableKeys[k] {
-				if !had || !model.Match(map[string]any{k: ov}, map[string]any{k: v}) {
+				same := had && model.Match(map[string]any{k: ov}, map[string]any{k: v})
+				if k == "location" && had {
+					// Compared as the server uses it: "/a" is "/a/".
+					vs, _ := v.(string)
+					p, err := model.CollectionPath(vs)
+					same = err == nil && p == old.Location
+				}
+				if !same {
 					return model.BadRequest("%s %s: %s cannot be changed", class, old.ID(), k)
 				}
 				continue
@@ -668,14 +865,11 @@ func (r *Registry) Update(ctx context.Context, doc *Document) error {
 			}
 			merged[k] = v
 		}
-		c, err := model.ParseCategory(class, merged)
+		c, err := r.parseNew(class, merged)
 		if err != nil {
 			return err
 		}
 		c.Provider = old.Provider
-		if err := checkAttrNames(c); err != nil {
-			return err
-		}
 		if err := r.checkReferences(c, pending); err != nil {
 			return err
 		}
@@ -693,16 +887,22 @@ func (r *Registry) Update(ctx context.Context, doc *Document) error {
 		if old.Class != model.ClassKind {
 			return model.BadRequest("providers: %s is a %s; only kinds have providers", b.OCCIID, old.Class)
 		}
-		if old.Builtin {
-			return model.Errorf(http.StatusForbidden, "providers: kind %s is built in and cannot be rebound", old.ID())
-		}
 		p, err := r.parseProvider(b)
 		if err != nil {
 			return err
 		}
+		if slices.Equal(p.Local, old.Provider.Local) && slices.Equal(p.Remote, old.Provider.Remote) {
+			continue // bound so already: nothing to write
+		}
+		if old.Builtin {
+			return model.Errorf(http.StatusForbidden, "providers: kind %s is built in and cannot be rebound", old.ID())
+		}
 		c := *old
 		c.Provider = p
 		stage(&c, previousOr(previous, old))
+	}
+	if err := r.checkCycles(changed, pending); err != nil {
+		return err
 	}
 	return r.saveAll(ctx, changed, previous)
 }
@@ -736,7 +936,11 @@ func (r *Registry) parseProvider(b ProviderBinding) (model.Provider, error) {
 		case "local":
 			for _, n := range names {
 				if !r.knownProvider(n) {
-					return p, model.BadRequest("providers: %s: no provider named %q is available", b.OCCIID, n)
+					names := r.providerNames()
+					if len(names) == 0 {
+						return p, model.BadRequest("providers: %s: no provider named %q is available; none is registered", b.OCCIID, n)
+					}
+					return p, model.BadRequest("providers: %s: no provider named %q is available; registered: %s", b.OCCIID, n, strings.Join(names, ", "))
 				}
 			}
 			p.Local = names
@@ -788,6 +992,12 @@ func (r *Registry) Delete(ctx context.Context, doc *Document) error {
 	if len(targets) == 0 {
 		return model.BadRequest("nothing to delete: give kinds, mixins or actions")
 	}
+	if err := checkCount(doc); err != nil {
+		return err
+	}
+	if err := r.checkUndeclared(targets, seen); err != nil {
+		return err
+	}
 	for _, c := range targets {
 		if c.Class != model.ClassKind {
 			continue
@@ -814,6 +1024,27 @@ func (r *Registry) Delete(ctx context.Context, doc *Document) error {
 			return fmt.Errorf("delete category %s: %w", c.ID(), err)
 		}
 		r.unindex(c)
+	}
+	return nil
+}
+
+// checkUndeclared refuses to delete an action that a kind or mixin not
+// deleted in the same request still declares: the kind would keep listing an
+// action that no longer exists.
+func (r *Registry) checkUndeclared(targets []*model.Category, deleted map[string]bool) error {
+	for _, a := range targets {
+		if a.Class != model.ClassAction {
+			continue
+		}
+		var by []string
+		for _, c := range r.All("") {
+			if !deleted[c.ID()] && slices.Contains(c.Actions, a.ID()) {
+				by = append(by, string(c.Class)+" "+c.ID())
+			}
+		}
+		if len(by) > 0 {
+			return model.Conflict("action %s is still declared by %s; remove it from their actions (PUT /-/) or delete them in the same request", a.ID(), strings.Join(by, ", "))
+		}
 	}
 	return nil
 }
@@ -871,4 +1102,85 @@ func (r *Registry) detachMixin(ctx context.Context, mixin *model.Category) error
 		}
 	}
 	return nil
+}
+
+// templateMixins are the mixins of which an entity may have at most one
+// descendant (OCCI 1.2 Infrastructure: a compute has at most one OS
+// template and one resource template).
+var templateMixins = []string{OSTemplateMixin, ResourceTemplateMixin}
+
+// CheckMixins checks that the mixins may tag an entity of the kind: a mixin
+// that names kinds in applies must apply to the kind or one of its
+// ancestors, and at most one of them may be an os_tpl or a resource_tpl
+// template (the template itself or a mixin depending on it). Mixins listed in
+// already (the entity's before a change) are not checked against applies, so
+// an entity tagged before a mixin's applies changed can still be updated.
+// Unknown mixins are left to AttrSet to report.
+func (r *Registry) CheckMixins(kindID string, mixins, already []string) error {
+	var chain []string
+	for _, k := range r.KindChain(kindID) {
+		chain = append(chain, k.ID())
+	}
+	for _, id := range mixins {
+		if slices.Contains(already, id) {
+			continue
+		}
+		m, ok := r.Get(id)
+		if !ok || m.Class != model.ClassMixin || len(m.Applies) == 0 {
+			continue
+		}
+		applies := false
+		for _, k := range chain {
+			if slices.Contains(m.Applies, k) {
+				applies = true
+				break
+			}
+		}
+		if !applies {
+			return model.BadRequest("mixin %s applies to %s; it cannot tag an entity of kind %s", id, strings.Join(m.Applies, ", "), kindID)
+		}
+	}
+	for _, tpl := range templateMixins {
+		var found []string
+		for _, id := range mixins {
+			if r.isTemplate(id, tpl) {
+				found = append(found, id)
+			}
+		}
+		if len(found) > 1 {
+			_, term, _ := strings.Cut(tpl, "#")
+			return model.BadRequest("mixins %s are each a %s template; an entity has at most one %s: untag the other first", strings.Join(found, " and "), term, term)
+		}
+	}
+	return nil
+}
+
+// isTemplate reports whether the mixin is tpl or depends on it.
+func (r *Registry) isTemplate(mixinID, tpl string) bool {
+	if mixinID == tpl {
+		return true
+	}
+	ms, err := r.mixinClosure([]string{mixinID})
+	if err != nil {
+		return false
+	}
+	for _, m := range ms {
+		if m.ID() == tpl {
+			return true
+		}
+	}
+	return false
+}
+
+// HasLocationUnder reports whether a kind or mixin has its location at or
+// below the path prefix (which ends in "/").
+func (r *Registry) HasLocationUnder(prefix string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for loc := range r.byLocation {
+		if strings.HasPrefix(loc, prefix) {
+			return true
+		}
+	}
+	return false
 }

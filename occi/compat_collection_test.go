@@ -278,12 +278,26 @@ func Test_case_53_mixin_and_kind_collections(t *testing.T) {
 
 func Test_case_54_path_listing(t *testing.T) {
 	runEntityFilters(t, []string{"F1", "F2", "F3", "F4"}, []entityFilterCase{
-		{name: "unknown", path: "/unknown/"},
 		{name: "cmbs", path: "/cmbs/", want: []string{pathM, pathL1, pathL2}},
-		{name: "prefix_not_substring", path: "/member/"},
-		{name: "deep", path: "/a/b/c/d/"},
 	})
 	e := newCompat(t, "F1", "F3")
+	// A path ending in "/" with no collection at or below it and no entity
+	// under it is a typo: 404 naming it (see docs/decisions.md).
+	for _, p := range []string{"/unknown/", "/member/", "/a/b/c/d/", "/cmbs/nothing/", "/cmbs/member/nope/"} {
+		t.Run("no_collection"+strings.ReplaceAll(p, "/", "_"), func(t *testing.T) {
+			expectError(t, e.c.do("GET", p, nil), 404, p, "not a collection")
+		})
+	}
+	// A prefix of a kind's location lists (empty when nothing lives there),
+	// and so does a prefix of an entity's location chosen with PUT.
+	e.c.expect("POST", "/-/", []byte(`{"kinds":[{"term":"deep","scheme":"http://x#","location":"/x/y/deep/"}]}`), 200)
+	if got := locations(t, e.c.do("GET", "/x/", nil)); len(got) != 0 {
+		t.Fatalf("/x/ lists %v", got)
+	}
+	e.c.expect("PUT", "/own/place/m1", []byte(`{"resources":[{"kind":"`+memberKind+`","attributes":{"cmbs":{"member":{"local":"false"}}}}]}`), 201)
+	if got := locations(t, e.c.do("GET", "/own/", nil)); !reflect.DeepEqual(got, []string{e.abs("/own/place/m1")}) {
+		t.Fatalf("/own/ lists %v", got)
+	}
 	for _, p := range []string{"/compute", "/a/b/c/d", "/cmbs/member/nope"} {
 		t.Run("no_entity"+strings.ReplaceAll(p, "/", "_"), func(t *testing.T) {
 			expectError(t, e.c.do("GET", p, nil), 404, p)

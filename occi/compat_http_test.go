@@ -20,14 +20,12 @@ func Test_case_86_routing(t *testing.T) {
 			expectError(t, e.c.do("GET", p, nil), 404)
 		})
 	}
-	// A path ending in "/" is a listing, empty when nothing lives below it;
-	// the root lists every entity.
+	// A path ending in "/" lists what lives below it, 404 when nothing
+	// (no collection, no entity) does; the root lists every entity.
 	if got := locations(t, e.c.do("GET", "/", nil)); !reflect.DeepEqual(got, []string{e.abs(pathM)}) {
 		t.Fatalf("/ lists %v", got)
 	}
-	if got := locations(t, e.c.do("GET", "/a/b/c/d/", nil)); len(got) != 0 {
-		t.Fatalf("/a/b/c/d/ lists %v", got)
-	}
+	expectError(t, e.c.do("GET", "/a/b/c/d/", nil), 404, "/a/b/c/d/")
 	// OCCI 1.2's discovery location serves the query interface too.
 	if got := userCategories(t, expectJSONOK(t, e.c.do("GET", "/.well-known/org/ogf/occi/-/", nil), 200)); len(got["kinds"]) != 1 {
 		t.Fatalf("well-known kinds %v", ids(got["kinds"]))

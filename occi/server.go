@@ -45,6 +45,10 @@ type Options struct {
 	MaxBodyBytes int64
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
+	// MaxAttributes bounds an entity's attribute count and the length of
+	// every array and member count of every object in its attribute values
+	// (413 beyond); 0 means model.DefaultMaxAttributes (10,000).
+	MaxAttributes int
 }
 
 // Server serves the OCCI interface.
@@ -81,6 +85,8 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 	}
 	cats, err := categories.New(ctx, opts.Store, categories.Options{
 		KnownProvider: func(name string) bool { _, err := provs.Get(name); return err == nil },
+		ProviderNames: provs.Names,
+		MaxAttributes: opts.MaxAttributes,
 		Builtin:       categories.Builtin(),
 		Logger:        log,
 	})
@@ -327,6 +333,8 @@ func (s *Server) pathGet(r *http.Request) (*response, error) {
 	q := entities.ListQuery{PathPrefix: p}
 	if coll, found := s.cats.ByLocation(p); found {
 		q.Collection = coll
+	} else if err := s.checkListable(r.Context(), p); err != nil {
+		return nil, err
 	}
 	body, err := readBody(r)
 	if err != nil {
@@ -387,6 +395,23 @@ func (s *Server) pathGet(r *http.Request) (*response, error) {
 		locs[i] = e.Location
 	}
 	return locationsResponse(rend, ctype, base, locs), nil
+}
+
+// checkListable answers 404 for a path ending in "/" that is no collection:
+// the root and a prefix of a kind's or mixin's location or of an entity's
+// location list the entities under it; anything else is most likely a typo.
+func (s *Server) checkListable(ctx context.Context, p string) error {
+	if p == "/" || s.cats.HasLocationUnder(p) {
+		return nil
+	}
+	some, err := s.entities.List(ctx, entities.ListQuery{PathPrefix: p, Limit: 1})
+	if err != nil {
+		return err
+	}
+	if len(some) == 0 {
+		return model.NotFound("%s is not a collection: no kind or mixin has its location there or below, and no entity lives under it", p)
+	}
+	return nil
 }
 
 // entityFilters reads pyOCNI's collection GET filter, a JSON body

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cmbs/cmbs/internal/netaddr"
 	"github.com/cmbs/cmbs/occi/basicauth"
+	"github.com/cmbs/cmbs/occi/model"
 )
 
 // Defaults of the command line contract (see DESIGN.md, "Command line").
@@ -67,6 +68,9 @@ type config struct {
 	LogLevel slog.Level
 	// MaxBody limits request bodies, in bytes.
 	MaxBody int64
+	// MaxAttributes bounds an entity's attribute count and every array's
+	// length and object's member count in its attribute values.
+	MaxAttributes int
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration
 	// LayersFile records the running member layers for the next start;
@@ -95,6 +99,7 @@ type rawConfig struct {
 	listen, store, db, publicURL, users, logLevel, layersFile string
 	insecure                                                  bool
 	maxBody                                                   int64
+	maxAttributes                                             int
 	shutdownTimeout                                           time.Duration
 }
 
@@ -117,6 +122,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.BoolVar(&raw.insecure, "insecure", false, "allow a non-loopback --listen address without --users, and CMBS layer sockets on non-loopback addresses (they do not authenticate peers)")
 	fs.StringVar(&raw.logLevel, "log-level", "info", "minimum log `level`: debug, info, warn or error")
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
+	fs.IntVar(&raw.maxAttributes, "max-attributes", model.DefaultMaxAttributes, "most attributes an entity may have, and most elements or members of any array or object in its attribute values (`count`)")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "`file` recording which member layers run, so that a restart binds them again (default: layers.json beside the sqlite database, or ./"+defaultDataDir+"/layers.json with CouchDB; \"none\" disables)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
 	fs.Usage = func() {
@@ -159,6 +165,7 @@ func (raw rawConfig) validate() (config, error) {
 		UsersFile:       raw.users,
 		Insecure:        raw.insecure,
 		MaxBody:         raw.maxBody,
+		MaxAttributes:   raw.maxAttributes,
 		ShutdownTimeout: raw.shutdownTimeout,
 	}
 
@@ -252,6 +259,9 @@ func (raw rawConfig) validate() (config, error) {
 		return config{}, badConfig("log-level", "%q: want debug, info, warn or error", raw.logLevel)
 	}
 
+	if raw.maxAttributes <= 0 {
+		return config{}, badConfig("max-attributes", "%d: must be a positive count", raw.maxAttributes)
+	}
 	if raw.maxBody <= 0 {
 		return config{}, badConfig("max-body", "%d: must be a positive number of bytes", raw.maxBody)
 	}

@@ -36,6 +36,7 @@ func TestParseConfig(t *testing.T) {
 					DB:              "cmbs",
 					LogLevel:        slog.LevelInfo,
 					MaxBody:         4 << 20,
+					MaxAttributes:   10000,
 					ShutdownTimeout: 10 * time.Second,
 					LayersFile:      filepath.Join("cmbs-data", "layers.json"),
 				}
@@ -48,12 +49,13 @@ func TestParseConfig(t *testing.T) {
 			name: "every flag, double dash",
 			args: []string{"--listen", "127.0.0.1:0", "--store", "sqlite:/tmp/x.db", "--db", "other",
 				"--public-url", "https://occi.example.org/base/", "--users", users, "--insecure",
-				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json"},
+				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json",
+				"--max-attributes", "50"},
 			check: func(t *testing.T, c config) {
 				if c.Listen != "127.0.0.1:0" || c.StoreKind != storeSQLite || c.SQLitePath != "/tmp/x.db" || c.LayersFile != "/tmp/l.json" ||
 					c.DB != "other" || c.PublicURL != "https://occi.example.org/base" || c.UsersFile != users ||
 					c.Users == nil || c.Users.Len() != 2 || !c.Insecure || c.LogLevel != slog.LevelDebug ||
-					c.MaxBody != 1024 || c.ShutdownTimeout != 3*time.Second {
+					c.MaxBody != 1024 || c.MaxAttributes != 50 || c.ShutdownTimeout != 3*time.Second {
 					t.Fatalf("config = %+v", c)
 				}
 			},
@@ -202,6 +204,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"log level", []string{"--log-level", "verbose"}, nil,
 			[]string{"--log-level (CMBS_LOG_LEVEL)", `"verbose"`}},
 		{"max body zero", []string{"--max-body", "0"}, nil, []string{"--max-body (CMBS_MAX_BODY)"}},
+		{"max attributes zero", []string{"--max-attributes", "0"}, nil, []string{"--max-attributes (CMBS_MAX_ATTRIBUTES)"}},
 		{"max body not a number", []string{"--max-body", "4MiB"}, nil, []string{"max-body"}},
 		{"shutdown timeout negative", []string{"--shutdown-timeout", "-1s"}, nil,
 			[]string{"--shutdown-timeout (CMBS_SHUTDOWN_TIMEOUT)"}},

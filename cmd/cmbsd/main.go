@@ -104,11 +104,12 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 
 	reg := providers.NewRegistry()
 	srv, err := occi.NewServer(startCtx, occi.Options{
-		Store:        st,
-		Providers:    reg,
-		PublicURL:    cfg.PublicURL,
-		MaxBodyBytes: cfg.MaxBody,
-		Logger:       logger,
+		Store:         st,
+		Providers:     reg,
+		PublicURL:     cfg.PublicURL,
+		MaxBodyBytes:  cfg.MaxBody,
+		MaxAttributes: cfg.MaxAttributes,
+		Logger:        logger,
 	})
 	if err != nil {
 		return fmt.Errorf("start OCCI server: %w", err)

@@ -193,6 +193,9 @@ func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.Entity
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := s.cats.CheckMixins(e.Kind, e.Mixins, nil); err != nil {
+		return nil, nil, err
+	}
 	e.Attributes = attrs.Nest(e.Attributes)
 	if err := takeCoreAttributes(&e); err != nil {
 		return nil, nil, err
@@ -253,6 +256,9 @@ func (s *Service) inlineLink(ctx context.Context, src *model.Entity, desc map[st
 	l.Mixins = dedupe(l.Mixins)
 	attrs, err := s.cats.AttrSet(l.Kind, l.Mixins)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.cats.CheckMixins(l.Kind, l.Mixins, nil); err != nil {
 		return nil, err
 	}
 	l.Attributes = attrs.Nest(l.Attributes)
@@ -518,6 +524,11 @@ func (s *Service) patch(ctx context.Context, location string, in *model.EntityIn
 		if err != nil {
 			return nil, err
 		}
+		if in.Present["mixins"] {
+			if err := s.cats.CheckMixins(e.Kind, e.Mixins, old.Mixins); err != nil {
+				return nil, err
+			}
+		}
 		if in.Present["attributes"] {
 			patch := attrs.Nest(in.Attributes)
 			tmp := &model.Entity{Attributes: patch}
@@ -574,6 +585,9 @@ func (s *Service) Replace(ctx context.Context, location, ifMatch, typ string, in
 		}
 		attrs, err := s.cats.AttrSet(e.Kind, e.Mixins)
 		if err != nil {
+			return nil, err
+		}
+		if err := s.cats.CheckMixins(e.Kind, e.Mixins, old.Mixins); err != nil {
 			return nil, err
 		}
 		e.Attributes = attrs.Nest(e.Attributes)
@@ -877,6 +891,9 @@ func (s *Service) Associate(ctx context.Context, mixin *model.Category, location
 			attrs, err := s.cats.AttrSet(e.Kind, e.Mixins)
 			if err != nil {
 				return nil, err
+			}
+			if err := s.cats.CheckMixins(e.Kind, e.Mixins, old.Mixins); err != nil {
+				return nil, fmt.Errorf("%s: %w", e.Location, err)
 			}
 			if err := attrs.Prepare(e.Attributes); err != nil {
 				return nil, err

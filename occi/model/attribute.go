@@ -162,6 +162,9 @@ func parseDef(path []string, obj map[string]any) (AttrDef, error) {
 	if d, ok := obj["description"].(string); ok {
 		def.Description = d
 	}
+	if err := checkPatternLen(obj["pattern"], name); err != nil {
+		return def, err
+	}
 	switch p := obj["pattern"].(type) {
 	case nil:
 	case string:
@@ -186,6 +189,18 @@ func parseDef(path []string, obj map[string]any) (AttrDef, error) {
 		def.HasDefault = def.Check(d) == nil && !(d == "" && def.Type != TypeString && def.Type != TypeAny)
 	}
 	return def, nil
+}
+
+// checkPatternLen refuses a pattern longer than MaxPatternBytes before it is
+// compiled.
+func checkPatternLen(p any, name string) error {
+	if m, ok := p.(map[string]any); ok {
+		p = m["pattern"]
+	}
+	if s, ok := p.(string); ok && len(s) > MaxPatternBytes {
+		return AttributeError(name, "attribute %s: pattern is %d bytes long; the limit is %d bytes", name, len(s), MaxPatternBytes)
+	}
+	return nil
 }
 
 func boolProp(obj map[string]any, key, name string) (bool, error) {
@@ -290,7 +305,15 @@ func jsonKind(v any) string {
 type AttrSet struct {
 	byName map[string]*AttrDef
 	defs   []*AttrDef
+	// maxValues bounds the attribute values validated against the set (see
+	// SetMaxValues); 0 means no bound.
+	maxValues int
 }
+
+// SetMaxValues bounds, for Prepare and CheckUpdate, an entity's attribute
+// count and the length of any array and member count of any object in its
+// values (413 beyond). Call it before the set is shared.
+func (s *AttrSet) SetMaxValues(n int) { s.maxValues = n }
 
 // NewAttrSet collects definitions; a later definition of the same name wins
 // (a mixin refining its kind's attribute).
@@ -462,7 +485,11 @@ func (s *AttrSet) CheckUpdate(old, updated map[string]any) error {
 }
 
 func (s *AttrSet) checkValues(tree map[string]any) error {
-	for _, l := range s.Leaves(tree) {
+	leaves := s.Leaves(tree)
+	if err := checkValueBounds(leaves, s.maxValues); err != nil {
+		return err
+	}
+	for _, l := range leaves {
 		name := strings.Join(l.Path, ".")
 		if l.Def == nil {
 			if len(l.Path) > 0 && l.Path[0] == "occi" && len(l.Path) > 1 && l.Path[1] == "core" {

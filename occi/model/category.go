@@ -118,6 +118,56 @@ func ParseCategory(class Class, desc map[string]any) (*Category, error) {
 	return c, nil
 }
 
+// CheckBounds refuses a category whose term, scheme, title, location,
+// attribute patterns or lists exceed this package's Max* limits (400 naming
+// the category and the limit). The registry applies it to categories being
+// registered or updated, so stored ones keep loading.
+func CheckBounds(c *Category) error {
+	id := c.ID()
+	if len(id) > 64 {
+		id = id[:64] + "…"
+	}
+	wrap := func(err error) error {
+		if err == nil {
+			return nil
+		}
+		me := err.(*Error)
+		me.Message = string(c.Class) + " " + id + ": " + me.Message
+		return me
+	}
+	loc, _ := c.Description["location"].(string)
+	for _, m := range []struct {
+		name, value string
+		max         int
+	}{{"term", c.Term, MaxTermBytes}, {"scheme", c.Scheme, MaxSchemeBytes}, {"title", c.Title, MaxTitleBytes},
+		{"location", loc, MaxLocationBytes}, {"location", c.Location, MaxLocationBytes}, {"parent", c.Parent, MaxTermBytes + MaxSchemeBytes}} {
+		if err := checkLen(m.name, m.value, m.max); err != nil {
+			return wrap(err)
+		}
+	}
+	for key, list := range map[string][]string{"related": c.Related, "depends": c.Depends, "applies": c.Applies, "actions": c.Actions} {
+		if len(list) > MaxCategoryRefs {
+			return wrap(BadRequest("category member %q lists %d categories; the limit is %d", key, len(list), MaxCategoryRefs))
+		}
+		for _, ref := range list {
+			if err := checkLen(key+" entry", ref, MaxTermBytes+MaxSchemeBytes); err != nil {
+				return wrap(err)
+			}
+		}
+	}
+	if len(c.Attributes) > MaxAttrDefs {
+		return wrap(BadRequest("%d attribute definitions; the limit is %d per category", len(c.Attributes), MaxAttrDefs))
+	}
+	for i := range c.Attributes {
+		d := &c.Attributes[i]
+		if n := len(d.Name()); n > MaxTermBytes {
+			e := BadRequest("an attribute name is %d bytes long; the limit is %d bytes", n, MaxTermBytes)
+			return wrap(e)
+		}
+	}
+	return nil
+}
+
 func stringMember(desc map[string]any, key string, required bool) (string, error) {
 	v, ok := desc[key]
 	if !ok || v == nil {
