@@ -869,6 +869,9 @@ func (r *Registry) Update(ctx context.Context, doc *Document) error {
 		if err != nil {
 			return err
 		}
+		if sameDefinition(old, c) {
+			return nil // nothing changes: nothing to write
+		}
 		c.Provider = old.Provider
 		if err := r.checkReferences(c, pending); err != nil {
 			return err

@@ -59,7 +59,8 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		detail.Attribute = me.Attribute
 	}
 	switch {
-	case status == http.StatusRequestEntityTooLarge:
+	case status == http.StatusRequestEntityTooLarge && me == nil:
+		// http.MaxBytesReader's error; a model error names its own limit.
 		detail.Message = "request body too large: " + err.Error()
 	case status == 499:
 		return
