@@ -231,7 +231,9 @@ func TestCategoryAndEntityBounds(t *testing.T) {
 				defs[fmt.Sprintf("x.a%d", i)] = map[string]any{"type": "String"}
 			}
 			body := mustJSON(t, map[string]any{"mixins": []any{map[string]any{"term": "t", "scheme": "http://x#", "location": "/t/", "attributes": defs}}})
-			e.unchanged(func() { expectError(t, e.c.do("POST", "/-/", body), 400, "http://x#t", "1001 attribute definitions", "1000") })
+			e.unchanged(func() {
+				expectError(t, e.c.do("POST", "/-/", body), 400, "http://x#t", "1001 attribute definitions", "1000")
+			})
 		})
 		t.Run("categories_per_request", func(t *testing.T) {
 			var ms []any
