@@ -1031,22 +1031,36 @@ func (r *Registry) Delete(ctx context.Context, doc *Document) error {
 	return nil
 }
 
-// checkUndeclared refuses to delete an action that a kind or mixin not
-// deleted in the same request still declares: the kind would keep listing an
-// action that no longer exists.
+// checkUndeclared refuses to delete a category that one not deleted in the
+// same request still names: an action a kind or mixin declares (the kind
+// would keep listing an action that no longer exists), a mixin another
+// depends on (entities tagged with that one could no longer be validated),
+// a kind another has as parent (its entities would lose the parent's
+// attributes and actions).
 func (r *Registry) checkUndeclared(targets []*model.Category, deleted map[string]bool) error {
-	for _, a := range targets {
-		if a.Class != model.ClassAction {
-			continue
-		}
+	for _, t := range targets {
 		var by []string
 		for _, c := range r.All("") {
-			if !deleted[c.ID()] && slices.Contains(c.Actions, a.ID()) {
+			if deleted[c.ID()] {
+				continue
+			}
+			switch {
+			case t.Class == model.ClassAction && slices.Contains(c.Actions, t.ID()),
+				t.Class == model.ClassMixin && c.Class == model.ClassMixin && slices.Contains(c.Depends, t.ID()),
+				t.Class == model.ClassKind && c.Class == model.ClassKind && c.Parent == t.ID():
 				by = append(by, string(c.Class)+" "+c.ID())
 			}
 		}
-		if len(by) > 0 {
-			return model.Conflict("action %s is still declared by %s; remove it from their actions (PUT /-/) or delete them in the same request", a.ID(), strings.Join(by, ", "))
+		if len(by) == 0 {
+			continue
+		}
+		switch t.Class {
+		case model.ClassKind:
+			return model.Conflict("kind %s is still the parent of %s; change their parent (PUT /-/) or delete them in the same request", t.ID(), strings.Join(by, ", "))
+		case model.ClassMixin:
+			return model.Conflict("mixin %s is still depended on by %s; remove it from their depends (PUT /-/) or delete them in the same request", t.ID(), strings.Join(by, ", "))
+		default:
+			return model.Conflict("action %s is still declared by %s; remove it from their actions (PUT /-/) or delete them in the same request", t.ID(), strings.Join(by, ", "))
 		}
 	}
 	return nil

@@ -79,6 +79,15 @@ func TestDeleteDeclaredAction(t *testing.T) {
 				t.Fatal("send_l1 still listed")
 			}
 		}
+		// Likewise a mixin another depends on, and a kind another has as parent.
+		e.c.expect("POST", "/-/", []byte(`{"kinds":[{"term":"base","scheme":"http://x#","location":"/base/"},{"term":"sub","scheme":"http://x#","location":"/sub/","parent":"http://x#base"}],`+
+			`"mixins":[{"term":"dep","scheme":"http://x#","location":"/dep/"},{"term":"top","scheme":"http://x#","location":"/top/","depends":["http://x#dep"]}]}`), 200)
+		e.unchanged(func() {
+			expectError(t, e.c.do("DELETE", "/-/", []byte(`{"mixins":[{"term":"dep","scheme":"http://x#"}]}`)), 409, "mixin http://x#dep", "mixin http://x#top")
+			expectError(t, e.c.do("DELETE", "/-/", []byte(`{"kinds":[{"term":"base","scheme":"http://x#"}]}`)), 409, "kind http://x#base", "kind http://x#sub")
+		})
+		expectEmpty(t, e.c.do("DELETE", "/-/", []byte(`{"kinds":[{"term":"base","scheme":"http://x#"},{"term":"sub","scheme":"http://x#"}],`+
+			`"mixins":[{"term":"dep","scheme":"http://x#"},{"term":"top","scheme":"http://x#"}]}`)), 200)
 	})
 }
 
