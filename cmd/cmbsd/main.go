@@ -5,7 +5,7 @@
 // Usage:
 //
 //	cmbsd [--listen 127.0.0.1:8090] [--store sqlite:./cmbs-data/cmbs.db | --store http://user:pass@host:5984 --db cmbs]
-//	      [--public-url URL] [--users FILE] [--insecure] [--log-level info] [--max-body BYTES]
+//	      [--public-url URL] [--users FILE] [--insecure] [--log-level info] [--max-body BYTES] [--max-attributes N]
 //
 // Every flag also reads CMBS_<FLAG> from the environment (CMBS_LISTEN,
 // CMBS_PUBLIC_URL, …); the command line wins. cmbsd refuses to listen on a

@@ -119,8 +119,9 @@ func ParseCategory(class Class, desc map[string]any) (*Category, error) {
 }
 
 // CheckBounds refuses a category whose term, scheme, title, location,
-// attribute patterns or lists exceed this package's Max* limits (400 naming
-// the category and the limit). The registry applies it to categories being
+// attribute names, attribute definition count or lists exceed this package's
+// Max* limits (400 naming the category and the limit; patterns are bounded
+// before they are compiled, in ParseAttrDefs). The registry applies it to categories being
 // registered or updated, so stored ones keep loading.
 func CheckBounds(c *Category) error {
 	id := c.ID()
