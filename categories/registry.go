@@ -1201,3 +1201,8 @@ func (r *Registry) HasLocationUnder(prefix string) bool {
 	}
 	return false
 }
+
+// MaxAttributes is the bound on entity attribute values the attribute sets
+// enforce (Options.MaxAttributes); 0 means none. The entity service bounds
+// an entity's mixins, actions and links lists with it too.
+func (r *Registry) MaxAttributes() int { return r.maxAttrs }

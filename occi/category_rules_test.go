@@ -282,6 +282,19 @@ func TestCategoryAndEntityBounds(t *testing.T) {
 				expectError(t, e.c.do("POST", "/cmbs/message/", mustJSON(t, map[string]any{"resources": []any{res}})), 413, "message_content", "10001 members")
 			})
 		})
+		t.Run("entity_lists", func(t *testing.T) {
+			long := make([]any, model.DefaultMaxAttributes+1)
+			for i := range long {
+				long[i] = "x"
+			}
+			e.unchanged(func() {
+				expectError(t, e.c.do("POST", pathL1, mustJSON(t, map[string]any{"resources": []any{map[string]any{"actions": long}}})), 413, "actions", "10001 elements", "10000")
+				expectError(t, e.c.do("POST", pathL1, mustJSON(t, map[string]any{"resources": []any{map[string]any{"links": []any{map[string]any{"x": long}}}}})), 413, "links", "10001 elements")
+				res := firstResource(t, "pycmbs/post_message_l1.json")
+				res["id"], res["actions"] = "many-actions", long
+				expectError(t, e.c.do("POST", "/cmbs/message/", mustJSON(t, map[string]any{"resources": []any{res}})), 413, "actions")
+			})
+		})
 		t.Run("entity_attribute_count", func(t *testing.T) {
 			attrs := map[string]any{}
 			for i := range model.DefaultMaxAttributes + 1 {

@@ -226,6 +226,9 @@ func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.Entity
 		}
 	}
 	e.Normalize()
+	if err := model.CheckEntityBounds(&e, s.cats.MaxAttributes()); err != nil {
+		return nil, nil, err
+	}
 	return &e, links, nil
 }
 
@@ -281,6 +284,9 @@ func (s *Service) inlineLink(ctx context.Context, src *model.Entity, desc map[st
 		}
 	}
 	l.Normalize()
+	if err := model.CheckEntityBounds(&l, s.cats.MaxAttributes()); err != nil {
+		return nil, err
+	}
 	return &l, nil
 }
 
@@ -622,6 +628,9 @@ func (s *Service) explainAttr(err error) error {
 
 // checkChanged validates an updated entity against its stored state.
 func (s *Service) checkChanged(ctx context.Context, attrs *model.AttrSet, old, e *model.Entity) error {
+	if err := model.CheckEntityBounds(e, s.cats.MaxAttributes()); err != nil {
+		return err
+	}
 	if err := attrs.CheckUpdate(old.Attributes, e.Attributes); err != nil {
 		return err
 	}

@@ -53,19 +53,21 @@ func checkValueBounds(leaves []Leaf, max int) error {
 		return TooLarge("the entity has %d attributes; the limit is %d", len(leaves), max)
 	}
 	for _, l := range leaves {
-		if err := checkNested(l.Value, max, strings.Join(l.Path, ".")); err != nil {
+		if err := checkNested(l.Value, max, "attribute "+strings.Join(l.Path, ".")); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// checkNested bounds the arrays and objects in v; name says whose value it
+// is ("attribute a.b", "links"), and an attribute's error names it.
 func checkNested(v any, max int, name string) error {
 	switch t := v.(type) {
 	case []any:
 		if len(t) > max {
-			e := TooLarge("attribute %s is an array of %d elements; the limit is %d", name, len(t), max)
-			e.Attribute = name
+			e := TooLarge("%s has an array of %d elements; the limit is %d", name, len(t), max)
+			e.Attribute = strings.TrimPrefix(name, "attribute ")
 			return e
 		}
 		for _, x := range t {
@@ -75,12 +77,41 @@ func checkNested(v any, max int, name string) error {
 		}
 	case map[string]any:
 		if len(t) > max {
-			e := TooLarge("attribute %s is an object of %d members; the limit is %d", name, len(t), max)
-			e.Attribute = name
+			e := TooLarge("%s has an object of %d members; the limit is %d", name, len(t), max)
+			e.Attribute = strings.TrimPrefix(name, "attribute ")
 			return e
 		}
 		for _, x := range t {
 			if err := checkNested(x, max, name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// CheckEntityBounds refuses an entity whose mixins, actions or links lists
+// are longer than max, or hold (at any depth) an array or object with more
+// than max elements or members (413 naming the member). Its attributes are
+// bounded by the AttrSet that validates them (SetMaxValues). max <= 0 means
+// no bound.
+func CheckEntityBounds(e *Entity, max int) error {
+	if max <= 0 {
+		return nil
+	}
+	if len(e.Mixins) > max {
+		return TooLarge("the entity has %d mixins; the limit is %d", len(e.Mixins), max)
+	}
+	for _, m := range []struct {
+		name string
+		list []any
+	}{{"actions", e.Actions}, {"links", e.Links}} {
+		if len(m.list) > max {
+			return TooLarge("the entity's %s list has %d elements; the limit is %d", m.name, len(m.list), max)
+		}
+		for _, v := range m.list {
+			if err := checkNested(v, max, m.name); err != nil {
+				err.(*Error).Attribute = ""
 				return err
 			}
 		}
