@@ -615,7 +615,9 @@ func checkDefaults(c *model.Category) error {
 
 // checkCycles refuses categories that close a cycle: a kind that is its own
 // ancestor (parent) or a mixin that depends on itself, directly or not.
-// pending holds the categories of the request, which take precedence.
+// pending holds the categories of the request, which take precedence. The
+// stored model has no cycle, so one depth-first walk from the request's
+// categories finds any: linear in what they reach.
 func (r *Registry) checkCycles(cats []*model.Category, pending map[string]*model.Category) error {
 	lookup := func(id string) (*model.Category, bool) {
 		if p, ok := pending[id]; ok {
@@ -623,51 +625,50 @@ func (r *Registry) checkCycles(cats []*model.Category, pending map[string]*model
 		}
 		return r.Get(id)
 	}
-	for _, c := range cats {
-		var edges func(*model.Category) []string
-		relation := ""
-		switch c.Class {
-		case model.ClassKind:
-			relation = "parent"
-			edges = func(x *model.Category) []string {
-				if x.Parent == "" {
-					return nil
-				}
-				return []string{x.Parent}
+	for _, rel := range []struct {
+		class model.Class
+		name  string
+		edges func(*model.Category) []string
+	}{
+		{model.ClassKind, "parent", func(x *model.Category) []string {
+			if x.Parent == "" {
+				return nil
 			}
-		case model.ClassMixin:
-			relation = "depends"
-			edges = func(x *model.Category) []string { return x.Depends }
-		default:
-			continue
+			return []string{x.Parent}
+		}},
+		{model.ClassMixin, "depends", func(x *model.Category) []string { return x.Depends }},
+	} {
+		const onPath, done = 1, 2
+		state := map[string]int{}
+		var path []string
+		var walk func(id string) []string
+		walk = func(id string) []string {
+			state[id] = onPath
+			path = append(path, id)
+			if x, ok := lookup(id); ok && x.Class == rel.class {
+				for _, next := range rel.edges(x) {
+					switch state[next] {
+					case onPath:
+						i := slices.Index(path, next)
+						return append(append([]string{}, path[i:]...), next)
+					case 0:
+						if cycle := walk(next); cycle != nil {
+							return cycle
+						}
+					}
+				}
+			}
+			path = path[:len(path)-1]
+			state[id] = done
+			return nil
 		}
-		path := []string{c.ID()}
-		visited := map[string]bool{}
-		var found func(id string) bool
-		found = func(id string) bool {
-			x, ok := lookup(id)
-			if !ok || x.Class != c.Class {
-				return false
+		for _, c := range cats {
+			if c.Class != rel.class || state[c.ID()] != 0 {
+				continue
 			}
-			for _, next := range edges(x) {
-				if next == c.ID() {
-					path = append(path, next)
-					return true
-				}
-				if visited[next] {
-					continue
-				}
-				visited[next] = true
-				path = append(path, next)
-				if found(next) {
-					return true
-				}
-				path = path[:len(path)-1]
+			if cycle := walk(c.ID()); cycle != nil {
+				return model.BadRequest("%s %s: its %s closes a cycle: %s", rel.class, cycle[0], rel.name, strings.Join(cycle, " → "))
 			}
-			return false
-		}
-		if found(c.ID()) {
-			return model.BadRequest("%s %s: its %s closes a cycle: %s", c.Class, c.ID(), relation, strings.Join(path, " → "))
 		}
 	}
 	return nil
@@ -1038,22 +1039,43 @@ func (r *Registry) Delete(ctx context.Context, doc *Document) error {
 // a kind another has as parent (its entities would lose the parent's
 // attributes and actions).
 func (r *Registry) checkUndeclared(targets []*model.Category, deleted map[string]bool) error {
+	byTarget := map[string][]string{} // target id → the categories naming it
+	for _, c := range r.All("") {     // once: a request may name 1,000 targets
+		if deleted[c.ID()] {
+			continue
+		}
+		name := func(id string) {
+			if deleted[id] {
+				byTarget[id] = append(byTarget[id], string(c.Class)+" "+c.ID())
+			}
+		}
+		for _, a := range c.Actions {
+			name(a)
+		}
+		switch c.Class {
+		case model.ClassMixin:
+			for _, d := range c.Depends {
+				name(d)
+			}
+		case model.ClassKind:
+			if c.Parent != "" {
+				name(c.Parent)
+			}
+		}
+	}
 	for _, t := range targets {
 		var by []string
-		for _, c := range r.All("") {
-			if deleted[c.ID()] {
-				continue
-			}
-			switch {
-			case t.Class == model.ClassAction && slices.Contains(c.Actions, t.ID()),
-				t.Class == model.ClassMixin && c.Class == model.ClassMixin && slices.Contains(c.Depends, t.ID()),
-				t.Class == model.ClassKind && c.Class == model.ClassKind && c.Parent == t.ID():
-				by = append(by, string(c.Class)+" "+c.ID())
+		for _, b := range byTarget[t.ID()] {
+			// Only the relation that fits the target's class counts (a kind
+			// listing a mixin id as its parent names no mixin).
+			if t.Class == model.ClassAction || strings.HasPrefix(b, string(t.Class)+" ") {
+				by = append(by, b)
 			}
 		}
 		if len(by) == 0 {
 			continue
 		}
+		by = slices.Compact(by)
 		switch t.Class {
 		case model.ClassKind:
 			return model.Conflict("kind %s is still the parent of %s; change their parent (PUT /-/) or delete them in the same request", t.ID(), strings.Join(by, ", "))
