@@ -139,6 +139,12 @@ func (s *Server) common(next http.Handler) http.Handler {
 			writeError(w, r, s.log, model.Errorf(http.StatusNotImplemented, "this server implements OCCI 1.2; the client asks for OCCI %s", v))
 			return
 		}
+		if strings.Contains(strings.ToLower(r.URL.RawPath), "%2f") {
+			// Decoded, it would be a separator: /compute/a%2Fb is not the
+			// entity a/b of /compute/, nor b of /compute/a/.
+			writeError(w, r, s.log, model.BadRequest("the path %s has an escaped '/' (%%2F); a location segment cannot contain '/'", r.URL.EscapedPath()))
+			return
+		}
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 		}
