@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -139,6 +141,10 @@ func (s *Server) common(next http.Handler) http.Handler {
 			writeError(w, r, s.log, model.Errorf(http.StatusNotImplemented, "this server implements OCCI 1.2; the client asks for OCCI %s", v))
 			return
 		}
+		if err := checkHost(r.Host); err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
 		if strings.Contains(strings.ToLower(r.URL.RawPath), "%2f") {
 			// Decoded, it would be a separator: /compute/a%2Fb is not the
 			// entity a/b of /compute/, nor b of /compute/a/.
@@ -186,7 +192,71 @@ func (s *Server) base(r *http.Request) string {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host
+	host := r.Host // checked by common: bounded, host[:port]
+	if host == "" {
+		// HTTP/1.0 without Host: the address the client connected to.
+		if addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			host = addr.String()
+		}
+	}
+	return scheme + "://" + host
+}
+
+// maxHostBytes bounds the Host header: a DNS name (255 bytes) and a port.
+// Absolute locations are built from it, so an unbounded Host would make
+// every location in a listing that much longer.
+const maxHostBytes = 255 + len(":65535")
+
+// checkHost accepts an empty Host (HTTP/1.0) and host[:port], where host is
+// a DNS name, an IPv4 address or a bracketed IPv6 address.
+func checkHost(h string) error {
+	if h == "" {
+		return nil
+	}
+	if len(h) > maxHostBytes {
+		return model.BadRequest("the Host header is %d bytes; at most %d (a host name and a port) are accepted", len(h), maxHostBytes)
+	}
+	bad := func(why string) error {
+		return model.BadRequest("the Host header %q is not host[:port]: %s", h, why)
+	}
+	host, port := h, ""
+	if strings.HasPrefix(h, "[") {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return bad("unclosed '['")
+		}
+		if ip, err := netip.ParseAddr(h[1:end]); err != nil || !ip.Is6() {
+			return bad("not an IPv6 address in brackets")
+		}
+		host, port = h[:end+1], h[end+1:]
+		if port != "" && !strings.HasPrefix(port, ":") {
+			return bad("junk after ']'")
+		}
+		port = strings.TrimPrefix(port, ":")
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		host, port = h[:i], h[i+1:]
+	}
+	if port != "" || strings.HasSuffix(h, ":") {
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || len(port) > 5 || n == 0 && port != "0" {
+			return bad("the port must be a number from 0 to 65535")
+		}
+	}
+	if !strings.HasPrefix(host, "[") {
+		if host == "" {
+			return bad("no host name")
+		}
+		if len(host) > 255 {
+			return model.BadRequest("the Host header's host name is %d bytes; at most 255 are accepted", len(host))
+		}
+		for i := 0; i < len(host); i++ {
+			c := host[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+				return bad(fmt.Sprintf("character %q is not allowed in a host name", c))
+			}
+		}
+	}
+	return nil
 }
 
 func ok() *response { return &response{status: http.StatusOK, noBody: true} }
