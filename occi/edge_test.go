@@ -2,6 +2,7 @@ package occi_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -12,6 +13,9 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/internal/testserver"
+	"github.com/cmbs/cmbs/occi"
+	"github.com/cmbs/cmbs/occi/model"
+	"github.com/cmbs/cmbs/providers"
 )
 
 // rawExchange writes raw bytes to the server at base (an http:// URL) on a
@@ -19,14 +23,23 @@ import (
 // deadline.
 func rawExchange(t *testing.T, base, raw string) (*http.Response, string) {
 	t.Helper()
+	return rawExchangeClose(t, base, raw, false)
+}
+
+// rawExchangeClose is rawExchange that, when closeWrite is set, half-closes
+// the connection after writing: the server sees the end of the stream.
+func rawExchangeClose(t *testing.T, base, raw string, closeWrite bool) (*http.Response, string) {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
+	// The server may answer (and close) before it has read everything.
+	_, _ = io.WriteString(conn, raw)
+	if closeWrite {
+		_ = conn.(*net.TCPConn).CloseWrite()
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
@@ -89,5 +102,81 @@ func TestHTTP10WithoutHostUsesTheConnectedAddress(t *testing.T) {
 	}
 	if loc := resp.Header.Get("Location"); loc != srv.URL+"/compute/old" {
 		t.Fatalf("Location %q, want %q", loc, srv.URL+"/compute/old")
+	}
+}
+
+// Errors in a request body are the client's: a malformed chunked encoding
+// or a body cut short is 400, a body that stops arriving 408, a body over
+// the limit 413 — declared in Content-Length, refused before it is read.
+func TestBodyErrorsAreClientErrors(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{MaxBodyBytes: 4096, BodyIdleTimeout: 200 * time.Millisecond})
+	head := "POST /compute/ HTTP/1.1\r\nHost: h\r\nContent-Type: application/occi+json\r\n"
+	chunked := head + "Transfer-Encoding: chunked\r\n\r\n"
+	var trailers strings.Builder
+	for i := 0; i < 5000; i++ {
+		trailers.WriteString("X-T" + strconv.Itoa(i) + ": v\r\n")
+	}
+	for _, tc := range []struct {
+		name, raw string
+		status    int
+		says      string
+		closeAt   bool // half-close after writing: the client sends no more
+	}{
+		{"chunk size not hex", chunked + "zz\r\n{}\r\n0\r\n\r\n", 400, "chunk", false},
+		{"negative chunk size", chunked + "-1\r\n{}\r\n0\r\n\r\n", 400, "chunk", false},
+		{"oversized chunk extension", chunked + "2;" + strings.Repeat("x", 100000) + "\r\n{}\r\n0\r\n\r\n", 400, "read", false},
+		{"thousands of trailers", chunked + "2\r\n{}\r\n0\r\n" + trailers.String() + "\r\n", 400, "trailer", false},
+		{"chunked body over the limit", chunked + "2000\r\n" + strings.Repeat(" ", 0x2000) + "\r\n0\r\n\r\n", 413, "4096 bytes", false},
+		{"declared length over the limit", head + "Content-Length: 1000000000\r\n\r\n", 413, "--max-body", false},
+		{"declared length over the limit, expecting 100-continue", head + "Expect: 100-continue\r\nContent-Length: 5000\r\n\r\n", 413, "4096 bytes", false},
+		{"body stops arriving", head + "Content-Length: 100\r\n\r\n{\"resources\":", 408, "stopped arriving", false},
+		{"body cut short", head + "Content-Length: 100\r\n\r\n{\"resources\":", 400, "ended before", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := rawExchangeClose(t, srv.URL, tc.raw, tc.closeAt)
+			if resp.StatusCode != tc.status || !strings.Contains(body, tc.says) {
+				t.Fatalf("status %d, want %d saying %q: %s", resp.StatusCode, tc.status, tc.says, body)
+			}
+		})
+	}
+}
+
+// slowAction is a provider whose actions outlast the body idle timeout,
+// and report whether their context was still alive at the end.
+type slowAction struct {
+	recProvider
+	wait time.Duration
+}
+
+func (p slowAction) Action(ctx context.Context, _ *model.Entity, _ providers.Invocation) (any, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(p.wait):
+		return map[string]any{"alive": true}, nil
+	}
+}
+
+// The body's read deadlines bound reading the body, not the request: a
+// handler that runs longer than the idle timeout after reading it keeps
+// its context and answers.
+func TestBodyDeadlineEndsWithTheBody(t *testing.T) {
+	const idle = 100 * time.Millisecond
+	rec := &recorder{}
+	srv := testserver.Start(t, testserver.Options{BodyIdleTimeout: idle, Register: func(reg *providers.Registry, _ *occi.Server) error {
+		for _, name := range []string{"cmbs_member", "cmbs_message"} {
+			if err := reg.Register(name, slowAction{recProvider{name: name, r: rec}, 5 * idle}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}})
+	c := newClient(t, srv.URL)
+	c.expect("POST", "/-/", fixture(t, "readme/post_category_cmbs_member.json"), 200)
+	c.expect("PUT", "/-/", fixture(t, "readme/put_provider_cmbs_member.json"), 200)
+	c.expect("POST", "/cmbs/member/", fixture(t, "readme/post_member.json"), 201)
+	r := c.expect("POST", "/cmbs/member/996ad860-2a9a-504f-8861-aeafd0b2ae29?action=start_l1", []byte(`{"attributes":{}}`), 200)
+	if !strings.Contains(string(r.body), "alive") {
+		t.Fatalf("action result: %s", r.body)
 	}
 }

@@ -59,8 +59,8 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		detail.Attribute = me.Attribute
 	}
 	switch {
-	case status == http.StatusRequestEntityTooLarge:
-		detail.Message = "request body too large: " + err.Error()
+	case status == http.StatusRequestEntityTooLarge && me == nil:
+		detail.Message = bodyError(err).Error()
 	case status == 499:
 		return
 	case status >= 500 && me == nil:

@@ -48,7 +48,7 @@ func headerDoc(r *http.Request, b *requestBody) (*textDoc, error) {
 func readBody(r *http.Request) (*requestBody, error) {
 	raw, err := io.ReadAll(r.Body)
 	if err != nil {
-		return nil, err
+		return nil, bodyError(err)
 	}
 	ct := r.Header.Get("Content-Type")
 	mt := ""

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -45,6 +46,12 @@ type Options struct {
 	PublicURL string
 	// MaxBodyBytes limits request bodies (413 beyond); 0 means 4 MiB.
 	MaxBodyBytes int64
+	// BodyIdleTimeout is how long a request body may pause before the
+	// request is answered 408; 0 means 10 s.
+	BodyIdleTimeout time.Duration
+	// BodyTimeout bounds reading a whole request body (408 beyond); 0
+	// means 1 minute.
+	BodyTimeout time.Duration
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -67,6 +74,12 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = defaultMaxBody
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = defaultBodyTimeout
+	}
+	if opts.BodyIdleTimeout <= 0 || opts.BodyIdleTimeout > opts.BodyTimeout {
+		opts.BodyIdleTimeout = min(defaultBodyIdleTimeout, opts.BodyTimeout)
 	}
 	opts.PublicURL = strings.TrimSuffix(opts.PublicURL, "/")
 	log := opts.Logger
@@ -133,7 +146,8 @@ func (s *Server) routes() http.Handler {
 	return s.common(r)
 }
 
-// common sets the Server header and the body size limit on every request.
+// common sets the Server header, checks the Host header and the path, and
+// bounds the body (size and read deadlines) on every request.
 func (s *Server) common(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Server", ServerHeader)
@@ -151,8 +165,9 @@ func (s *Server) common(next http.Handler) http.Handler {
 			writeError(w, r, s.log, model.BadRequest("the path %s has an escaped '/' (%%2F); a location segment cannot contain '/'", r.URL.EscapedPath()))
 			return
 		}
-		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		if err := s.limitBody(w, r); err != nil {
+			writeError(w, r, s.log, err)
+			return
 		}
 		next.ServeHTTP(w, r)
 	})
