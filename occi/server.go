@@ -165,6 +165,11 @@ func (s *Server) common(next http.Handler) http.Handler {
 			writeError(w, r, s.log, model.BadRequest("the path %s has an escaped '/' (%%2F); a location segment cannot contain '/'", r.URL.EscapedPath()))
 			return
 		}
+		if r.Method == http.MethodOptions && r.RequestURI == "*" {
+			// OPTIONS * asks about the server as a whole.
+			s.options(w, r)
+			return
+		}
 		if err := s.limitBody(w, r); err != nil {
 			writeError(w, r, s.log, err)
 			return

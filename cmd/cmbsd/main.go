@@ -171,6 +171,10 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 		WriteTimeout:   2 * time.Minute,
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 1 << 20,
+		// net/http answers OPTIONS * itself, before any handler, so
+		// without this it would skip authentication; the OCCI server
+		// answers it behind --users like any other request.
+		DisableGeneralOptionsHandler: true,
 		BaseContext:    func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
