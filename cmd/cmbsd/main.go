@@ -175,8 +175,8 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 		// without this it would skip authentication; the OCCI server
 		// answers it behind --users like any other request.
 		DisableGeneralOptionsHandler: true,
-		BaseContext:    func(net.Listener) context.Context { return baseCtx },
-		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:                  func(net.Listener) context.Context { return baseCtx },
+		ErrorLog:                     slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
 	addr := ln.Addr().String()
