@@ -180,3 +180,20 @@ func TestBodyDeadlineEndsWithTheBody(t *testing.T) {
 		t.Fatalf("action result: %s", r.body)
 	}
 }
+
+// A JSON syntax error names where it is.
+func TestJSONSyntaxErrorNamesLineAndColumn(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{})
+	c := newClient(t, srv.URL)
+	for body, want := range map[string]string{
+		"{\n  \"resources\": [\n    {\"kind\": x}\n  ]\n}": "line 3, column 14",
+		"\n\n{\"resources\": [\n":                          "line 4, column 1",
+		"{\"title\": \"é\", }":                             "line 1, column 16",
+		"{\"resources\": []}\n{}":                          "line 2, column 1",
+	} {
+		r := c.expect("POST", "/compute/", []byte(body), 400)
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("%q: %s, want it to say %q", body, r.body, want)
+		}
+	}
+}
