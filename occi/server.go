@@ -27,7 +27,8 @@ import (
 	"github.com/cmbs/cmbs/store"
 )
 
-// Version is the server version reported in the Server header.
+// Version is the server version: the one source for the Server header,
+// cmbsd --version and cmbsd's /-/status.
 const Version = "0.1.0"
 
 // ServerHeader is sent with every response.

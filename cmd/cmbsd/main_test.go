@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cmbs/cmbs/occi"
 )
 
 // Bounds for every wait in these tests.
@@ -607,6 +609,7 @@ func TestRunExitCodes(t *testing.T) {
 		wantStderr string
 	}{
 		{"help", []string{"-h"}, 0, "CMBS_LISTEN", ""},
+		{"version", []string{"--version"}, 0, "cmbsd " + occi.Version + " (OCCI 1.2, go", ""},
 		{"bad config", []string{"--log-level", "loud"}, 2, "", "cmbsd: invalid configuration: --log-level (CMBS_LOG_LEVEL)"},
 		{"non-loopback", []string{"--listen", ":0"}, 2, "", "--insecure"},
 	}
