@@ -78,7 +78,7 @@ func TestHostHeaderIsBoundedAndChecked(t *testing.T) {
 	}
 	for _, host := range []string{
 		longest + "5", strings.Repeat("h", 256) + ":1", strings.Repeat("a", 100000),
-		"evil.example/x", "a b", "a@b", "[::1", "[zz]:1", "[::1]x", "h:port", "h:65536", "h:", ":80", "h:-1", "%41",
+		"evil.example/x", "a b", "a@b", "[::1", "[zz]:1", "[fe80::1%25eth0]:80", "[::1]:", "[::1]x", "h:port", "h:65536", "h:", ":80", "h:-1", "%41",
 	} {
 		resp, body := rawExchange(t, srv.URL, "GET /compute/ HTTP/1.1\r\nHost: "+host+"\r\nAccept: application/occi+json\r\n\r\n")
 		if resp.StatusCode != 400 || !strings.Contains(body, "Host") {

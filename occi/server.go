@@ -246,7 +246,7 @@ func checkHost(h string) error {
 		if end < 0 {
 			return bad("unclosed '['")
 		}
-		if ip, err := netip.ParseAddr(h[1:end]); err != nil || !ip.Is6() {
+		if ip, err := netip.ParseAddr(h[1:end]); err != nil || !ip.Is6() || ip.Zone() != "" {
 			return bad("not an IPv6 address in brackets")
 		}
 		host, port = h[:end+1], h[end+1:]
