@@ -197,3 +197,18 @@ func TestJSONSyntaxErrorNamesLineAndColumn(t *testing.T) {
 		}
 	}
 }
+
+// A path that decodes to invalid UTF-8 or hides a '/' as %2F is refused
+// before it reaches a store, whatever the method.
+func TestPathMustDecodeToCleanSegments(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{})
+	c := newClient(t, srv.URL)
+	for _, p := range []string{"/compute/%FF%FE", "/compute/a%2Fb", "/compute/a%2fb", "/compute%2F"} {
+		for _, m := range []string{"GET", "PUT", "POST", "DELETE"} {
+			r := c.do(m, p, []byte(`{"resources":[{"kind":"`+computeKind+`"}]}`))
+			if r.status != 400 || !strings.Contains(string(r.body), "path") {
+				t.Errorf("%s %s: %d %s, want 400 naming the path", m, p, r.status, r.body)
+			}
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -158,6 +159,11 @@ func (s *Server) common(next http.Handler) http.Handler {
 		}
 		if err := checkHost(r.Host); err != nil {
 			writeError(w, r, s.log, err)
+			return
+		}
+		if !utf8.ValidString(r.URL.Path) {
+			// Locations are stored as text; neither store could keep it.
+			writeError(w, r, s.log, model.BadRequest("the path %s is not valid UTF-8 once decoded", r.URL.EscapedPath()))
 			return
 		}
 		if strings.Contains(strings.ToLower(r.URL.RawPath), "%2f") {
@@ -901,6 +907,9 @@ func (s *Server) pathPut(r *http.Request) (*response, error) {
 	}
 	loc, err := model.EntityPath(p)
 	if err != nil {
+		return nil, err
+	}
+	if err := model.CheckEntityID(loc[strings.LastIndexByte(loc, '/')+1:]); err != nil {
 		return nil, err
 	}
 	if _, isColl := s.cats.ByLocation(loc + "/"); isColl {
