@@ -60,8 +60,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	}
 	switch {
 	case status == http.StatusRequestEntityTooLarge && me == nil:
-		// http.MaxBytesReader's error; a model error names its own limit.
-		detail.Message = "request body too large: " + err.Error()
+		detail.Message = bodyError(err).Error()
 	case status == 499:
 		return
 	case status >= 500 && me == nil:

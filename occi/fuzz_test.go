@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -82,6 +84,14 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		"X-OCCI-Location: /cmbs/member/x\nX-OCCI-Location: http://127.0.0.1:8090/cmbs/member/y",
 		"Category: ; scheme=\"\nLink: <\nX-OCCI-Attribute: =",
 		"/cmbs/member/x\n# comment\nhttp://h/cmbs/member/y\n",
+		// Hostile ids on every way of giving one.
+		`{"resources":[{"kind":"http://houssem.org/cmbs#member","attributes":{"occi.core.id":"../cmbs/member/victim"}}]}`,
+		`{"resources":[{"kind":"http://houssem.org/cmbs#member","attributes":{"occi":{"core":{"id":".."}}}}]}`,
+		`{"kind":"http://houssem.org/cmbs#member","attributes":{"occi.core.id":"a\u0000b"}}`,
+		`{"kind":"http://houssem.org/cmbs#member","id":"%2e%2e","attributes":{"occi.core.id":"%2e%2e"}}`,
+		`{"resources":[{"kind":"http://houssem.org/cmbs#member","id":"a\r\nSet-Cookie: x=y"}]}`,
+		"Category: member; scheme=\"http://houssem.org/cmbs#\"; class=\"kind\"\nX-OCCI-Attribute: occi.core.id=\"../../x\"",
+		"Category: member; scheme=\"http://houssem.org/cmbs#\"; class=\"kind\"\nX-OCCI-Attribute: occi.core.id=\"http://evil.example/x\"",
 	} {
 		out = append(out, []byte(s))
 	}
@@ -98,6 +108,14 @@ func checkReply(t *testing.T, what string, w *httptest.ResponseRecorder) {
 	// empty "local") is not implemented, and says so.
 	if status >= 500 && !(status == http.StatusNotImplemented && strings.Contains(w.Body.String(), "provider")) {
 		t.Fatalf("%s: status %d: %s", what, status, w.Body.String())
+	}
+	if loc := w.Header().Get("Location"); loc != "" {
+		// A created entity's location is a clean path: no dot segments, no
+		// characters a header or a URL path would have to escape.
+		u, err := url.Parse(loc)
+		if err != nil || u.Path != path.Clean(u.Path) || strings.ContainsAny(loc, "\x00\r\n\t %") {
+			t.Fatalf("%s: Location %q is not a clean location", what, loc)
+		}
 	}
 	if status < 400 {
 		return

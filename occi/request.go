@@ -3,10 +3,13 @@ package occi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/occi/model"
@@ -48,7 +51,7 @@ func headerDoc(r *http.Request, b *requestBody) (*textDoc, error) {
 func readBody(r *http.Request) (*requestBody, error) {
 	raw, err := io.ReadAll(r.Body)
 	if err != nil {
-		return nil, err
+		return nil, bodyError(err)
 	}
 	ct := r.Header.Get("Content-Type")
 	mt := ""
@@ -66,7 +69,7 @@ func readBody(r *http.Request) (*requestBody, error) {
 			return &requestBody{}, nil
 		}
 		if trimmed[0] == '{' || trimmed[0] == '[' {
-			return decodeJSON(trimmed)
+			return decodeJSON(raw)
 		}
 		doc, err := parseTextBody(raw)
 		if err != nil {
@@ -77,7 +80,7 @@ func readBody(r *http.Request) (*requestBody, error) {
 		if len(trimmed) == 0 {
 			return &requestBody{}, nil
 		}
-		return decodeJSON(trimmed)
+		return decodeJSON(raw)
 	case "text/plain", "text/occi+plain":
 		doc, err := parseTextBody(raw)
 		if err != nil {
@@ -111,7 +114,7 @@ func readBody(r *http.Request) (*requestBody, error) {
 		return &requestBody{URIs: uris}, nil
 	}
 	if strings.HasSuffix(mt, "+json") {
-		return decodeJSON(trimmed)
+		return decodeJSON(raw)
 	}
 	return nil, model.Errorf(http.StatusUnsupportedMediaType,
 		"%s is not a request format this server reads: use application/occi+json, application/json, text/plain, text/occi or text/uri-list", mt)
@@ -130,16 +133,35 @@ func decodeJSON(raw []byte) (*requestBody, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	var v any
 	if err := dec.Decode(&v); err != nil {
+		var syn *json.SyntaxError
+		switch {
+		case errors.As(err, &syn):
+			return nil, model.BadRequest("request body is not valid JSON: %s: %v", position(raw, syn.Offset-1), err)
+		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+			return nil, model.BadRequest("request body is not valid JSON: %s: it ends before the JSON value does", position(raw, int64(len(raw))))
+		}
 		return nil, model.BadRequest("request body is not valid JSON: %v", err)
 	}
 	if dec.More() {
-		return nil, model.BadRequest("request body has data after the JSON value")
+		end := dec.InputOffset()
+		end += int64(len(raw[end:]) - len(bytes.TrimLeft(raw[end:], " \t\r\n")))
+		return nil, model.BadRequest("request body has data after the JSON value, at %s", position(raw, end))
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
 		return nil, model.BadRequest("request body must be a JSON object")
 	}
 	return &requestBody{JSON: obj}, nil
+}
+
+// position names the line and column (both from 1, columns in characters)
+// of a byte offset in raw.
+func position(raw []byte, offset int64) string {
+	offset = min(max(offset, 0), int64(len(raw)))
+	before := raw[:offset]
+	line := bytes.Count(before, []byte{'\n'}) + 1
+	col := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return fmt.Sprintf("line %d, column %d", line, col)
 }
 
 // categoryDocument reads a /-/ request: {"kinds","mixins","actions","providers"}

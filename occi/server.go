@@ -10,9 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -24,7 +28,8 @@ import (
 	"github.com/cmbs/cmbs/store"
 )
 
-// Version is the server version reported in the Server header.
+// Version is the server version: the one source for the Server header,
+// cmbsd --version and cmbsd's /-/status.
 const Version = "0.1.0"
 
 // ServerHeader is sent with every response.
@@ -43,6 +48,12 @@ type Options struct {
 	PublicURL string
 	// MaxBodyBytes limits request bodies (413 beyond); 0 means 4 MiB.
 	MaxBodyBytes int64
+	// BodyIdleTimeout is how long a request body may pause before the
+	// request is answered 408; 0 means 10 s.
+	BodyIdleTimeout time.Duration
+	// BodyTimeout bounds reading a whole request body (408 beyond); 0
+	// means 1 minute.
+	BodyTimeout time.Duration
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 	// MaxAttributes bounds an entity's attribute count and the length of
@@ -69,6 +80,12 @@ func NewServer(ctx context.Context, opts Options) (*Server, error) {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = defaultMaxBody
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = defaultBodyTimeout
+	}
+	if opts.BodyIdleTimeout <= 0 || opts.BodyIdleTimeout > opts.BodyTimeout {
+		opts.BodyIdleTimeout = min(defaultBodyIdleTimeout, opts.BodyTimeout)
 	}
 	opts.PublicURL = strings.TrimSuffix(opts.PublicURL, "/")
 	log := opts.Logger
@@ -137,7 +154,8 @@ func (s *Server) routes() http.Handler {
 	return s.common(r)
 }
 
-// common sets the Server header and the body size limit on every request.
+// common sets the Server header, checks the Host header and the path, and
+// bounds the body (size and read deadlines) on every request.
 func (s *Server) common(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Server", ServerHeader)
@@ -145,8 +163,29 @@ func (s *Server) common(next http.Handler) http.Handler {
 			writeError(w, r, s.log, model.Errorf(http.StatusNotImplemented, "this server implements OCCI 1.2; the client asks for OCCI %s", v))
 			return
 		}
-		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		if err := checkHost(r.Host); err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		if !utf8.ValidString(r.URL.Path) {
+			// Locations are stored as text; neither store could keep it.
+			writeError(w, r, s.log, model.BadRequest("the path %s is not valid UTF-8 once decoded", r.URL.EscapedPath()))
+			return
+		}
+		if strings.Contains(strings.ToLower(r.URL.RawPath), "%2f") {
+			// Decoded, it would be a separator: /compute/a%2Fb is not the
+			// entity a/b of /compute/, nor b of /compute/a/.
+			writeError(w, r, s.log, model.BadRequest("the path %s has an escaped '/' (%%2F); a location segment cannot contain '/'", r.URL.EscapedPath()))
+			return
+		}
+		if r.Method == http.MethodOptions && r.RequestURI == "*" {
+			// OPTIONS * asks about the server as a whole.
+			s.options(w, r)
+			return
+		}
+		if err := s.limitBody(w, r); err != nil {
+			writeError(w, r, s.log, err)
+			return
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -186,7 +225,71 @@ func (s *Server) base(r *http.Request) string {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host
+	host := r.Host // checked by common: bounded, host[:port]
+	if host == "" {
+		// HTTP/1.0 without Host: the address the client connected to.
+		if addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			host = addr.String()
+		}
+	}
+	return scheme + "://" + host
+}
+
+// maxHostBytes bounds the Host header: a DNS name (255 bytes) and a port.
+// Absolute locations are built from it, so an unbounded Host would make
+// every location in a listing that much longer.
+const maxHostBytes = 255 + len(":65535")
+
+// checkHost accepts an empty Host (HTTP/1.0) and host[:port], where host is
+// a DNS name, an IPv4 address or a bracketed IPv6 address.
+func checkHost(h string) error {
+	if h == "" {
+		return nil
+	}
+	if len(h) > maxHostBytes {
+		return model.BadRequest("the Host header is %d bytes; at most %d (a host name and a port) are accepted", len(h), maxHostBytes)
+	}
+	bad := func(why string) error {
+		return model.BadRequest("the Host header %q is not host[:port]: %s", h, why)
+	}
+	host, port := h, ""
+	if strings.HasPrefix(h, "[") {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return bad("unclosed '['")
+		}
+		if ip, err := netip.ParseAddr(h[1:end]); err != nil || !ip.Is6() || ip.Zone() != "" {
+			return bad("not an IPv6 address in brackets")
+		}
+		host, port = h[:end+1], h[end+1:]
+		if port != "" && !strings.HasPrefix(port, ":") {
+			return bad("junk after ']'")
+		}
+		port = strings.TrimPrefix(port, ":")
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		host, port = h[:i], h[i+1:]
+	}
+	if port != "" || strings.HasSuffix(h, ":") {
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || len(port) > 5 || n == 0 && port != "0" {
+			return bad("the port must be a number from 0 to 65535")
+		}
+	}
+	if !strings.HasPrefix(host, "[") {
+		if host == "" {
+			return bad("no host name")
+		}
+		if len(host) > 255 {
+			return model.BadRequest("the Host header's host name is %d bytes; at most 255 are accepted", len(host))
+		}
+		for i := 0; i < len(host); i++ {
+			c := host[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+				return bad(fmt.Sprintf("character %q is not allowed in a host name", c))
+			}
+		}
+	}
+	return nil
 }
 
 func ok() *response { return &response{status: http.StatusOK, noBody: true} }
@@ -829,6 +932,9 @@ func (s *Server) pathPut(r *http.Request) (*response, error) {
 	}
 	loc, err := model.EntityPath(p)
 	if err != nil {
+		return nil, err
+	}
+	if err := model.CheckEntityID(loc[strings.LastIndexByte(loc, '/')+1:]); err != nil {
 		return nil, err
 	}
 	if _, isColl := s.cats.ByLocation(loc + "/"); isColl {

@@ -105,7 +105,8 @@ type rawConfig struct {
 
 // parseConfig fills the configuration from env variables, then from args
 // (so a flag on the command line wins), and validates it. For -h/--help it
-// writes the usage to help and returns flag.ErrHelp; anything wrong is a
+// writes the usage to help and returns flag.ErrHelp; for --version it returns
+// a versionRequest; anything wrong is a
 // *configError.
 func parseConfig(args []string, getenv func(string) string, help io.Writer) (config, error) {
 	var raw rawConfig
@@ -125,6 +126,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.IntVar(&raw.maxAttributes, "max-attributes", model.DefaultMaxAttributes, "most attributes an entity may have, and most elements or members of any array or object in its attribute values (`count`)")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "`file` recording which member layers run, so that a restart binds them again (default: layers.json beside the sqlite database, or ./"+defaultDataDir+"/layers.json with CouchDB; \"none\" disables)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cmbsd [flags]\n\nEvery flag can also be set with its environment variable (CMBS_LISTEN, CMBS_STORE, …);\na flag given on the command line wins.\n\n")
 		fs.PrintDefaults()
@@ -134,7 +136,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		v := getenv(envName(f.Name))
-		if v == "" || envErr != nil {
+		if v == "" || envErr != nil || f.Name == "version" {
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
@@ -150,6 +152,9 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 			return config{}, err
 		}
 		return config{}, &configError{msg: err.Error() + " (cmbsd -h lists the flags)"}
+	}
+	if *showVersion {
+		return config{}, versionRequest{}
 	}
 	if fs.NArg() > 0 {
 		return config{}, &configError{msg: fmt.Sprintf("unexpected argument %q (cmbsd takes flags only)", fs.Arg(0))}

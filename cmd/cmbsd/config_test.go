@@ -308,3 +308,14 @@ func TestParseConfigHelp(t *testing.T) {
 		}
 	}
 }
+
+// --version asks for the version, whatever else is given; CMBS_VERSION in
+// the environment does not (it is no setting).
+func TestParseConfigVersion(t *testing.T) {
+	if _, err := parseConfig([]string{"--version", "--log-level", "debug"}, env(nil), io.Discard); !errors.As(err, new(versionRequest)) {
+		t.Fatalf("--version: err = %v, want a versionRequest", err)
+	}
+	if _, err := parseConfig(nil, env(map[string]string{"CMBS_VERSION": "true"}), io.Discard); err != nil {
+		t.Fatalf("CMBS_VERSION=true: %v", err)
+	}
+}

@@ -6,6 +6,7 @@
 //
 //	cmbsd [--listen 127.0.0.1:8090] [--store sqlite:./cmbs-data/cmbs.db | --store http://user:pass@host:5984 --db cmbs]
 //	      [--public-url URL] [--users FILE] [--insecure] [--log-level info] [--max-body BYTES] [--max-attributes N]
+//	cmbsd --version
 //
 // Every flag also reads CMBS_<FLAG> from the environment (CMBS_LISTEN,
 // CMBS_PUBLIC_URL, …); the command line wins. cmbsd refuses to listen on a
@@ -59,10 +60,14 @@ func main() {
 
 // run is cmbsd: it serves until ctx is cancelled (main cancels it on SIGINT
 // or SIGTERM), then shuts down and returns the exit code. Logs and errors go
-// to stderr; only -h output goes to stdout.
+// to stderr; only -h and --version output go to stdout.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	cfg, err := parseConfig(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if errors.As(err, new(versionRequest)) {
+		fmt.Fprintln(stdout, versionLine())
 		return exitOK
 	}
 	if err != nil {
@@ -172,8 +177,12 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 		WriteTimeout:   2 * time.Minute,
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 1 << 20,
-		BaseContext:    func(net.Listener) context.Context { return baseCtx },
-		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// net/http answers OPTIONS * itself, before any handler, so
+		// without this it would skip authentication; the OCCI server
+		// answers it behind --users like any other request.
+		DisableGeneralOptionsHandler: true,
+		BaseContext:                  func(net.Listener) context.Context { return baseCtx },
+		ErrorLog:                     slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
 	addr := ln.Addr().String()

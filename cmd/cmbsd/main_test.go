@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cmbs/cmbs/occi"
 )
 
 // Bounds for every wait in these tests.
@@ -531,6 +534,39 @@ func TestBinaryUsers(t *testing.T) {
 			}
 		}
 	}
+	// OPTIONS * (which net/http would answer before any handler) needs
+	// credentials too.
+	addr := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/-/")
+	for _, tt := range tests {
+		raw := "OPTIONS * HTTP/1.1\r\nHost: " + addr + "\r\n"
+		if tt.user != "" {
+			raw += "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(tt.user+":"+tt.pass)) + "\r\n"
+		}
+		got := rawStatus(t, addr, raw+"\r\n")
+		if (got == http.StatusUnauthorized) != tt.want401 || !tt.want401 && got != http.StatusNoContent {
+			t.Errorf("OPTIONS *: user %q pass %q: status %d, want 401: %v", tt.user, tt.pass, got, tt.want401)
+		}
+	}
+}
+
+// rawStatus sends raw bytes to addr and returns the response's status.
+func rawStatus(t *testing.T, addr, raw string) int {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // TestRunInProcess drives run directly: a cancelled context is the signal.
@@ -573,6 +609,7 @@ func TestRunExitCodes(t *testing.T) {
 		wantStderr string
 	}{
 		{"help", []string{"-h"}, 0, "CMBS_LISTEN", ""},
+		{"version", []string{"--version"}, 0, "cmbsd " + occi.Version + " (OCCI 1.2, go", ""},
 		{"bad config", []string{"--log-level", "loud"}, 2, "", "cmbsd: invalid configuration: --log-level (CMBS_LOG_LEVEL)"},
 		{"non-loopback", []string{"--listen", ":0"}, 2, "", "--insecure"},
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/store"
 )
 
@@ -29,11 +30,12 @@ type statusHandler struct {
 }
 
 type statusReport struct {
-	Status string              `json:"status"` // "ok" or "unavailable"
-	Uptime float64             `json:"uptime_s"`
-	Store  storeStatus         `json:"store"`
-	Layers []cmbs.RunningLayer `json:"layers"`
-	Broker cmbs.Stats          `json:"broker"`
+	Status  string              `json:"status"` // "ok" or "unavailable"
+	Version string              `json:"version"`
+	Uptime  float64             `json:"uptime_s"`
+	Store   storeStatus         `json:"store"`
+	Layers  []cmbs.RunningLayer `json:"layers"`
+	Broker  cmbs.Stats          `json:"broker"`
 }
 
 type storeStatus struct {
@@ -54,11 +56,12 @@ func (h *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep := statusReport{
-		Status: "ok",
-		Uptime: time.Since(h.started).Seconds(),
-		Store:  h.probeStore(r.Context()),
-		Layers: h.broker.RunningLayers(),
-		Broker: h.broker.Stats(),
+		Status:  "ok",
+		Version: occi.Version,
+		Uptime:  time.Since(h.started).Seconds(),
+		Store:   h.probeStore(r.Context()),
+		Layers:  h.broker.RunningLayers(),
+		Broker:  h.broker.Stats(),
 	}
 	if rep.Layers == nil {
 		rep.Layers = []cmbs.RunningLayer{}

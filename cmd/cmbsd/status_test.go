@@ -48,7 +48,7 @@ func TestStatusReportsAFailingStore(t *testing.T) {
 		return rec.Code, m
 	}
 	code, rep := get(http.MethodGet)
-	if code != http.StatusOK || rep["status"] != "ok" || rep["store"].(map[string]any)["ok"] != true {
+	if code != http.StatusOK || rep["status"] != "ok" || rep["version"] != occi.Version || rep["store"].(map[string]any)["ok"] != true {
 		t.Fatalf("GET %s: %d %v", statusPath, code, rep)
 	}
 	if layers, ok := rep["layers"].([]any); !ok || len(layers) != 0 {

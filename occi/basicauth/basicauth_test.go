@@ -5,12 +5,17 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -165,9 +170,9 @@ func TestMiddleware(t *testing.T) {
 	}
 }
 
-// TestUnknownUserCostsLikeKnown checks that an unknown user is compared
-// against a bcrypt hash when the file has one, so response time does not
-// tell unknown users from wrong passwords.
+// TestUnknownUserCostsLikeKnown checks that an unknown user costs no
+// bcrypt comparison but waits about as long as one, so response time does
+// not tell unknown users from wrong passwords.
 func TestUnknownUserCostsLikeKnown(t *testing.T) {
 	users, err := Load(writeUsers(t, "plain:pw\nhashed:"+hash(t, "x", "2b")+"\n"))
 	if err != nil {
@@ -176,8 +181,18 @@ func TestUnknownUserCostsLikeKnown(t *testing.T) {
 	if users.dummy == nil || string(users.dummy) != string(users.creds["hashed"].bcrypt) {
 		t.Fatalf("dummy hash not taken from the file")
 	}
+	if users.bcryptNanos.Load() <= 0 {
+		t.Fatal("no bcrypt duration measured at load: unknown users would answer at once")
+	}
+	before := users.compares.Load()
 	if users.Check("nobody", "x") {
 		t.Fatal("unknown user accepted with the dummy hash's password")
+	}
+	if n := users.compares.Load() - before; n != 0 {
+		t.Fatalf("an unknown user cost %d bcrypt comparisons, want 0", n)
+	}
+	if users.Check("hashed", "y") || users.compares.Load()-before != 1 {
+		t.Fatalf("a wrong password: %d comparisons, want 1", users.compares.Load()-before)
 	}
 	plainOnly, err := Load(writeUsers(t, "plain:pw\n"))
 	if err != nil {
@@ -185,5 +200,162 @@ func TestUnknownUserCostsLikeKnown(t *testing.T) {
 	}
 	if plainOnly.dummy != nil || plainOnly.Check("nobody", "pw") {
 		t.Fatal("plain-only file: unexpected dummy or unknown user accepted")
+	}
+}
+
+// A verified pair is remembered for CacheTTL, and only a right pair is.
+func TestVerifiedPairsAreCachedBriefly(t *testing.T) {
+	users, err := Load(writeUsers(t, "u:"+hash(t, "right", "2b")+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	users.now = func() time.Time { return now }
+	before := users.compares.Load()
+	for i := 0; i < 5; i++ {
+		if !users.Check("u", "right") {
+			t.Fatal("right password refused")
+		}
+		if users.Check("u", "wrong") {
+			t.Fatal("wrong password accepted")
+		}
+	}
+	if n := users.compares.Load() - before; n != 6 {
+		t.Fatalf("%d comparisons, want 6 (one for the right password, five for the wrong)", n)
+	}
+	now = now.Add(DefaultCacheTTL)
+	if !users.Check("u", "right") || users.compares.Load()-before != 7 {
+		t.Fatal("the cached pair did not expire after CacheTTL")
+	}
+	// The cache is bounded: many users' pairs do not grow it past maxCached.
+	for i := 0; i < 2*maxCached; i++ {
+		users.remember(pairKey("u"+strconv.Itoa(i), "p"))
+	}
+	if n := len(users.verified); n > maxCached {
+		t.Fatalf("cache holds %d pairs, want at most %d", n, maxCached)
+	}
+}
+
+// clientFrom is an HTTP client whose connections come from the loopback
+// address ip, so the server sees a different source per client.
+func clientFrom(t *testing.T, ip string) *http.Client {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 10 * time.Second}
+	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 64}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// get sends one authenticated request and returns its status and
+// Retry-After header; it may run on any goroutine.
+func get(t *testing.T, c *http.Client, url, user, pass string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Error(err)
+		return 0, ""
+	}
+	req.SetBasicAuth(user, pass)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Error(err)
+		return 0, ""
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Retry-After")
+}
+
+// A flood of failed authentications from one source costs at most the
+// burst of bcrypt comparisons, is answered 429 with Retry-After beyond it,
+// and does not stop a valid user from being served — from another source,
+// or from the same one once verified.
+func TestFailedAuthenticationFloodIsLimited(t *testing.T) {
+	users, err := Load(writeUsers(t, "valid:"+hash(t, "right", "2b")+"\nother:"+hash(t, "x", "2b")+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stopped clock: no attempt is earned back during the test.
+	var now atomic.Int64
+	now.Store(1000)
+	users.now = func() time.Time { return time.Unix(now.Load(), 0) }
+	srv := httptest.NewServer(users.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+	t.Cleanup(srv.Close)
+	attacker, user := clientFrom(t, "127.0.0.2"), clientFrom(t, "127.0.0.1")
+	before := users.compares.Load()
+
+	const flood, workers = 400, 16
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	retryAfter := ""
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				name := []string{"valid", "other", "nobody"}[i%3]
+				status, retry := get(t, attacker, srv.URL, name, "guess"+strconv.Itoa(i))
+				mu.Lock()
+				statuses[status]++
+				if status == http.StatusTooManyRequests {
+					retryAfter = retry
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	served := 0
+	for i := 0; i < flood; i++ {
+		next <- i
+		if i%20 == 0 && first(get(t, user, srv.URL, "valid", "right")) == http.StatusOK {
+			served++
+		}
+	}
+	close(next)
+	wg.Wait()
+
+	if served != flood/20 {
+		t.Errorf("the valid user was served %d times of %d during the flood", served, flood/20)
+	}
+	if statuses[http.StatusUnauthorized] != DefaultFailureBurst || statuses[http.StatusTooManyRequests] != flood-DefaultFailureBurst {
+		t.Errorf("flood answers %v, want %d × 401 then 429", statuses, DefaultFailureBurst)
+	}
+	if retryAfter != "1" {
+		t.Errorf("Retry-After %q, want 1 (one attempt a second)", retryAfter)
+	}
+	// The flood's bcrypt comparisons are bounded by the burst (unknown
+	// users cost none); the valid user's cost one.
+	if n := users.compares.Load() - before; n > DefaultFailureBurst+1 {
+		t.Errorf("%d bcrypt comparisons, want at most %d", n, DefaultFailureBurst+1)
+	}
+	// The valid user, verified, is served from the flooded source too; a
+	// new pair from there is refused until an attempt is earned back.
+	if s, _ := get(t, attacker, srv.URL, "valid", "right"); s != http.StatusOK {
+		t.Errorf("verified user from the flooded source: %d", s)
+	}
+	if s, _ := get(t, attacker, srv.URL, "other", "x"); s != http.StatusTooManyRequests {
+		t.Errorf("unverified user from the flooded source: %d, want 429", s)
+	}
+	now.Add(int64(DefaultFailureInterval / time.Second))
+	if s, _ := get(t, attacker, srv.URL, "other", "x"); s != http.StatusOK {
+		t.Errorf("after one interval: %d, want 200", s)
+	}
+}
+
+func first(status int, _ string) int { return status }
+
+func TestSourceKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:5000":                      "127.0.0.1",
+		"[::ffff:10.0.0.1]:80":                "10.0.0.1",
+		"[2001:db8:1:2:3:4:5:6]:443":          "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff:ffff:ffff:1]:443": "2001:db8:1:2::/64",
+		"not an address":                      "not an address",
+	} {
+		if got := sourceKey(in); got != want {
+			t.Errorf("sourceKey(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -120,6 +120,9 @@ func (s *Service) Create(ctx context.Context, coll *model.Category, typ string, 
 		if in.ID == "" {
 			in.ID = uuid.NewString()
 		}
+		if err := model.CheckEntityID(in.ID); err != nil {
+			return nil, err
+		}
 		loc := coll.Location + in.ID
 		if seen[loc] {
 			return nil, model.BadRequest("entity id %s appears twice in the request", in.ID)
@@ -160,6 +163,9 @@ func (s *Service) CreateAt(ctx context.Context, location, typ string, in *model.
 	}
 	if in.ID == "" {
 		in.ID = location[strings.LastIndex(location, "/")+1:]
+	}
+	if err := model.CheckEntityID(in.ID); err != nil {
+		return nil, err
 	}
 	e, links, err := s.prepare(ctx, location, typ, in)
 	if err != nil {
@@ -252,6 +258,9 @@ func (s *Service) inlineLink(ctx context.Context, src *model.Entity, desc map[st
 	in.Source = src.Location
 	if in.ID == "" {
 		in.ID = uuid.NewString()
+	}
+	if err := model.CheckEntityID(in.ID); err != nil {
+		return nil, err
 	}
 	l := in.Entity
 	l.Type = model.TypeLink

@@ -3,6 +3,8 @@ package model
 import (
 	"encoding/json"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Entity types.
@@ -97,9 +99,6 @@ func ParseEntityInput(desc map[string]any, typ string) (*EntityInput, error) {
 			in.Kind, err = entityString(k, v)
 		case "id":
 			in.ID, err = entityString(k, v)
-			if err == nil && (strings.ContainsAny(in.ID, "/?#") || needsEscape(in.ID) || in.ID == "." || in.ID == "..") {
-				err = BadRequest("entity id %q must not contain '/', '?', '#', '%%', spaces or other characters a URL path escapes", in.ID)
-			}
 			if err == nil && in.ID == "" {
 				delete(in.Present, k) // "" means "let the server choose"
 			}
@@ -152,13 +151,73 @@ func ParseEntityInput(desc map[string]any, typ string) (*EntityInput, error) {
 		}
 	}
 	if in.ID == "" {
-		// OCCI 1.2 JSON and text clients give the id as occi.core.id.
-		if id, ok := in.Attributes["occi.core.id"].(string); ok && id != "" {
+		// OCCI 1.2 JSON and text clients give the id as occi.core.id, flat
+		// or nested; a mismatch with "id" is reported when the attributes
+		// are applied.
+		if id, ok := coreID(in.Attributes); ok && id != "" {
 			in.ID = id
 			in.Present["id"] = true
 		}
 	}
+	if in.ID != "" {
+		if err := CheckEntityID(in.ID); err != nil {
+			return nil, err
+		}
+	}
 	return in, nil
+}
+
+// coreID finds occi.core.id among attributes given flat ("occi.core.id")
+// or nested ({"occi":{"core":{"id":…}}}).
+func coreID(attrs map[string]any) (string, bool) {
+	if v, ok := attrs["occi.core.id"]; ok {
+		s, isStr := v.(string)
+		return s, isStr
+	}
+	occi, _ := attrs["occi"].(map[string]any)
+	core, _ := occi["core"].(map[string]any)
+	if v, ok := core["id"]; ok {
+		s, isStr := v.(string)
+		return s, isStr
+	}
+	return "", false
+}
+
+// MaxEntityIDBytes is the longest entity id accepted.
+const MaxEntityIDBytes = 255
+
+// CheckEntityID is the one rule for entity ids, whichever way a client gives
+// them (the "id" member, the occi.core.id attribute flat or nested, a text
+// rendering, a link inside a resource, the last segment of a PUT location) and
+// whoever creates the entity (the HTTP edge or a CMBS message). An id becomes
+// the last segment of the entity's location, so it must be one path segment
+// that needs no escaping: 1 to 255 bytes of valid UTF-8, not "." or "..",
+// without '/', '?', '#', '%', '\', white space, control characters, or the
+// characters a URL path escapes ("<>^`{|}).
+func CheckEntityID(id string) error {
+	bad := func(why string) error {
+		return AttributeError("occi.core.id", "entity id %q %s", id, why)
+	}
+	switch {
+	case id == "":
+		return bad("is empty")
+	case len(id) > MaxEntityIDBytes:
+		return AttributeError("occi.core.id", "entity id of %d bytes is longer than %d bytes", len(id), MaxEntityIDBytes)
+	case !utf8.ValidString(id):
+		return bad("is not valid UTF-8")
+	case id == "." || id == "..":
+		return bad("is a relative path segment")
+	case strings.ContainsAny(id, "/?#"):
+		return bad("must not contain '/', '?' or '#': it is one segment of the entity's location")
+	case needsEscape(id):
+		return bad("must not contain '%', '\\', spaces, control characters or other characters a URL path escapes")
+	}
+	for _, r := range id {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
+			return bad("must not contain white space, control or format characters")
+		}
+	}
+	return nil
 }
 
 func entityString(key string, v any) (string, error) {
