@@ -331,32 +331,83 @@ func parseAttributeText(t *testing.T, v string) (string, any) {
 	return "", nil
 }
 
-// parseLinkText parses a Link value.
+// parseLinkText parses a Link value as strictly as the OCCI 1.2 text
+// grammar:
+//
+//	"<" URI-reference ">" ";" "rel" "=" <"> type-identifier <">
+//	[";" "self" "=" <"> link-instance <">]
+//	[";" "category" "=" <"> link-type <"> *(";" name "=" (token | quoted-string))]
+//
+// rel comes first and names a kind or action (scheme + term); self and
+// category are quoted, in that order; a link's own attributes follow its
+// category.
 func parseLinkText(t *testing.T, v string) olink {
 	t.Helper()
 	parts := splitOutside(v, ';')
 	first := strings.TrimSpace(parts[0])
-	if !strings.HasPrefix(first, "<") || !strings.HasSuffix(first, ">") {
+	if !strings.HasPrefix(first, "<") || !strings.HasSuffix(first, ">") || len(first) < 3 {
 		t.Fatalf("link %q: target not in <>", v)
 	}
 	l := olink{target: first[1 : len(first)-1]}
-	for _, p := range parts[1:] {
-		k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
-		switch k {
-		case "rel", "self", "category":
-			s := unquoteText(t, val)
-			switch k {
-			case "rel":
-				l.rel = s
-			case "self":
-				l.self = s
-			default:
-				l.category = s
-			}
+	params := parts[1:]
+	if n := len(params); n > 0 && strings.TrimSpace(params[n-1]) == "" {
+		params = params[:n-1] // one trailing ';' (pOCCI's own requests end so)
+	}
+	const (
+		wantRel = iota
+		wantSelf
+		wantCategory
+		wantAttribute
+	)
+	state := wantRel
+	for _, p := range params {
+		k, val, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok {
+			t.Fatalf("link %q: %q is not key=value", v, p)
 		}
+		switch {
+		case k == "rel" && state == wantRel:
+			l.rel = unquoteText(t, val)
+			if !typeIDRE.MatchString(l.rel) {
+				t.Fatalf("link %q: rel %q is not a type identifier (scheme#term)", v, l.rel)
+			}
+			state = wantSelf
+		case state == wantRel:
+			t.Fatalf("link %q: rel must follow the target, got %q", v, p)
+		case k == "self" && state == wantSelf:
+			l.self = unquoteText(t, val)
+			if l.self == "" {
+				t.Fatalf("link %q: empty self", v)
+			}
+			state = wantCategory
+		case k == "category" && state <= wantCategory:
+			l.category = unquoteText(t, val)
+			if !typeIDRE.MatchString(l.category) {
+				t.Fatalf("link %q: category %q is not a type identifier", v, l.category)
+			}
+			state = wantAttribute
+		case state == wantAttribute && attrNameRE.MatchString(k):
+			if !strings.HasPrefix(val, `"`) && !tokenRE.MatchString(val) {
+				t.Fatalf("link %q: attribute %s=%s is neither a token nor a quoted string", v, k, val)
+			}
+			if strings.HasPrefix(val, `"`) {
+				unquoteText(t, val)
+			}
+		default:
+			t.Fatalf("link %q: unexpected %q (order: rel, self, category, attributes)", v, p)
+		}
+	}
+	if state == wantRel {
+		t.Fatalf("link %q has no rel", v)
 	}
 	return l
 }
+
+var (
+	typeIDRE   = regexp.MustCompile(`^[a-z][a-z0-9+.-]*://[^\s"#]+#[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	attrNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*(?:\.[a-z][a-z0-9_-]*)*$`)
+	tokenRE    = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+)
 
 // discover returns the categories of GET /-/ (with an optional Category
 // filter in the request headers).
@@ -472,6 +523,14 @@ func (c *occiClient) list(path string, filter *ocat) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// abs makes a location the server rendered as a path absolute.
+func (c *occiClient) abs(loc string) string {
+	if strings.HasPrefix(loc, "/") {
+		return c.base + loc
+	}
+	return loc
 }
 
 // get reads an entity.

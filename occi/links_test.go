@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/internal/testserver"
 	"github.com/cmbs/cmbs/store"
 )
@@ -140,4 +141,94 @@ func textRenderingsRoundTrip(t *testing.T, c *client, base string) {
 	// Immutable attributes cannot change after creation.
 	c.expect("POST", path, []byte(`{"resources":[{"attributes":{"occi.compute.state":"active"}}]}`), 400)
 	c.expect("POST", path, []byte(`{"resources":[{"attributes":{"occi.compute.cores":8}}]}`), 201)
+}
+
+func TestLinkRelIsTheTargetKind(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		c, base := startCompute(t, open(t))
+		linkRelIsTheTargetKind(t, c, base)
+	})
+}
+
+// linkRelIsTheTargetKind: links created through every rendering render
+// rel as their target's kind; a rel the client gives is checked against
+// the target, not dropped.
+func linkRelIsTheTargetKind(t *testing.T, c *client, base string) {
+	const (
+		computeCat = `Category: compute; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"`
+		text       = "text/plain"
+	)
+	c.expect("PUT", "/compute/a", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`"}]}`), 201)
+	c.expect("PUT", "/storage/s", []byte(`{"resources":[{"kind":"`+categories.StorageKind+`","attributes":{"occi.storage.size":1}}]}`), 201)
+	c.expect("PUT", "/network/n", []byte(`{"resources":[{"kind":"`+categories.NetworkKind+`"}]}`), 201)
+
+	// A link entity in text/plain, one in text/occi, and one inline.
+	c.expect("POST", "/storagelink/", []byte(`Category: storagelink; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"
+X-OCCI-Attribute: occi.core.id="sl"
+X-OCCI-Attribute: occi.core.source="`+base+`/compute/a"
+X-OCCI-Attribute: occi.core.target="`+base+`/storage/s"
+`), 201, "Content-Type", text, "Accept", text)
+	c.expect("POST", "/networkinterface/", nil, 201, "Content-Type", "text/occi", "Accept", "text/occi",
+		"Category", `networkinterface; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"`,
+		"X-OCCI-Attribute", `occi.core.id="ni", occi.core.source="/compute/a", occi.core.target="`+base+`/network/n"`)
+	c.expect("POST", "/compute/", []byte(computeCat+`
+Link: <`+base+`/network/n>; rel="`+categories.NetworkKind+`"; category="`+categories.NetworkInterfaceKind+`"
+X-OCCI-Attribute: occi.core.id="b"
+`), 201, "Content-Type", text, "Accept", text)
+	// rel may name an ancestor of the target's kind; the rendering names the kind.
+	c.expect("POST", "/compute/", []byte(computeCat+`
+Link: <`+base+`/storage/s>; rel="`+categories.ResourceKind+`"; category="`+categories.StorageLinkKind+`"
+X-OCCI-Attribute: occi.core.id="c"
+`), 201, "Content-Type", text, "Accept", text)
+
+	wantRel := map[string]string{base + "/storage/s": categories.StorageKind, base + "/network/n": categories.NetworkKind}
+	for path, n := range map[string]int{"/compute/a": 2, "/compute/b": 1, "/compute/c": 1} {
+		for _, accept := range []string{"text/plain", "text/occi"} {
+			r := c.expect("GET", path, nil, 200, "Accept", accept)
+			var links []string
+			if accept == "text/occi" {
+				for _, v := range r.header.Values("Link") {
+					links = append(links, splitOutside(v, ',')...)
+				}
+			} else {
+				for _, l := range strings.Split(string(r.body), "\n") {
+					if v, ok := strings.CutPrefix(l, "Link: "); ok {
+						links = append(links, v)
+					}
+				}
+			}
+			got := 0
+			for _, v := range links {
+				l := parseLinkText(t, strings.TrimSpace(v))
+				if strings.Contains(l.target, "?action=") {
+					continue
+				}
+				got++
+				if l.rel != wantRel[l.target] {
+					t.Fatalf("%s (%s): link to %s has rel %q, want %q", path, accept, l.target, l.rel, wantRel[l.target])
+				}
+			}
+			if got != n {
+				t.Fatalf("%s (%s): %d links, want %d: %v", path, accept, got, n, links)
+			}
+		}
+	}
+
+	// A rel that contradicts the target is refused, naming it; nothing is stored.
+	r := c.expect("POST", "/compute/", []byte(computeCat+`
+Link: <`+base+`/network/n>; rel="`+categories.StorageKind+`"; category="`+categories.NetworkInterfaceKind+`"
+X-OCCI-Attribute: occi.core.id="bad"
+`), 400, "Content-Type", text, "Accept", text)
+	if !strings.Contains(string(r.body), categories.StorageKind) {
+		t.Fatalf("error does not name the rel: %s", r.body)
+	}
+	c.expect("GET", "/compute/bad", nil, 404)
+	// The same in OCCI 1.2 JSON, whose target.kind is the rel.
+	r = c.expect("POST", "/networkinterface/", []byte(`{"kind":"`+categories.NetworkInterfaceKind+`","id":"bad",
+		"source":{"location":"/compute/a"},"target":{"location":"/network/n","kind":"`+categories.ComputeKind+`"}}`), 400,
+		"Content-Type", "application/json", "Accept", "application/json")
+	if !strings.Contains(string(r.body), categories.ComputeKind) {
+		t.Fatalf("error does not name the target kind: %s", r.body)
+	}
+	c.expect("GET", "/networkinterface/bad", nil, 404)
 }

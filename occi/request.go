@@ -358,7 +358,13 @@ func entityDescriptions(b *requestBody) ([]typedDescription, error) {
 				// their own locations, and a full update leaves them intact.
 				continue
 			}
-			ld := map[string]any{"target": l.Target, "attributes": l.Attributes}
+			// rel is the target's kind: kept, so the service can check it
+			// against the target (a contradiction is a 400).
+			var target any = l.Target
+			if l.Rel != "" {
+				target = map[string]any{"location": l.Target, "kind": l.Rel}
+			}
+			ld := map[string]any{"target": target, "attributes": l.Attributes}
 			if l.Category != "" {
 				ld["kind"] = l.Category
 			}

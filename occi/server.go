@@ -573,7 +573,22 @@ func (s *Server) view(ctx context.Context, e *model.Entity, withLinks bool) (*en
 		}
 		v.links = links
 	}
+	for _, l := range append([]*model.Entity{e}, v.links...) {
+		s.fillTargetKind(ctx, l)
+	}
 	return v, nil
+}
+
+// fillTargetKind gives a link stored without its target's kind (links
+// written before the service recorded it) the kind the renderings show
+// as its rel.
+func (s *Server) fillTargetKind(ctx context.Context, l *model.Entity) {
+	if l.Type != model.TypeLink || l.TargetKind != "" || l.Target == "" {
+		return
+	}
+	if t, err := s.entities.Get(ctx, l.Target); err == nil {
+		l.TargetKind = t.Kind
+	}
 }
 
 func (s *Server) pathPost(r *http.Request) (*response, error) {

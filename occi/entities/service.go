@@ -269,10 +269,16 @@ func (s *Service) inlineLink(ctx context.Context, src *model.Entity, desc map[st
 	if l.Target == "" {
 		return nil, model.BadRequest("a link needs a target")
 	}
+	targetKind := src.Kind
 	if l.Target != src.Location {
-		if _, err := s.Get(ctx, l.Target); err != nil {
+		target, err := s.Get(ctx, l.Target)
+		if err != nil {
 			return nil, linkEndError("target", l.Target, err)
 		}
+		targetKind = target.Kind
+	}
+	if err := s.setTargetKind(&l, targetKind); err != nil {
+		return nil, err
 	}
 	l.Normalize()
 	return &l, nil
@@ -303,9 +309,31 @@ func (s *Service) checkEndpoints(ctx context.Context, e *model.Entity) error {
 	if _, err := s.Get(ctx, e.Source); err != nil {
 		return linkEndError("source", e.Source, err)
 	}
-	if _, err := s.Get(ctx, e.Target); err != nil {
+	target, err := s.Get(ctx, e.Target)
+	if err != nil {
 		return linkEndError("target", e.Target, err)
 	}
+	return s.setTargetKind(e, target.Kind)
+}
+
+// setTargetKind records the kind of a link's target, which the renderings
+// show as the link's rel (OCCI 1.2 text) or target.kind (OCCI 1.2 JSON). A
+// kind the client gave (text rel, JSON target.kind) must be the target's
+// kind or one of its ancestors: anything else contradicts the target.
+func (s *Service) setTargetKind(l *model.Entity, kind string) error {
+	if given := l.TargetKind; given != "" && given != kind {
+		ok := false
+		for _, k := range s.cats.KindChain(kind) {
+			if k.ID() == given {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return model.BadRequest("link rel (target kind) %s contradicts target %s, whose kind is %s", given, l.Target, kind)
+		}
+	}
+	l.TargetKind = kind
 	return nil
 }
 
@@ -611,7 +639,7 @@ func (s *Service) checkChanged(ctx context.Context, attrs *model.AttrSet, old, e
 	if err := attrs.CheckUpdate(old.Attributes, e.Attributes); err != nil {
 		return err
 	}
-	if e.Type == model.TypeLink && (e.Source != old.Source || e.Target != old.Target) {
+	if e.Type == model.TypeLink && (e.Source != old.Source || e.Target != old.Target || e.TargetKind != old.TargetKind) {
 		return s.checkEndpoints(ctx, e)
 	}
 	return nil
