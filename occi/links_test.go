@@ -1,6 +1,8 @@
 package occi_test
 
 import (
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
@@ -231,4 +233,77 @@ X-OCCI-Attribute: occi.core.id="bad"
 		t.Fatalf("error does not name the target kind: %s", r.body)
 	}
 	c.expect("GET", "/networkinterface/bad", nil, 404)
+}
+
+func TestEveryRenderingListsLinks(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		c, base := startCompute(t, open(t))
+		everyRenderingListsLinks(t, c, base)
+	})
+}
+
+// everyRenderingListsLinks: a compute with a storagelink and a
+// networkinterface, each created at its own collection, lists both in
+// pyOCNI JSON, OCCI 1.2 JSON, text/plain and text/occi.
+func everyRenderingListsLinks(t *testing.T, c *client, base string) {
+	c.expect("PUT", "/compute/a", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`"}]}`), 201)
+	c.expect("PUT", "/storage/s", []byte(`{"resources":[{"kind":"`+categories.StorageKind+`","attributes":{"occi.storage.size":1}}]}`), 201)
+	c.expect("PUT", "/network/n", []byte(`{"resources":[{"kind":"`+categories.NetworkKind+`"}]}`), 201)
+	c.expect("PUT", "/compute/t", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`"}]}`), 201)
+	c.expect("POST", "/storagelink/", []byte(`{"links":[{"kind":"`+categories.StorageLinkKind+`","id":"sl","source":"/compute/a","target":"/storage/s"}]}`), 201)
+	c.expect("POST", "/networkinterface/", []byte(`{"kind":"`+categories.NetworkInterfaceKind+`","id":"ni",
+		"source":{"location":"/compute/a"},"target":{"location":"/network/n"}}`), 201, "Content-Type", "application/json", "Accept", "application/json")
+	want := []string{base + "/networkinterface/ni", base + "/storagelink/sl"}
+
+	check := func(rendering string, got []string) {
+		t.Helper()
+		sort.Strings(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s rendering of /compute/a lists links %v, want %v", rendering, got, want)
+		}
+	}
+	pyocni := c.expect("GET", "/compute/a", nil, 200).json(t)
+	check("pyOCNI JSON", asList(pyocni["links"]))
+	j12 := c.expect("GET", "/compute/a", nil, 200, "Accept", "application/json").json(t)
+	var got []string
+	for _, l := range asAnyList(j12["links"]) {
+		lm := l.(map[string]any)
+		got = append(got, base+map[string]string{categories.StorageLinkKind: "/storagelink/", categories.NetworkInterfaceKind: "/networkinterface/"}[lm["kind"].(string)]+lm["id"].(string))
+	}
+	check("OCCI 1.2 JSON", got)
+	for _, accept := range []string{"text/plain", "text/occi"} {
+		r := c.expect("GET", "/compute/a", nil, 200, "Accept", accept)
+		var values []string
+		if accept == "text/occi" {
+			for _, v := range r.header.Values("Link") {
+				values = append(values, splitOutside(v, ',')...)
+			}
+		} else {
+			for _, l := range strings.Split(string(r.body), "\n") {
+				if v, ok := strings.CutPrefix(l, "Link: "); ok {
+					values = append(values, v)
+				}
+			}
+		}
+		got = nil
+		for _, v := range values {
+			if l := parseLinkText(t, strings.TrimSpace(v)); !strings.Contains(l.target, "?action=") {
+				got = append(got, l.self)
+			}
+		}
+		check(accept, got)
+	}
+
+	// pyOCNI's inline links and what a client stored in "links" stay; a
+	// deleted link no longer shows.
+	c.expect("PUT", "/compute/b", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`",
+		"links":[{"kind":"`+categories.NetworkInterfaceKind+`","id":"in","target":"/compute/t"}]}]}`), 201)
+	c.expect("POST", "/storagelink/", []byte(`{"links":[{"kind":"`+categories.StorageLinkKind+`","id":"sb","source":"/compute/b","target":"/storage/s"}]}`), 201)
+	if got := asList(c.expect("GET", "/compute/b", nil, 200).json(t)["links"]); !slices.Equal(got, []string{base + "/networkinterface/in", base + "/storagelink/sb"}) {
+		t.Fatalf("pyOCNI links of /compute/b: %v", got)
+	}
+	c.expect("DELETE", "/networkinterface/in", nil, 200)
+	if got := asList(c.expect("GET", "/compute/b", nil, 200).json(t)["links"]); !slices.Equal(got, []string{base + "/storagelink/sb"}) {
+		t.Fatalf("pyOCNI links of /compute/b after deleting one: %v", got)
+	}
 }

@@ -264,15 +264,16 @@ func createdResponse(rend rendering, ctype, base string, locs []string) *respons
 	return resp
 }
 
-// pyocniEntity renders an entity as pyOCNI's bare description.
-func pyocniEntity(e *model.Entity, base string) map[string]any {
+// pyocniEntity renders an entity as pyOCNI's bare description; links are
+// a resource's "links" as pyocniLinks makes them.
+func pyocniEntity(e *model.Entity, base string, links []any) map[string]any {
 	out := map[string]any{
 		"kind":       e.Kind,
 		"mixins":     e.Mixins,
 		"attributes": e.Attributes,
 		"actions":    e.Actions,
 		"id":         e.ID,
-		"links":      absLinks(e.Links, base),
+		"links":      links,
 	}
 	if e.HasTitle || e.Title != "" {
 		out["title"] = e.Title
@@ -287,16 +288,46 @@ func pyocniEntity(e *model.Entity, base string) map[string]any {
 	return out
 }
 
-// absLinks makes the link locations a resource holds absolute; anything
-// else a client stored there is returned as it was given.
-func absLinks(links []any, base string) []any {
-	out := make([]any, len(links))
-	for i, l := range links {
-		if s, ok := l.(string); ok && strings.HasPrefix(s, "/") {
-			out[i] = base + s
+// pyocniLinks lists a resource's links in pyOCNI's rendering: the absolute
+// locations of the link entities whose source it is, wherever they were
+// created (inline, or at their own collection, in any rendering). What the
+// client stored in "links" is kept verbatim, except references to link
+// entities (isLinkPath): those come from live, in the order stored, so a
+// deleted link no longer shows.
+func pyocniLinks(stored []any, live []*model.Entity, base string, isLinkPath func(string) bool) []any {
+	out := make([]any, 0, len(stored)+len(live))
+	current := make(map[string]bool, len(live))
+	for _, l := range live {
+		current[l.Location] = true
+	}
+	listed := map[string]bool{}
+	for _, v := range stored {
+		str, ok := v.(string)
+		if !ok {
+			out = append(out, v)
 			continue
 		}
-		out[i] = l
+		p := str
+		if strings.HasPrefix(p, base+"/") {
+			p = strings.TrimPrefix(p, base)
+		}
+		switch {
+		case !strings.HasPrefix(p, "/"):
+			out = append(out, v)
+		case current[p]:
+			if !listed[p] {
+				listed[p] = true
+				out = append(out, base+p)
+			}
+		case !isLinkPath(p):
+			out = append(out, base+p)
+		}
+	}
+	for _, l := range live {
+		if !listed[l.Location] {
+			listed[l.Location] = true
+			out = append(out, base+l.Location)
+		}
 	}
 	return out
 }

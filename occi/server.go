@@ -490,7 +490,11 @@ func (s *Server) entityResponse(r *http.Request, e *model.Entity, rend rendering
 	resp.header.Set("ETag", strconv.Quote(e.Rev))
 	base := s.base(r)
 	if rend == renderPyOCNI {
-		resp.json = pyocniEntity(e, base)
+		links, err := s.linksFrom(r.Context(), e)
+		if err != nil {
+			return nil, err
+		}
+		resp.json = pyocniEntity(e, base, pyocniLinks(e.Links, links, base, s.isLinkPath))
 		return resp, nil
 	}
 	v, err := s.view(r.Context(), e, true)
@@ -563,20 +567,32 @@ func (s *Server) view(ctx context.Context, e *model.Entity, withLinks bool) (*en
 	for _, m := range v.mixins {
 		collect(m.Actions)
 	}
-	if withLinks && e.Type == model.TypeResource {
-		links, err := s.entities.List(ctx, entities.ListQuery{
-			PathPrefix: "/",
-			Filters:    []map[string]any{{"type": model.TypeLink, "source": e.Location}},
-		})
-		if err != nil {
+	if withLinks {
+		if v.links, err = s.linksFrom(ctx, e); err != nil {
 			return nil, err
 		}
-		v.links = links
 	}
 	for _, l := range append([]*model.Entity{e}, v.links...) {
 		s.fillTargetKind(ctx, l)
 	}
 	return v, nil
+}
+
+// linksFrom lists the links whose source is a resource (none for a link).
+func (s *Server) linksFrom(ctx context.Context, e *model.Entity) ([]*model.Entity, error) {
+	if e.Type != model.TypeResource {
+		return nil, nil
+	}
+	return s.entities.List(ctx, entities.ListQuery{
+		PathPrefix: "/",
+		Filters:    []map[string]any{{"type": model.TypeLink, "source": e.Location}},
+	})
+}
+
+// isLinkPath tells whether a path is in the collection of a link kind.
+func (s *Server) isLinkPath(p string) bool {
+	c, ok := s.cats.ByLocation(p[:strings.LastIndex(p, "/")+1])
+	return ok && c.Class == model.ClassKind && s.cats.IsLinkKind(c.ID())
 }
 
 // fillTargetKind gives a link stored without its target's kind (links
