@@ -239,6 +239,8 @@ func unquoteText(t *testing.T, v string) string {
 			switch v[i] {
 			case 'n':
 				b.WriteByte('\n')
+			case 'r':
+				b.WriteByte('\r')
 			default:
 				b.WriteByte(v[i])
 			}
@@ -595,7 +597,7 @@ type newEntity struct {
 func textValueOf(v any) string {
 	switch x := v.(type) {
 	case string:
-		return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(x) + `"`
+		return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`).Replace(x) + `"`
 	default:
 		b, _ := json.Marshal(x)
 		return string(b)
