@@ -562,8 +562,16 @@ func (c *occiClient) parseEntity(r *oresp) oentity {
 		}
 		return e
 	}
+	// The grammar's order: 1*(Category) *(Link) *(X-OCCI-Attribute) (a
+	// text/plain body keeps it; text/occi headers have no order).
+	rank := map[string]int{"Category": 0, "Link": 1, "X-OCCI-Attribute": 2}
+	last := 0
 	for _, l := range c.textLines(r, "Category", "Link", "X-OCCI-Attribute") {
 		name, v, _ := strings.Cut(l, ": ")
+		if rank[name] < last {
+			c.t.Fatalf("%s line after a %s line (order: Category, Link, X-OCCI-Attribute):\n%s", name, map[int]string{1: "Link", 2: "X-OCCI-Attribute"}[last], r.body)
+		}
+		last = rank[name]
 		switch name {
 		case "Category":
 			oc := parseCategoryText(c.t, v)

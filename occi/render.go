@@ -394,7 +394,9 @@ func entity12(v *entityView, base string) map[string]any {
 	return out
 }
 
-// entityText renders an entity as OCCI text lines.
+// entityText renders an entity as OCCI text lines, in the order of the
+// text grammar: Category lines (kind, then mixins), Link lines (a
+// resource's links, then action links), X-OCCI-Attribute lines.
 func entityText(v *entityView, base string) []textLine {
 	e := v.e
 	var lines []textLine
@@ -403,6 +405,13 @@ func entityText(v *entityView, base string) []textLine {
 	}
 	for _, m := range v.mixins {
 		lines = append(lines, textLine{"Category", categoryText(m, false)})
+	}
+	for _, l := range v.links {
+		lines = append(lines, textLine{"Link", "<" + base + l.Target + ">; rel=" + quote(l.TargetKind) +
+			"; self=" + quote(base+l.Location) + "; category=" + quote(l.Kind)})
+	}
+	for _, a := range v.actions {
+		lines = append(lines, textLine{"Link", "<" + base + e.Location + "?action=" + a.Term + ">; rel=" + quote(a.ID())})
 	}
 	attr := func(name string, val any) {
 		lines = append(lines, textLine{"X-OCCI-Attribute", name + "=" + textValue(val)})
@@ -419,13 +428,6 @@ func entityText(v *entityView, base string) []textLine {
 	}
 	for _, l := range v.attrs.Leaves(e.Attributes) {
 		attr(strings.Join(l.Path, "."), l.Value)
-	}
-	for _, l := range v.links {
-		lines = append(lines, textLine{"Link", "<" + base + l.Target + ">; rel=" + quote(l.TargetKind) +
-			"; self=" + quote(base+l.Location) + "; category=" + quote(l.Kind)})
-	}
-	for _, a := range v.actions {
-		lines = append(lines, textLine{"Link", "<" + base + e.Location + "?action=" + a.Term + ">; rel=" + quote(a.ID())})
 	}
 	return lines
 }
