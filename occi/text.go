@@ -324,6 +324,9 @@ func textValue(v any) string {
 			return strconv.FormatFloat(f, 'f', -1, 64)
 		}
 	}
-	b, _ := json.Marshal(v)
-	return string(b)
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // as every JSON rendering: <, > and & as they are
+	_ = enc.Encode(v)
+	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -76,3 +76,9 @@ func TestTextValueRefusesWhatJSONCannotHold(t *testing.T) {
 		}
 	}
 }
+
+func TestTextValueOfJSONKeepsHTMLCharacters(t *testing.T) {
+	if got := textValue([]any{"<a>&", 1e-7}); got != `["<a>&",1e-7]` {
+		t.Fatalf("textValue of an array = %s", got)
+	}
+}

@@ -1,6 +1,8 @@
 package occi_test
 
 import (
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/cmbs/cmbs/categories"
@@ -50,6 +52,56 @@ func textValuesRoundTrip(t *testing.T, base string) {
 		j := newClient(t, base).expect("GET", loc[len(base):], nil, 200).json(t)
 		if j["title"] != title || j["summary"] != summary {
 			t.Fatalf("sent in %s, stored title %q summary %q", d.name, j["title"], j["summary"])
+		}
+	}
+}
+
+func TestErrorsFollowTheRendering(t *testing.T) {
+	c := newClient(t, testserver.Start(t, testserver.Options{}).URL)
+	for _, tc := range []struct {
+		method, path, body, accept string
+		status                     int
+		ctype                      string // "" means the JSON error shape
+		words                      []string
+	}{
+		{"GET", "/compute/nope", "", "text/occi", 404, "text/occi", []string{"/compute/nope"}},
+		{"GET", "/compute/nope", "", "text/plain", 404, "text/plain", []string{"/compute/nope"}},
+		{"GET", "/compute/nope", "", "text/occi+plain", 404, "text/occi+plain", []string{"/compute/nope"}},
+		{"GET", "/compute/nope", "", "application/json", 404, "", []string{"/compute/nope"}},
+		{"GET", "/compute/nope", "", "application/occi+json", 404, "", []string{"/compute/nope"}},
+		// 406: the client's text type cannot render the answer, but it reads text.
+		{"GET", "/-/", "", "text/html", 406, "text/plain", []string{"text/html"}},
+		{"GET", "/-/", "", "image/png", 406, "", []string{"image/png"}},
+		// text/uri-list where no listing is served: the error in text/plain.
+		{"GET", "/-/", "", "text/uri-list", 400, "text/plain", []string{"text/uri-list"}},
+		{"GET", "/compute/nope", "", "text/uri-list, text/occi;q=0.5", 404, "text/occi", []string{"/compute/nope"}},
+		// A message that quotes the client's input: not HTML-escaped, one line in text.
+		{"PUT", "/compute/x", `{"resources":[{"kind":"http://x/<b>&#k\nk"}]}`, "application/json", 400, "", []string{"<b>&"}},
+		{"PUT", "/compute/x", `{"resources":[{"kind":"http://x/<b>&#k\nk"}]}`, "text/plain", 400, "text/plain", []string{"<b>&", `k\nk`}},
+	} {
+		r := c.do(tc.method, tc.path, []byte(tc.body), "Accept", tc.accept)
+		what := tc.method + " " + tc.path + " (Accept " + tc.accept + ")"
+		if tc.ctype == "" {
+			expectError(t, r, tc.status, tc.words...)
+			if strings.Contains(string(r.body), `\u003c`) || strings.Contains(string(r.body), `\u0026`) {
+				t.Fatalf("%s: error escapes HTML: %s", what, r.body)
+			}
+			continue
+		}
+		if r.status != tc.status {
+			t.Fatalf("%s: status %d, want %d: %s", what, r.status, tc.status, r.body)
+		}
+		if ct, _, _ := strings.Cut(r.header.Get("Content-Type"), ";"); ct != tc.ctype {
+			t.Fatalf("%s: Content-Type %q, want %s", what, r.header.Get("Content-Type"), tc.ctype)
+		}
+		body := string(r.body)
+		if strings.Count(body, "\n") != 1 || !strings.HasSuffix(body, "\n") || !strings.HasPrefix(body, http.StatusText(tc.status)+": ") {
+			t.Fatalf("%s: error body is not one line %q: %q", what, http.StatusText(tc.status)+": …", body)
+		}
+		for _, w := range tc.words {
+			if !strings.Contains(body, w) {
+				t.Fatalf("%s: error %q does not name %s", what, body, w)
+			}
 		}
 	}
 }
