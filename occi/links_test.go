@@ -117,8 +117,8 @@ func textRenderingsRoundTrip(t *testing.T, c *client, base string) {
 		"X-OCCI-Attribute: occi.core.title=\"web, front\"\n" +
 		"X-OCCI-Attribute: occi.compute.cores=4\n"
 	r := c.expect("POST", "/compute/", []byte(body), 201, "Content-Type", "text/plain", "Accept", "text/plain")
-	loc := strings.TrimSpace(strings.TrimPrefix(string(r.body), "Location:"))
-	if !strings.HasPrefix(loc, base+"/compute/") {
+	loc, named := strings.CutPrefix(strings.TrimSpace(string(r.body)), "X-OCCI-Location: ")
+	if !named || !strings.HasPrefix(loc, base+"/compute/") {
 		t.Fatalf("text create answered %q", r.body)
 	}
 	path := strings.TrimPrefix(loc, base)
@@ -131,7 +131,7 @@ func textRenderingsRoundTrip(t *testing.T, c *client, base string) {
 		"Content-Type", "text/occi", "Accept", "text/occi",
 		"Category", `compute; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"`,
 		"X-OCCI-Attribute", `occi.core.id="hdr", occi.compute.cores=3`)
-	if r.header.Get("Location") != base+"/compute/hdr" || string(r.body) != "OK\n" {
+	if r.header.Get("Location") != base+"/compute/hdr" || r.header.Get("X-OCCI-Location") != base+"/compute/hdr" || string(r.body) != "OK\n" {
 		t.Fatalf("text/occi create: %v %q", r.header, r.body)
 	}
 	// An invalid value in text is a 400 naming the attribute.

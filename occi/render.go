@@ -264,6 +264,24 @@ func createdResponse(rend rendering, ctype, base string, locs []string) *respons
 	return resp
 }
 
+// occiCreated turns a created answer into OCCI 1.2's: its text renderings
+// name the new locations X-OCCI-Location (in the body for text/plain, as a
+// header beside Location for text/occi), where pyOCNI's said Location.
+func occiCreated(resp *response) {
+	switch resp.rend {
+	case renderTextPlain:
+		resp.lines = nil
+		for _, a := range resp.uriList {
+			resp.lines = append(resp.lines, textLine{"X-OCCI-Location", a})
+		}
+	case renderTextOCCI:
+		resp.lines = nil
+		if len(resp.uriList) > 0 {
+			resp.lines = []textLine{{"X-OCCI-Location", strings.Join(resp.uriList, ", ")}}
+		}
+	}
+}
+
 // pyocniEntity renders an entity as pyOCNI's bare description; links are
 // a resource's "links" as pyocniLinks makes them.
 func pyocniEntity(e *model.Entity, base string, links []any) map[string]any {

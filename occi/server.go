@@ -671,7 +671,11 @@ func (s *Server) pathPost(r *http.Request) (*response, error) {
 		if coll.Class != model.ClassKind {
 			return nil, model.BadRequest("%s is the collection of mixin %s; create entities in their kind's collection and tag them by POSTing X-OCCI-Location here", p, coll.ID())
 		}
-		return s.create(r, coll, descs, rend, ctype)
+		resp, err := s.create(r, coll, descs, rend, ctype)
+		if err == nil && occiDialect(rend, body) {
+			occiCreated(resp)
+		}
+		return resp, err
 	}
 	locs, has, err := locationList(body)
 	if err != nil {
@@ -681,10 +685,14 @@ func (s *Server) pathPost(r *http.Request) (*response, error) {
 		if coll.Class != model.ClassMixin {
 			return nil, model.NotFound("%s is not a mixin collection; X-OCCI-Location lists tag entities with a mixin", p)
 		}
+		rend, ctype, err := negotiate(r, true)
+		if err != nil {
+			return nil, err
+		}
 		if err := s.entities.Associate(r.Context(), coll, locs); err != nil {
 			return nil, err
 		}
-		return ok(), nil
+		return s.membersResponse(r, coll, rend, ctype)
 	}
 	return nil, model.BadRequest("POST to %s needs \"resources\" or \"links\" to create, or \"X-OCCI-Location\" to tag", p)
 }
@@ -824,10 +832,14 @@ func (s *Server) pathPut(r *http.Request) (*response, error) {
 		if !has {
 			return nil, model.BadRequest("PUT on a mixin collection needs the full member list as X-OCCI-Location")
 		}
+		rend, ctype, err := negotiate(r, true)
+		if err != nil {
+			return nil, err
+		}
 		if err := s.entities.ReplaceMembership(r.Context(), coll, locs); err != nil {
 			return nil, err
 		}
-		return ok(), nil
+		return s.membersResponse(r, coll, rend, ctype)
 	}
 	rend, ctype, err := negotiate(r, true)
 	if err != nil {
@@ -902,6 +914,47 @@ func (s *Server) pathDelete(r *http.Request) (*response, error) {
 		return nil, err
 	}
 	return ok(), nil
+}
+
+// membersResponse answers a change to a mixin collection's members: OCCI
+// 1.2 renders the collection (its locations; the entities in 1.2 JSON);
+// pyOCNI answers 200 with no body.
+func (s *Server) membersResponse(r *http.Request, coll *model.Category, rend rendering, ctype string) (*response, error) {
+	if !isOCCIRendering(rend) && rend != renderURIList {
+		return ok(), nil
+	}
+	list, err := s.entities.List(r.Context(), entities.ListQuery{Collection: coll})
+	if err != nil {
+		return nil, err
+	}
+	base := s.base(r)
+	if rend != renderJSON12 {
+		locs := make([]string, len(list))
+		for i, e := range list {
+			locs[i] = e.Location
+		}
+		return locationsResponse(rend, ctype, base, locs), nil
+	}
+	res, links := []any{}, []any{}
+	for _, e := range list {
+		v, err := s.view(r.Context(), e, false)
+		if err != nil {
+			return nil, err
+		}
+		if e.Type == model.TypeLink {
+			links = append(links, entity12(v, base))
+		} else {
+			res = append(res, entity12(v, base))
+		}
+	}
+	out := map[string]any{}
+	if len(res) > 0 || len(links) == 0 {
+		out["resources"] = res
+	}
+	if len(links) > 0 {
+		out["links"] = links
+	}
+	return &response{status: http.StatusOK, rend: rend, ctype: ctype, json: out}, nil
 }
 
 // ifMatch reads the revision an If-Match header names ("" when absent).

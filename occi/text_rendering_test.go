@@ -2,6 +2,7 @@ package occi_test
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,5 +104,62 @@ func TestErrorsFollowTheRendering(t *testing.T) {
 				t.Fatalf("%s: error %q does not name %s", what, body, w)
 			}
 		}
+	}
+}
+
+func TestOCCIWriteAnswers(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		srv := testserver.Start(t, testserver.Options{Store: open(t)})
+		occiWriteAnswers(t, newClient(t, srv.URL), srv.URL)
+	})
+}
+
+// occiWriteAnswers: a create names its location X-OCCI-Location in the
+// text renderings (pyOCNI documents keep Location), and POST/PUT on a
+// mixin collection answer with the collection in OCCI renderings (pyOCNI:
+// 200, no body).
+func occiWriteAnswers(t *testing.T, c *client, base string) {
+	const computeCat = `Category: compute; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"`
+	r := c.expect("POST", "/compute/", []byte(computeCat+"\nX-OCCI-Attribute: occi.core.id=\"a\"\n"), 201, "Content-Type", "text/plain", "Accept", "text/plain")
+	if want := "X-OCCI-Location: " + base + "/compute/a\n"; string(r.body) != want {
+		t.Fatalf("text/plain create answered %q, want %q", r.body, want)
+	}
+	r = c.expect("POST", "/compute/", nil, 201, "Content-Type", "text/occi", "Accept", "text/occi",
+		"Category", strings.TrimPrefix(computeCat, "Category: "), "X-OCCI-Attribute", `occi.core.id="b"`)
+	if r.header.Get("X-OCCI-Location") != base+"/compute/b" || r.header.Get("Location") != base+"/compute/b" || string(r.body) != "OK\n" {
+		t.Fatalf("text/occi create answered %v %q", r.header, r.body)
+	}
+	r = c.expect("POST", "/compute/", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`","id":"p"}]}`), 201, "Accept", "text/plain")
+	if want := "Location: " + base + "/compute/p\n"; string(r.body) != want {
+		t.Fatalf("pyOCNI create with Accept text/plain answered %q, want %q", r.body, want)
+	}
+
+	c.expect("POST", "/-/", []byte(`{"mixins":[{"term":"tag","scheme":"http://example.org/t#","location":"/tags/"}]}`), 200)
+	a, b := base+"/compute/a", base+"/compute/b"
+	r = c.expect("POST", "/tags/", []byte("X-OCCI-Location: "+a+"\n"), 200, "Content-Type", "text/plain", "Accept", "text/plain")
+	if want := "X-OCCI-Location: " + a + "\n"; string(r.body) != want {
+		t.Fatalf("text/plain tag answered %q, want %q", r.body, want)
+	}
+	r = c.expect("PUT", "/tags/", nil, 200, "Content-Type", "text/occi", "Accept", "text/occi", "X-OCCI-Location", b)
+	if r.header.Get("X-OCCI-Location") != b || string(r.body) != "OK\n" {
+		t.Fatalf("text/occi replace answered %v %q", r.header, r.body)
+	}
+	r = c.expect("POST", "/tags/", []byte(`{"locations":["`+a+`"]}`), 200, "Content-Type", "application/json", "Accept", "application/json")
+	validate12(t, r.body, "entity_collection")
+	var ids []string
+	for _, e := range asAnyList(r.json(t)["resources"]) {
+		ids = append(ids, e.(map[string]any)["id"].(string))
+	}
+	if !slices.Equal(ids, []string{"a", "b"}) {
+		t.Fatalf("1.2 JSON tag answered %s", r.body)
+	}
+	r = c.expect("PUT", "/tags/", []byte(a+"\n"), 200, "Content-Type", "text/uri-list", "Accept", "text/uri-list")
+	if string(r.body) != a+"\n" {
+		t.Fatalf("uri-list replace answered %q", r.body)
+	}
+	// pyOCNI: 200 and nothing else.
+	r = c.expect("POST", "/tags/", []byte(`{"X-OCCI-Location":["`+b+`"]}`), 200)
+	if len(r.body) != 0 {
+		t.Fatalf("pyOCNI tag answered %q", r.body)
 	}
 }
