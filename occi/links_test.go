@@ -1,6 +1,7 @@
 package occi_test
 
 import (
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -233,6 +234,39 @@ X-OCCI-Attribute: occi.core.id="bad"
 		t.Fatalf("error does not name the target kind: %s", r.body)
 	}
 	c.expect("GET", "/networkinterface/bad", nil, 404)
+
+	// A link instance's text rendering carries occi.core.target.kind; the
+	// rendering read back and sent again (with source.kind too) is accepted
+	// every time, and each kind is checked.
+	r = c.expect("GET", "/storagelink/sl", nil, 200, "Accept", text)
+	if !strings.Contains(string(r.body), "X-OCCI-Attribute: occi.core.target.kind=\""+categories.StorageKind+"\"\n") {
+		t.Fatalf("link rendering lacks occi.core.target.kind:\n%s", r.body)
+	}
+	for i := range 5 {
+		c.expect("PUT", "/storagelink/sl", append(r.body, "X-OCCI-Attribute: occi.core.source.kind=\""+categories.ComputeKind+"\"\n"...), 200,
+			"Content-Type", text, "Accept", text)
+		id := fmt.Sprintf("copy%d", i)
+		c.expect("PUT", "/storagelink/"+id, []byte(strings.ReplaceAll(string(r.body), `occi.core.id="sl"`, `occi.core.id="`+id+`"`)), 201,
+			"Content-Type", text, "Accept", text)
+	}
+	linkText := func(sourceKind, targetKind string) []byte {
+		return []byte(`Category: storagelink; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"
+X-OCCI-Attribute: occi.core.source="/compute/a"
+X-OCCI-Attribute: occi.core.source.kind="` + sourceKind + `"
+X-OCCI-Attribute: occi.core.target="/storage/s"
+X-OCCI-Attribute: occi.core.target.kind="` + targetKind + `"
+`)
+	}
+	for _, tc := range []struct{ source, target, named string }{
+		{categories.StorageKind, categories.StorageKind, "source kind " + categories.StorageKind},
+		{categories.ComputeKind, categories.ComputeKind, "target kind) " + categories.ComputeKind},
+	} {
+		r := c.expect("POST", "/storagelink/", linkText(tc.source, tc.target), 400, "Content-Type", text, "Accept", text)
+		if !strings.Contains(string(r.body), tc.named) {
+			t.Fatalf("error does not name the %s: %s", tc.named, r.body)
+		}
+	}
+	c.expect("POST", "/storagelink/", linkText(categories.ResourceKind, categories.StorageKind), 201, "Content-Type", text, "Accept", text)
 }
 
 func TestEveryRenderingListsLinks(t *testing.T) {

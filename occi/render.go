@@ -441,6 +441,9 @@ func entityText(v *entityView, base string) []textLine {
 	if e.Type == model.TypeLink {
 		attr("occi.core.source", base+e.Source)
 		attr("occi.core.target", base+e.Target)
+		if e.TargetKind != "" {
+			attr("occi.core.target.kind", e.TargetKind)
+		}
 	} else if e.HasSummary || e.Summary != "" {
 		attr("occi.core.summary", e.Summary)
 	}
