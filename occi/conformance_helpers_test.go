@@ -321,6 +321,9 @@ func parseAttributeText(t *testing.T, v string) (string, any) {
 	if !ok {
 		t.Fatalf("attribute %q is not name=value", v)
 	}
+	if !attrNameRE.MatchString(name) {
+		t.Fatalf("attribute %q: %q is not an attribute name (dot-separated lower-case components)", v, name)
+	}
 	switch {
 	case strings.HasPrefix(val, `"`):
 		return name, unquoteText(t, val)
