@@ -50,8 +50,9 @@ type errorDetail struct {
 }
 
 // writeError reports err to the client in the rendering it asked for (see
-// errorRendering): JSON in JSON renderings, one plain line in text ones. Server-side failures are logged and described generically,
-// so no internal detail or stack trace ever reaches a client.
+// errorRendering): JSON in JSON renderings, one plain line in text ones.
+// Server-side failures are logged and described generically, so no
+// internal detail or stack trace ever reaches a client.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	status := errorStatus(err)
 	detail := errorDetail{Status: status, Message: err.Error()}

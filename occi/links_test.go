@@ -1,11 +1,13 @@
 package occi_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/internal/testserver"
@@ -340,4 +342,30 @@ func everyRenderingListsLinks(t *testing.T, c *client, base string) {
 	if got := asList(c.expect("GET", "/compute/b", nil, 200).json(t)["links"]); !slices.Equal(got, []string{base + "/storagelink/sb"}) {
 		t.Fatalf("pyOCNI links of /compute/b after deleting one: %v", got)
 	}
+}
+
+func TestLinkStoredWithoutTargetKind(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		srv := testserver.Start(t, testserver.Options{Store: open(t)})
+		c := newClient(t, srv.URL)
+		c.expect("PUT", "/compute/a", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`"}]}`), 201)
+		c.expect("PUT", "/network/n", []byte(`{"resources":[{"kind":"`+categories.NetworkKind+`"}]}`), 201)
+		// A link as stored before links recorded their target's kind.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := srv.Store.Put(ctx, store.Document{ID: "/networkinterface/old", Body: []byte(`{"type":"link","id":"old",
+			"kind":"` + categories.NetworkInterfaceKind + `","mixins":[],"attributes":{},"actions":[],"links":[],
+			"source":"/compute/a","target":"/network/n"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		r := c.expect("GET", "/compute/a", nil, 200, "Accept", "text/plain")
+		want := `Link: <` + srv.URL + `/network/n>; rel="` + categories.NetworkKind + `"; self="` + srv.URL + `/networkinterface/old"`
+		if !strings.Contains(string(r.body), want) {
+			t.Fatalf("rendering lacks %s:\n%s", want, r.body)
+		}
+		link := c.expect("GET", "/networkinterface/old", nil, 200, "Accept", "application/json").json(t)
+		if tk := link["target"].(map[string]any)["kind"]; tk != categories.NetworkKind {
+			t.Fatalf("1.2 JSON target.kind %v", tk)
+		}
+	})
 }
