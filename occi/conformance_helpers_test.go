@@ -308,6 +308,12 @@ func parseCategoryText(t *testing.T, v string) ocat {
 	if c.scheme == "" || c.class == "" {
 		t.Fatalf("category %q lacks scheme or class", v)
 	}
+	if !typeIDRE.MatchString(c.scheme + c.term) {
+		t.Fatalf("category %q: scheme %q and term %q do not make a type identifier", v, c.scheme, c.term)
+	}
+	if c.rel != "" && !typeIDRE.MatchString(c.rel) {
+		t.Fatalf("category %q: rel %q is not a type identifier", v, c.rel)
+	}
 	if c.class != "kind" && c.class != "mixin" && c.class != "action" {
 		t.Fatalf("category %q: class %q", v, c.class)
 	}
