@@ -7,12 +7,14 @@ package occi_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -241,6 +243,15 @@ func unquoteText(t *testing.T, v string) string {
 				b.WriteByte('\n')
 			case 'r':
 				b.WriteByte('\r')
+			case 'u':
+				// cmbs writes control characters as \u00XX (docs/limits.md);
+				// a pOCCI-like client would read "u00XX".
+				if r, err := strconv.ParseUint(v[i+1:min(i+5, len(v)-1)], 16, 16); err == nil && i+5 <= len(v)-1 {
+					b.WriteRune(rune(r))
+					i += 4
+					continue
+				}
+				b.WriteByte('u')
 			default:
 				b.WriteByte(v[i])
 			}
@@ -614,7 +625,23 @@ type newEntity struct {
 func textValueOf(v any) string {
 	switch x := v.(type) {
 	case string:
-		return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`).Replace(x) + `"`
+		var b strings.Builder
+		for _, r := range x {
+			switch {
+			case r == '\\' || r == '"':
+				b.WriteRune('\\')
+				b.WriteRune(r)
+			case r == '\n':
+				b.WriteString(`\n`)
+			case r == '\r':
+				b.WriteString(`\r`)
+			case (r < 0x20 && r != '\t') || r == 0x7f:
+				fmt.Fprintf(&b, `\u%04x`, r)
+			default:
+				b.WriteRune(r)
+			}
+		}
+		return `"` + b.String() + `"`
 	default:
 		b, _ := json.Marshal(x)
 		return string(b)

@@ -230,9 +230,9 @@ func parseTextValue(v string) (any, error) {
 var numberRE = regexp.MustCompile(`^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$`)
 
 // unquote strips one level of double quotes and undoes quote's escapes:
-// \n and \r stand for line breaks, a backslash before anything else for
-// that character (\" and \\ in particular). Unquoted values are returned
-// as they are.
+// \n and \r stand for line breaks, \uXXXX for that code point, a backslash
+// before anything else for that character (\" and \\ in particular).
+// Unquoted values are returned as they are.
 func unquote(v string) (string, error) {
 	if !strings.HasPrefix(v, `"`) {
 		return v, nil
@@ -252,6 +252,14 @@ func unquote(v string) (string, error) {
 				c = '\n'
 			case 'r':
 				c = '\r'
+			case 'u':
+				if i+4 < len(inner) {
+					if r, err := strconv.ParseUint(inner[i+1:i+5], 16, 16); err == nil {
+						b.WriteRune(rune(r))
+						i += 4
+						continue
+					}
+				}
 			}
 		case c == '"':
 			return "", model.BadRequest(`quoted string %s has a quote inside; escape it as \"`, v)
@@ -298,13 +306,37 @@ func splitOutsideQuotes(s string, sep byte) []string {
 	return parts
 }
 
-// quoteEscapes are the escapes of an OCCI quoted string: the grammar's \"
-// and \\, and \n (and \r) for line breaks, which neither a text/plain line
-// nor a text/occi header can carry raw.
-var quoteEscapes = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`)
-
 // quote renders a string as an OCCI quoted string; unquote reads it back.
-func quote(s string) string { return `"` + quoteEscapes.Replace(s) + `"` }
+// Besides the grammar's \" and \\, line breaks are written \n and \r and
+// other control characters \u00XX (tab stays): neither a text/plain line
+// nor a text/occi header can carry them raw (a Go client refuses such a
+// header outright).
+func quote(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' || c == '"':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\r':
+			b.WriteString(`\r`)
+		case (c < 0x20 && c != '\t') || c == 0x7f:
+			b.WriteString(`\u00`)
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&0xf])
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+const hexDigits = "0123456789abcdef"
 
 // textValue renders an attribute value for the text renderings. Numbers
 // are plain decimals: the text grammar has no exponent, so 1e-7 renders as

@@ -25,7 +25,7 @@ func TestTextValuesRoundTrip(t *testing.T) {
 func textValuesRoundTrip(t *testing.T, base string) {
 	kind := ocat{term: "compute", scheme: categories.InfraScheme, class: "kind", location: "/compute/"}
 	title := "line one\nline two \"quoted\" back\\slash, occi.compute.cores=9; x=\"y\" \\n"
-	summary := "crlf\r\nend\\"
+	summary := "crlf\r\nend\\ \x01\x1f\x7f\ttab \\u0041"
 	for _, d := range dialects[:2] { // text/plain, text/occi
 		c := &occiClient{t: t, base: base, d: d}
 		r, loc := c.create(kind.location, newEntity{kind: kind, attrs: map[string]any{
