@@ -7,12 +7,14 @@ package occi_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -239,6 +241,17 @@ func unquoteText(t *testing.T, v string) string {
 			switch v[i] {
 			case 'n':
 				b.WriteByte('\n')
+			case 'r':
+				b.WriteByte('\r')
+			case 'u':
+				// cmbs writes control characters as \u00XX (docs/limits.md);
+				// a pOCCI-like client would read "u00XX".
+				if r, err := strconv.ParseUint(v[i+1:min(i+5, len(v)-1)], 16, 16); err == nil && i+5 <= len(v)-1 {
+					b.WriteRune(rune(r))
+					i += 4
+					continue
+				}
+				b.WriteByte('u')
 			default:
 				b.WriteByte(v[i])
 			}
@@ -306,6 +319,12 @@ func parseCategoryText(t *testing.T, v string) ocat {
 	if c.scheme == "" || c.class == "" {
 		t.Fatalf("category %q lacks scheme or class", v)
 	}
+	if !typeIDRE.MatchString(c.scheme + c.term) {
+		t.Fatalf("category %q: scheme %q and term %q do not make a type identifier", v, c.scheme, c.term)
+	}
+	if c.rel != "" && !typeIDRE.MatchString(c.rel) {
+		t.Fatalf("category %q: rel %q is not a type identifier", v, c.rel)
+	}
 	if c.class != "kind" && c.class != "mixin" && c.class != "action" {
 		t.Fatalf("category %q: class %q", v, c.class)
 	}
@@ -319,6 +338,9 @@ func parseAttributeText(t *testing.T, v string) (string, any) {
 	if !ok {
 		t.Fatalf("attribute %q is not name=value", v)
 	}
+	if !attrNameRE.MatchString(name) {
+		t.Fatalf("attribute %q: %q is not an attribute name (dot-separated lower-case components)", v, name)
+	}
 	switch {
 	case strings.HasPrefix(val, `"`):
 		return name, unquoteText(t, val)
@@ -331,32 +353,83 @@ func parseAttributeText(t *testing.T, v string) (string, any) {
 	return "", nil
 }
 
-// parseLinkText parses a Link value.
+// parseLinkText parses a Link value as strictly as the OCCI 1.2 text
+// grammar:
+//
+//	"<" URI-reference ">" ";" "rel" "=" <"> type-identifier <">
+//	[";" "self" "=" <"> link-instance <">]
+//	[";" "category" "=" <"> link-type <"> *(";" name "=" (token | quoted-string))]
+//
+// rel comes first and names a kind or action (scheme + term); self and
+// category are quoted, in that order; a link's own attributes follow its
+// category.
 func parseLinkText(t *testing.T, v string) olink {
 	t.Helper()
 	parts := splitOutside(v, ';')
 	first := strings.TrimSpace(parts[0])
-	if !strings.HasPrefix(first, "<") || !strings.HasSuffix(first, ">") {
+	if !strings.HasPrefix(first, "<") || !strings.HasSuffix(first, ">") || len(first) < 3 {
 		t.Fatalf("link %q: target not in <>", v)
 	}
 	l := olink{target: first[1 : len(first)-1]}
-	for _, p := range parts[1:] {
-		k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
-		switch k {
-		case "rel", "self", "category":
-			s := unquoteText(t, val)
-			switch k {
-			case "rel":
-				l.rel = s
-			case "self":
-				l.self = s
-			default:
-				l.category = s
-			}
+	params := parts[1:]
+	if n := len(params); n > 0 && strings.TrimSpace(params[n-1]) == "" {
+		params = params[:n-1] // one trailing ';' (pOCCI's own requests end so)
+	}
+	const (
+		wantRel = iota
+		wantSelf
+		wantCategory
+		wantAttribute
+	)
+	state := wantRel
+	for _, p := range params {
+		k, val, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok {
+			t.Fatalf("link %q: %q is not key=value", v, p)
 		}
+		switch {
+		case k == "rel" && state == wantRel:
+			l.rel = unquoteText(t, val)
+			if !typeIDRE.MatchString(l.rel) {
+				t.Fatalf("link %q: rel %q is not a type identifier (scheme#term)", v, l.rel)
+			}
+			state = wantSelf
+		case state == wantRel:
+			t.Fatalf("link %q: rel must follow the target, got %q", v, p)
+		case k == "self" && state == wantSelf:
+			l.self = unquoteText(t, val)
+			if l.self == "" {
+				t.Fatalf("link %q: empty self", v)
+			}
+			state = wantCategory
+		case k == "category" && state <= wantCategory:
+			l.category = unquoteText(t, val)
+			if !typeIDRE.MatchString(l.category) {
+				t.Fatalf("link %q: category %q is not a type identifier", v, l.category)
+			}
+			state = wantAttribute
+		case state == wantAttribute && attrNameRE.MatchString(k):
+			if !strings.HasPrefix(val, `"`) && !tokenRE.MatchString(val) {
+				t.Fatalf("link %q: attribute %s=%s is neither a token nor a quoted string", v, k, val)
+			}
+			if strings.HasPrefix(val, `"`) {
+				unquoteText(t, val)
+			}
+		default:
+			t.Fatalf("link %q: unexpected %q (order: rel, self, category, attributes)", v, p)
+		}
+	}
+	if state == wantRel {
+		t.Fatalf("link %q has no rel", v)
 	}
 	return l
 }
+
+var (
+	typeIDRE   = regexp.MustCompile(`^[a-z][a-z0-9+.-]*://[^\s"#]+#[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	attrNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*(?:\.[a-z][a-z0-9_-]*)*$`)
+	tokenRE    = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+)
 
 // discover returns the categories of GET /-/ (with an optional Category
 // filter in the request headers).
@@ -474,6 +547,14 @@ func (c *occiClient) list(path string, filter *ocat) []string {
 	return out
 }
 
+// abs makes a location the server rendered as a path absolute.
+func (c *occiClient) abs(loc string) string {
+	if strings.HasPrefix(loc, "/") {
+		return c.base + loc
+	}
+	return loc
+}
+
 // get reads an entity.
 func (c *occiClient) get(url string) oentity {
 	c.t.Helper()
@@ -501,8 +582,16 @@ func (c *occiClient) parseEntity(r *oresp) oentity {
 		}
 		return e
 	}
+	// The grammar's order: 1*(Category) *(Link) *(X-OCCI-Attribute) (a
+	// text/plain body keeps it; text/occi headers have no order).
+	rank := map[string]int{"Category": 0, "Link": 1, "X-OCCI-Attribute": 2}
+	last := 0
 	for _, l := range c.textLines(r, "Category", "Link", "X-OCCI-Attribute") {
 		name, v, _ := strings.Cut(l, ": ")
+		if rank[name] < last {
+			c.t.Fatalf("%s line after a %s line (order: Category, Link, X-OCCI-Attribute):\n%s", name, map[int]string{1: "Link", 2: "X-OCCI-Attribute"}[last], r.body)
+		}
+		last = rank[name]
 		switch name {
 		case "Category":
 			oc := parseCategoryText(c.t, v)
@@ -536,7 +625,23 @@ type newEntity struct {
 func textValueOf(v any) string {
 	switch x := v.(type) {
 	case string:
-		return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(x) + `"`
+		var b strings.Builder
+		for _, r := range x {
+			switch {
+			case r == '\\' || r == '"':
+				b.WriteRune('\\')
+				b.WriteRune(r)
+			case r == '\n':
+				b.WriteString(`\n`)
+			case r == '\r':
+				b.WriteString(`\r`)
+			case (r < 0x20 && r != '\t') || r == 0x7f:
+				fmt.Fprintf(&b, `\u%04x`, r)
+			default:
+				b.WriteRune(r)
+			}
+		}
+		return `"` + b.String() + `"`
 	default:
 		b, _ := json.Marshal(x)
 		return string(b)

@@ -318,6 +318,13 @@ func TestPOCCI_INFRA_CREATE_005(t *testing.T) {
 		if len(e.links) != 2 {
 			t.Fatalf("links %+v", e.links)
 		}
+		// rel is the target's kind, whatever rendering created the link.
+		for _, l := range e.links {
+			want := map[string]string{storage: categories.StorageKind, network: categories.NetworkKind}[c.abs(l.target)]
+			if l.rel != want {
+				t.Fatalf("link to %s: rel %q, want %q", l.target, l.rel, want)
+			}
+		}
 	})
 }
 
@@ -341,8 +348,11 @@ func linkCreate(t *testing.T, c *occiClient, term string, target string, extra m
 	c.expect(r, http.StatusCreated)
 	found := false
 	for _, l := range c.get(comp).links {
-		if l.target == tgt || c.base+l.target == tgt {
+		if c.abs(l.target) == tgt {
 			found = true
+			if l.rel != infra+target {
+				t.Fatalf("link to %s: rel %q, want %s", tgt, l.rel, infra+target)
+			}
 		}
 	}
 	if !found {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/store"
@@ -48,9 +49,10 @@ type errorDetail struct {
 	Attribute string `json:"attribute,omitempty"`
 }
 
-// writeError reports err to the client: JSON in JSON renderings, one plain
-// line otherwise. Server-side failures are logged and described generically,
-// so no internal detail or stack trace ever reaches a client.
+// writeError reports err to the client in the rendering it asked for (see
+// errorRendering): JSON in JSON renderings, one plain line in text ones.
+// Server-side failures are logged and described generically, so no
+// internal detail or stack trace ever reaches a client.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	status := errorStatus(err)
 	detail := errorDetail{Status: status, Message: err.Error()}
@@ -70,18 +72,25 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 			detail.Message = "the store is unavailable; try again later"
 		}
 	}
-	rend, _, nerr := negotiate(r, true)
-	if nerr != nil || rend.isJSON() || rend == renderURIList {
+	rend, ctype := errorRendering(r)
+	if rend.isJSON() {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(errorBody{Error: detail})
+		// Messages quote what the client sent; <, > and & stay as they are.
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(errorBody{Error: detail})
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	// text/plain and text/occi: one line in the body (text/occi's body is
+	// "OK" only on success).
+	w.Header().Set("Content-Type", rend.contentType(ctype))
 	w.WriteHeader(status)
 	line := detail.Message
 	if detail.Attribute != "" {
 		line += " (attribute " + detail.Attribute + ")"
 	}
+	// A message quoting the client's input stays one line.
+	line = strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(line)
 	_, _ = w.Write([]byte(http.StatusText(status) + ": " + line + "\n"))
 }

@@ -1,9 +1,15 @@
 package occi_test
 
 import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/internal/testserver"
 	"github.com/cmbs/cmbs/store"
 )
@@ -114,8 +120,8 @@ func textRenderingsRoundTrip(t *testing.T, c *client, base string) {
 		"X-OCCI-Attribute: occi.core.title=\"web, front\"\n" +
 		"X-OCCI-Attribute: occi.compute.cores=4\n"
 	r := c.expect("POST", "/compute/", []byte(body), 201, "Content-Type", "text/plain", "Accept", "text/plain")
-	loc := strings.TrimSpace(strings.TrimPrefix(string(r.body), "Location:"))
-	if !strings.HasPrefix(loc, base+"/compute/") {
+	loc, named := strings.CutPrefix(strings.TrimSpace(string(r.body)), "X-OCCI-Location: ")
+	if !named || !strings.HasPrefix(loc, base+"/compute/") {
 		t.Fatalf("text create answered %q", r.body)
 	}
 	path := strings.TrimPrefix(loc, base)
@@ -128,7 +134,7 @@ func textRenderingsRoundTrip(t *testing.T, c *client, base string) {
 		"Content-Type", "text/occi", "Accept", "text/occi",
 		"Category", `compute; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"`,
 		"X-OCCI-Attribute", `occi.core.id="hdr", occi.compute.cores=3`)
-	if r.header.Get("Location") != base+"/compute/hdr" || string(r.body) != "OK\n" {
+	if r.header.Get("Location") != base+"/compute/hdr" || r.header.Get("X-OCCI-Location") != base+"/compute/hdr" || string(r.body) != "OK\n" {
 		t.Fatalf("text/occi create: %v %q", r.header, r.body)
 	}
 	// An invalid value in text is a 400 naming the attribute.
@@ -140,4 +146,226 @@ func textRenderingsRoundTrip(t *testing.T, c *client, base string) {
 	// Immutable attributes cannot change after creation.
 	c.expect("POST", path, []byte(`{"resources":[{"attributes":{"occi.compute.state":"active"}}]}`), 400)
 	c.expect("POST", path, []byte(`{"resources":[{"attributes":{"occi.compute.cores":8}}]}`), 201)
+}
+
+func TestLinkRelIsTheTargetKind(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		c, base := startCompute(t, open(t))
+		linkRelIsTheTargetKind(t, c, base)
+	})
+}
+
+// linkRelIsTheTargetKind: links created through every rendering render
+// rel as their target's kind; a rel the client gives is checked against
+// the target, not dropped.
+func linkRelIsTheTargetKind(t *testing.T, c *client, base string) {
+	const (
+		computeCat = `Category: compute; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"`
+		text       = "text/plain"
+	)
+	c.expect("PUT", "/compute/a", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`"}]}`), 201)
+	c.expect("PUT", "/storage/s", []byte(`{"resources":[{"kind":"`+categories.StorageKind+`","attributes":{"occi.storage.size":1}}]}`), 201)
+	c.expect("PUT", "/network/n", []byte(`{"resources":[{"kind":"`+categories.NetworkKind+`"}]}`), 201)
+
+	// A link entity in text/plain, one in text/occi, and one inline.
+	c.expect("POST", "/storagelink/", []byte(`Category: storagelink; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"
+X-OCCI-Attribute: occi.core.id="sl"
+X-OCCI-Attribute: occi.core.source="`+base+`/compute/a"
+X-OCCI-Attribute: occi.core.target="`+base+`/storage/s"
+`), 201, "Content-Type", text, "Accept", text)
+	c.expect("POST", "/networkinterface/", nil, 201, "Content-Type", "text/occi", "Accept", "text/occi",
+		"Category", `networkinterface; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"`,
+		"X-OCCI-Attribute", `occi.core.id="ni", occi.core.source="/compute/a", occi.core.target="`+base+`/network/n"`)
+	c.expect("POST", "/compute/", []byte(computeCat+`
+Link: <`+base+`/network/n>; rel="`+categories.NetworkKind+`"; category="`+categories.NetworkInterfaceKind+`"
+X-OCCI-Attribute: occi.core.id="b"
+`), 201, "Content-Type", text, "Accept", text)
+	// rel may name an ancestor of the target's kind; the rendering names the kind.
+	c.expect("POST", "/compute/", []byte(computeCat+`
+Link: <`+base+`/storage/s>; rel="`+categories.ResourceKind+`"; category="`+categories.StorageLinkKind+`"
+X-OCCI-Attribute: occi.core.id="c"
+`), 201, "Content-Type", text, "Accept", text)
+
+	wantRel := map[string]string{base + "/storage/s": categories.StorageKind, base + "/network/n": categories.NetworkKind}
+	for path, n := range map[string]int{"/compute/a": 2, "/compute/b": 1, "/compute/c": 1} {
+		for _, accept := range []string{"text/plain", "text/occi"} {
+			r := c.expect("GET", path, nil, 200, "Accept", accept)
+			var links []string
+			if accept == "text/occi" {
+				for _, v := range r.header.Values("Link") {
+					links = append(links, splitOutside(v, ',')...)
+				}
+			} else {
+				for _, l := range strings.Split(string(r.body), "\n") {
+					if v, ok := strings.CutPrefix(l, "Link: "); ok {
+						links = append(links, v)
+					}
+				}
+			}
+			got := 0
+			for _, v := range links {
+				l := parseLinkText(t, strings.TrimSpace(v))
+				if strings.Contains(l.target, "?action=") {
+					continue
+				}
+				got++
+				if l.rel != wantRel[l.target] {
+					t.Fatalf("%s (%s): link to %s has rel %q, want %q", path, accept, l.target, l.rel, wantRel[l.target])
+				}
+			}
+			if got != n {
+				t.Fatalf("%s (%s): %d links, want %d: %v", path, accept, got, n, links)
+			}
+		}
+	}
+
+	// A rel that contradicts the target is refused, naming it; nothing is stored.
+	r := c.expect("POST", "/compute/", []byte(computeCat+`
+Link: <`+base+`/network/n>; rel="`+categories.StorageKind+`"; category="`+categories.NetworkInterfaceKind+`"
+X-OCCI-Attribute: occi.core.id="bad"
+`), 400, "Content-Type", text, "Accept", text)
+	if !strings.Contains(string(r.body), categories.StorageKind) {
+		t.Fatalf("error does not name the rel: %s", r.body)
+	}
+	c.expect("GET", "/compute/bad", nil, 404)
+	// The same in OCCI 1.2 JSON, whose target.kind is the rel.
+	r = c.expect("POST", "/networkinterface/", []byte(`{"kind":"`+categories.NetworkInterfaceKind+`","id":"bad",
+		"source":{"location":"/compute/a"},"target":{"location":"/network/n","kind":"`+categories.ComputeKind+`"}}`), 400,
+		"Content-Type", "application/json", "Accept", "application/json")
+	if !strings.Contains(string(r.body), categories.ComputeKind) {
+		t.Fatalf("error does not name the target kind: %s", r.body)
+	}
+	c.expect("GET", "/networkinterface/bad", nil, 404)
+
+	// A link instance's text rendering carries occi.core.target.kind; the
+	// rendering read back and sent again (with source.kind too) is accepted
+	// every time, and each kind is checked.
+	r = c.expect("GET", "/storagelink/sl", nil, 200, "Accept", text)
+	if !strings.Contains(string(r.body), "X-OCCI-Attribute: occi.core.target.kind=\""+categories.StorageKind+"\"\n") {
+		t.Fatalf("link rendering lacks occi.core.target.kind:\n%s", r.body)
+	}
+	for i := range 5 {
+		c.expect("PUT", "/storagelink/sl", append(r.body, "X-OCCI-Attribute: occi.core.source.kind=\""+categories.ComputeKind+"\"\n"...), 200,
+			"Content-Type", text, "Accept", text)
+		id := fmt.Sprintf("copy%d", i)
+		c.expect("PUT", "/storagelink/"+id, []byte(strings.ReplaceAll(string(r.body), `occi.core.id="sl"`, `occi.core.id="`+id+`"`)), 201,
+			"Content-Type", text, "Accept", text)
+	}
+	linkText := func(sourceKind, targetKind string) []byte {
+		return []byte(`Category: storagelink; scheme="http://schemas.ogf.org/occi/infrastructure#"; class="kind"
+X-OCCI-Attribute: occi.core.source="/compute/a"
+X-OCCI-Attribute: occi.core.source.kind="` + sourceKind + `"
+X-OCCI-Attribute: occi.core.target="/storage/s"
+X-OCCI-Attribute: occi.core.target.kind="` + targetKind + `"
+`)
+	}
+	for _, tc := range []struct{ source, target, named string }{
+		{categories.StorageKind, categories.StorageKind, "source kind " + categories.StorageKind},
+		{categories.ComputeKind, categories.ComputeKind, "target kind) " + categories.ComputeKind},
+	} {
+		r := c.expect("POST", "/storagelink/", linkText(tc.source, tc.target), 400, "Content-Type", text, "Accept", text)
+		if !strings.Contains(string(r.body), tc.named) {
+			t.Fatalf("error does not name the %s: %s", tc.named, r.body)
+		}
+	}
+	c.expect("POST", "/storagelink/", linkText(categories.ResourceKind, categories.StorageKind), 201, "Content-Type", text, "Accept", text)
+}
+
+func TestEveryRenderingListsLinks(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		c, base := startCompute(t, open(t))
+		everyRenderingListsLinks(t, c, base)
+	})
+}
+
+// everyRenderingListsLinks: a compute with a storagelink and a
+// networkinterface, each created at its own collection, lists both in
+// pyOCNI JSON, OCCI 1.2 JSON, text/plain and text/occi.
+func everyRenderingListsLinks(t *testing.T, c *client, base string) {
+	c.expect("PUT", "/compute/a", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`"}]}`), 201)
+	c.expect("PUT", "/storage/s", []byte(`{"resources":[{"kind":"`+categories.StorageKind+`","attributes":{"occi.storage.size":1}}]}`), 201)
+	c.expect("PUT", "/network/n", []byte(`{"resources":[{"kind":"`+categories.NetworkKind+`"}]}`), 201)
+	c.expect("PUT", "/compute/t", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`"}]}`), 201)
+	c.expect("POST", "/storagelink/", []byte(`{"links":[{"kind":"`+categories.StorageLinkKind+`","id":"sl","source":"/compute/a","target":"/storage/s"}]}`), 201)
+	c.expect("POST", "/networkinterface/", []byte(`{"kind":"`+categories.NetworkInterfaceKind+`","id":"ni",
+		"source":{"location":"/compute/a"},"target":{"location":"/network/n"}}`), 201, "Content-Type", "application/json", "Accept", "application/json")
+	want := []string{base + "/networkinterface/ni", base + "/storagelink/sl"}
+
+	check := func(rendering string, got []string) {
+		t.Helper()
+		sort.Strings(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s rendering of /compute/a lists links %v, want %v", rendering, got, want)
+		}
+	}
+	pyocni := c.expect("GET", "/compute/a", nil, 200).json(t)
+	check("pyOCNI JSON", asList(pyocni["links"]))
+	j12 := c.expect("GET", "/compute/a", nil, 200, "Accept", "application/json").json(t)
+	var got []string
+	for _, l := range asAnyList(j12["links"]) {
+		lm := l.(map[string]any)
+		got = append(got, base+map[string]string{categories.StorageLinkKind: "/storagelink/", categories.NetworkInterfaceKind: "/networkinterface/"}[lm["kind"].(string)]+lm["id"].(string))
+	}
+	check("OCCI 1.2 JSON", got)
+	for _, accept := range []string{"text/plain", "text/occi"} {
+		r := c.expect("GET", "/compute/a", nil, 200, "Accept", accept)
+		var values []string
+		if accept == "text/occi" {
+			for _, v := range r.header.Values("Link") {
+				values = append(values, splitOutside(v, ',')...)
+			}
+		} else {
+			for _, l := range strings.Split(string(r.body), "\n") {
+				if v, ok := strings.CutPrefix(l, "Link: "); ok {
+					values = append(values, v)
+				}
+			}
+		}
+		got = nil
+		for _, v := range values {
+			if l := parseLinkText(t, strings.TrimSpace(v)); !strings.Contains(l.target, "?action=") {
+				got = append(got, l.self)
+			}
+		}
+		check(accept, got)
+	}
+
+	// pyOCNI's inline links and what a client stored in "links" stay; a
+	// deleted link no longer shows.
+	c.expect("PUT", "/compute/b", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`",
+		"links":[{"kind":"`+categories.NetworkInterfaceKind+`","id":"in","target":"/compute/t"}]}]}`), 201)
+	c.expect("POST", "/storagelink/", []byte(`{"links":[{"kind":"`+categories.StorageLinkKind+`","id":"sb","source":"/compute/b","target":"/storage/s"}]}`), 201)
+	if got := asList(c.expect("GET", "/compute/b", nil, 200).json(t)["links"]); !slices.Equal(got, []string{base + "/networkinterface/in", base + "/storagelink/sb"}) {
+		t.Fatalf("pyOCNI links of /compute/b: %v", got)
+	}
+	c.expect("DELETE", "/networkinterface/in", nil, 200)
+	if got := asList(c.expect("GET", "/compute/b", nil, 200).json(t)["links"]); !slices.Equal(got, []string{base + "/storagelink/sb"}) {
+		t.Fatalf("pyOCNI links of /compute/b after deleting one: %v", got)
+	}
+}
+
+func TestLinkStoredWithoutTargetKind(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		srv := testserver.Start(t, testserver.Options{Store: open(t)})
+		c := newClient(t, srv.URL)
+		c.expect("PUT", "/compute/a", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`"}]}`), 201)
+		c.expect("PUT", "/network/n", []byte(`{"resources":[{"kind":"`+categories.NetworkKind+`"}]}`), 201)
+		// A link as stored before links recorded their target's kind.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := srv.Store.Put(ctx, store.Document{ID: "/networkinterface/old", Body: []byte(`{"type":"link","id":"old",
+			"kind":"` + categories.NetworkInterfaceKind + `","mixins":[],"attributes":{},"actions":[],"links":[],
+			"source":"/compute/a","target":"/network/n"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		r := c.expect("GET", "/compute/a", nil, 200, "Accept", "text/plain")
+		want := `Link: <` + srv.URL + `/network/n>; rel="` + categories.NetworkKind + `"; self="` + srv.URL + `/networkinterface/old"`
+		if !strings.Contains(string(r.body), want) {
+			t.Fatalf("rendering lacks %s:\n%s", want, r.body)
+		}
+		link := c.expect("GET", "/networkinterface/old", nil, 200, "Accept", "application/json").json(t)
+		if tk := link["target"].(map[string]any)["kind"]; tk != categories.NetworkKind {
+			t.Fatalf("1.2 JSON target.kind %v", tk)
+		}
+	})
 }

@@ -54,14 +54,13 @@ type acceptEntry struct {
 	order     int
 }
 
-// negotiate picks the response rendering from the Accept header. listing
-// says whether text/uri-list can serve this response.
-func negotiate(r *http.Request, listing bool) (rendering, string, error) {
+// acceptEntries parses the Accept header, most preferred first; present
+// is false when the request has none.
+func acceptEntries(r *http.Request) (entries []acceptEntry, present bool) {
 	header := strings.Join(r.Header.Values("Accept"), ",")
 	if strings.TrimSpace(header) == "" {
-		return renderPyOCNI, "application/occi+json", nil
+		return nil, false
 	}
-	var entries []acceptEntry
 	for i, part := range strings.Split(header, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
@@ -83,33 +82,55 @@ func negotiate(r *http.Request, listing bool) (rendering, string, error) {
 		entries = append(entries, acceptEntry{mediaType: mt, params: params, q: q, order: i})
 	}
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].q > entries[j].q })
+	return entries, true
+}
+
+// mediaRendering is the rendering an accepted media type asks for, and
+// the media type to answer with.
+func mediaRendering(e acceptEntry) (rendering, string, bool) {
+	switch e.mediaType {
+	case "application/occi+json":
+		if e.params["version"] == "1.2" {
+			return renderJSON12, e.mediaType, true
+		}
+		return renderPyOCNI, e.mediaType, true
+	case "application/json":
+		return renderJSON12, e.mediaType, true
+	case "text/plain", "text/occi+plain":
+		return renderTextPlain, e.mediaType, true
+	case "text/occi":
+		return renderTextOCCI, e.mediaType, true
+	case "text/uri-list":
+		return renderURIList, e.mediaType, true
+	case "*/*", "application/*":
+		return renderPyOCNI, "application/occi+json", true
+	case "text/*":
+		return renderTextPlain, "text/plain", true
+	}
+	return 0, "", false
+}
+
+// negotiate picks the response rendering from the Accept header. listing
+// says whether text/uri-list can serve this response.
+func negotiate(r *http.Request, listing bool) (rendering, string, error) {
+	entries, present := acceptEntries(r)
+	if !present {
+		return renderPyOCNI, "application/occi+json", nil
+	}
 	uriListOnly := false
 	for _, e := range entries {
 		if e.q <= 0 {
 			continue
 		}
-		switch e.mediaType {
-		case "application/occi+json":
-			if e.params["version"] == "1.2" {
-				return renderJSON12, e.mediaType, nil
-			}
-			return renderPyOCNI, e.mediaType, nil
-		case "application/json":
-			return renderJSON12, e.mediaType, nil
-		case "text/plain", "text/occi+plain":
-			return renderTextPlain, e.mediaType, nil
-		case "text/occi":
-			return renderTextOCCI, e.mediaType, nil
-		case "text/uri-list":
-			if listing {
-				return renderURIList, e.mediaType, nil
-			}
-			uriListOnly = true
-		case "*/*", "application/*":
-			return renderPyOCNI, "application/occi+json", nil
-		case "text/*":
-			return renderTextPlain, "text/plain", nil
+		rend, ctype, ok := mediaRendering(e)
+		if !ok {
+			continue
 		}
+		if rend == renderURIList && !listing {
+			uriListOnly = true
+			continue
+		}
+		return rend, ctype, nil
 	}
 	if uriListOnly {
 		// OCCI text rendering 1.2: text/uri-list is for listings only, and
@@ -118,7 +139,31 @@ func negotiate(r *http.Request, listing bool) (rendering, string, error) {
 	}
 	return 0, "", model.Errorf(http.StatusNotAcceptable,
 		"cannot render %q: this resource is available as application/occi+json, application/json, text/plain, text/occi%s",
-		header, map[bool]string{true: ", text/uri-list", false: ""}[listing])
+		strings.Join(r.Header.Values("Accept"), ","), map[bool]string{true: ", text/uri-list", false: ""}[listing])
+}
+
+// errorRendering picks how an error is rendered: in the rendering the
+// client prefers, even where the answer it asked for could not be given
+// (406, or text/uri-list where no listing is served). A uri-list carries
+// no message, so it yields to any other rendering the client accepts; a
+// client that accepts only it, or only text types this server does not
+// render, reads text best and gets text/plain; JSON otherwise.
+func errorRendering(r *http.Request) (rendering, string) {
+	entries, _ := acceptEntries(r)
+	for _, e := range entries {
+		if e.q <= 0 {
+			continue
+		}
+		if rend, ctype, ok := mediaRendering(e); ok && rend != renderURIList {
+			return rend, ctype
+		}
+	}
+	for _, e := range entries {
+		if e.q > 0 && strings.HasPrefix(e.mediaType, "text/") {
+			return renderTextPlain, "text/plain"
+		}
+	}
+	return renderPyOCNI, "application/occi+json"
 }
 
 // occiVersionRE finds "OCCI/x.y" as a word of a User-Agent.

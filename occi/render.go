@@ -264,15 +264,34 @@ func createdResponse(rend rendering, ctype, base string, locs []string) *respons
 	return resp
 }
 
-// pyocniEntity renders an entity as pyOCNI's bare description.
-func pyocniEntity(e *model.Entity, base string) map[string]any {
+// occiCreated turns a created answer into OCCI 1.2's: its text renderings
+// name the new locations X-OCCI-Location (in the body for text/plain, as a
+// header beside Location for text/occi), where pyOCNI's said Location.
+func occiCreated(resp *response) {
+	switch resp.rend {
+	case renderTextPlain:
+		resp.lines = nil
+		for _, a := range resp.uriList {
+			resp.lines = append(resp.lines, textLine{"X-OCCI-Location", a})
+		}
+	case renderTextOCCI:
+		resp.lines = nil
+		if len(resp.uriList) > 0 {
+			resp.lines = []textLine{{"X-OCCI-Location", strings.Join(resp.uriList, ", ")}}
+		}
+	}
+}
+
+// pyocniEntity renders an entity as pyOCNI's bare description; links are
+// a resource's "links" as pyocniLinks makes them.
+func pyocniEntity(e *model.Entity, base string, links []any) map[string]any {
 	out := map[string]any{
 		"kind":       e.Kind,
 		"mixins":     e.Mixins,
 		"attributes": e.Attributes,
 		"actions":    e.Actions,
 		"id":         e.ID,
-		"links":      absLinks(e.Links, base),
+		"links":      links,
 	}
 	if e.HasTitle || e.Title != "" {
 		out["title"] = e.Title
@@ -287,16 +306,46 @@ func pyocniEntity(e *model.Entity, base string) map[string]any {
 	return out
 }
 
-// absLinks makes the link locations a resource holds absolute; anything
-// else a client stored there is returned as it was given.
-func absLinks(links []any, base string) []any {
-	out := make([]any, len(links))
-	for i, l := range links {
-		if s, ok := l.(string); ok && strings.HasPrefix(s, "/") {
-			out[i] = base + s
+// pyocniLinks lists a resource's links in pyOCNI's rendering: the absolute
+// locations of the link entities whose source it is, wherever they were
+// created (inline, or at their own collection, in any rendering). What the
+// client stored in "links" is kept verbatim, except references to link
+// entities (isLinkPath): those come from live, in the order stored, so a
+// deleted link no longer shows.
+func pyocniLinks(stored []any, live []*model.Entity, base string, isLinkPath func(string) bool) []any {
+	out := make([]any, 0, len(stored)+len(live))
+	current := make(map[string]bool, len(live))
+	for _, l := range live {
+		current[l.Location] = true
+	}
+	listed := map[string]bool{}
+	for _, v := range stored {
+		str, ok := v.(string)
+		if !ok {
+			out = append(out, v)
 			continue
 		}
-		out[i] = l
+		p := str
+		if strings.HasPrefix(p, base+"/") {
+			p = strings.TrimPrefix(p, base)
+		}
+		switch {
+		case !strings.HasPrefix(p, "/"):
+			out = append(out, v)
+		case current[p]:
+			if !listed[p] {
+				listed[p] = true
+				out = append(out, base+p)
+			}
+		case !isLinkPath(p):
+			out = append(out, base+p)
+		}
+	}
+	for _, l := range live {
+		if !listed[l.Location] {
+			listed[l.Location] = true
+			out = append(out, base+l.Location)
+		}
 	}
 	return out
 }
@@ -363,7 +412,9 @@ func entity12(v *entityView, base string) map[string]any {
 	return out
 }
 
-// entityText renders an entity as OCCI text lines.
+// entityText renders an entity as OCCI text lines, in the order of the
+// text grammar: Category lines (kind, then mixins), Link lines (a
+// resource's links, then action links), X-OCCI-Attribute lines.
 func entityText(v *entityView, base string) []textLine {
 	e := v.e
 	var lines []textLine
@@ -372,6 +423,13 @@ func entityText(v *entityView, base string) []textLine {
 	}
 	for _, m := range v.mixins {
 		lines = append(lines, textLine{"Category", categoryText(m, false)})
+	}
+	for _, l := range v.links {
+		lines = append(lines, textLine{"Link", "<" + base + l.Target + ">; rel=" + quote(l.TargetKind) +
+			"; self=" + quote(base+l.Location) + "; category=" + quote(l.Kind)})
+	}
+	for _, a := range v.actions {
+		lines = append(lines, textLine{"Link", "<" + base + e.Location + "?action=" + a.Term + ">; rel=" + quote(a.ID())})
 	}
 	attr := func(name string, val any) {
 		lines = append(lines, textLine{"X-OCCI-Attribute", name + "=" + textValue(val)})
@@ -383,18 +441,14 @@ func entityText(v *entityView, base string) []textLine {
 	if e.Type == model.TypeLink {
 		attr("occi.core.source", base+e.Source)
 		attr("occi.core.target", base+e.Target)
+		if e.TargetKind != "" {
+			attr("occi.core.target.kind", e.TargetKind)
+		}
 	} else if e.HasSummary || e.Summary != "" {
 		attr("occi.core.summary", e.Summary)
 	}
 	for _, l := range v.attrs.Leaves(e.Attributes) {
 		attr(strings.Join(l.Path, "."), l.Value)
-	}
-	for _, l := range v.links {
-		lines = append(lines, textLine{"Link", "<" + base + l.Target + ">; rel=" + quote(l.TargetKind) +
-			"; self=" + quote(base+l.Location) + "; category=" + quote(l.Kind)})
-	}
-	for _, a := range v.actions {
-		lines = append(lines, textLine{"Link", "<" + base + e.Location + "?action=" + a.Term + ">; rel=" + quote(a.ID())})
 	}
 	return lines
 }

@@ -368,6 +368,9 @@ func entityDescriptions(b *requestBody) ([]typedDescription, error) {
 			desc["id"] = id
 			delete(attrs, "occi.core.id")
 		}
+		if err := liftEndKinds(desc, attrs); err != nil {
+			return nil, err
+		}
 		desc["attributes"] = attrs
 		var links []any
 		for _, l := range b.Text.Links {
@@ -380,7 +383,13 @@ func entityDescriptions(b *requestBody) ([]typedDescription, error) {
 				// their own locations, and a full update leaves them intact.
 				continue
 			}
-			ld := map[string]any{"target": l.Target, "attributes": l.Attributes}
+			// rel is the target's kind: kept, so the service can check it
+			// against the target (a contradiction is a 400).
+			var target any = l.Target
+			if l.Rel != "" {
+				target = map[string]any{"location": l.Target, "kind": l.Rel}
+			}
+			ld := map[string]any{"target": target, "attributes": l.Attributes}
 			if l.Category != "" {
 				ld["kind"] = l.Category
 			}
@@ -392,6 +401,33 @@ func entityDescriptions(b *requestBody) ([]typedDescription, error) {
 		out = append(out, typedDescription{typ, desc})
 	}
 	return out, nil
+}
+
+// liftEndKinds moves a link's occi.core.source.kind and
+// occi.core.target.kind text attributes, with the location they qualify,
+// into the description's source and target (as OCCI 1.2 JSON gives them),
+// where the service checks them against the linked resources. Left among
+// the attributes, "occi.core.target" would be both a value and a namespace.
+func liftEndKinds(desc, attrs map[string]any) error {
+	for _, end := range []string{"source", "target"} {
+		name := "occi.core." + end
+		kind, has := attrs[name+".kind"]
+		if !has {
+			continue
+		}
+		ks, isStr := kind.(string)
+		if !isStr {
+			return model.AttributeError(name+".kind", "attribute %s.kind must be a string (a kind's scheme and term)", name)
+		}
+		loc, hasLoc := attrs[name]
+		if !hasLoc {
+			return model.AttributeError(name+".kind", "attribute %s.kind needs %s, the location whose kind it names", name, name)
+		}
+		delete(attrs, name+".kind")
+		delete(attrs, name)
+		desc[end] = map[string]any{"location": loc, "kind": ks}
+	}
+	return nil
 }
 
 // locationList reads the entity locations of a mixin collection request:

@@ -618,7 +618,11 @@ func (s *Server) entityResponse(r *http.Request, e *model.Entity, rend rendering
 	resp.header.Set("ETag", strconv.Quote(e.Rev))
 	base := s.base(r)
 	if rend == renderPyOCNI {
-		resp.json = pyocniEntity(e, base)
+		links, err := s.linksFrom(r.Context(), e)
+		if err != nil {
+			return nil, err
+		}
+		resp.json = pyocniEntity(e, base, pyocniLinks(e.Links, links, base, s.isLinkPath))
 		return resp, nil
 	}
 	v, err := s.view(r.Context(), e, true)
@@ -691,17 +695,44 @@ func (s *Server) view(ctx context.Context, e *model.Entity, withLinks bool) (*en
 	for _, m := range v.mixins {
 		collect(m.Actions)
 	}
-	if withLinks && e.Type == model.TypeResource {
-		links, err := s.entities.List(ctx, entities.ListQuery{
-			PathPrefix: "/",
-			Filters:    []map[string]any{{"type": model.TypeLink, "source": e.Location}},
-		})
-		if err != nil {
+	if withLinks {
+		if v.links, err = s.linksFrom(ctx, e); err != nil {
 			return nil, err
 		}
-		v.links = links
+	}
+	for _, l := range append([]*model.Entity{e}, v.links...) {
+		s.fillTargetKind(ctx, l)
 	}
 	return v, nil
+}
+
+// linksFrom lists the links whose source is a resource (none for a link).
+func (s *Server) linksFrom(ctx context.Context, e *model.Entity) ([]*model.Entity, error) {
+	if e.Type != model.TypeResource {
+		return nil, nil
+	}
+	return s.entities.List(ctx, entities.ListQuery{
+		PathPrefix: "/",
+		Filters:    []map[string]any{{"type": model.TypeLink, "source": e.Location}},
+	})
+}
+
+// isLinkPath tells whether a path is in the collection of a link kind.
+func (s *Server) isLinkPath(p string) bool {
+	c, ok := s.cats.ByLocation(p[:strings.LastIndex(p, "/")+1])
+	return ok && c.Class == model.ClassKind && s.cats.IsLinkKind(c.ID())
+}
+
+// fillTargetKind gives a link stored without its target's kind (links
+// written before the service recorded it) the kind the renderings show
+// as its rel.
+func (s *Server) fillTargetKind(ctx context.Context, l *model.Entity) {
+	if l.Type != model.TypeLink || l.TargetKind != "" || l.Target == "" {
+		return
+	}
+	if t, err := s.entities.Get(ctx, l.Target); err == nil {
+		l.TargetKind = t.Kind
+	}
 }
 
 func (s *Server) pathPost(r *http.Request) (*response, error) {
@@ -768,7 +799,11 @@ func (s *Server) pathPost(r *http.Request) (*response, error) {
 		if coll.Class != model.ClassKind {
 			return nil, model.BadRequest("%s is the collection of mixin %s; create entities in their kind's collection and tag them by POSTing X-OCCI-Location here", p, coll.ID())
 		}
-		return s.create(r, coll, descs, rend, ctype)
+		resp, err := s.create(r, coll, descs, rend, ctype)
+		if err == nil && occiDialect(rend, body) {
+			occiCreated(resp)
+		}
+		return resp, err
 	}
 	locs, has, err := locationList(body)
 	if err != nil {
@@ -778,10 +813,14 @@ func (s *Server) pathPost(r *http.Request) (*response, error) {
 		if coll.Class != model.ClassMixin {
 			return nil, model.NotFound("%s is not a mixin collection; X-OCCI-Location lists tag entities with a mixin", p)
 		}
+		rend, ctype, err := negotiate(r, true)
+		if err != nil {
+			return nil, err
+		}
 		if err := s.entities.Associate(r.Context(), coll, locs); err != nil {
 			return nil, err
 		}
-		return ok(), nil
+		return s.membersResponse(r, coll, rend, ctype)
 	}
 	return nil, model.BadRequest("POST to %s needs \"resources\" or \"links\" to create, or \"X-OCCI-Location\" to tag", p)
 }
@@ -921,10 +960,14 @@ func (s *Server) pathPut(r *http.Request) (*response, error) {
 		if !has {
 			return nil, model.BadRequest("PUT on a mixin collection needs the full member list as X-OCCI-Location")
 		}
+		rend, ctype, err := negotiate(r, true)
+		if err != nil {
+			return nil, err
+		}
 		if err := s.entities.ReplaceMembership(r.Context(), coll, locs); err != nil {
 			return nil, err
 		}
-		return ok(), nil
+		return s.membersResponse(r, coll, rend, ctype)
 	}
 	rend, ctype, err := negotiate(r, true)
 	if err != nil {
@@ -1002,6 +1045,47 @@ func (s *Server) pathDelete(r *http.Request) (*response, error) {
 		return nil, err
 	}
 	return ok(), nil
+}
+
+// membersResponse answers a change to a mixin collection's members: OCCI
+// 1.2 renders the collection (its locations; the entities in 1.2 JSON);
+// pyOCNI answers 200 with no body.
+func (s *Server) membersResponse(r *http.Request, coll *model.Category, rend rendering, ctype string) (*response, error) {
+	if !isOCCIRendering(rend) && rend != renderURIList {
+		return ok(), nil
+	}
+	list, err := s.entities.List(r.Context(), entities.ListQuery{Collection: coll})
+	if err != nil {
+		return nil, err
+	}
+	base := s.base(r)
+	if rend != renderJSON12 {
+		locs := make([]string, len(list))
+		for i, e := range list {
+			locs[i] = e.Location
+		}
+		return locationsResponse(rend, ctype, base, locs), nil
+	}
+	res, links := []any{}, []any{}
+	for _, e := range list {
+		v, err := s.view(r.Context(), e, false)
+		if err != nil {
+			return nil, err
+		}
+		if e.Type == model.TypeLink {
+			links = append(links, entity12(v, base))
+		} else {
+			res = append(res, entity12(v, base))
+		}
+	}
+	out := map[string]any{}
+	if len(res) > 0 || len(links) == 0 {
+		out["resources"] = res
+	}
+	if len(links) > 0 {
+		out["links"] = links
+	}
+	return &response{status: http.StatusOK, rend: rend, ctype: ctype, json: out}, nil
 }
 
 // ifMatch reads the revision an If-Match header names ("" when absent).

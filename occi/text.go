@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -209,7 +210,11 @@ func parseTextValue(v string) (any, error) {
 		}
 		return out, nil
 	}
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
+	if numberRE.MatchString(v) {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return nil, model.BadRequest("attribute value %s is beyond the range of a number", v)
+		}
 		return f, nil
 	}
 	if v == "" {
@@ -218,24 +223,59 @@ func parseTextValue(v string) (any, error) {
 	return v, nil // tolerate unquoted words
 }
 
-// unquote strips one level of double quotes, honouring backslash escapes;
-// unquoted values are returned as they are.
+// numberRE is what reads as a number: the text grammar's int and float
+// (plain decimals, which is how numbers are rendered) and, leniently, an
+// exponent. Not NaN, Inf or hexadecimal, which ParseFloat would take and
+// JSON cannot hold.
+var numberRE = regexp.MustCompile(`^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$`)
+
+// unquote strips one level of double quotes and undoes quote's escapes:
+// \n and \r stand for line breaks, \uXXXX for that code point, a backslash
+// before anything else for that character (\" and \\ in particular).
+// Unquoted values are returned as they are.
 func unquote(v string) (string, error) {
 	if !strings.HasPrefix(v, `"`) {
 		return v, nil
 	}
-	if len(v) < 2 || !strings.HasSuffix(v, `"`) {
+	if len(v) < 2 || !strings.HasSuffix(v, `"`) || escapedAt(v, len(v)-1) {
 		return "", model.BadRequest("unterminated quoted string %s", v)
 	}
 	inner := v[1 : len(v)-1]
 	var b strings.Builder
 	for i := 0; i < len(inner); i++ {
-		if inner[i] == '\\' && i+1 < len(inner) {
+		c := inner[i]
+		switch {
+		case c == '\\' && i+1 < len(inner):
 			i++
+			switch c = inner[i]; c {
+			case 'n':
+				c = '\n'
+			case 'r':
+				c = '\r'
+			case 'u':
+				if i+4 < len(inner) {
+					if r, err := strconv.ParseUint(inner[i+1:i+5], 16, 16); err == nil {
+						b.WriteRune(rune(r))
+						i += 4
+						continue
+					}
+				}
+			}
+		case c == '"':
+			return "", model.BadRequest(`quoted string %s has a quote inside; escape it as \"`, v)
 		}
-		b.WriteByte(inner[i])
+		b.WriteByte(c)
 	}
 	return b.String(), nil
+}
+
+// escapedAt tells whether the byte at i follows an odd run of backslashes.
+func escapedAt(s string, i int) bool {
+	n := 0
+	for j := i - 1; j >= 0 && s[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
 }
 
 // splitOutsideQuotes splits on sep where it is not inside double quotes or
@@ -266,20 +306,59 @@ func splitOutsideQuotes(s string, sep byte) []string {
 	return parts
 }
 
-// quote renders a string as an OCCI quoted string.
+// quote renders a string as an OCCI quoted string; unquote reads it back.
+// Besides the grammar's \" and \\, line breaks are written \n and \r and
+// other control characters \u00XX (tab stays): neither a text/plain line
+// nor a text/occi header can carry them raw (a Go client refuses such a
+// header outright).
 func quote(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	return `"` + r.Replace(s) + `"`
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' || c == '"':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\r':
+			b.WriteString(`\r`)
+		case (c < 0x20 && c != '\t') || c == 0x7f:
+			b.WriteString(`\u00`)
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&0xf])
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }
 
-// textValue renders an attribute value for the text renderings.
+const hexDigits = "0123456789abcdef"
+
+// textValue renders an attribute value for the text renderings. Numbers
+// are plain decimals: the text grammar has no exponent, so 1e-7 renders as
+// 0.0000001 and 1e21 as 1000000000000000000000.
 func textValue(v any) string {
 	switch t := v.(type) {
 	case string:
 		return quote(t)
 	case nil:
 		return `""`
+	case float64:
+		return strconv.FormatFloat(t, 'f', -1, 64)
+	case float32:
+		return strconv.FormatFloat(float64(t), 'f', -1, 32)
+	case json.Number:
+		if f, err := t.Float64(); err == nil {
+			return strconv.FormatFloat(f, 'f', -1, 64)
+		}
 	}
-	b, _ := json.Marshal(v)
-	return string(b)
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // as every JSON rendering: <, > and & as they are
+	_ = enc.Encode(v)
+	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -213,7 +213,7 @@ func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.Entity
 		return nil, nil, s.explainAttr(err)
 	}
 	if typ == model.TypeLink {
-		if err := s.checkEndpoints(ctx, &e); err != nil {
+		if err := s.checkEndpoints(ctx, &e, in.SourceKind); err != nil {
 			return nil, nil, err
 		}
 	} else if e.Source != "" || e.Target != "" {
@@ -255,6 +255,9 @@ func (s *Service) inlineLink(ctx context.Context, src *model.Entity, desc map[st
 	if in.Source != "" && in.Source != src.Location {
 		return nil, model.BadRequest("an inline link's source must be its resource %s", src.Location)
 	}
+	if in.SourceKind != "" && !s.isKindOf(in.SourceKind, src.Kind) {
+		return nil, model.BadRequest("link source kind %s contradicts its resource %s, whose kind is %s", in.SourceKind, src.Location, src.Kind)
+	}
 	in.Source = src.Location
 	if in.ID == "" {
 		in.ID = uuid.NewString()
@@ -287,10 +290,16 @@ func (s *Service) inlineLink(ctx context.Context, src *model.Entity, desc map[st
 	if l.Target == "" {
 		return nil, model.BadRequest("a link needs a target")
 	}
+	targetKind := src.Kind
 	if l.Target != src.Location {
-		if _, err := s.Get(ctx, l.Target); err != nil {
+		target, err := s.Get(ctx, l.Target)
+		if err != nil {
 			return nil, linkEndError("target", l.Target, err)
 		}
+		targetKind = target.Kind
+	}
+	if err := s.setTargetKind(&l, targetKind); err != nil {
+		return nil, err
 	}
 	l.Normalize()
 	if err := model.CheckEntityBounds(&l, s.cats.MaxAttributes()); err != nil {
@@ -317,17 +326,46 @@ func (s *Service) providerPrepare(ctx context.Context, e *model.Entity) error {
 	return nil
 }
 
-func (s *Service) checkEndpoints(ctx context.Context, e *model.Entity) error {
+// checkEndpoints checks that a link's source and target exist, and that
+// the kinds the client gave them (sourceKind; e.TargetKind) are theirs.
+func (s *Service) checkEndpoints(ctx context.Context, e *model.Entity, sourceKind string) error {
 	if e.Source == "" || e.Target == "" {
 		return model.BadRequest("a link needs a source and a target")
 	}
-	if _, err := s.Get(ctx, e.Source); err != nil {
+	source, err := s.Get(ctx, e.Source)
+	if err != nil {
 		return linkEndError("source", e.Source, err)
 	}
-	if _, err := s.Get(ctx, e.Target); err != nil {
+	if sourceKind != "" && !s.isKindOf(sourceKind, source.Kind) {
+		return model.BadRequest("link source kind %s contradicts source %s, whose kind is %s", sourceKind, e.Source, source.Kind)
+	}
+	target, err := s.Get(ctx, e.Target)
+	if err != nil {
 		return linkEndError("target", e.Target, err)
 	}
+	return s.setTargetKind(e, target.Kind)
+}
+
+// setTargetKind records the kind of a link's target, which the renderings
+// show as the link's rel (OCCI 1.2 text) or target.kind (OCCI 1.2 JSON). A
+// kind the client gave (text rel, JSON target.kind) must be the target's
+// kind or one of its ancestors: anything else contradicts the target.
+func (s *Service) setTargetKind(l *model.Entity, kind string) error {
+	if given := l.TargetKind; given != "" && !s.isKindOf(given, kind) {
+		return model.BadRequest("link rel (target kind) %s contradicts target %s, whose kind is %s", given, l.Target, kind)
+	}
+	l.TargetKind = kind
 	return nil
+}
+
+// isKindOf tells whether id names kind or one of its ancestors.
+func (s *Service) isKindOf(id, kind string) bool {
+	for _, k := range s.cats.KindChain(kind) {
+		if k.ID() == id {
+			return true
+		}
+	}
+	return id == kind
 }
 
 func linkEndError(end, loc string, err error) error {
@@ -558,7 +596,7 @@ func (s *Service) patch(ctx context.Context, location string, in *model.EntityIn
 			}
 			attrs.MergeAttributes(e.Attributes, tmp.Attributes)
 		}
-		return e, s.checkChanged(ctx, attrs, old, e)
+		return e, s.checkChanged(ctx, attrs, old, e, in.SourceKind)
 	}
 }
 
@@ -613,7 +651,7 @@ func (s *Service) Replace(ctx context.Context, location, ifMatch, typ string, in
 			return nil, s.explainAttr(err)
 		}
 		e.Normalize()
-		return &e, s.checkChanged(ctx, attrs, old, &e)
+		return &e, s.checkChanged(ctx, attrs, old, &e, in.SourceKind)
 	})
 	return e, false, err
 }
@@ -636,15 +674,15 @@ func (s *Service) explainAttr(err error) error {
 }
 
 // checkChanged validates an updated entity against its stored state.
-func (s *Service) checkChanged(ctx context.Context, attrs *model.AttrSet, old, e *model.Entity) error {
+func (s *Service) checkChanged(ctx context.Context, attrs *model.AttrSet, old, e *model.Entity, sourceKind string) error {
 	if err := model.CheckEntityBounds(e, s.cats.MaxAttributes()); err != nil {
 		return err
 	}
 	if err := attrs.CheckUpdate(old.Attributes, e.Attributes); err != nil {
 		return err
 	}
-	if e.Type == model.TypeLink && (e.Source != old.Source || e.Target != old.Target) {
-		return s.checkEndpoints(ctx, e)
+	if e.Type == model.TypeLink && (e.Source != old.Source || e.Target != old.Target || e.TargetKind != old.TargetKind || sourceKind != "") {
+		return s.checkEndpoints(ctx, e, sourceKind)
 	}
 	return nil
 }

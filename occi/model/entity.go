@@ -75,6 +75,9 @@ type EntityInput struct {
 	Present map[string]bool
 	// InlineLinks are link descriptions given inside a resource's "links".
 	InlineLinks []map[string]any
+	// SourceKind is the kind a link's description gives its source (OCCI
+	// 1.2's source.kind), to be checked against the source; not stored.
+	SourceKind string
 }
 
 var entityMembers = map[string]bool{
@@ -141,7 +144,7 @@ func ParseEntityInput(desc map[string]any, typ string) (*EntityInput, error) {
 			var loc, kind string
 			loc, kind, err = endpoint(k, v)
 			if k == "source" {
-				in.Source = loc
+				in.Source, in.SourceKind = loc, kind
 			} else {
 				in.Target, in.TargetKind = loc, kind
 			}
