@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cmbs/cmbs/internal/loopback"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -126,15 +126,7 @@ type statusError struct {
 func (e *statusError) Error() string { return e.msg }
 
 // freeSocket returns a loopback endpoint nobody listens on (yet).
-func freeSocket() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return "tcp://" + addr, nil
-}
+func freeSocket() (string, error) { return loopback.Free() }
 
 // createMember creates a local member with a free socket for every layer
 // (extra attributes added) and starts the given layers; it returns the
