@@ -22,9 +22,11 @@
 //
 // # Members
 //
-// A member is local (hosted here) when its cmbs.member.local is absent
-// (the README's kind has no such attribute) or "true" in any case; any
-// number of members may be local, each with its own sockets.
+// A member is local (hosted here) when its cmbs.member.local is "true"
+// in any case, or when it has none (the README's kind declares no such
+// attribute) and its id is not of the RemoteMemberID form
+// "<id>~<12 hex digits>"; any number of members may be local, each with
+// its own sockets.
 //
 //   - start_l1, start_l2, start_l31 (start_l3.1), start_l32 (start_l3.2),
 //     start_l4 bind that layer's socket: cmbs.member.lN_socket, with
@@ -49,14 +51,14 @@
 //     starts; one that cannot be (its port taken, its member gone) is
 //     logged and dropped from the record.
 //
-// Remote members are members learned from other servers, stored with
-// local "false" at RemoteMemberID(their id, their L1 socket) =
-// "<their id>~<12 hex digits>": deterministic, so learning a member again
-// updates it, and distinct for two servers that use the same member id
-// (pyCMBS's example id). A member kind that does not declare
-// cmbs.member.local (the README's) cannot hold remote members:
-// check_neighbors then fails with 409 naming the attribute, and nothing
-// is stored. Attributes of a learned member are kept as this server's
+// Remote members are members learned from other servers, stored at
+// RemoteMemberID(their id, their L1 socket) = "<their id>~<12 hex
+// digits>": deterministic, so learning a member again updates it, and
+// distinct for two servers that use the same member id (pyCMBS's example
+// id). That id marks them remote; where the member kind declares
+// cmbs.member.local (pyCMBS's does) they are also stored with local
+// "false", and where it does not (the README's) they have no local
+// attribute. Attributes of a learned member are kept as this server's
 // member kind declares them (l31_socket ⇄ l3.1_socket translated,
 // undeclared ones dropped).
 //
