@@ -45,11 +45,13 @@
 //     for a no-op).
 //   - Changing a started layer's socket, or marking a member with started
 //     layers remote, is refused (409). Deleting a local member closes its
-//     sockets. With Options.LayersFile (cmbsd: --layers-file, by default
-//     layers.json beside the database) the running layers are recorded
+//     sockets. With Options.Layers (cmbsd: its store) the running layers
+//     are recorded in one document of the store that holds the members
+//     (Options.LayersID, cmbsd --layers-record, default "cmbs-layers")
 //     after every start, stop and deletion, and bound again when cmbsd
 //     starts; one that cannot be (its port taken, its member gone) is
-//     logged and dropped from the record.
+//     logged and dropped from the record. A layers.json of earlier
+//     versions (Options.ImportLayersFile) is imported once.
 //
 // Remote members are members learned from other servers, stored at
 // RemoteMemberID(their id, their L1 socket) = "<their id>~<12 hex

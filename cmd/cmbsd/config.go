@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/internal/netaddr"
 	"github.com/cmbs/cmbs/occi/basicauth"
 )
@@ -69,9 +70,12 @@ type config struct {
 	MaxBody int64
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration
-	// LayersFile records the running member layers for the next start;
-	// empty when disabled.
-	LayersFile string
+	// LayersRecord is the id of the store document recording the running
+	// member layers for the next start; empty when disabled.
+	LayersRecord string
+	// ImportLayersFile is the layers.json of earlier versions imported
+	// into the store when it holds no record yet; empty for none.
+	ImportLayersFile string
 }
 
 // configError is a bad configuration: run reports it and exits 2.
@@ -93,6 +97,7 @@ func envName(flagName string) string {
 // rawConfig holds the flag values as given, before interpretation.
 type rawConfig struct {
 	listen, store, db, publicURL, users, logLevel, layersFile string
+	layersRecord                                              string
 	insecure                                                  bool
 	maxBody                                                   int64
 	shutdownTimeout                                           time.Duration
@@ -117,7 +122,8 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.BoolVar(&raw.insecure, "insecure", false, "allow a non-loopback --listen address without --users, and CMBS layer sockets on non-loopback addresses (they do not authenticate peers)")
 	fs.StringVar(&raw.logLevel, "log-level", "info", "minimum log `level`: debug, info, warn or error")
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
-	fs.StringVar(&raw.layersFile, "layers-file", "", "`file` recording which member layers run, so that a restart binds them again (default: layers.json beside the sqlite database, or ./"+defaultDataDir+"/layers.json with CouchDB; \"none\" disables)")
+	fs.StringVar(&raw.layersRecord, "layers-record", cmbs.DefaultLayersID, "`id` of the store document recording which member layers run, so that a restart binds them again (servers sharing a CouchDB database each need their own; \"none\" disables)")
+	fs.StringVar(&raw.layersFile, "layers-file", "", "layers.json `file` of an earlier cmbsd, imported into the store when it holds no record yet (default: layers.json beside the sqlite database; none with CouchDB; \"none\" for none)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cmbsd [flags]\n\nEvery flag can also be set with its environment variable (CMBS_LISTEN, CMBS_STORE, …);\na flag given on the command line wins.\n\n")
@@ -198,15 +204,24 @@ func (raw rawConfig) validate() (config, error) {
 		return config{}, badConfig("store", "unknown store scheme %q (want sqlite:PATH, http:// or https://)", scheme)
 	}
 
+	switch {
+	case raw.layersRecord == "none":
+	case !layersRecordID.MatchString(raw.layersRecord):
+		return config{}, badConfig("layers-record", "%q: want letters, digits, '.', '_' or '-' (at most 100, not starting with '_' or '.'), or none", raw.layersRecord)
+	default:
+		cfg.LayersRecord = raw.layersRecord
+	}
 	switch raw.layersFile {
 	case "none":
 	case "":
-		cfg.LayersFile = filepath.Join(defaultDataDir, defaultLayersFile)
+		// A layers.json in a CouchDB server's working directory may well
+		// be an embedded store's: only the embedded store imports by
+		// default, its own.
 		if cfg.StoreKind == storeSQLite {
-			cfg.LayersFile = filepath.Join(filepath.Dir(cfg.SQLitePath), defaultLayersFile)
+			cfg.ImportLayersFile = filepath.Join(filepath.Dir(cfg.SQLitePath), defaultLayersFile)
 		}
 	default:
-		cfg.LayersFile = raw.layersFile
+		cfg.ImportLayersFile = raw.layersFile
 	}
 
 	if raw.publicURL != "" {
@@ -260,6 +275,10 @@ func (raw rawConfig) validate() (config, error) {
 	}
 	return cfg, nil
 }
+
+// layersRecordID is what --layers-record accepts: a document id no entity
+// (a path) or category ("category:…") can have.
+var layersRecordID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 // couchDBName is CouchDB's rule for database names.
 var couchDBName = regexp.MustCompile(`^[a-z][a-z0-9_$()+/-]*$`)
