@@ -6,8 +6,8 @@
 // # Wiring
 //
 // main builds one Broker over the OCCI entity service and registers its
-// two providers; the kinds are bound to them with the seed's put_provider
-// files:
+// two providers; the kinds are bound to them with pyCMBS's put_provider
+// files (testdata/pycmbs, testdata/readme):
 //
 //	b := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger})
 //	err := b.Register(reg) // "cmbs_member" and "cmbs_message"

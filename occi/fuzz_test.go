@@ -46,7 +46,7 @@ var fuzzRequests = []struct{ method, target string }{
 	{"GET", "/cmbs/"},
 }
 
-// fuzzSeeds are bodies every fuzz target starts from: the seed's request
+// fuzzSeeds are bodies every fuzz target starts from: pyCMBS's request
 // files, text renderings, and broken JSON.
 func fuzzSeeds(f *testing.F) [][]byte {
 	f.Helper()

@@ -33,10 +33,10 @@ echo "== the OCCI suite again, on CouchDB (the CouchDB-API test peer, or COUCHDB
 CMBS_TEST_STORE=couchdb go test -race -count=1 -timeout 20m ./occi ./occi/entities
 
 echo "== fuzzing: each target for ${FUZZTIME:-10s} once it is fuzzing"
-# go test's -fuzztime counts from the start, replaying the seed and cached
-# corpus (baseline coverage) included, and that replay grows with the cache;
-# and a new input is minimized for up to a minute by default, during which
-# nothing else runs. Either could take a whole short budget, so each target
+# go test's -fuzztime counts from the start, replaying the seed corpus and
+# the cached one (baseline coverage) included, and that replay grows with the
+# cache; and a new input is minimized for up to a minute by default, during
+# which nothing else runs. Either could take a whole short budget, so each target
 # runs with a long -fuzztime and a short -fuzzminimizetime, and is
 # interrupted once it has fuzzed for FUZZTIME. Building and replaying are
 # bounded by FUZZ_START_TIMEOUT seconds.

@@ -20,7 +20,7 @@ import (
 	"github.com/cmbs/cmbs/occi/basicauth"
 )
 
-// Defaults of the command line contract (see DESIGN.md, "Command line").
+// Defaults of the command line (README.md, "Command line").
 const (
 	defaultListen          = "127.0.0.1:8090"
 	defaultDataDir         = "cmbs-data"
@@ -29,6 +29,8 @@ const (
 	defaultDB              = "cmbs"
 	defaultMaxBody         = 4 << 20
 	defaultShutdownTimeout = 10 * time.Second
+	defaultPeerTimeout     = 3 * time.Second
+	maxPeerTimeout         = 5 * time.Minute
 	envPrefix              = "CMBS_"
 )
 
@@ -70,6 +72,9 @@ type config struct {
 	MaxBody int64
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration
+	// PeerTimeout bounds every call to another CMBS member (connect, send,
+	// answer): a dead or slow peer costs at most this long.
+	PeerTimeout time.Duration
 	// LayersRecord is the id of the store document recording the running
 	// member layers for the next start; empty when disabled.
 	LayersRecord string
@@ -100,7 +105,7 @@ type rawConfig struct {
 	layersRecord                                              string
 	insecure                                                  bool
 	maxBody                                                   int64
-	shutdownTimeout                                           time.Duration
+	shutdownTimeout, peerTimeout                              time.Duration
 }
 
 // parseConfig fills the configuration from env variables, then from args
@@ -125,6 +130,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.layersRecord, "layers-record", cmbs.DefaultLayersID, "`id` of the store document recording which member layers run, so that a restart binds them again (servers sharing a CouchDB database each need their own; \"none\" disables)")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "layers.json `file` of an earlier cmbsd, imported into the store when it holds no record yet (default: layers.json beside the sqlite database; none with CouchDB; \"none\" for none)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
+	fs.DurationVar(&raw.peerTimeout, "peer-timeout", defaultPeerTimeout, "how long a call to another CMBS member (a send, a discovery probe, an L4 forward) waits for its answer")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cmbsd [flags]\n\nEvery flag can also be set with its environment variable (CMBS_LISTEN, CMBS_STORE, …);\na flag given on the command line wins.\n\n")
 		fs.PrintDefaults()
@@ -166,6 +172,7 @@ func (raw rawConfig) validate() (config, error) {
 		Insecure:        raw.insecure,
 		MaxBody:         raw.maxBody,
 		ShutdownTimeout: raw.shutdownTimeout,
+		PeerTimeout:     raw.peerTimeout,
 	}
 
 	loopback, err := checkListen(raw.listen)
@@ -272,6 +279,9 @@ func (raw rawConfig) validate() (config, error) {
 	}
 	if raw.shutdownTimeout <= 0 {
 		return config{}, badConfig("shutdown-timeout", "%v: must be positive", raw.shutdownTimeout)
+	}
+	if raw.peerTimeout <= 0 || raw.peerTimeout > maxPeerTimeout {
+		return config{}, badConfig("peer-timeout", "%v: want a positive duration up to %v", raw.peerTimeout, maxPeerTimeout)
 	}
 	return cfg, nil
 }

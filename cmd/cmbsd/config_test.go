@@ -37,6 +37,7 @@ func TestParseConfig(t *testing.T) {
 					LogLevel:         slog.LevelInfo,
 					MaxBody:          4 << 20,
 					ShutdownTimeout:  10 * time.Second,
+					PeerTimeout:      3 * time.Second,
 					LayersRecord:     "cmbs-layers",
 					ImportLayersFile: filepath.Join("cmbs-data", "layers.json"),
 				}
@@ -49,12 +50,12 @@ func TestParseConfig(t *testing.T) {
 			name: "every flag, double dash",
 			args: []string{"--listen", "127.0.0.1:0", "--store", "sqlite:/tmp/x.db", "--db", "other",
 				"--public-url", "https://occi.example.org/base/", "--users", users, "--insecure",
-				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json", "--layers-record", "node-2"},
+				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json", "--layers-record", "node-2", "--peer-timeout", "1500ms"},
 			check: func(t *testing.T, c config) {
 				if c.Listen != "127.0.0.1:0" || c.StoreKind != storeSQLite || c.SQLitePath != "/tmp/x.db" || c.ImportLayersFile != "/tmp/l.json" || c.LayersRecord != "node-2" ||
 					c.DB != "other" || c.PublicURL != "https://occi.example.org/base" || c.UsersFile != users ||
 					c.Users == nil || c.Users.Len() != 2 || !c.Insecure || c.LogLevel != slog.LevelDebug ||
-					c.MaxBody != 1024 || c.ShutdownTimeout != 3*time.Second {
+					c.MaxBody != 1024 || c.ShutdownTimeout != 3*time.Second || c.PeerTimeout != 1500*time.Millisecond {
 					t.Fatalf("config = %+v", c)
 				}
 			},
@@ -192,6 +193,10 @@ func TestParseConfigErrors(t *testing.T) {
 			[]string{"--store (CMBS_STORE)", "malformed"}},
 		{"couchdb bad db name", []string{"--store", "http://couch:5984", "--db", "Cmbs"}, nil,
 			[]string{"--db (CMBS_DB)", `"Cmbs"`}},
+		{"peer timeout zero", []string{"--peer-timeout", "0s"}, nil,
+			[]string{"--peer-timeout (CMBS_PEER_TIMEOUT)", "positive"}},
+		{"peer timeout too long", nil, map[string]string{"CMBS_PEER_TIMEOUT": "1h"},
+			[]string{"--peer-timeout (CMBS_PEER_TIMEOUT)", "up to 5m0s"}},
 		{"listen without port", []string{"--listen", "127.0.0.1"}, nil,
 			[]string{"--listen (CMBS_LISTEN)", `"127.0.0.1"`, "missing port"}},
 		{"listen garbage", []string{"--listen", "not an address"}, nil,
