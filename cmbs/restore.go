@@ -67,7 +67,9 @@ func (b *Broker) restoreLayers(ctx context.Context) error {
 			b.log.Error("could not read the started layers of an earlier version; none are restored", "file", b.opts.ImportLayersFile, "err", err)
 			return nil
 		}
-		from = b.opts.ImportLayersFile
+		if imported {
+			from = b.opts.ImportLayersFile
+		}
 	}
 	restored := 0
 	for _, loc := range slices.Sorted(maps.Keys(rec.Layers)) {

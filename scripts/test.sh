@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (the
 # CouchDB-API test peer from npm, Debian's python3-zmq for the ZeroMQ interop
-# test), then vets, runs every test with the race detector, and runs each fuzz
-# target briefly.
+# test), then vets, runs every test with the race detector, runs the README's
+# walk-throughs (scripts/readme.sh), and runs each fuzz target briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,9 @@ echo "== the OCCI suite again, on CouchDB (the CouchDB-API test peer, or COUCHDB
 # The test binaries start one peer each (couchpeer.StartServer); tests that
 # run on both stores in the first pass run on CouchDB only here.
 CMBS_TEST_STORE=couchdb go test -race -count=1 -timeout 20m ./occi ./occi/entities
+
+echo "== the README's walk-throughs, as written"
+bash scripts/readme.sh
 
 echo "== fuzzing: each target for ${FUZZTIME:-10s} once it is fuzzing"
 # go test's -fuzztime counts from the start, replaying the seed corpus and
