@@ -21,7 +21,8 @@
 #
 # Where `unshare -rn` works, everything runs in a network namespace of its
 # own, so the README's fixed ports (8090–8094, 5984, the members' sockets)
-# cannot clash with anything on the machine; elsewhere they must be free.
+# cannot clash with anything on the machine; elsewhere (or with
+# READMESH_NO_NAMESPACE=1) they must be free.
 # READMESH_TIMEOUT bounds each session (seconds, default 120).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,11 +49,11 @@ if [ -z "${READMESH_INNER:-}" ]; then
     tar -c --null -T - -f -) | tar -x -C "$work/repo"
   ln -s "$root/testdata/couchpeer/node_modules" "$work/repo/testdata/couchpeer/node_modules"
   export READMESH_INNER=1 READMESH_WORK=$work
-  if unshare -rn true 2>/dev/null; then
+  if [ -z "${READMESH_NO_NAMESPACE:-}" ] && command -v ip >/dev/null && unshare -rnpf --kill-child sh -c 'ip link set lo up' 2>/dev/null; then
     # -p -f --kill-child: whatever a session leaves running dies with it.
     unshare -rnpf --kill-child bash -c 'ip link set lo up && exec bash "$0" "$@"' "$0" "$@"
   else
-    echo "readme.sh: no network namespace (unshare -rn failed): the README's ports must be free" >&2
+    echo "readme.sh: no network namespace (unshare -rnpf or ip failed): the README's ports must be free" >&2
     bash "$0" "$@"
   fi
   exit
