@@ -43,6 +43,7 @@ echo "== fuzzing: each target for ${FUZZTIME:-10s} once it is fuzzing"
 # runs with a long -fuzztime and a short -fuzzminimizetime, and is
 # interrupted once it has fuzzed for FUZZTIME. Building and replaying are
 # bounded by FUZZ_START_TIMEOUT seconds.
+command -v pgrep >/dev/null || { echo "test.sh: the fuzz step needs pgrep (procps)"; exit 1; }
 fuzz() { # package target
   local pkg=$1 target=$2 log pid rc=0 waited=0
   log=$(mktemp)
