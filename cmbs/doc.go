@@ -200,8 +200,9 @@
 //
 // # Limits
 //
-// Every call to another member has a deadline (Options.RequestTimeout);
-// an incoming message's handling is bounded by Options.HandlerTimeout.
+// Every call to another member has a deadline (Options.RequestTimeout,
+// cmbsd --peer-timeout); an incoming message's handling is bounded by
+// Options.HandlerTimeout.
 // There is no authentication between members: any ZeroMQ peer can
 // introduce members and deliver messages (as in pyCMBS).
 package cmbs
