@@ -183,6 +183,26 @@ func TestReadmeKind(t *testing.T) {
 		t.Fatalf("send_l2 from the README node: %d %s", r.status, r.body)
 	}
 
+	// Two README-kind nodes discover each other: neither kind declares
+	// local, and each stores the other remote by its id.
+	n2 := startNode(t, "S", "readme", testOptions())
+	s := n2.createMember("s", member{"l1_socket": freeSocket(t), "neighbors_socket": []any{rL1}})
+	sL1 := n2.startLayer(s, "l1")
+	if r := n2.action(s, "check_neighbors", nil); r.status != 200 || len(r.json(t)["learned"].([]any)) != 2 {
+		t.Fatalf("check_neighbors between README-kind nodes: %d %s (want r and, through it, p)", r.status, r.body)
+	}
+	for _, tc := range []struct {
+		on       *node
+		l1, want string
+	}{{n2, rL1, cmbs.RemoteMemberID("r", rL1)}, {n, sL1, cmbs.RemoteMemberID("s", sL1)}} {
+		if got := tc.on.members()[tc.l1]; got["id"] != tc.want {
+			t.Fatalf("%s stores %v, want it at %s", tc.on.name, got, tc.want)
+		}
+		if r := tc.on.action("/cmbs/member/"+tc.want, "start_l1", nil); r.status != 409 {
+			t.Fatalf("start_l1 of a member %s learned: %d %s", tc.on.name, r.status, r.body)
+		}
+	}
+
 	// The pyCMBS-kind node learned the asker, local "false" (its kind
 	// declares local) and l3.1_socket under its own l31_socket spelling.
 	asker := p.members()[rL1]
