@@ -156,15 +156,33 @@ func layerSocket(member map[string]any, l Layer) (socket, attr string) {
 	return "", ""
 }
 
-// isLocal reports whether a member is hosted here: its local attribute is
-// absent (the README's kind has none) or true, in any case.
+// isLocal reports whether a member is hosted here. Its local attribute
+// decides where it is set (true or false, in any case); without one (the
+// README's member kind declares none) a member is remote when its id has
+// the form discovery stores remote members under (RemoteMemberID:
+// "<id>~" and 12 hex digits), and local otherwise.
 func isLocal(e *model.Entity) bool {
 	v, present := memberAttrs(e.Attributes)["local"]
 	if !present || v == nil {
-		return true
+		return !isRemoteID(e.ID)
 	}
 	b, err := parseFlag(v)
 	return err == nil && b
+}
+
+// isRemoteID reports whether id has the form of RemoteMemberID: something,
+// remoteIDSep, and remoteIDHex lower-case hex digits.
+func isRemoteID(id string) bool {
+	i := strings.LastIndex(id, remoteIDSep)
+	if i <= 0 || len(id)-i-len(remoteIDSep) != remoteIDHex {
+		return false
+	}
+	for _, c := range id[i+len(remoteIDSep):] {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // parseFlag reads a CMBS flag: true/false in any case (pyCMBS wrote
@@ -202,6 +220,9 @@ func topicsIntersect(a, b []string) bool {
 // it unique here.
 const remoteIDSep = "~"
 
+// remoteIDHex is the number of hex digits after remoteIDSep.
+const remoteIDHex = 12
+
 // RemoteMemberID is the id a member learned from a peer is stored under:
 // the peer's own id, "~", and 12 hex digits of SHA-256 over the id and its
 // L1 socket. It is deterministic (learning the peer again updates the same
@@ -211,7 +232,7 @@ const remoteIDSep = "~"
 // "member".
 func RemoteMemberID(peerID, l1Socket string) string {
 	sum := sha256.Sum256([]byte(peerID + "\x00" + l1Socket))
-	suffix := hex.EncodeToString(sum[:6])
+	suffix := hex.EncodeToString(sum[:remoteIDHex/2])
 	if !plainID(peerID) {
 		return "member" + remoteIDSep + suffix
 	}

@@ -140,3 +140,37 @@ func TestSentObjectIsItsJSON(t *testing.T) {
 		t.Fatalf("object() = %#v\nJSON      %#v", got, want)
 	}
 }
+
+// TestLocalWithoutAttribute: without a local attribute, a member is remote
+// exactly when its id has the RemoteMemberID form; the attribute, where
+// present, decides.
+func TestLocalWithoutAttribute(t *testing.T) {
+	member := func(id string, local any) *model.Entity {
+		m := map[string]any{"l1_socket": "tcp://127.0.0.1:5010"}
+		if local != nil {
+			m["local"] = local
+		}
+		return &model.Entity{ID: id, Attributes: map[string]any{"cmbs": map[string]any{"member": m}}}
+	}
+	learned := RemoteMemberID("p", "tcp://127.0.0.1:6010")
+	for _, tc := range []struct {
+		id    string
+		local any
+		want  bool
+	}{
+		{"996ad860-2a9a-504f-8861-aeafd0b2ae29", nil, true},
+		{learned, nil, false},
+		{RemoteMemberID("a/b", "tcp://x:1"), nil, false},
+		{learned, "true", true},
+		{"plain", "False", false},
+		{"a~0123456789ab", nil, false},
+		{"a~0123456789AB", nil, true}, // not lower-case hex
+		{"a~0123456789a", nil, true},  // 11 digits
+		{"~0123456789ab", nil, true},  // nothing in front
+		{"a~b", nil, true},
+	} {
+		if got := isLocal(member(tc.id, tc.local)); got != tc.want {
+			t.Errorf("isLocal(id %q, local %v) = %v, want %v", tc.id, tc.local, got, tc.want)
+		}
+	}
+}

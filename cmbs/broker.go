@@ -72,11 +72,20 @@ type Options struct {
 	// take effect at once; this bounds how long a change made by another
 	// cmbsd sharing the same database goes unseen.
 	MembersMaxAge time.Duration
-	// LayersFile, when set, is where the broker records which layers of
-	// its local members are running (JSON, rewritten after every
-	// start_lN, stop_lN and member deletion), and reads them back when the
-	// providers start, so that a restarted cmbsd binds them again.
-	LayersFile string
+	// Layers, when set, is where the broker records which layers of its
+	// local members are running (one document, LayersID, rewritten after
+	// every start_lN, stop_lN and member deletion), and reads them back
+	// when the providers start, so that a restarted cmbsd binds them
+	// again. cmbsd passes its store: the record lives with the members it
+	// names.
+	Layers DocumentStore
+	// LayersID is the record's document id (default DefaultLayersID).
+	// Servers sharing one database each need their own.
+	LayersID string
+	// ImportLayersFile is a layers.json written by earlier versions: when
+	// Layers holds no record yet, it is read instead, stored, and renamed
+	// to <file>.imported.
+	ImportLayersFile string
 	// AllowNonLoopback lets members bind layer sockets on addresses other
 	// than loopback. Nothing authenticates a peer on those sockets, and
 	// what they receive is stored and executed, so by default only
@@ -87,6 +96,9 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.LayersID == "" {
+		o.LayersID = DefaultLayersID
 	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 3 * time.Second
@@ -139,7 +151,7 @@ type Broker struct {
 	// dir holds the known members between changes.
 	dir *directory
 
-	saveMu sync.Mutex // serialises writes of Options.LayersFile
+	saveMu sync.Mutex // serialises writes of the layers record
 
 	stopOnce sync.Once
 	stats    counters

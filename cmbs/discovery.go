@@ -61,7 +61,7 @@ func (b *Broker) checkNeighbors(ctx context.Context, e *model.Entity) (*Discover
 	if !isLocal(e) {
 		return nil, model.Conflict("member %s is remote: check_neighbors runs on a local member", e.Location)
 	}
-	if err := b.canStoreRemote(); err != nil {
+	if _, err := b.kind(MemberKindID); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.opts.DiscoveryTimeout)
@@ -226,27 +226,9 @@ func (b *Broker) storeProbe(ctx context.Context, kind *model.Category, msg map[s
 	return loc, err
 }
 
-// canStoreRemote checks that the member kind can hold remote members: it
-// must declare cmbs.member.local, or their local:"false" would be refused
-// (the README's kind has no such attribute).
-func (b *Broker) canStoreRemote() error {
-	if _, err := b.kind(MemberKindID); err != nil {
-		return err
-	}
-	set, err := b.ents.Categories().AttrSet(MemberKindID, nil)
-	if err != nil {
-		return err
-	}
-	if set.ByPath([]string{"cmbs", "member", "local"}) == nil {
-		err := model.Conflict("kind %s does not declare the attribute cmbs.member.local, so members learned from other servers cannot be stored as remote (local \"false\"); register the member kind with a local attribute, as pyCMBS's post_category_cmbs_member.json does", MemberKindID)
-		err.Attribute = "cmbs.member.local"
-		return err
-	}
-	return nil
-}
-
 // learn stores a member description received from another server as a
-// remote member (local "false") at RemoteMemberID(its id, its L1 socket),
+// remote member at RemoteMemberID(its id, its L1 socket) (with local
+// "false" when the member kind declares local),
 // creating or updating it, and returns its location here. A description of
 // one of this server's own members is recognised and not stored ("", nil).
 // Attributes are kept as this server's member kind declares them: the
@@ -275,10 +257,6 @@ func (b *Broker) learn(ctx context.Context, desc map[string]any) (string, error)
 			return "", nil // ourselves
 		}
 	}
-	if err := b.canStoreRemote(); err != nil {
-		return "", err
-	}
-
 	attrs := map[string]any{}
 	for name, v := range peer {
 		if set.ByPath([]string{"cmbs", "member", name}) == nil {
@@ -290,7 +268,12 @@ func (b *Broker) learn(ctx context.Context, desc map[string]any) (string, error)
 		}
 		attrs[name] = v
 	}
-	attrs["local"] = "false"
+	// Its id marks it remote (isLocal); a kind that declares local (as
+	// pyCMBS's does) says so as well. Without the declaration, the loop
+	// above has dropped it.
+	if set.ByPath([]string{"cmbs", "member", "local"}) != nil {
+		attrs["local"] = "false"
+	}
 	nested := map[string]any{"cmbs": map[string]any{"member": attrs}}
 
 	rid := RemoteMemberID(id, l1)

@@ -6,8 +6,8 @@
 // # Wiring
 //
 // main builds one Broker over the OCCI entity service and registers its
-// two providers; the kinds are bound to them with the seed's put_provider
-// files:
+// two providers; the kinds are bound to them with pyCMBS's put_provider
+// files (testdata/pycmbs, testdata/readme):
 //
 //	b := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger})
 //	err := b.Register(reg) // "cmbs_member" and "cmbs_message"
@@ -22,9 +22,11 @@
 //
 // # Members
 //
-// A member is local (hosted here) when its cmbs.member.local is absent
-// (the README's kind has no such attribute) or "true" in any case; any
-// number of members may be local, each with its own sockets.
+// A member is local (hosted here) when its cmbs.member.local is "true"
+// in any case, or when it has none (the README's kind declares no such
+// attribute) and its id is not of the RemoteMemberID form
+// "<id>~<12 hex digits>"; any number of members may be local, each with
+// its own sockets.
 //
 //   - start_l1, start_l2, start_l31 (start_l3.1), start_l32 (start_l3.2),
 //     start_l4 bind that layer's socket: cmbs.member.lN_socket, with
@@ -43,20 +45,22 @@
 //     for a no-op).
 //   - Changing a started layer's socket, or marking a member with started
 //     layers remote, is refused (409). Deleting a local member closes its
-//     sockets. With Options.LayersFile (cmbsd: --layers-file, by default
-//     layers.json beside the database) the running layers are recorded
+//     sockets. With Options.Layers (cmbsd: its store) the running layers
+//     are recorded in one document of the store that holds the members
+//     (Options.LayersID, cmbsd --layers-record, default "cmbs-layers")
 //     after every start, stop and deletion, and bound again when cmbsd
 //     starts; one that cannot be (its port taken, its member gone) is
-//     logged and dropped from the record.
+//     logged and dropped from the record. A layers.json of earlier
+//     versions (Options.ImportLayersFile) is imported once.
 //
-// Remote members are members learned from other servers, stored with
-// local "false" at RemoteMemberID(their id, their L1 socket) =
-// "<their id>~<12 hex digits>": deterministic, so learning a member again
-// updates it, and distinct for two servers that use the same member id
-// (pyCMBS's example id). A member kind that does not declare
-// cmbs.member.local (the README's) cannot hold remote members:
-// check_neighbors then fails with 409 naming the attribute, and nothing
-// is stored. Attributes of a learned member are kept as this server's
+// Remote members are members learned from other servers, stored at
+// RemoteMemberID(their id, their L1 socket) = "<their id>~<12 hex
+// digits>": deterministic, so learning a member again updates it, and
+// distinct for two servers that use the same member id (pyCMBS's example
+// id). That id marks them remote; where the member kind declares
+// cmbs.member.local (pyCMBS's does) they are also stored with local
+// "false", and where it does not (the README's) they have no local
+// attribute. Attributes of a learned member are kept as this server's
 // member kind declares them (l31_socket ⇄ l3.1_socket translated,
 // undeclared ones dropped).
 //
@@ -196,8 +200,9 @@
 //
 // # Limits
 //
-// Every call to another member has a deadline (Options.RequestTimeout);
-// an incoming message's handling is bounded by Options.HandlerTimeout.
+// Every call to another member has a deadline (Options.RequestTimeout,
+// cmbsd --peer-timeout); an incoming message's handling is bounded by
+// Options.HandlerTimeout.
 // There is no authentication between members: any ZeroMQ peer can
 // introduce members and deliver messages (as in pyCMBS).
 package cmbs

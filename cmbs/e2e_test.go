@@ -13,7 +13,7 @@ import (
 	"github.com/cmbs/cmbs/internal/loopback"
 )
 
-// The §12.6 cases (90–96) of the pyOCNI spec, at their target behaviour,
+// The broker's pyOCNI compatibility cases (90–96), at their target behaviour,
 // on two in-process servers A and B with stores of their own.
 
 // Case 90: pyCMBS's run_test.sh sequence with its own request files (fixed

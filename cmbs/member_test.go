@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cmbs/cmbs/cmbs"
 )
 
 // dialable reports whether something accepts TCP connections at a socket.
@@ -130,12 +132,20 @@ func TestNonLoopbackSocketsNeedInsecure(t *testing.T) {
 
 // TestReadmeKind: the README's member kind (l3.1 spellings, no local, no
 // stop_*): members are local, start_l3.1 binds l3.1_socket, and discovery
-// refuses clearly because remote members could not be stored.
+// works without a local attribute: the learned members are remote by their
+// id (RemoteMemberID), in both directions and with pyCMBS's kind.
 func TestReadmeKind(t *testing.T) {
 	n := startNode(t, "R", "readme", testOptions())
+	alone := n.createMember("alone", member{"l1_socket": freeSocket(t)})
+	if r := n.action(alone, "check_neighbors", nil); r.status != 200 || len(r.json(t)["learned"].([]any)) != 0 {
+		t.Fatalf("check_neighbors of a member without neighbours: %d %s", r.status, r.body)
+	}
+	n.c.expect("DELETE", alone, nil, 200)
+
+	p := startPeer(t, "p", member{}, testOptions(), "l1", "l2")
 	loc := n.createMember("r", member{
 		"l1_socket": freeSocket(t), "l2_socket": freeSocket(t), "l3.1_socket": freeSocket(t),
-		"l3.2_socket": freeSocket(t), "l4_socket": freeSocket(t), "neighbors_socket": []any{freeSocket(t)},
+		"l3.2_socket": freeSocket(t), "l4_socket": freeSocket(t), "neighbors_socket": []any{p.sockets["l1"]},
 	})
 	if _, has := attrsOf(n.get(loc), "member")["local"]; has {
 		t.Fatal("the README kind has no local attribute")
@@ -145,21 +155,60 @@ func TestReadmeKind(t *testing.T) {
 			t.Fatalf("start_%s: %s not listening", l, s)
 		}
 	}
-	r := n.action(loc, "check_neighbors", nil)
-	if r.status != 409 || !strings.Contains(r.errorMessage(t), "cmbs.member.local") {
-		t.Fatalf("check_neighbors with the README kind: %d %s", r.status, r.body)
+	rL1 := attrsOf(n.get(loc), "member")["l1_socket"].(string)
+	for range 2 { // a second crawl updates what the first stored
+		r := n.action(loc, "check_neighbors", nil)
+		if r.status != 200 || len(r.json(t)["learned"].([]any)) != 1 || len(r.json(t)["failed"].([]any)) != 0 {
+			t.Fatalf("check_neighbors with the README kind: %d %s", r.status, r.body)
+		}
 	}
-	if len(n.list("/cmbs/member/")) != 1 || len(n.list("/cmbs/message/")) != 0 {
-		t.Fatal("a refused check_neighbors stored something")
+	onR := n.members()
+	learned := onR[p.sockets["l1"]]
+	if len(onR) != 2 || learned["id"] != cmbs.RemoteMemberID("p", p.sockets["l1"]) {
+		t.Fatalf("the README node stores %v", onR)
+	}
+	if _, has := attrsOf(learned, "member")["local"]; has {
+		t.Fatalf("a learned member got an attribute the kind does not declare: %v", learned)
+	}
+	// Remote by its id: it binds nothing, crawls nothing, and is an L2
+	// destination.
+	remote := "/cmbs/member/" + learned["id"].(string)
+	for _, term := range []string{"start_l1", "check_neighbors"} {
+		if r := n.action(remote, term, nil); r.status != 409 || !strings.Contains(r.errorMessage(t), "remote") {
+			t.Fatalf("%s on a learned member: %d %s", term, r.status, r.body)
+		}
+	}
+	msg := n.createMessage("to-p", "l2", nil)
+	if r := n.action(msg, "send_l2", nil); r.status != 200 || r.json(t)["delivered"] != float64(1) {
+		t.Fatalf("send_l2 from the README node: %d %s", r.status, r.body)
 	}
 
-	// A pyCMBS-kind node learns the README node's member with its
-	// l3.1_socket under its own l31_socket spelling.
-	p := startPeer(t, "p", member{"neighbors_socket": []any{attrsOf(n.get(loc), "member")["l1_socket"]}}, testOptions(), "l1")
-	p.c.expect("POST", p.loc+"?action=check_neighbors", "{}", 200)
-	learned := p.members()[attrsOf(n.get(loc), "member")["l1_socket"].(string)]
-	if attrsOf(learned, "member")["l31_socket"] != attrsOf(n.get(loc), "member")["l3.1_socket"] {
-		t.Fatalf("learned README member: %v", learned)
+	// Two README-kind nodes discover each other: neither kind declares
+	// local, and each stores the other remote by its id.
+	n2 := startNode(t, "S", "readme", testOptions())
+	s := n2.createMember("s", member{"l1_socket": freeSocket(t), "neighbors_socket": []any{rL1}})
+	sL1 := n2.startLayer(s, "l1")
+	if r := n2.action(s, "check_neighbors", nil); r.status != 200 || len(r.json(t)["learned"].([]any)) != 2 {
+		t.Fatalf("check_neighbors between README-kind nodes: %d %s (want r and, through it, p)", r.status, r.body)
+	}
+	for _, tc := range []struct {
+		on       *node
+		l1, want string
+	}{{n2, rL1, cmbs.RemoteMemberID("r", rL1)}, {n, sL1, cmbs.RemoteMemberID("s", sL1)}} {
+		if got := tc.on.members()[tc.l1]; got["id"] != tc.want {
+			t.Fatalf("%s stores %v, want it at %s", tc.on.name, got, tc.want)
+		}
+		if r := tc.on.action("/cmbs/member/"+tc.want, "start_l1", nil); r.status != 409 {
+			t.Fatalf("start_l1 of a member %s learned: %d %s", tc.on.name, r.status, r.body)
+		}
+	}
+
+	// The pyCMBS-kind node learned the asker, local "false" (its kind
+	// declares local) and l3.1_socket under its own l31_socket spelling.
+	asker := p.members()[rL1]
+	if asker["id"] != cmbs.RemoteMemberID("r", rL1) || attrsOf(asker, "member")["local"] != "false" ||
+		attrsOf(asker, "member")["l31_socket"] != attrsOf(n.get(loc), "member")["l3.1_socket"] {
+		t.Fatalf("the pyCMBS node stores the README member as %v", asker)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/internal/jsonscan"
@@ -220,7 +221,7 @@ func (b *Broker) sendL1(ctx context.Context, e *model.Entity, sender *model.Enti
 	}
 	reply, err := b.client.Request(ctx, target, transport.Envelope{ID: e.ID, MimeType: MessageMimeType, Body: body})
 	if err != nil {
-		return nil, remoteFailure("send_l1 to "+target, err)
+		return nil, remoteFailure("send_l1 to "+target, b.opts.RequestTimeout, err)
 	}
 	v, err := jsonscan.Decode(reply.Body)
 	result, _ := v.(map[string]any)
@@ -247,13 +248,13 @@ func isEmptyContent(v any) bool {
 }
 
 // remoteFailure reports a failed call to another member: 504 when it did
-// not answer in time, 502 when it answered with an error or the
-// connection broke.
-func remoteFailure(what string, err error) error {
+// not answer within the request timeout, 502 when it answered with an
+// error or the connection broke.
+func remoteFailure(what string, timeout time.Duration, err error) error {
 	var re *transport.RemoteError
 	switch {
 	case errors.Is(err, transport.ErrNoAnswer):
-		return model.Errorf(http.StatusGatewayTimeout, "%s: no answer: %w", what, err)
+		return model.Errorf(http.StatusGatewayTimeout, "%s: no answer within the request timeout (%v): %w", what, timeout, err)
 	case errors.As(err, &re):
 		return model.Errorf(http.StatusBadGateway, "%s: the receiver refused the message: %s: %w", what, re.Message, err)
 	case errors.Is(err, transport.ErrBadEndpoint):

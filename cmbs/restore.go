@@ -4,44 +4,72 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/cmbs/cmbs/occi/model"
+	"github.com/cmbs/cmbs/store"
 )
 
-// layersRecord is the file Options.LayersFile names: the layers running on
-// each local member, so that a restarted cmbsd binds them again.
+// DefaultLayersID is the id of the layers record document when
+// Options.LayersID is empty.
+const DefaultLayersID = "cmbs-layers"
+
+// layersRecordType is the record document's type, which no category or
+// entity query selects.
+const layersRecordType = "cmbs-layers"
+
+// layersSaveTimeout bounds one write of the layers record.
+const layersSaveTimeout = 10 * time.Second
+
+// DocumentStore is what the broker needs to keep its layers record: one
+// document read and written whole. store.Store has it.
+type DocumentStore interface {
+	Get(ctx context.Context, id string) (store.Document, error)
+	Put(ctx context.Context, doc store.Document) (rev string, err error)
+}
+
+// layersRecord is the record of the layers running on each local member,
+// so that a restarted cmbsd binds them again. It is stored in the store
+// that holds those members (Options.Layers), so a server started on
+// another store neither reads nor overwrites it.
 type layersRecord struct {
+	Type   string             `json:"type"`
 	Layers map[string][]Layer `json:"layers"` // by member location
 }
 
-// Start binds the layers Options.LayersFile records as running when the
-// broker last changed them, so that a restart leaves the members as they
-// were. A layer that cannot be bound again (its port taken, its member
-// deleted or made remote meanwhile) is logged and dropped from the record;
-// the server starts all the same.
+// Start binds the layers the record (Options.Layers) says were running
+// when the broker last changed them, so that a restart leaves the members
+// as they were. A layer that cannot be bound again (its port taken, its
+// member deleted or made remote meanwhile) is logged and dropped from the
+// record; the server starts all the same. When the store holds no record
+// yet, Options.ImportLayersFile (a layers.json of earlier versions) is read
+// instead, stored, and renamed to <file>.imported.
 func (p *MemberProvider) Start(ctx context.Context) error { return p.b.restoreLayers(ctx) }
 
 func (b *Broker) restoreLayers(ctx context.Context) error {
-	path := b.opts.LayersFile
-	if path == "" {
+	if b.opts.Layers == nil {
 		return nil
 	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	var rec layersRecord
-	if err == nil {
-		err = json.Unmarshal(data, &rec)
-	}
+	rec, found, err := b.readLayers(ctx)
 	if err != nil {
-		b.log.Error("could not read the started layers; none are restored", "file", path, "err", err)
+		// Not rewritten either: the next start_lN or stop_lN writes it.
+		b.log.Error("could not read the started layers; none are restored", "record", b.opts.LayersID, "err", err)
 		return nil
+	}
+	from, imported := "store document "+b.opts.LayersID, false
+	if !found && b.opts.ImportLayersFile != "" {
+		if rec, imported, err = readLayersFile(b.opts.ImportLayersFile); err != nil {
+			b.log.Error("could not read the started layers of an earlier version; none are restored", "file", b.opts.ImportLayersFile, "err", err)
+			return nil
+		}
+		if imported {
+			from = b.opts.ImportLayersFile
+		}
 	}
 	restored := 0
 	for _, loc := range slices.Sorted(maps.Keys(rec.Layers)) {
@@ -69,28 +97,73 @@ func (b *Broker) restoreLayers(ctx context.Context) error {
 			restored++
 		}
 	}
-	b.log.Info("started layers restored", "file", path, "layers", restored)
-	b.saveLayers()
+	b.log.Info("started layers restored", "from", from, "layers", restored)
+	if err := b.writeLayers(); err != nil {
+		b.log.Error("could not record the started layers; a restart will not restore them", "record", b.opts.LayersID, "err", err)
+		return nil
+	}
+	if imported {
+		// Stored now: the file would only mislead.
+		if err := os.Rename(b.opts.ImportLayersFile, b.opts.ImportLayersFile+".imported"); err != nil {
+			b.log.Warn("the started layers were imported into the store, but their file could not be renamed", "file", b.opts.ImportLayersFile, "err", err)
+		} else {
+			b.log.Info("started layers imported into the store", "file", b.opts.ImportLayersFile, "renamed", b.opts.ImportLayersFile+".imported")
+		}
+	}
 	return nil
 }
 
-// saveLayers writes the layers running now to Options.LayersFile, whole
-// (a temporary file renamed over it), after every start, stop or member
-// deletion. Broker.Stop does not call it: the layers running at shutdown
-// are the ones to restore. A failure is logged; the layer itself stays as
-// the action left it.
+// readLayers reads the record from the store; found is false when there is
+// none.
+func (b *Broker) readLayers(ctx context.Context) (rec layersRecord, found bool, err error) {
+	doc, err := b.opts.Layers.Get(ctx, b.opts.LayersID)
+	if errors.Is(err, store.ErrNotFound) {
+		return rec, false, nil
+	}
+	if err == nil {
+		err = json.Unmarshal(doc.Body, &rec)
+	}
+	if err == nil && rec.Type != layersRecordType {
+		err = fmt.Errorf("document %s is not a layers record (type %q)", b.opts.LayersID, rec.Type)
+	}
+	return rec, err == nil, err
+}
+
+// readLayersFile reads a layers.json of earlier versions; found is false
+// when there is no such file.
+func readLayersFile(path string) (rec layersRecord, found bool, err error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return rec, false, nil
+	}
+	if err == nil {
+		err = json.Unmarshal(data, &rec)
+	}
+	return rec, err == nil, err
+}
+
+// saveLayers records the layers running now, after every start, stop or
+// member deletion. Broker.Stop does not call it: the layers running at
+// shutdown are the ones to restore. A failure is logged; the layer itself
+// stays as the action left it.
 func (b *Broker) saveLayers() {
-	path := b.opts.LayersFile
-	if path == "" {
-		return
+	if err := b.writeLayers(); err != nil {
+		b.log.Error("could not record the started layers; a restart will not restore them", "record", b.opts.LayersID, "err", err)
+	}
+}
+
+// writeLayers writes the record whole, over the stored one.
+func (b *Broker) writeLayers() error {
+	if b.opts.Layers == nil {
+		return nil
 	}
 	b.saveMu.Lock()
 	defer b.saveMu.Unlock()
-	rec := layersRecord{Layers: map[string][]Layer{}}
+	rec := layersRecord{Type: layersRecordType, Layers: map[string][]Layer{}}
 	b.mu.Lock()
 	if b.stopped {
 		b.mu.Unlock()
-		return
+		return nil
 	}
 	for loc, m := range b.members {
 		for l := range m.layers {
@@ -101,35 +174,27 @@ func (b *Broker) saveLayers() {
 	for _, ls := range rec.Layers {
 		slices.Sort(ls)
 	}
-	data, err := json.MarshalIndent(rec, "", "  ")
-	if err == nil {
-		err = writeFileAtomic(path, append(data, '\n'))
-	}
-	if err != nil {
-		b.log.Error("could not record the started layers; a restart will not restore them", "file", path, "err", err)
-	}
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	body, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
+	ctx, cancel := context.WithTimeout(b.ctx, layersSaveTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		doc := store.Document{ID: b.opts.LayersID, Body: body}
+		old, err := b.opts.Layers.Get(ctx, doc.ID)
+		switch {
+		case err == nil:
+			doc.Rev = old.Rev
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		_, err = b.opts.Layers.Put(ctx, doc)
+		// Another cmbsd on the same database wrote it in between (each
+		// should have its own record): the last write wins, as with a file.
+		if errors.Is(err, store.ErrConflict) && attempt < 3 {
+			continue
+		}
+		return err
 	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-	}
-	return err
 }

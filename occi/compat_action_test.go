@@ -1,6 +1,6 @@
 package occi_test
 
-// §12.4 of the pyOCNI spec: actions, with the recording provider bound to
+// pyOCNI compatibility cases: actions, with the recording provider bound to
 // the CMBS kinds.
 
 import (

@@ -1,6 +1,6 @@
 package occi_test
 
-// §12.2 of the pyOCNI spec: collections (kind and mixin locations, and
+// pyOCNI compatibility cases: collections (kind and mixin locations, and
 // other paths ending in "/").
 
 import (
@@ -523,8 +523,8 @@ func Test_case_64_collection_action(t *testing.T) {
 	})
 }
 
-// TestTextRequests covers the OCCI text inputs pyOCNI's smoke scripts send
-// (§12.7, §9.1): entity creation and mixin tagging in text/plain, text/occi
+// TestTextRequests covers the OCCI text inputs pyOCNI's smoke scripts send:
+// entity creation and mixin tagging in text/plain, text/occi
 // headers and text/uri-list.
 func TestTextRequests(t *testing.T) {
 	e := newCompat(t, "F1", "F2", "F4")

@@ -1,6 +1,6 @@
 package occi_test
 
-// §12.3 of the pyOCNI spec: single entities.
+// pyOCNI compatibility cases: single entities.
 
 import (
 	"context"

@@ -1,6 +1,6 @@
 package occi_test
 
-// §12.5 of the pyOCNI spec: routing and HTTP.
+// pyOCNI compatibility cases: routing and HTTP.
 
 import (
 	"bytes"

@@ -1,10 +1,11 @@
 package occi_test
 
-// The pyOCNI compatibility cases of the spec's §12 (pyocni-spec.md), at this
-// server's target behaviour. Each case is a top-level test named
+// The pyOCNI compatibility cases (what pyOCNI did, numbered 1–96, and what
+// cmbs does instead where pyOCNI was wrong), at this server's target
+// behaviour. Each case is a top-level test named
 // Test_case_NN_…, so `go test -run case_58 ./occi/` runs exactly one of them;
 // variants of one case are its subtests. This file holds the shared
-// fixtures (F1–F4 of §12, the recording provider "rec") and §12.1, the
+// fixtures (F1–F4, the recording provider "rec") and the cases of the
 // query interface /-/.
 
 import (
@@ -55,7 +56,7 @@ type recCall struct {
 	Attrs    map[string]any
 }
 
-// recorder is the test backend "rec" of §12: it records every call and lets a
+// recorder is the test backend "rec" of the cases: it records every call and lets a
 // test choose action results.
 type recorder struct {
 	mu     sync.Mutex
@@ -121,7 +122,7 @@ func (p recProvider) Action(_ context.Context, e *model.Entity, inv providers.In
 	return nil, nil
 }
 
-// register binds the recorder under the names the seed's put_provider files use.
+// register binds the recorder under the names pyCMBS's put_provider files use.
 func (r *recorder) register(reg *providers.Registry, _ *occi.Server) error {
 	for _, name := range []string{"cmbs_member", "cmbs_message"} {
 		if err := reg.Register(name, recProvider{name: name, r: r}); err != nil {
@@ -146,7 +147,7 @@ func (r *recorder) setResult(fn func(e *model.Entity, inv providers.Invocation) 
 	r.result = fn
 }
 
-// compatEnv is a fresh server with the recorder bound and some of §12's
+// compatEnv is a fresh server with the recorder bound and some of the
 // fixture steps applied.
 type compatEnv struct {
 	t    *testing.T
@@ -417,7 +418,7 @@ func messageActions() []string {
 	return out
 }
 
-// --- §12.1 Query interface ---
+// --- Query interface ---
 
 func Test_case_01_empty_db_lists_only_core(t *testing.T) {
 	e := newCompat(t)

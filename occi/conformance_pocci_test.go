@@ -1,7 +1,7 @@
 package occi_test
 
 // pOCCI 1.0.3's tests (ETSI TS 103 142's real-world subset), re-implemented
-// from their requests and pass conditions (occi-spec.md §3.2), each run in
+// from their requests and pass conditions, each run in
 // text/plain, text/occi and OCCI 1.2 JSON.
 
 import (

@@ -48,7 +48,7 @@ var fuzzRequests = []struct{ method, target string }{
 	{"GET", "/cmbs/"},
 }
 
-// fuzzSeeds are bodies every fuzz target starts from: the seed's request
+// fuzzSeeds are bodies every fuzz target starts from: pyCMBS's request
 // files, text renderings, and broken JSON.
 func fuzzSeeds(f *testing.F) [][]byte {
 	f.Helper()
@@ -162,10 +162,12 @@ func fuzzServer(f *testing.F) http.Handler {
 // crash it, answer 5xx, or produce an error that is not the JSON shape.
 func FuzzRequest(f *testing.F) {
 	h := fuzzServer(f)
+	// One request per seed body, the requests and content types taken in
+	// turn: every request stores or reads, so the cross product (over 700
+	// seeds) took longer to replay than a whole fuzz budget; the fuzzer
+	// varies the selectors itself.
 	for i, body := range fuzzSeeds(f) {
-		for j := range fuzzRequests {
-			f.Add(body, byte(i+j), byte(j))
-		}
+		f.Add(body, byte(i), byte(i))
 	}
 	f.Fuzz(func(t *testing.T, body []byte, ctSel, reqSel byte) {
 		rq := fuzzRequests[int(reqSel)%len(fuzzRequests)]

@@ -91,8 +91,8 @@ func fixture(t testing.TB, name string) []byte {
 	return b
 }
 
-// registerCMBS registers the CMBS providers the seed's put_provider files bind.
-// The walk-throughs use the seed's files as written, so they bind its fixed
+// registerCMBS registers the CMBS providers pyCMBS's put_provider files bind.
+// The walk-throughs use pyCMBS's files as written, so they bind its fixed
 // ports (5010, 5020, 5031); the neighbour they name (6010) answers nothing,
 // and a short timeout keeps check_neighbors from waiting long for it.
 func registerCMBS(reg *providers.Registry, srv *occi.Server) error {

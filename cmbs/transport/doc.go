@@ -17,7 +17,7 @@
 // The ZMTP handshake (greeting, security mechanism, READY, socket-type
 // rules) is github.com/go-zeromq/zmq4's; the sockets around it are this
 // package's, built for the edges measured with zmq4's own
-// (reference/deps.md §3, docs/decisions.md):
+// (docs/decisions.md, "CMBS transport"):
 //   - REQ ignores context cancellation and deadlocks with auto-reconnect;
 //     zmq4's Dial gives up after 2.5 s: every wait here selects on the
 //     request's context, and dialling retries until its deadline.

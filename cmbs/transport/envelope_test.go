@@ -29,7 +29,7 @@ func TestParse(t *testing.T) {
 		want    Envelope
 		wantErr string // substring; "" means success
 	}{
-		// dploy's golden vectors (related-systems.md §5(e) DP-1, DP-2).
+		// dploy's golden vectors (its DP-1 and DP-2 frames).
 		{name: "bare", in: frames("id", "mimetype", "data"),
 			want: Envelope{ID: "id", MimeType: "mimetype", Body: []byte("data")}},
 		{name: "routed", in: frames("a", "b", "c", "", "id", "mimetype", "data"),

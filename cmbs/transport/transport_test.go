@@ -267,7 +267,7 @@ func TestGarbageIsCountedAndSurvived(t *testing.T) {
 	}
 }
 
-// The silent-client stall (deps.md §3.4): connections that never send the
+// The silent-client stall zmq4's own accept loop has: connections that never send the
 // ZMTP greeting must not lock other clients out.
 func TestSilentClientsDoNotStallOthers(t *testing.T) {
 	ctx := testCtx(t)

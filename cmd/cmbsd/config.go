@@ -15,12 +15,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/internal/netaddr"
 	"github.com/cmbs/cmbs/occi/basicauth"
 	"github.com/cmbs/cmbs/occi/model"
 )
 
-// Defaults of the command line contract (see DESIGN.md, "Command line").
+// Defaults of the command line (README.md, "Command line").
 const (
 	defaultListen          = "127.0.0.1:8090"
 	defaultDataDir         = "cmbs-data"
@@ -29,6 +30,8 @@ const (
 	defaultDB              = "cmbs"
 	defaultMaxBody         = 4 << 20
 	defaultShutdownTimeout = 10 * time.Second
+	defaultPeerTimeout     = 3 * time.Second
+	maxPeerTimeout         = 5 * time.Minute
 	envPrefix              = "CMBS_"
 )
 
@@ -73,9 +76,15 @@ type config struct {
 	MaxAttributes int
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration
-	// LayersFile records the running member layers for the next start;
-	// empty when disabled.
-	LayersFile string
+	// PeerTimeout bounds every call to another CMBS member (connect, send,
+	// answer): a dead or slow peer costs at most this long.
+	PeerTimeout time.Duration
+	// LayersRecord is the id of the store document recording the running
+	// member layers for the next start; empty when disabled.
+	LayersRecord string
+	// ImportLayersFile is the layers.json of earlier versions imported
+	// into the store when it holds no record yet; empty for none.
+	ImportLayersFile string
 }
 
 // configError is a bad configuration: run reports it and exits 2.
@@ -97,10 +106,11 @@ func envName(flagName string) string {
 // rawConfig holds the flag values as given, before interpretation.
 type rawConfig struct {
 	listen, store, db, publicURL, users, logLevel, layersFile string
+	layersRecord                                              string
 	insecure                                                  bool
 	maxBody                                                   int64
 	maxAttributes                                             int
-	shutdownTimeout                                           time.Duration
+	shutdownTimeout, peerTimeout                              time.Duration
 }
 
 // parseConfig fills the configuration from env variables, then from args
@@ -124,8 +134,10 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.logLevel, "log-level", "info", "minimum log `level`: debug, info, warn or error")
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
 	fs.IntVar(&raw.maxAttributes, "max-attributes", model.DefaultMaxAttributes, "most attributes an entity may have, and most elements or members of any array or object in its attribute values (`count`)")
-	fs.StringVar(&raw.layersFile, "layers-file", "", "`file` recording which member layers run, so that a restart binds them again (default: layers.json beside the sqlite database, or ./"+defaultDataDir+"/layers.json with CouchDB; \"none\" disables)")
+	fs.StringVar(&raw.layersRecord, "layers-record", cmbs.DefaultLayersID, "`id` of the store document recording which member layers run, so that a restart binds them again (servers sharing a CouchDB database each need their own; \"none\" disables)")
+	fs.StringVar(&raw.layersFile, "layers-file", "", "layers.json `file` of an earlier cmbsd, imported into the store when it holds no record yet (default: layers.json beside the sqlite database; none with CouchDB; \"none\" for none)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
+	fs.DurationVar(&raw.peerTimeout, "peer-timeout", defaultPeerTimeout, "how long a call to another CMBS member (a send, a discovery probe, an L4 forward) waits for its answer")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cmbsd [flags]\n\nEvery flag can also be set with its environment variable (CMBS_LISTEN, CMBS_STORE, …);\na flag given on the command line wins.\n\n")
@@ -172,6 +184,7 @@ func (raw rawConfig) validate() (config, error) {
 		MaxBody:         raw.maxBody,
 		MaxAttributes:   raw.maxAttributes,
 		ShutdownTimeout: raw.shutdownTimeout,
+		PeerTimeout:     raw.peerTimeout,
 	}
 
 	loopback, err := checkListen(raw.listen)
@@ -210,15 +223,24 @@ func (raw rawConfig) validate() (config, error) {
 		return config{}, badConfig("store", "unknown store scheme %q (want sqlite:PATH, http:// or https://)", scheme)
 	}
 
+	switch {
+	case raw.layersRecord == "none":
+	case !layersRecordID.MatchString(raw.layersRecord):
+		return config{}, badConfig("layers-record", "%q: want letters, digits, '.', '_' or '-' (at most 100, not starting with '_' or '.'), or none", raw.layersRecord)
+	default:
+		cfg.LayersRecord = raw.layersRecord
+	}
 	switch raw.layersFile {
 	case "none":
 	case "":
-		cfg.LayersFile = filepath.Join(defaultDataDir, defaultLayersFile)
+		// A layers.json in a CouchDB server's working directory may well
+		// be an embedded store's: only the embedded store imports by
+		// default, its own.
 		if cfg.StoreKind == storeSQLite {
-			cfg.LayersFile = filepath.Join(filepath.Dir(cfg.SQLitePath), defaultLayersFile)
+			cfg.ImportLayersFile = filepath.Join(filepath.Dir(cfg.SQLitePath), defaultLayersFile)
 		}
 	default:
-		cfg.LayersFile = raw.layersFile
+		cfg.ImportLayersFile = raw.layersFile
 	}
 
 	if raw.publicURL != "" {
@@ -273,8 +295,15 @@ func (raw rawConfig) validate() (config, error) {
 	if raw.shutdownTimeout <= 0 {
 		return config{}, badConfig("shutdown-timeout", "%v: must be positive", raw.shutdownTimeout)
 	}
+	if raw.peerTimeout <= 0 || raw.peerTimeout > maxPeerTimeout {
+		return config{}, badConfig("peer-timeout", "%v: want a positive duration up to %v", raw.peerTimeout, maxPeerTimeout)
+	}
 	return cfg, nil
 }
+
+// layersRecordID is what --layers-record accepts: a document id no entity
+// (a path) or category ("category:…") can have.
+var layersRecordID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 // couchDBName is CouchDB's rule for database names.
 var couchDBName = regexp.MustCompile(`^[a-z][a-z0-9_$()+/-]*$`)

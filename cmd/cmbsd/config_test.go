@@ -30,15 +30,17 @@ func TestParseConfig(t *testing.T) {
 			name: "defaults",
 			check: func(t *testing.T, c config) {
 				want := config{
-					Listen:          "127.0.0.1:8090",
-					StoreKind:       storeSQLite,
-					SQLitePath:      filepath.Join("cmbs-data", "cmbs.db"),
-					DB:              "cmbs",
-					LogLevel:        slog.LevelInfo,
-					MaxBody:         4 << 20,
-					MaxAttributes:   10000,
-					ShutdownTimeout: 10 * time.Second,
-					LayersFile:      filepath.Join("cmbs-data", "layers.json"),
+					Listen:           "127.0.0.1:8090",
+					StoreKind:        storeSQLite,
+					SQLitePath:       filepath.Join("cmbs-data", "cmbs.db"),
+					DB:               "cmbs",
+					LogLevel:         slog.LevelInfo,
+					MaxBody:          4 << 20,
+					MaxAttributes:    10000,
+					ShutdownTimeout:  10 * time.Second,
+					PeerTimeout:      3 * time.Second,
+					LayersRecord:     "cmbs-layers",
+					ImportLayersFile: filepath.Join("cmbs-data", "layers.json"),
 				}
 				if c != want {
 					t.Fatalf("config = %+v\nwant     %+v", c, want)
@@ -49,27 +51,42 @@ func TestParseConfig(t *testing.T) {
 			name: "every flag, double dash",
 			args: []string{"--listen", "127.0.0.1:0", "--store", "sqlite:/tmp/x.db", "--db", "other",
 				"--public-url", "https://occi.example.org/base/", "--users", users, "--insecure",
-				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json",
+				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json", "--layers-record", "node-2", "--peer-timeout", "1500ms",
 				"--max-attributes", "50"},
 			check: func(t *testing.T, c config) {
-				if c.Listen != "127.0.0.1:0" || c.StoreKind != storeSQLite || c.SQLitePath != "/tmp/x.db" || c.LayersFile != "/tmp/l.json" ||
+				if c.Listen != "127.0.0.1:0" || c.StoreKind != storeSQLite || c.SQLitePath != "/tmp/x.db" || c.ImportLayersFile != "/tmp/l.json" || c.LayersRecord != "node-2" ||
 					c.DB != "other" || c.PublicURL != "https://occi.example.org/base" || c.UsersFile != users ||
 					c.Users == nil || c.Users.Len() != 2 || !c.Insecure || c.LogLevel != slog.LevelDebug ||
-					c.MaxBody != 1024 || c.MaxAttributes != 50 || c.ShutdownTimeout != 3*time.Second {
+					c.MaxBody != 1024 || c.MaxAttributes != 50 || c.ShutdownTimeout != 3*time.Second || c.PeerTimeout != 1500*time.Millisecond {
 					t.Fatalf("config = %+v", c)
 				}
 			},
 		},
 		{
-			name: "layers file beside the database, or none",
+			name: "layers record in the store; import the embedded store's file only",
 			args: []string{"--store", "sqlite:/tmp/d/x.db"},
 			check: func(t *testing.T, c config) {
-				if c.LayersFile != "/tmp/d/layers.json" {
-					t.Fatalf("LayersFile = %q, want beside the database", c.LayersFile)
+				if c.ImportLayersFile != "/tmp/d/layers.json" || c.LayersRecord != "cmbs-layers" {
+					t.Fatalf("ImportLayersFile = %q, LayersRecord = %q, want the file beside the database and the default record", c.ImportLayersFile, c.LayersRecord)
 				}
-				off, err := parseConfig([]string{"--layers-file", "none"}, func(string) string { return "" }, io.Discard)
-				if err != nil || off.LayersFile != "" {
-					t.Fatalf("--layers-file none: %q, %v", off.LayersFile, err)
+				noEnv := func(string) string { return "" }
+				off, err := parseConfig([]string{"--layers-file", "none", "--layers-record", "none"}, noEnv, io.Discard)
+				if err != nil || off.ImportLayersFile != "" || off.LayersRecord != "" {
+					t.Fatalf("--layers-file none --layers-record none: %q %q, %v", off.ImportLayersFile, off.LayersRecord, err)
+				}
+				// A CouchDB server does not take a layers.json in its
+				// working directory for its own: it may be an embedded
+				// store's.
+				couch, err := parseConfig([]string{"--store", "http://127.0.0.1:5984"}, noEnv, io.Discard)
+				if err != nil || couch.ImportLayersFile != "" || couch.LayersRecord != "cmbs-layers" {
+					t.Fatalf("on CouchDB: ImportLayersFile %q, LayersRecord %q, %v", couch.ImportLayersFile, couch.LayersRecord, err)
+				}
+				for _, bad := range []string{"", "_local", "/cmbs/member/x", "category:x", ".x", strings.Repeat("x", 101)} {
+					_, err := parseConfig([]string{"--layers-record", bad}, noEnv, io.Discard)
+					var ce *configError
+					if !errors.As(err, &ce) || !strings.Contains(err.Error(), "layers-record") {
+						t.Errorf("--layers-record %q: %v, want a configuration error naming the flag", bad, err)
+					}
 				}
 			},
 		},
@@ -178,6 +195,10 @@ func TestParseConfigErrors(t *testing.T) {
 			[]string{"--store (CMBS_STORE)", "malformed"}},
 		{"couchdb bad db name", []string{"--store", "http://couch:5984", "--db", "Cmbs"}, nil,
 			[]string{"--db (CMBS_DB)", `"Cmbs"`}},
+		{"peer timeout zero", []string{"--peer-timeout", "0s"}, nil,
+			[]string{"--peer-timeout (CMBS_PEER_TIMEOUT)", "positive"}},
+		{"peer timeout too long", nil, map[string]string{"CMBS_PEER_TIMEOUT": "1h"},
+			[]string{"--peer-timeout (CMBS_PEER_TIMEOUT)", "up to 5m0s"}},
 		{"listen without port", []string{"--listen", "127.0.0.1"}, nil,
 			[]string{"--listen (CMBS_LISTEN)", `"127.0.0.1"`, "missing port"}},
 		{"listen garbage", []string{"--listen", "not an address"}, nil,

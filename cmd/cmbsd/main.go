@@ -35,6 +35,7 @@ import (
 	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
+	"github.com/cmbs/cmbs/store"
 )
 
 // Exit codes.
@@ -119,7 +120,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("start OCCI server: %w", err)
 	}
-	broker, err := registerBuiltinProviders(reg, srv, cfg, logger)
+	broker, err := registerBuiltinProviders(reg, srv, st, cfg, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -222,10 +223,14 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // registerBuiltinProviders registers the providers cmbsd ships with under
 // the names kinds are bound to with PUT /-/ (pyCMBS's put_provider files).
 // The CMBS broker reaches members and messages through the server's entity
-// service; the registry starts it (binding the layers cfg.LayersFile
-// records) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
-	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger, LayersFile: cfg.LayersFile, AllowNonLoopback: cfg.Insecure})
+// service; the registry starts it (binding the layers the record in st
+// names) and stops it (closing every socket) at shutdown.
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
+	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile}
+	if cfg.LayersRecord != "" {
+		opts.Layers, opts.LayersID = st, cfg.LayersRecord
+	}
+	broker := cmbs.NewBroker(srv.Entities(), opts)
 	if err := broker.Register(reg); err != nil {
 		// Nothing is open yet; Stop only releases the broker's client.
 		_ = broker.Stop(context.Background())

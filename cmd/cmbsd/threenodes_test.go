@@ -106,9 +106,9 @@ func messageAttr(e map[string]any, name string) any {
 // chain, then every layer's delivery and non-delivery; then the first
 // server restarts and its layers are bound again.
 func TestBinaryThreeNodesReadme(t *testing.T) {
-	tn := loadThreeNodes(t)
 	pycmbs := filepath.Join("..", "..", "testdata", "pycmbs")
 	names := []string{"a", "b", "c"}
+	var tn threeNodes
 	dirs := map[string]string{}
 	urls := map[string]string{}
 	procs := map[string]*process{}
@@ -116,24 +116,52 @@ func TestBinaryThreeNodesReadme(t *testing.T) {
 		procs[n] = startCmbsd(t, dirs[n], nil, "--listen", "127.0.0.1:0")
 		urls[n] = "http://" + procs[n].waitListening(t)
 	}
-	for _, n := range names {
-		dirs[n] = t.TempDir()
-		start(n)
-	}
-	for _, n := range names {
-		for _, f := range []struct{ method, file string }{
-			{"POST", "post_category_cmbs_member.json"}, {"PUT", "put_provider_cmbs_member.json"},
-			{"POST", "post_category_cmbs_message.json"}, {"PUT", "put_provider_cmbs_message.json"},
-		} {
-			body, err := os.ReadFile(filepath.Join(pycmbs, f.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			mustCall(t, f.method, urls[n]+"/-/", body, 200)
+	// setUp starts the three servers with their members' layers running.
+	// A port found free can be taken by another process before cmbsd binds
+	// it; then it reports which, and everything starts over on other ports.
+	setUp := func() (taken string) {
+		tn = loadThreeNodes(t)
+		for _, n := range names {
+			dirs[n] = t.TempDir()
+			start(n)
 		}
-		mustCall(t, "POST", urls[n]+"/cmbs/member/", tn.files["member_"+n+".json"], 201)
-		for _, l := range []string{"l1", "l2", "l31", "l32", "l4"} {
-			mustCall(t, "POST", urls[n]+"/cmbs/member/member-"+n+"?action=start_"+l, []byte("{}"), 200)
+		for _, n := range names {
+			for _, f := range []struct{ method, file string }{
+				{"POST", "post_category_cmbs_member.json"}, {"PUT", "put_provider_cmbs_member.json"},
+				{"POST", "post_category_cmbs_message.json"}, {"PUT", "put_provider_cmbs_message.json"},
+			} {
+				body, err := os.ReadFile(filepath.Join(pycmbs, f.file))
+				if err != nil {
+					t.Fatal(err)
+				}
+				mustCall(t, f.method, urls[n]+"/-/", body, 200)
+			}
+			mustCall(t, "POST", urls[n]+"/cmbs/member/", tn.files["member_"+n+".json"], 201)
+			for _, l := range []string{"l1", "l2", "l31", "l32", "l4"} {
+				url := urls[n] + "/cmbs/member/member-" + n + "?action=start_" + l
+				status, body := occiCall(t, "POST", url, []byte("{}"))
+				if status == 409 && bytes.Contains(body, []byte("address already in use")) {
+					return string(body)
+				}
+				if status != 200 {
+					t.Fatalf("POST %s: %d %s, want 200", url, status, body)
+				}
+			}
+		}
+		return ""
+	}
+	for attempt := 1; ; attempt++ {
+		taken := setUp()
+		if taken == "" {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("a layer socket was taken on each of %d attempts; the last: %s", attempt, taken)
+		}
+		t.Logf("starting over on other ports: %s", taken)
+		for _, n := range names {
+			_ = procs[n].cmd.Process.Signal(syscall.SIGTERM)
+			procs[n].waitExit(t)
 		}
 	}
 

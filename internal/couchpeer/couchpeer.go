@@ -2,7 +2,7 @@
 //
 // Apache CouchDB is not packaged for the project's machines, so tests that
 // need a CouchDB talk to testdata/couchpeer/couch-peer.js: express-pouchdb over
-// in-memory PouchDB with the fixes shared/reference/deps.md §2.3 lists, run
+// in-memory PouchDB with the fixes couch-peer.js lists (Fix 1–4), run
 // with Node (install its npm dependencies with testdata/couchpeer/install.sh).
 //
 // Where the server comes from, in order:

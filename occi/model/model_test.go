@@ -25,7 +25,7 @@ func readJSON(t testing.TB, path string) map[string]any {
 	return m
 }
 
-// seedKind parses the kind of a seed category file.
+// seedKind parses the kind of one of pyCMBS's category files.
 func seedKind(t *testing.T, file string) *Category {
 	t.Helper()
 	doc := readJSON(t, filepath.Join("..", "..", "testdata", file))
@@ -60,7 +60,7 @@ func TestReadmeMemberAttributes(t *testing.T) {
 	if d := set.ByName("cmbs.member.l3.1_socket"); d == nil || !reflect.DeepEqual(d.Path, []string{"cmbs", "member", "l3.1_socket"}) {
 		t.Fatalf("l3.1_socket definition: %+v", d)
 	}
-	// The seed's member, exactly as its README posts it, is valid.
+	// pyCMBS's member, exactly as its README posts it, is valid.
 	post := readJSON(t, "../../testdata/readme/post_member.json")
 	attrs := post["resources"].([]any)[0].(map[string]any)["attributes"].(map[string]any)
 	tree := set.Nest(attrs)
@@ -90,7 +90,7 @@ func TestValidation(t *testing.T) {
 		{"state from the pattern", member, `{"cmbs":{"member":{"state":"suspended"}}}`, ""},
 		{"state outside the pattern", member, `{"cmbs":{"member":{"state":"bogus"}}}`, "cmbs.member.state"},
 		{"state of the wrong type", member, `{"cmbs":{"member":{"state":3}}}`, "cmbs.member.state"},
-		{"socket URI against the seed's hostname pattern", member, `{"cmbs":{"member":{"l1_socket":"tcp://127.0.0.1:5010"}}}`, ""},
+		{"socket URI against pyCMBS's hostname pattern", member, `{"cmbs":{"member":{"l1_socket":"tcp://127.0.0.1:5010"}}}`, ""},
 		{"array attribute given a string", member, `{"cmbs":{"member":{"neighbors_socket":"tcp://x:1"}}}`, "cmbs.member.neighbors_socket"},
 		{"empty string as an empty array (pyOCNI)", member, `{"cmbs":{"member":{"topics":""}}}`, ""},
 		{"undeclared attribute", member, `{"cmbs":{"member":{"colour":"red"}}}`, "cmbs.member.colour"},

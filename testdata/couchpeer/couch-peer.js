@@ -1,9 +1,9 @@
 'use strict';
 // couch-peer: the CouchDB-API test peer the cmbs tests start (Apache CouchDB is
 // not packaged for the project's machines). express-pouchdb over in-memory
-// PouchDB, admin party, with the three fixes shared/reference/deps.md §2.3
-// lists and a fourth (longpoll timeout) that make Go CouchDB clients (kivik)
-// behave as against CouchDB.
+// PouchDB, admin party, with four fixes (Fix 1–4 below: ETag, buffered
+// _changes, selector filters, longpoll timeout) that make Go CouchDB clients
+// (kivik) behave as against CouchDB.
 //
 //   COUCH_PEER_PORT=0 node couch-peer.js   → prints "listening http://127.0.0.1:<port>/"
 const http = require('http');
