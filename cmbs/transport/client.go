@@ -235,13 +235,17 @@ func (c *Client) connect(ctx context.Context, p *peer) (*clientConn, error) {
 // dial connects to the peer, retrying refused connections every dialRetry
 // until ctx ends, and runs the ZMTP handshake.
 func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
+	mech, err := c.opts.curve.forEndpoint(p.addr, c.opts.maxMessageSize)
+	if err != nil {
+		return nil, err
+	}
 	var d net.Dialer
 	var lastErr error
 	for {
 		nc, err := d.DialContext(ctx, "tcp", p.addr)
 		if err == nil {
 			gc := newGuardedConn(nc, c.opts.maxMessageSize)
-			z, err := handshake(ctx, gc, zmq4.Dealer, c.opts.handshakeTimeout, c.opts.requestTimeout)
+			z, err := handshake(ctx, gc, zmq4.Dealer, c.opts.handshakeTimeout, c.opts.requestTimeout, mech)
 			if err == nil {
 				return &clientConn{z: z, waiting: make(map[uint64]chan Envelope), lastUsed: time.Now(), dead: make(chan struct{})}, nil
 			}

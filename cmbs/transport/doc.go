@@ -32,6 +32,12 @@
 //     straight to their requests, and messages queued while another is
 //     written go out in the same system call.
 //
+// With WithCurveServer and WithCurveClient the connections speak
+// ZMTP-CURVE instead of NULL (package curve has the mechanism): the
+// handshake is then this package's own, every frame travels sealed in a
+// MESSAGE command, NULL peers are refused, and so are clients the server's
+// Authorize turns down; libzmq's CURVE sockets are peers as before.
+//
 // Endpoints are written "tcp://host:port"; only TCP is supported. The
 // package has no global state.
 package transport

@@ -13,6 +13,7 @@ type options struct {
 	logger           *slog.Logger
 	maxMessageSize   int64
 	handshakeTimeout time.Duration
+	curve            curveOptions // CURVE (curve.go); zero: NULL
 
 	// Server.
 	handlerTimeout time.Duration

@@ -214,7 +214,7 @@ func (s *Server) serveConn(gc *guardedConn, id uint32) {
 	var z *zconn
 	err := s.signature(gc)
 	if err == nil {
-		if z, err = handshake(s.ctx, gc, zmq4.Router, s.opts.handshakeTimeout, replySendTimeout); err != nil {
+		if z, err = handshake(s.ctx, gc, zmq4.Router, s.opts.handshakeTimeout, replySendTimeout, s.opts.curve.forServer(s.opts.maxMessageSize)); err != nil {
 			s.log.Debug("ZMTP handshake failed", "remote", gc.RemoteAddr().String(), "err", err)
 		}
 	}

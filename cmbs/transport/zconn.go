@@ -43,6 +43,9 @@ type zconn struct {
 	writeTimeout time.Duration
 	rhdr         [8]byte // readMsg's frame header, kept off the heap per message
 
+	// sec is the connection's CURVE state (curve.go); nil: NULL.
+	sec *curveConn
+
 	// active counts the exchanges in progress on the connection (requests
 	// awaiting replies on a client, handlers running on a server), kept
 	// by the owner; write uses it to guess whether more messages follow.
@@ -57,8 +60,8 @@ type zconn struct {
 
 // handshake runs the ZMTP handshake on gc as a socket of type typ (a
 // ROUTER is the side that accepted the connection), bounded by ctx and by
-// timeout.
-func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, timeout, writeTimeout time.Duration) (*zconn, error) {
+// timeout, with the CURVE mechanism mech or, when it is nil, NULL.
+func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, timeout, writeTimeout time.Duration, mech *curveMech) (*zconn, error) {
 	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -66,7 +69,13 @@ func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, timeou
 	_ = gc.SetDeadline(deadline)
 	// Closing the connection is the only way to end a read in progress.
 	stop := context.AfterFunc(ctx, func() { _ = gc.Close() })
-	_, err := zmq4.Open(gc, null.Security(), typ, nil, typ == zmq4.Router, nil)
+	var sec *curveConn
+	var err error
+	if mech != nil {
+		sec, err = mech.handshake(gc, typ)
+	} else {
+		_, err = zmq4.Open(gc, null.Security(), typ, nil, typ == zmq4.Router, nil)
+	}
 	if !stop() {
 		err = errors.Join(err, ctx.Err())
 	}
@@ -74,7 +83,7 @@ func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, timeou
 		return nil, err
 	}
 	_ = gc.SetDeadline(time.Time{})
-	return &zconn{gc: gc, writeTimeout: writeTimeout}, nil
+	return &zconn{gc: gc, writeTimeout: writeTimeout, sec: sec}, nil
 }
 
 // readMsg appends the next message's frames to frames (so that a caller
@@ -101,6 +110,12 @@ func (z *zconn) readMsg(frames [][]byte) ([][]byte, error) {
 		body := make([]byte, size)
 		if _, err := io.ReadFull(z.gc, body); err != nil {
 			return nil, err
+		}
+		if z.sec != nil {
+			var err error
+			if flags, body, err = z.sec.open(body); err != nil {
+				return nil, err
+			}
 		}
 		if flags&zmtpFlagCommand != 0 {
 			if err := z.command(body); err != nil {
@@ -143,7 +158,7 @@ func (z *zconn) command(body []byte) error {
 func (z *zconn) sendCommand(name string, data []byte) error {
 	body := append([]byte{byte(len(name))}, name...)
 	body = append(body, data...)
-	return z.write(func(buf []byte) []byte { return appendFrame(buf, zmtpFlagCommand, body) })
+	return z.write(func(buf []byte) []byte { return z.frame(buf, zmtpFlagCommand, body) })
 }
 
 // send writes one message. It returns once the message is written or left
@@ -156,7 +171,7 @@ func (z *zconn) send(frames [][]byte) error {
 			if i < len(frames)-1 {
 				flags = zmtpFlagMore
 			}
-			buf = appendFrame(buf, flags, f)
+			buf = z.frame(buf, flags, f)
 		}
 		return buf
 	})
