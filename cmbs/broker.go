@@ -91,6 +91,9 @@ type Options struct {
 	// what they receive is stored and executed, so by default only
 	// 127.0.0.0/8, ::1 and localhost are bound (cmbsd: --insecure).
 	AllowNonLoopback bool
+	// Curve, when set, makes every socket speak ZMTP-CURVE (curve.go);
+	// layer sockets may then bind beyond loopback.
+	Curve *CurveOptions
 }
 
 func (o Options) withDefaults() Options {
@@ -137,6 +140,7 @@ type Broker struct {
 	opts   Options
 	log    *slog.Logger
 	client *transport.Client
+	curve  *curveKeyring // nil: CURVE off
 
 	// ctx is the parent of background work (L4 forwards); Stop cancels it.
 	ctx      context.Context
@@ -182,10 +186,11 @@ func NewBroker(ents Entities, opts Options) *Broker {
 		members:  map[string]*localMember{},
 		fwdSlots: make(chan struct{}, opts.MaxForwards),
 	}
-	b.client = transport.NewClient(
+	b.curve = newCurveKeyring(opts.Curve)
+	b.client = transport.NewClient(append([]transport.Option{
 		transport.WithRequestTimeout(opts.RequestTimeout),
 		transport.WithLogger(opts.Logger),
-	)
+	}, b.curveClientOptions()...)...)
 	b.dir = newDirectory(b.listMembers, opts.MembersMaxAge)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b

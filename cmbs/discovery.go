@@ -188,6 +188,7 @@ func (b *Broker) probe(ctx context.Context, self map[string]any, ref, socket str
 		return l, fmt.Errorf("%s answered something that is not an L1 reply (%s): %.200s", socket, reply.MimeType, reply.Body)
 	}
 	l.ID, _ = member["id"].(string)
+	b.learnCurveKeys(result["curve_keys"])
 	l.Sockets = strList(result, "sockets_l1")
 	if l.Sockets == nil {
 		l.Sockets = []string{}

@@ -136,8 +136,8 @@ func (b *Broker) bindLayer(e *model.Entity, l Layer) (*LayerState, error) {
 		e.Attribute = "cmbs.member." + attr
 		return nil, e
 	}
-	if host, _, _ := net.SplitHostPort(strings.TrimPrefix(endpoint, "tcp://")); !b.opts.AllowNonLoopback && !netaddr.LoopbackHost(host) {
-		ferr := model.Errorf(http.StatusForbidden, "start_%s of member %s: %s (cmbs.member.%s) is not a loopback address; CMBS sockets do not authenticate their peers, so this server binds them beyond loopback only when started with --insecure", l, e.Location, endpoint, attr)
+	if host, _, _ := net.SplitHostPort(strings.TrimPrefix(endpoint, "tcp://")); !b.opts.AllowNonLoopback && b.curve == nil && !netaddr.LoopbackHost(host) {
+		ferr := model.Errorf(http.StatusForbidden, "start_%s of member %s: %s (cmbs.member.%s) is not a loopback address; without CURVE, CMBS sockets do not authenticate their peers, so this server binds them beyond loopback only when started with --curve-key (or --insecure)", l, e.Location, endpoint, attr)
 		ferr.Attribute = "cmbs.member." + attr
 		return nil, ferr
 	}
@@ -159,10 +159,10 @@ func (b *Broker) bindLayer(e *model.Entity, l Layer) (*LayerState, error) {
 	// not run under b.mu, so Listen cannot deadlock with it. The server
 	// outlives this request, so it gets the broker's context, not the
 	// request's (whose values its handlers would otherwise keep).
-	srv, err := transport.Listen(b.ctx, endpoint, b.layerHandler(e.Location, l),
+	srv, err := transport.Listen(b.ctx, endpoint, b.layerHandler(e.Location, l), append([]transport.Option{
 		transport.WithHandlerTimeout(b.opts.HandlerTimeout),
 		transport.WithLogger(b.opts.Logger),
-	)
+	}, b.curveServerOptions()...)...)
 	if err != nil {
 		return nil, bindError(e.Location, l, attr, endpoint, err)
 	}

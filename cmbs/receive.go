@@ -157,6 +157,9 @@ func (b *Broker) receiveL1(ctx context.Context, member *model.Entity, msg map[st
 	if rec.Executed != nil {
 		reply["executed"] = rec.Executed
 	}
+	if keys := b.curveKeysReply(ctx); keys != nil {
+		reply["curve_keys"] = keys
+	}
 	return reply, nil
 }
 

@@ -85,6 +85,8 @@ type config struct {
 	// ImportLayersFile is the layers.json of earlier versions imported
 	// into the store when it holds no record yet; empty for none.
 	ImportLayersFile string
+	// Curve is the CURVE configuration (curve.go); nil without --curve-key.
+	Curve *cmbs.CurveOptions
 }
 
 // configError is a bad configuration: run reports it and exits 2.
@@ -111,6 +113,8 @@ type rawConfig struct {
 	maxBody                                                   int64
 	maxAttributes                                             int
 	shutdownTimeout, peerTimeout                              time.Duration
+
+	curve curveFlags // --curve-key, --curve-clients, --curve-servers
 }
 
 // parseConfig fills the configuration from env variables, then from args
@@ -138,6 +142,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.layersFile, "layers-file", "", "layers.json `file` of an earlier cmbsd, imported into the store when it holds no record yet (default: layers.json beside the sqlite database; none with CouchDB; \"none\" for none)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
 	fs.DurationVar(&raw.peerTimeout, "peer-timeout", defaultPeerTimeout, "how long a call to another CMBS member (a send, a discovery probe, an L4 forward) waits for its answer")
+	raw.curve.register(fs)
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cmbsd [flags]\n\nEvery flag can also be set with its environment variable (CMBS_LISTEN, CMBS_STORE, …);\na flag given on the command line wins.\n\n")
@@ -190,6 +195,9 @@ func (raw rawConfig) validate() (config, error) {
 	loopback, err := checkListen(raw.listen)
 	if err != nil {
 		return config{}, badConfig("listen", "%q: %v", raw.listen, err)
+	}
+	if cfg.Curve, err = raw.curve.load(); err != nil {
+		return config{}, err
 	}
 
 	switch s := raw.store; {

@@ -194,6 +194,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 	if cfg.Users != nil {
 		attrs = append(attrs, "users", cfg.Users.Len())
 	}
+	attrs = append(attrs, curveAttrs(cfg.Curve)...)
 	logger.Info("listening", attrs...)
 
 	served := make(chan error, 1)
@@ -226,7 +227,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // service; the registry starts it (binding the layers the record in st
 // names) and stops it (closing every socket) at shutdown.
 func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
-	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile}
+	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile, Curve: cfg.Curve}
 	if cfg.LayersRecord != "" {
 		opts.Layers, opts.LayersID = st, cfg.LayersRecord
 	}

@@ -36,6 +36,7 @@ type statusReport struct {
 	Store   storeStatus         `json:"store"`
 	Layers  []cmbs.RunningLayer `json:"layers"`
 	Broker  cmbs.Stats          `json:"broker"`
+	Curve   *cmbs.CurveStatus   `json:"curve,omitempty"` // absent without --curve-key
 }
 
 type storeStatus struct {
@@ -62,6 +63,7 @@ func (h *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Store:   h.probeStore(r.Context()),
 		Layers:  h.broker.RunningLayers(),
 		Broker:  h.broker.Stats(),
+		Curve:   h.broker.CurveStatus(),
 	}
 	if rep.Layers == nil {
 		rep.Layers = []cmbs.RunningLayer{}
