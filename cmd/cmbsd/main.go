@@ -6,6 +6,7 @@
 //
 //	cmbsd [--listen 127.0.0.1:8090] [--store sqlite:./cmbs-data/cmbs.db | --store http://user:pass@host:5984 --db cmbs]
 //	      [--public-url URL] [--users FILE] [--insecure] [--log-level info] [--max-body BYTES] [--max-attributes N]
+//	      [--curve-key FILE [--curve-clients FILE] [--curve-servers FILE]]
 //	cmbsd --version
 //
 // Every flag also reads CMBS_<FLAG> from the environment (CMBS_LISTEN,
