@@ -173,6 +173,9 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	if *showVersion {
 		return config{}, versionRequest{}
 	}
+	if raw.curve.genOnly {
+		return config{}, raw.curve.keygen()
+	}
 	if fs.NArg() > 0 {
 		return config{}, &configError{msg: fmt.Sprintf("unexpected argument %q (cmbsd takes flags only)", fs.Arg(0))}
 	}

@@ -11,11 +11,31 @@ import (
 // curveFlags are the CURVE flags as given.
 type curveFlags struct {
 	key, clients, servers string
+	genOnly               bool // --curve-keygen
+}
+
+// keygenDone is parseConfig's answer to --curve-keygen: the key file
+// exists (created if it did not), and run prints its public key and exits 0.
+type keygenDone struct{ public string }
+
+func (keygenDone) Error() string { return "key generated" }
+
+// keygen creates the --curve-key file if missing and returns keygenDone.
+func (f curveFlags) keygen() error {
+	if f.key == "" {
+		return badConfig("curve-keygen", "needs --curve-key FILE")
+	}
+	keys, _, err := curve.LoadOrCreateKeyFile(f.key)
+	if err != nil {
+		return badConfig("curve-key", "%v", err)
+	}
+	return keygenDone{public: keys.Public.String()}
 }
 
 func (f *curveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.key, "curve-key", "", "`file` with this server's CURVE secret key (Z85; created 0600 if missing, public key in FILE.pub): every CMBS socket then speaks ZMTP-CURVE, refuses NULL peers, and may bind beyond loopback")
 	fs.StringVar(&f.clients, "curve-clients", "", "`file` of authorised CURVE client public keys, one Z85 key a line (default: any CURVE client, encryption only)")
+	fs.BoolVar(&f.genOnly, "curve-keygen", false, "create the --curve-key file if it is missing, print its public key and exit")
 	fs.StringVar(&f.servers, "curve-servers", "", "`file` of \"tcp://host:port Z85KEY\" lines: the key each peer socket must present (more are learned from discovery replies)")
 }
 

@@ -141,3 +141,19 @@ func TestBinaryCurveKeyRotation(t *testing.T) {
 		t.Fatalf("after rotation: status %s, .pub %s, new key %s, old %s", got, pubFile(), kp.Public, first)
 	}
 }
+
+func TestCurveKeygen(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "node.key")
+	var stdout, stderr strings.Builder
+	if code := run(t.Context(), []string{"--curve-key", key, "--curve-keygen"}, env(nil), &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	kp, created, err := curve.LoadOrCreateKeyFile(key)
+	if err != nil || created || strings.TrimSpace(stdout.String()) != kp.Public.String() {
+		t.Fatalf("printed %q; file key %s, created again %v, %v", stdout.String(), kp.Public, created, err)
+	}
+	stdout.Reset()
+	if code := run(t.Context(), []string{"--curve-keygen"}, env(nil), &stdout, &stderr); code != exitBadConfig {
+		t.Fatalf("--curve-keygen without --curve-key: exit %d", code)
+	}
+}

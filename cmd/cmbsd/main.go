@@ -72,6 +72,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, versionLine())
 		return exitOK
 	}
+	if kg := new(keygenDone); errors.As(err, kg) {
+		fmt.Fprintln(stdout, kg.public)
+		return exitOK
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cmbsd: invalid configuration: %v\n", err)
 		return exitBadConfig

@@ -110,7 +110,8 @@ func LoadOrCreateKeyFile(path string) (kp KeyPair, created bool, err error) {
 }
 
 // ReadKeyList reads Z85 public keys, one a line; blank lines and lines
-// starting with # are skipped.
+// starting with # are skipped (no key starts with '#': a Z85 group starting
+// with it would exceed 32 bits).
 func ReadKeyList(path string) ([]Key, error) {
 	var keys []Key
 	err := eachLine(path, func(n int, line string) error {
