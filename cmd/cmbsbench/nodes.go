@@ -47,6 +47,11 @@ func brokerOptions(log *slog.Logger) cmbs.Options {
 }
 
 func startNode(ctx context.Context, log *slog.Logger) (*cmbsNode, error) {
+	return startNodeWith(ctx, log, brokerOptions(log))
+}
+
+// startNodeWith is startNode with other broker options.
+func startNodeWith(ctx context.Context, log *slog.Logger, opts cmbs.Options) (*cmbsNode, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "cmbsbench-node-")
@@ -74,7 +79,7 @@ func startNode(ctx context.Context, log *slog.Logger) (*cmbsNode, error) {
 	if n.srv, err = occi.NewServer(ctx, occi.Options{Store: st, Providers: n.reg, Logger: log}); err != nil {
 		return fail(err)
 	}
-	n.broker = cmbs.NewBroker(n.srv.Entities(), brokerOptions(log))
+	n.broker = cmbs.NewBroker(n.srv.Entities(), opts)
 	if err := n.broker.Register(n.reg); err != nil {
 		return fail(err)
 	}
