@@ -142,6 +142,18 @@ func TestCurvePyzmqREQClient(t *testing.T) {
 		t.Fatalf("reply %q", reply)
 	}
 
+	// libzmq's heartbeats travel boxed as commands: our server must open
+	// the PINGs and answer with boxed PONGs, or libzmq drops the
+	// connection and the requests after the pauses fail.
+	hb := keys
+	hb.Heartbeat = 100 * time.Millisecond
+	if reply, err := pyzmqtest.CurveREQ(t, ctx, py, srv.Addr(), hb, 5*time.Second, 3, "py-hb", "text/plain", "beat"); err != nil || reply[2] != "beat" {
+		t.Fatalf("with heartbeats: %q, %v", reply, err)
+	}
+	if got := srv.Stats().Connections; got != 2 {
+		t.Errorf("%d connections for two REQ sockets: a heartbeat went unanswered and libzmq reconnected", got)
+	}
+
 	for name, k := range map[string]pyzmqtest.CurveKeys{
 		"wrong server key": {Public: client.Public.String(), Secret: client.Secret.String(), ServerKey: stranger.Public.String()},
 		"unauthorised":     {Public: stranger.Public.String(), Secret: stranger.Secret.String(), ServerKey: server.Public.String()},

@@ -24,12 +24,17 @@ var curveScript []byte
 // client.
 type CurveKeys struct {
 	Public, Secret, ServerKey string
+	// Heartbeat, when set, turns libzmq's ZMTP heartbeats on (CurveREQ):
+	// PINGs every Heartbeat, the connection dropped without an answer
+	// within three, and four between requests.
+	Heartbeat time.Duration
 }
 
 func (k CurveKeys) env(timeout time.Duration) []string {
 	return append(os.Environ(), "PATH=/usr/local/bin:/usr/bin:/bin",
 		"CURVE_PUBLIC="+k.Public, "CURVE_SECRET="+k.Secret, "CURVE_SERVERKEY="+k.ServerKey,
-		"TIMEOUT_MS="+strconv.FormatInt(timeout.Milliseconds(), 10))
+		"TIMEOUT_MS="+strconv.FormatInt(timeout.Milliseconds(), 10),
+		"HEARTBEAT_MS="+strconv.FormatInt(k.Heartbeat.Milliseconds(), 10))
 }
 
 func writeScript(t testing.TB) string {

@@ -12,13 +12,15 @@ Usage:
 Keys come from the environment, in Z85: CURVE_SERVERKEY (req: the key the
 server must present), CURVE_PUBLIC and CURVE_SECRET (own key pair; req
 without them is a NULL client). TIMEOUT_MS bounds each wait (default
-10000). req exits 2 when no reply arrives in time. Uses only the standard
+10000). HEARTBEAT_MS (req) turns libzmq's ZMTP heartbeats on at that
+interval, with a timeout of three intervals, and waits four intervals
+between requests, so that PINGs must be answered for the socket to live. req exits 2 when no reply arrives in time. Uses only the standard
 library and Debian's python3-zmq.
 """
 import json
 import os
-import select
 import sys
+import time
 
 import zmq
 
@@ -41,10 +43,16 @@ def req(ctx, timeout, endpoint, count, frames):
     sock.setsockopt(zmq.RCVTIMEO, timeout)
     sock.setsockopt(zmq.SNDTIMEO, timeout)
     keys(sock, False)
+    heartbeat = int(os.environ.get("HEARTBEAT_MS", "0"))
+    if heartbeat:
+        sock.setsockopt(zmq.HEARTBEAT_IVL, heartbeat)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * heartbeat)
     sock.connect(endpoint)
     try:
         reply = None
-        for _ in range(count):
+        for i in range(count):
+            if heartbeat and i:
+                time.sleep(4 * heartbeat / 1000)
             sock.send_multipart([f.encode() for f in frames])
             reply = sock.recv_multipart()
     except zmq.Again:
