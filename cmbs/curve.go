@@ -134,9 +134,10 @@ func (b *Broker) curveKeysReply(ctx context.Context) map[string]string {
 	return out
 }
 
-// learnCurveKeys takes the "curve_keys" of an L1 reply. The reply came
-// over a CURVE connection to a server whose key was checked, so what it
-// vouches for is taken; configured keys are never replaced.
+// learnCurveKeys takes the "curve_keys" of an L1 reply (or an asker's
+// proven key). The reply came over a CURVE connection to a server whose
+// key was checked, so what it vouches for is taken; configured keys are
+// never replaced.
 func (b *Broker) learnCurveKeys(v any) {
 	k := b.curve
 	keys, _ := v.(map[string]any)
@@ -159,6 +160,25 @@ func (b *Broker) learnCurveKeys(v any) {
 		}
 		k.learned[ep] = key
 	}
+}
+
+// learnAskerKey takes the key the asker of an L1 request proved in its
+// CURVE handshake as the server key of the sockets its member description
+// names: a cmbsd uses one key as client and as server. So a node answering
+// crawls learns its askers' keys, not only a node that crawls.
+func (b *Broker) learnAskerKey(ctx context.Context, desc map[string]any) {
+	key, ok := transport.PeerKey(ctx)
+	attrs := memberAttrs(mapOrNil(desc["attributes"]))
+	if b.curve == nil || !ok || attrs == nil {
+		return
+	}
+	keys := map[string]any{}
+	for _, l := range Layers() {
+		if s, _ := layerSocket(attrs, l); s != "" {
+			keys[s] = key.String()
+		}
+	}
+	b.learnCurveKeys(keys)
 }
 
 // CurveStatus reports the broker's CURVE state; nil when CURVE is off.

@@ -3,6 +3,7 @@ package cmbs_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,16 +29,17 @@ func curveOptions(keys curve.KeyPair, clients []curve.Key, servers map[string]cu
 }
 
 // TestCurveThreeNodeMesh: three nodes over CURVE, C's key missing from A's
-// authorised clients. A crawls through B and learns C's key from B's
-// reply (B has it configured; A does not), so A reaches C; C reaches B,
-// but everything C sends to A is refused and counted, while A and B talk
-// both ways.
+// authorised clients, and only B's and A's keys configured anywhere. C
+// crawls B first: B learns C's key from C's handshake. A then crawls
+// through B and learns C's socket and key from B's reply, so A reaches
+// C. C reaches B, and B reaches C; everything C sends to A is refused
+// and counted, while A and B talk both ways.
 func TestCurveThreeNodeMesh(t *testing.T) {
 	kA, kB, kC := curvePair(t), curvePair(t), curvePair(t)
 	aL1, bL1, cL1 := freeSocket(t), freeSocket(t), freeSocket(t)
 	all := []curve.Key{kA.Public, kB.Public, kC.Public}
 
-	b := startNode(t, "B", "pycmbs", curveOptions(kB, all, map[string]curve.Key{aL1: kA.Public, cL1: kC.Public}))
+	b := startNode(t, "B", "pycmbs", curveOptions(kB, all, map[string]curve.Key{aL1: kA.Public}))
 	bLoc := b.createMember("b", withSockets(t, member{"l1_socket": bL1, "neighbors_socket": []any{}}))
 	if got := b.startLayer(bLoc, "l1"); got != bL1 {
 		t.Skipf("B's L1 socket moved to %s (port taken); keys were configured for %s", got, bL1)
@@ -49,24 +51,36 @@ func TestCurveThreeNodeMesh(t *testing.T) {
 	}
 	c := startNode(t, "C", "pycmbs", curveOptions(kC, all, map[string]curve.Key{bL1: kB.Public}))
 	cLoc := c.createMember("c", withSockets(t, member{"l1_socket": cL1, "neighbors_socket": []any{bL1}}))
-	if got := c.startLayer(cLoc, "l1"); got != cL1 {
-		t.Skipf("C's L1 socket moved (port taken)")
-	}
+	c.startLayer(cLoc, "l1") // nobody has C's key configured: wherever it is, it is learned
 
-	// A crawls: B answers over CURVE, with the keys it knows.
-	d := a.action(aLoc, "check_neighbors", nil).json(t)
-	if learned := d["learned"].([]any); len(learned) != 1 || learned[0].(map[string]any)["socket"] != bL1 {
-		t.Fatalf("A's crawl: %v", d)
+	crawl := func(n *node, loc string) (learned, failed []string) {
+		t.Helper()
+		d := n.action(loc, "check_neighbors", nil).json(t)
+		for _, key := range []string{"learned", "failed"} {
+			list, _ := d[key].([]any)
+			for _, e := range list {
+				s := e.(map[string]any)["socket"].(string)
+				if key == "learned" {
+					learned = append(learned, s)
+				} else {
+					failed = append(failed, s)
+				}
+			}
+		}
+		return learned, failed
 	}
-	// C crawls: it learns B, and through B's reply A's socket and key,
-	// but A refuses C.
-	d = c.action(cLoc, "check_neighbors", nil).json(t)
-	failed, _ := d["failed"].([]any)
-	if len(failed) != 1 || failed[0].(map[string]any)["socket"] != aL1 {
-		t.Fatalf("C's crawl should fail at A only: %v", d)
+	// C crawls: B answers (B knows nobody else yet) and learns C's key.
+	if learned, failed := crawl(c, cLoc); len(learned) != 1 || learned[0] != bL1 || len(failed) != 0 {
+		t.Fatalf("C's first crawl: learned %v, failed %v", learned, failed)
 	}
-	if learned := d["learned"].([]any); len(learned) != 1 || learned[0].(map[string]any)["socket"] != bL1 {
-		t.Fatalf("C's crawl: %v", d)
+	// A crawls: B's reply names C's socket and key; A reaches C.
+	cL1 = fmt.Sprint(attrsOf(c.get(cLoc), "member")["l1_socket"])
+	if learned, failed := crawl(a, aLoc); !sameSet(learned, []string{bL1, cL1}) || len(failed) != 0 {
+		t.Fatalf("A's crawl: learned %v, failed %v", learned, failed)
+	}
+	// C crawls again: B's reply now names A, which refuses C.
+	if learned, failed := crawl(c, cLoc); len(failed) != 1 || failed[0] != aL1 || len(learned) != 1 {
+		t.Fatalf("C's second crawl should fail at A only: learned %v, failed %v", learned, failed)
 	}
 	refusedAtA := a.broker.CurveStatus().Refused
 	if refusedAtA == 0 {
@@ -88,6 +102,9 @@ func TestCurveThreeNodeMesh(t *testing.T) {
 	}
 	if r := send(c, "c-to-b", bL1); r.status != 200 {
 		t.Fatalf("C → B: %d %s", r.status, r.body)
+	}
+	if r := send(b, "b-to-c", cL1); r.status != 200 {
+		t.Fatalf("B → C with the key C proved when it asked: %d %s", r.status, r.body)
 	}
 	if r := send(c, "c-to-a", aL1); r.status == 200 {
 		t.Fatalf("C → A was delivered: %s", r.body)

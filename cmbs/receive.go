@@ -136,6 +136,7 @@ func (b *Broker) receiveL1(ctx context.Context, member *model.Entity, msg map[st
 		if _, err := b.learn(ctx, content); err != nil {
 			b.log.Warn("could not store the asker of an L1 request", "member", member.Location, "asker", content["id"], "err", err)
 		}
+		b.learnAskerKey(ctx, content)
 	}
 	rec := b.deliverLocally(ctx, member, L1, msg)
 	sockets, err := b.knownL1Sockets(ctx)

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -206,4 +207,23 @@ func (z *zconn) frame(buf []byte, flags byte, body []byte) []byte {
 		cflags |= curve.FlagCommand
 	}
 	return z.sec.s.AppendMessage(buf, cflags, body)
+}
+
+// peerKeyCtx is the context key of a request's CURVE client key.
+type peerKeyCtx struct{}
+
+// withPeer gives a handler's ctx the connection's CURVE client key.
+func (z *zconn) withPeer(ctx context.Context) context.Context {
+	if z.sec == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, peerKeyCtx{}, z.sec.s.PeerKey)
+}
+
+// PeerKey returns, in a Handler, the long-term public key the client of
+// the request proved in its CURVE handshake; false when the connection
+// does not speak CURVE.
+func PeerKey(ctx context.Context) (curve.Key, bool) {
+	k, ok := ctx.Value(peerKeyCtx{}).(curve.Key)
+	return k, ok
 }

@@ -346,7 +346,7 @@ func (s *Server) worker(j job) {
 }
 
 func (s *Server) serve(z *zconn, req Envelope) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.handlerTimeout)
+	ctx, cancel := context.WithTimeout(z.withPeer(s.ctx), s.opts.handlerTimeout)
 	defer cancel()
 	reply, err := s.call(ctx, req)
 	if err == nil {
