@@ -208,3 +208,57 @@ func TestCurveHandshakeCancelled(t *testing.T) {
 		t.Fatal("a cancelled request succeeded")
 	}
 }
+
+// A CURVE server refuses a handshake frame announcing more than its
+// command can hold as soon as it reads the header, and counts it; the
+// socket serves others on.
+func TestCurveServerRefusesOversizedHello(t *testing.T) {
+	ctx := testCtx(t)
+	server, client := curveKeys(t), curveKeys(t)
+	cfg := &curve.ServerConfig{Keys: server}
+	srv := startServer(t, echo, WithCurveServer(cfg))
+	for _, hdr := range [][]byte{
+		{0x06, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00}, // a 1 TiB command
+		{0x04, 0xC8, 0x05, 'H', 'E', 'L', 'L', 'O'},            // HELLO, 200 bytes announced, 6 sent
+		{0x00, 0x05, 'h', 'e', 'l', 'l', 'o'},                  // a message instead of HELLO
+	} {
+		before := cfg.Refused()
+		c, err := net.DialTimeout("tcp", tcpAddr(srv.Addr()), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(append(curveGreeting(false), hdr...)); err != nil {
+			t.Fatal(err)
+		}
+		// The server's greeting, then the end of the connection (the
+		// truncated HELLO ends at the handshake timeout or when we close).
+		buf := make([]byte, 256)
+		n := 0
+		for {
+			k, err := c.Read(buf[n:])
+			n += k
+			if err != nil || n == len(buf) {
+				break
+			}
+			if n >= zmtpGreetingSize && hdr[0] == 0x04 {
+				break // the truncated HELLO: the server waits for the rest
+			}
+		}
+		c.Close()
+		if n < zmtpGreetingSize || string(buf[12:17]) != "CURVE" {
+			t.Fatalf("header %x: the server's greeting was %q", hdr, buf[:n])
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for cfg.Refused() == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("header %x not counted as refused", hdr)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	c := newClient(t, WithCurveClient(client, keyFor(server.Public)))
+	if _, err := c.Request(ctx, srv.Addr(), env("after", "ok")); err != nil {
+		t.Fatal(err)
+	}
+}
