@@ -3,6 +3,7 @@ package curve_test
 import (
 	"bytes"
 	"io"
+	"net"
 	"testing"
 
 	"github.com/cmbs/cmbs/cmbs/transport/curve"
@@ -44,6 +45,34 @@ func FuzzClientHandshake(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := curve.Client(bytes.NewReader(data), io.Discard, client, server.Public, nil); err == nil {
 			t.Fatal("a handshake completed from fuzzed bytes")
+		}
+	})
+}
+
+// FuzzOpen feeds arbitrary MESSAGE bodies to an established session: none
+// may open (they are not sealed with its key), and none may panic.
+func FuzzOpen(f *testing.F) {
+	server, _ := curve.GenerateKeyPair(nil)
+	client, _ := curve.GenerateKeyPair(nil)
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	done := make(chan *curve.Session, 1)
+	go func() {
+		s, _ := curve.Server(b, b, &curve.ServerConfig{Keys: server}, nil)
+		done <- s
+	}()
+	cs, err := curve.Client(a, a, client, server.Public, nil)
+	ss := <-done
+	if err != nil || ss == nil {
+		f.Fatalf("handshake: %v", err)
+	}
+	frame := cs.AppendMessage(nil, curve.FlagMore, []byte("seed"))
+	f.Add(frame[2:])
+	f.Add([]byte("\x07MESSAGE"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if _, _, err := ss.Open(body); err == nil && !bytes.Equal(body, frame[2:]) {
+			t.Fatalf("a fuzzed MESSAGE opened: %x", body)
 		}
 	})
 }
