@@ -241,7 +241,7 @@ func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
 		nc, err := d.DialContext(ctx, "tcp", p.addr)
 		if err == nil {
 			gc := newGuardedConn(nc, c.opts.maxMessageSize)
-			z, err := handshake(ctx, gc, zmq4.Dealer, c.opts.handshakeTimeout, c.opts.requestTimeout)
+			z, err := handshake(ctx, gc, zmq4.Dealer, c.opts.handshakeTimeout, c.opts.requestTimeout, c.opts.readLimits(false))
 			if err == nil {
 				return &clientConn{z: z, waiting: make(map[uint64]chan Envelope), lastUsed: time.Now(), dead: make(chan struct{})}, nil
 			}

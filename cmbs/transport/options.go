@@ -13,11 +13,15 @@ type options struct {
 	logger           *slog.Logger
 	maxMessageSize   int64
 	handshakeTimeout time.Duration
+	messageTimeout   time.Duration
+	readBudget       *ReadBudget // nil: one of DefaultReadBudget per Server or Client
 
 	// Server.
 	handlerTimeout time.Duration
 	maxConcurrent  int
 	maxPending     int
+	maxConns       int
+	peerIdle       time.Duration
 
 	// Client.
 	requestTimeout time.Duration
@@ -32,9 +36,12 @@ func defaultOptions() options {
 		logger:           slog.New(slog.DiscardHandler),
 		maxMessageSize:   MaxBodySize + 64<<10,
 		handshakeTimeout: 5 * time.Second,
+		messageTimeout:   10 * time.Second,
 		handlerTimeout:   10 * time.Second,
 		maxConcurrent:    64,
 		maxPending:       128,
+		maxConns:         512,
+		peerIdle:         5 * time.Minute,
 		requestTimeout:   5 * time.Second,
 		maxInFlight:      64,
 		fanOut:           16,
@@ -48,7 +55,22 @@ func buildOptions(opts []Option) options {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.readBudget == nil {
+		o.readBudget = NewReadBudget(DefaultReadBudget)
+	}
+	// A message bigger than the whole budget could never be read.
+	o.maxMessageSize = min(o.maxMessageSize, o.readBudget.Size())
 	return o
+}
+
+// readLimits returns what the connections of a Server (server true) or a
+// Client enforce while reading.
+func (o *options) readLimits(server bool) readLimits {
+	rl := readLimits{budget: o.readBudget, messageTimeout: o.messageTimeout}
+	if server {
+		rl.idleTimeout = o.peerIdle
+	}
+	return rl
 }
 
 // WithLogger sets where the Server or Client logs (default: nowhere).
@@ -68,6 +90,56 @@ func WithMaxMessageSize(n int64) Option {
 	return func(o *options) {
 		if n > 0 {
 			o.maxMessageSize = n
+		}
+	}
+}
+
+// WithMessageTimeout bounds how long one incoming message may take to
+// arrive once its first byte is in, on the Server's and the Client's
+// connections (default 10s). A peer that starts a message and trickles it
+// is disconnected then, and the memory its message held is released. At
+// the default, a message of the largest size must arrive at 1.7 MB/s or
+// better.
+func WithMessageTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.messageTimeout = d
+		}
+	}
+}
+
+// WithReadBudget makes the Server's or Client's connections take the
+// buffers of large incoming messages from b, which other Servers and
+// Clients may share (default: a budget of DefaultReadBudget bytes of its
+// own). WithMaxMessageSize is lowered to b's size if it is larger.
+func WithReadBudget(b *ReadBudget) Option {
+	return func(o *options) {
+		if b != nil {
+			o.readBudget = b
+		}
+	}
+}
+
+// WithMaxConns bounds the Server's open connections, the ones still in
+// their handshake included (default 512). A connection accepted beyond it
+// is closed at once, so that idle peers cannot use up the process's file
+// descriptors.
+func WithMaxConns(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxConns = n
+		}
+	}
+}
+
+// WithPeerIdleTimeout sets how long the Server keeps a connection on which
+// no message arrives and no handler runs (default 5m); it is then closed.
+// A peer's ZMTP heartbeats do not count as messages. Peers of this
+// package's Client close their idle connections first (WithIdleTimeout).
+func WithPeerIdleTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.peerIdle = d
 		}
 	}
 }

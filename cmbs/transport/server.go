@@ -72,7 +72,7 @@ type Server struct {
 	closeErr  error
 
 	connections, requests, replies, malformed, handlerErrors,
-	overloaded, sendErrors, rejected atomic.Uint64
+	overloaded, sendErrors, rejected, idleClosed, slowClosed atomic.Uint64
 }
 
 // ServerStats counts what a Server has seen since Listen.
@@ -84,7 +84,9 @@ type ServerStats struct {
 	HandlerErrors uint64 `json:"handler_errors"`       // handler calls that failed, panicked, timed out or returned an invalid reply
 	Overloaded    uint64 `json:"overloaded"`           // requests refused because every handler slot was busy
 	SendErrors    uint64 `json:"send_errors"`          // replies that could not be sent (usually: the peer left)
-	RejectedConns uint64 `json:"rejected_connections"` // TCP connections dropped before ZMTP: silent, not ZMTP, or too many waiting
+	RejectedConns uint64 `json:"rejected_connections"` // TCP connections dropped before ZMTP: silent, not ZMTP, too many waiting or open
+	IdleClosed    uint64 `json:"idle_closed"`          // connections closed after WithPeerIdleTimeout without a message
+	SlowClosed    uint64 `json:"slow_closed"`          // connections closed because a message did not arrive whole within WithMessageTimeout
 }
 
 // Listen binds endpoint ("tcp://host:port"; port 0 picks a free port, see
@@ -135,6 +137,8 @@ func (s *Server) Stats() ServerStats {
 		Overloaded:    s.overloaded.Load(),
 		SendErrors:    s.sendErrors.Load(),
 		RejectedConns: s.rejected.Load(),
+		IdleClosed:    s.idleClosed.Load(),
+		SlowClosed:    s.slowClosed.Load(),
 	}
 }
 
@@ -214,7 +218,7 @@ func (s *Server) serveConn(gc *guardedConn, id uint32) {
 	var z *zconn
 	err := s.signature(gc)
 	if err == nil {
-		if z, err = handshake(s.ctx, gc, zmq4.Router, s.opts.handshakeTimeout, replySendTimeout); err != nil {
+		if z, err = handshake(s.ctx, gc, zmq4.Router, s.opts.handshakeTimeout, replySendTimeout, s.opts.readLimits(true)); err != nil {
 			s.log.Debug("ZMTP handshake failed", "remote", gc.RemoteAddr().String(), "err", err)
 		}
 	}
@@ -231,7 +235,15 @@ func (s *Server) serveConn(gc *guardedConn, id uint32) {
 	for {
 		frames, err := z.readMsg(append(make([][]byte, 0, envelopeFrames+1), identity))
 		if err != nil {
-			if s.ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			switch {
+			case s.ctx.Err() != nil:
+			case errors.Is(err, errIdle):
+				s.idleClosed.Add(1)
+				s.log.Debug("closing an idle connection", "remote", gc.RemoteAddr().String(), "err", err)
+			case errors.Is(err, errSlowMessage), errors.Is(err, errBudgetWait):
+				s.slowClosed.Add(1)
+				s.log.Info("closing a connection whose message did not arrive in time", "remote", gc.RemoteAddr().String(), "err", err)
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 				s.log.Debug("connection ended", "remote", gc.RemoteAddr().String(), "err", err)
 			}
 			return

@@ -1,0 +1,246 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+)
+
+// zmtpPeer dials the server from local (nil: any address) and runs the
+// ZMTP handshake as a DEALER, returning the bare connection for tests that
+// write frames by hand.
+func zmtpPeer(t *testing.T, srv *Server, local net.IP) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if local != nil {
+		d.LocalAddr = &net.TCPAddr{IP: local}
+	}
+	nc, err := d.Dial("tcp", tcpAddr(srv.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := zmq4.Open(nc, nullSecurity(), zmq4.Dealer, nil, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return nc
+}
+
+// longFrameHeader announces a data frame of size bytes.
+func longFrameHeader(size uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{zmtpFlagLong}, size)
+}
+
+// waitFor polls cond until it holds, failing the test when ctx ends first.
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("gave up waiting: %s", what)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// waitClosed reads from c until the server closes it, failing the test if
+// the connection stays open until the test's deadline.
+func waitClosed(t *testing.T, ctx context.Context, c net.Conn) {
+	t.Helper()
+	d, _ := ctx.Deadline()
+	_ = c.SetReadDeadline(d)
+	buf := make([]byte, 512)
+	for {
+		_, err := c.Read(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("the server never closed the connection")
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func heapAlloc() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// Peers that announce 16 MiB frames and send part of them hold no more
+// than the read budget between them, whatever they announce and however
+// many they are; small requests are still answered meanwhile, and the
+// memory returns when they leave.
+func TestTricklingPeersHoldBoundedMemory(t *testing.T) {
+	const peers, sent = 150, 1 << 20
+	ctx := testCtx(t)
+	// The peers stay within the message timeout for the whole test: the
+	// budget alone must bound them.
+	srv := startServer(t, echo, WithMessageTimeout(10*time.Minute))
+	budget := srv.opts.readBudget
+	before := heapAlloc()
+
+	chunk := bytes.Repeat([]byte("x"), sent)
+	conns := make([]net.Conn, peers)
+	for i := range conns {
+		conns[i] = zmtpPeer(t, srv, nil)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The server stops reading most of them: their writes block
+			// until the test closes the connections.
+			if _, err := c.Write(longFrameHeader(MaxBodySize)); err != nil {
+				return
+			}
+			_, _ = c.Write(chunk)
+		}()
+	}
+	// 150 peers want 2 MiB each (1 MiB sent, the next growth taken): the
+	// budget fills up and the rest wait for it.
+	waitFor(t, ctx, "the read budget to fill up", func() bool { return budget.InUse() > budget.Size()-sent })
+	during := heapAlloc()
+	t.Logf("heap: %d MiB before, %d MiB with %d peers each sending %d KiB of a 16 MiB frame (read budget %d MiB)",
+		before>>20, during>>20, peers, sent>>10, budget.Size()>>20)
+	if during > 64<<20 {
+		t.Fatalf("heap is %d MiB with %d trickling peers, want under 64 MiB", during>>20, peers)
+	}
+
+	c := newClient(t)
+	if reply, err := c.Request(ctx, srv.Addr(), env("small", "still served")); err != nil || string(reply.Body) != "still served" {
+		t.Fatalf("small request while the budget is spent: %+v, %v", reply, err)
+	}
+	_ = c.Close()
+
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	wg.Wait()
+	waitFor(t, ctx, "the peers' connections to end", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.conns) == 0
+	})
+	if n := budget.InUse(); n != 0 {
+		t.Fatalf("%d bytes of the read budget still held after every peer left", n)
+	}
+	after := heapAlloc()
+	t.Logf("heap: %d MiB after the peers left", after>>20)
+	if after > before+16<<20 {
+		t.Fatalf("heap is %d MiB after the peers left (%d MiB before): their buffers were kept", after>>20, before>>20)
+	}
+}
+
+// A frame header's announced size is never allocated up front: a peer
+// announcing the largest message and sending nothing more holds at most
+// the first growth step.
+func TestAnnouncedFrameIsNotAllocated(t *testing.T) {
+	ctx := testCtx(t)
+	srv := startServer(t, echo)
+	c := zmtpPeer(t, srv, nil)
+	if _, err := c.Write(append(longFrameHeader(MaxBodySize), 'x')); err != nil {
+		t.Fatal(err)
+	}
+	budget := srv.opts.readBudget
+	waitFor(t, ctx, "the frame to start", func() bool { return budget.InUse() > 0 })
+	if n := budget.InUse(); n > largeFrameStart {
+		t.Fatalf("a peer that sent 1 byte of a 16 MiB frame holds %d bytes, want at most %d", n, largeFrameStart)
+	}
+}
+
+// A message must arrive whole within the message timeout once started,
+// however steadily its bytes trickle in; the budget it held is returned.
+func TestTrickledMessageIsCutOff(t *testing.T) {
+	ctx := testCtx(t)
+	srv := startServer(t, echo, WithMessageTimeout(300*time.Millisecond))
+	for _, size := range []uint64{100, 1 << 20} { // a small frame, and one from the budget
+		c := zmtpPeer(t, srv, nil)
+		if _, err := c.Write(longFrameHeader(size)); err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				if _, err := c.Write([]byte{'x'}); err != nil {
+					return
+				}
+			}
+		}()
+		waitClosed(t, ctx, c)
+		close(stop)
+		wg.Wait()
+	}
+	if st := srv.Stats(); st.SlowClosed != 2 {
+		t.Fatalf("stats = %+v, want 2 slow connections closed", st)
+	}
+	if n := srv.opts.readBudget.InUse(); n != 0 {
+		t.Fatalf("%d bytes of the read budget still held", n)
+	}
+}
+
+// The message timeout bounds a message, not the wait between messages: a
+// peer quiet for longer is still served, heartbeats in between included.
+func TestQuietPeerIsNotCutOff(t *testing.T) {
+	srv := startServer(t, echo, WithMessageTimeout(50*time.Millisecond))
+	zc := rawDealer(t, srv)
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(200 * time.Millisecond) // 4 message timeouts
+			if err := zc.SendCmd(zmq4.CmdPing, []byte{0, 10}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := zc.RecvCmd(); err != nil {
+				t.Fatalf("no PONG: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err := zc.SendMsg(zmq4.NewMsgFrom(nil, []byte("id"), []byte("m"), []byte("b"))); err != nil {
+			t.Fatal(err)
+		}
+		if msg, err := zc.RecvMsg(); err != nil || len(msg.Frames) != 4 {
+			t.Fatalf("reply %d: %q, %v", i, msg.Frames, err)
+		}
+	}
+	if st := srv.Stats(); st.SlowClosed != 0 || st.IdleClosed != 0 {
+		t.Fatalf("stats = %+v: a quiet peer was cut off", st)
+	}
+}
+
+// A ZMTP command is read whole, by zmq4 during the handshake: its size is
+// bounded on its own, far below the message limit.
+func TestLargeCommandIsRefused(t *testing.T) {
+	g := frameGuard{max: MaxBodySize}
+	hdr := binary.BigEndian.AppendUint64([]byte{zmtpFlagCommand | zmtpFlagLong}, maxCommandSize+1)
+	var tooBig *frameTooBigError
+	if err := g.scan(hdr); !errors.As(err, &tooBig) {
+		t.Fatalf("a %d-byte command: %v, want it refused", maxCommandSize+1, err)
+	}
+	g = frameGuard{max: MaxBodySize}
+	hdr = binary.BigEndian.AppendUint64([]byte{zmtpFlagCommand | zmtpFlagLong}, maxCommandSize)
+	if err := g.scan(hdr); err != nil {
+		t.Fatalf("a %d-byte command: %v", maxCommandSize, err)
+	}
+}
