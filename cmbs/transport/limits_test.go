@@ -244,3 +244,86 @@ func TestLargeCommandIsRefused(t *testing.T) {
 		t.Fatalf("a %d-byte command: %v", maxCommandSize, err)
 	}
 }
+
+// A peer on which no message arrives for the idle timeout is closed, ZMTP
+// heartbeats notwithstanding; one whose request is still being handled is
+// not, and gets its reply.
+func TestIdlePeersAreClosed(t *testing.T) {
+	ctx := testCtx(t)
+	release := make(chan struct{})
+	srv := startServer(t, func(ctx context.Context, req Envelope) (Envelope, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return echo(ctx, req)
+	}, WithPeerIdleTimeout(200*time.Millisecond), WithMessageTimeout(50*time.Millisecond))
+
+	silent := zmtpPeer(t, srv, nil)
+	pinging := rawDealer(t, srv)
+	busy := rawDealer(t, srv)
+	if err := busy.SendMsg(zmq4.NewMsgFrom(nil, []byte("slow"), []byte("m"), []byte("b"))); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	pinged := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				pinged <- nil
+				return
+			case <-time.After(30 * time.Millisecond):
+			}
+			if err := pinging.SendCmd(zmq4.CmdPing, []byte{0, 10}); err != nil {
+				pinged <- err // closed by the server: expected
+				return
+			}
+		}
+	}()
+	waitClosed(t, ctx, silent)
+	waitFor(t, ctx, "the pinging peer to be closed", func() bool { return srv.Stats().IdleClosed >= 2 })
+	close(stop)
+	<-pinged
+
+	// The busy peer has been idle as long, with its handler running.
+	if st := srv.Stats(); st.IdleClosed != 2 {
+		t.Fatalf("stats = %+v, want 2 idle connections closed", st)
+	}
+	close(release)
+	if msg, err := busy.RecvMsg(); err != nil || len(msg.Frames) != 4 || string(msg.Frames[1]) != "slow" {
+		t.Fatalf("reply to a request handled past the idle timeout: %q, %v", msg.Frames, err)
+	}
+	waitFor(t, ctx, "the busy peer, idle once answered, to be closed", func() bool { return srv.Stats().IdleClosed == 3 })
+}
+
+// Connections beyond WithMaxConns are closed at accept; once one closes,
+// clients are served again.
+func TestConnectionCap(t *testing.T) {
+	ctx := testCtx(t)
+	srv := startServer(t, echo, WithMaxConns(3))
+	var open []net.Conn
+	for range 3 {
+		open = append(open, zmtpPeer(t, srv, nil))
+	}
+	extra, err := net.Dial("tcp", tcpAddr(srv.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	waitClosed(t, ctx, extra)
+	if st := srv.Stats(); st.RejectedConns != 1 {
+		t.Fatalf("stats = %+v, want 1 rejected connection", st)
+	}
+
+	_ = open[0].Close()
+	waitFor(t, ctx, "a closed connection to leave the count", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.conns) < 3
+	})
+	c := newClient(t)
+	if reply, err := c.Request(ctx, srv.Addr(), env("room", "again")); err != nil || string(reply.Body) != "again" {
+		t.Fatalf("Request once below the cap: %+v, %v", reply, err)
+	}
+}

@@ -182,12 +182,19 @@ func (s *Server) acceptLoop() {
 		}
 		backoff = 0
 		s.mu.Lock()
-		if s.closed || s.waiting >= s.opts.maxPending {
-			closed := s.closed
+		var refuse string
+		switch {
+		case s.closed:
+		case len(s.conns) >= s.opts.maxConns:
+			refuse = "too many open connections"
+		case s.waiting >= s.opts.maxPending:
+			refuse = "too many connections waiting for their handshake"
+		}
+		if s.closed || refuse != "" {
 			s.mu.Unlock()
-			if !closed {
+			if refuse != "" {
 				s.rejected.Add(1)
-				s.log.Debug("too many connections waiting for their handshake; dropping", "remote", c.RemoteAddr().String())
+				s.log.Debug(refuse+"; dropping", "remote", c.RemoteAddr().String(), "max_conns", s.opts.maxConns)
 			}
 			_ = c.Close()
 			continue
