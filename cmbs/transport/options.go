@@ -17,11 +17,13 @@ type options struct {
 	readBudget       *ReadBudget // nil: one of DefaultReadBudget per Server or Client
 
 	// Server.
-	handlerTimeout time.Duration
-	maxConcurrent  int
-	maxPending     int
-	maxConns       int
-	peerIdle       time.Duration
+	handlerTimeout      time.Duration
+	maxConcurrent       int
+	maxPending          int
+	maxPendingPerSource int
+	evictAfter          time.Duration
+	maxConns            int
+	peerIdle            time.Duration
 
 	// Client.
 	requestTimeout time.Duration
@@ -33,20 +35,22 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		logger:           slog.New(slog.DiscardHandler),
-		maxMessageSize:   MaxBodySize + 64<<10,
-		handshakeTimeout: 5 * time.Second,
-		messageTimeout:   10 * time.Second,
-		handlerTimeout:   10 * time.Second,
-		maxConcurrent:    64,
-		maxPending:       128,
-		maxConns:         512,
-		peerIdle:         5 * time.Minute,
-		requestTimeout:   5 * time.Second,
-		maxInFlight:      64,
-		fanOut:           16,
-		dialRetry:        50 * time.Millisecond,
-		idleTimeout:      90 * time.Second,
+		logger:              slog.New(slog.DiscardHandler),
+		maxMessageSize:      MaxBodySize + 64<<10,
+		handshakeTimeout:    5 * time.Second,
+		messageTimeout:      10 * time.Second,
+		handlerTimeout:      10 * time.Second,
+		maxConcurrent:       64,
+		maxPending:          128,
+		maxPendingPerSource: 16,
+		evictAfter:          time.Second,
+		maxConns:            512,
+		peerIdle:            5 * time.Minute,
+		requestTimeout:      5 * time.Second,
+		maxInFlight:         64,
+		fanOut:              16,
+		dialRetry:           50 * time.Millisecond,
+		idleTimeout:         90 * time.Second,
 	}
 }
 
@@ -223,11 +227,33 @@ func WithIdleTimeout(d time.Duration) Option {
 }
 
 // withMaxPending bounds the Server's connections that have not finished
-// the ZMTP handshake (default 128); more are closed at once. Tests lower it.
+// the ZMTP handshake (default 128); beyond it, a new connection evicts the
+// oldest evictable one, or is closed (see admission.go). Tests lower it.
 func withMaxPending(n int) Option {
 	return func(o *options) {
 		if n > 0 {
 			o.maxPending = n
+		}
+	}
+}
+
+// withMaxPendingPerSource bounds the Server's connections from one address
+// that have not finished the ZMTP handshake (default 16), as
+// withMaxPending does for all. Tests change it.
+func withMaxPendingPerSource(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxPendingPerSource = n
+		}
+	}
+}
+
+// withEvictAfter sets how long a pending connection that has sent bytes is
+// safe from eviction (default 1s). Tests that hold handshakes raise it.
+func withEvictAfter(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.evictAfter = d
 		}
 	}
 }

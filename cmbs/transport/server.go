@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -64,9 +65,10 @@ type Server struct {
 
 	mu      sync.Mutex
 	closed  bool
-	conns   map[*guardedConn]struct{} // every open connection
-	waiting int                       // connections before their signature
-	nextID  uint32                    // for connection identities
+	conns   map[*guardedConn]struct{}     // every open connection
+	pending map[netip.Addr][]*pendingConn // connections before their handshake is done, by source, oldest first
+	waiting int                           // connections in pending
+	nextID  uint32                        // for connection identities
 
 	closeOnce sync.Once
 	closeErr  error
@@ -111,7 +113,7 @@ func Listen(ctx context.Context, endpoint string, h Handler, opts ...Option) (*S
 		}
 		return nil, fmt.Errorf("transport: listen %s: %w", endpoint, err)
 	}
-	s := &Server{ln: ln, handler: h, opts: buildOptions(opts), conns: make(map[*guardedConn]struct{})}
+	s := &Server{ln: ln, handler: h, opts: buildOptions(opts), conns: make(map[*guardedConn]struct{}), pending: make(map[netip.Addr][]*pendingConn)}
 	s.addr = "tcp://" + ln.Addr().String()
 	s.log = s.opts.logger.With("component", "transport.server", "endpoint", s.addr)
 	s.slots = make(chan struct{}, s.opts.maxConcurrent)
@@ -181,39 +183,37 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		backoff = 0
+		now := time.Now()
+		source := sourceOf(c.RemoteAddr())
 		s.mu.Lock()
-		var refuse string
-		switch {
-		case s.closed:
-		case len(s.conns) >= s.opts.maxConns:
-			refuse = "too many open connections"
-		case s.waiting >= s.opts.maxPending:
-			refuse = "too many connections waiting for their handshake"
-		}
-		if s.closed || refuse != "" {
+		if s.closed {
 			s.mu.Unlock()
-			if refuse != "" {
-				s.rejected.Add(1)
-				s.log.Debug(refuse+"; dropping", "remote", c.RemoteAddr().String(), "max_conns", s.opts.maxConns)
-			}
 			_ = c.Close()
 			continue
 		}
-		gc := newGuardedConn(c, s.opts.maxMessageSize)
-		s.conns[gc] = struct{}{}
-		s.waiting++
+		if refused := s.admit(source, now); refused != "" {
+			s.mu.Unlock()
+			s.rejected.Add(1)
+			s.log.Debug(refused+"; dropping", "remote", c.RemoteAddr().String())
+			_ = c.Close()
+			continue
+		}
+		pc := &pendingConn{gc: newGuardedConn(c, s.opts.maxMessageSize), source: source, accepted: now}
+		s.conns[pc.gc] = struct{}{}
+		s.pend(pc)
 		s.nextID++
 		id := s.nextID
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.serveConn(gc, id)
+		go s.serveConn(pc, id)
 	}
 }
 
 // serveConn waits for the connection's ZMTP signature, runs the handshake
 // and then reads and dispatches its messages until it ends.
-func (s *Server) serveConn(gc *guardedConn, id uint32) {
+func (s *Server) serveConn(pc *pendingConn, id uint32) {
 	defer s.wg.Done()
+	gc := pc.gc
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, gc)
@@ -223,14 +223,16 @@ func (s *Server) serveConn(gc *guardedConn, id uint32) {
 	// A connection counts against maxPending until its handshake is done,
 	// so peers that start ZMTP and stall cannot pile up either.
 	var z *zconn
-	err := s.signature(gc)
+	err := s.signature(pc)
 	if err == nil {
 		if z, err = handshake(s.ctx, gc, zmq4.Router, s.opts.handshakeTimeout, replySendTimeout, s.opts.readLimits(true)); err != nil {
 			s.log.Debug("ZMTP handshake failed", "remote", gc.RemoteAddr().String(), "err", err)
 		}
 	}
 	s.mu.Lock()
-	s.waiting--
+	if !pc.evicted {
+		s.unpend(pc)
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return
@@ -262,17 +264,33 @@ func (s *Server) serveConn(gc *guardedConn, id uint32) {
 // signature waits for the 10-byte ZMTP signature within the handshake
 // timeout, leaving it buffered for the handshake to read. A connection
 // that does not send one is counted, and the error returned.
-func (s *Server) signature(gc *guardedConn) error {
+func (s *Server) signature(pc *pendingConn) error {
+	gc := pc.gc
 	_ = gc.SetReadDeadline(time.Now().Add(s.opts.handshakeTimeout))
-	sig, err := gc.rd.Peek(10) // left buffered for the handshake
+	// Until the peer has sent something it may be evicted (admission.go);
+	// noting that it did before reading anything leaves no moment when it
+	// looks silent.
+	err := waitReadable(gc.Conn)
+	s.mu.Lock()
+	pc.spoke = true
+	s.mu.Unlock()
+	var sig []byte
+	if err == nil {
+		sig, err = gc.rd.Peek(10) // left buffered for the handshake
+	}
 	if err == nil && (sig[0] != 0xFF || sig[9] != 0x7F) {
 		err = errors.New("not a ZMTP signature")
 	}
 	if err != nil && s.ctx.Err() == nil {
-		// Counted before the caller closes, so that a peer seeing the
-		// close also sees the count.
-		s.rejected.Add(1)
-		s.log.Debug("dropped a connection that did not start ZMTP", "remote", gc.RemoteAddr().String(), "err", err)
+		s.mu.Lock()
+		evicted := pc.evicted // and counted then
+		s.mu.Unlock()
+		if !evicted {
+			// Counted before the caller closes, so that a peer seeing the
+			// close also sees the count.
+			s.rejected.Add(1)
+			s.log.Debug("dropped a connection that did not start ZMTP", "remote", gc.RemoteAddr().String(), "err", err)
+		}
 	}
 	return err
 }
