@@ -327,3 +327,38 @@ func TestConnectionCap(t *testing.T) {
 		t.Fatalf("Request once below the cap: %+v, %v", reply, err)
 	}
 }
+
+// Servers sharing a ConnQuota hold no more connections between them; a
+// connection that ends returns its place.
+func TestSharedConnQuota(t *testing.T) {
+	ctx := testCtx(t)
+	q := NewConnQuota(3)
+	a := startServer(t, echo, WithConnQuota(q))
+	b := startServer(t, echo, WithConnQuota(q))
+	first := zmtpPeer(t, a, nil)
+	zmtpPeer(t, a, nil)
+	zmtpPeer(t, b, nil)
+	for _, srv := range []*Server{a, b} {
+		extra, err := net.Dial("tcp", tcpAddr(srv.Addr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer extra.Close()
+		waitClosed(t, ctx, extra)
+	}
+	if ra, rb := a.Stats().RejectedConns, b.Stats().RejectedConns; ra != 1 || rb != 1 || q.InUse() != 3 {
+		t.Fatalf("rejected %d and %d connections with %d of the quota in use, want 1, 1 and 3", ra, rb, q.InUse())
+	}
+	_ = first.Close()
+	waitFor(t, ctx, "a closed connection to return its place", func() bool { return q.InUse() < 3 })
+	c := newClient(t)
+	if reply, err := c.Request(ctx, b.Addr(), env("room", "again")); err != nil || string(reply.Body) != "again" {
+		t.Fatalf("Request once below the quota: %+v, %v", reply, err)
+	}
+	_ = c.Close()
+	_ = a.Close()
+	_ = b.Close()
+	if n := q.InUse(); n != 0 {
+		t.Fatalf("%d of the quota still in use after both servers closed", n)
+	}
+}

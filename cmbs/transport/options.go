@@ -23,6 +23,7 @@ type options struct {
 	maxPendingPerSource int
 	evictAfter          time.Duration
 	maxConns            int
+	connQuota           *ConnQuota // nil: none
 	peerIdle            time.Duration
 
 	// Client.
@@ -134,6 +135,12 @@ func WithMaxConns(n int) Option {
 			o.maxConns = n
 		}
 	}
+}
+
+// WithConnQuota makes the Server count its connections against q too,
+// which other Servers may share (default: none, only WithMaxConns).
+func WithConnQuota(q *ConnQuota) Option {
+	return func(o *options) { o.connQuota = q }
 }
 
 // WithPeerIdleTimeout sets how long the Server keeps a connection on which

@@ -191,7 +191,11 @@ func (s *Server) acceptLoop() {
 			_ = c.Close()
 			continue
 		}
-		if refused := s.admit(source, now); refused != "" {
+		refused := s.admit(source, now)
+		if refused == "" && s.opts.connQuota != nil && !s.opts.connQuota.tryAcquire() {
+			refused = fmt.Sprintf("the process's %d ZeroMQ connections are open", s.opts.connQuota.Max())
+		}
+		if refused != "" {
 			s.mu.Unlock()
 			s.rejected.Add(1)
 			s.log.Debug(refused+"; dropping", "remote", c.RemoteAddr().String())
@@ -219,6 +223,9 @@ func (s *Server) serveConn(pc *pendingConn, id uint32) {
 		delete(s.conns, gc)
 		s.mu.Unlock()
 		_ = gc.Close()
+		if s.opts.connQuota != nil {
+			s.opts.connQuota.release()
+		}
 	}()
 	// A connection counts against maxPending until its handshake is done,
 	// so peers that start ZMTP and stall cannot pile up either.
