@@ -113,7 +113,7 @@ func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, timeou
 	if rl.messageTimeout > 0 {
 		// The first wait for a message; awaitMessage extends it to the
 		// idle timeout.
-		_ = gc.SetReadDeadline(z.lastStart.Add(rl.messageTimeout))
+		_ = gc.SetReadDeadline(z.lastStart.Add(z.firstWait()))
 	}
 	return z, nil
 }
@@ -183,7 +183,11 @@ message:
 				if len(frames) == start {
 					// A command (a heartbeat) is no message: the wait for
 					// one goes on, and the connection stays as idle as it
-					// was.
+					// was, which heartbeats more frequent than the read
+					// deadline would otherwise hide.
+					if z.idleTimeout > 0 && time.Since(z.lastStart) >= z.idleTimeout && z.active.Load() == 0 {
+						return nil, fmt.Errorf("%w: no message for %s, only ZMTP commands", errIdle, z.idleTimeout)
+					}
 					continue message
 				}
 				continue
@@ -195,11 +199,26 @@ message:
 			if flags&zmtpFlagMore == 0 {
 				if !started.IsZero() {
 					z.lastStart = started
+					if w := z.firstWait(); w < z.messageTimeout {
+						// An idle timeout shorter than the message
+						// timeout: wait for the next message no longer.
+						_ = z.gc.SetReadDeadline(started.Add(w))
+					}
 				}
 				return frames, nil
 			}
 		}
 	}
+}
+
+// firstWait is how long a wait for the next message goes before
+// awaitMessage looks at the idle timeout: the message timeout, or the idle
+// timeout when that is shorter.
+func (z *zconn) firstWait() time.Duration {
+	if z.idleTimeout > 0 {
+		return min(z.messageTimeout, z.idleTimeout)
+	}
+	return z.messageTimeout
 }
 
 // errSlowMessage ends a connection whose peer started a message and did

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/internal/netaddr"
 	"github.com/cmbs/cmbs/occi/basicauth"
 )
@@ -28,7 +29,13 @@ const (
 	defaultDB              = "cmbs"
 	defaultMaxBody         = 4 << 20
 	defaultShutdownTimeout = 10 * time.Second
-	envPrefix              = "CMBS_"
+	// ZeroMQ limits (docs/limits.md, "ZeroMQ").
+	defaultZMQMaxConns       = 512
+	defaultZMQIdleTimeout    = 5 * time.Minute
+	defaultZMQMaxMessage     = transport.MaxBodySize + 64<<10
+	defaultZMQReadBudget     = transport.DefaultReadBudget
+	defaultZMQMessageTimeout = 10 * time.Second
+	envPrefix                = "CMBS_"
 )
 
 // storeKind says which store implementation --store selects.
@@ -72,6 +79,17 @@ type config struct {
 	// LayersFile records the running member layers for the next start;
 	// empty when disabled.
 	LayersFile string
+	// ZMQ bounds what ZeroMQ peers may make the broker hold.
+	ZMQ zmqLimits
+}
+
+// zmqLimits are the --zmq-* flags.
+type zmqLimits struct {
+	MaxConns       int           // open connections per member layer socket
+	IdleTimeout    time.Duration // a layer socket's connection without a message is closed after it
+	MaxMessage     int64         // bytes of one incoming message
+	ReadBudget     int64         // bytes all connections may hold for messages still arriving
+	MessageTimeout time.Duration // an incoming message must arrive whole within it
 }
 
 // configError is a bad configuration: run reports it and exits 2.
@@ -96,6 +114,7 @@ type rawConfig struct {
 	insecure                                                  bool
 	maxBody                                                   int64
 	shutdownTimeout                                           time.Duration
+	zmq                                                       zmqLimits
 }
 
 // parseConfig fills the configuration from env variables, then from args
@@ -119,6 +138,11 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "`file` recording which member layers run, so that a restart binds them again (default: layers.json beside the sqlite database, or ./"+defaultDataDir+"/layers.json with CouchDB; \"none\" disables)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
+	fs.IntVar(&raw.zmq.MaxConns, "zmq-max-conns", defaultZMQMaxConns, "most `connections` each member layer socket keeps open; more are closed at accept")
+	fs.DurationVar(&raw.zmq.IdleTimeout, "zmq-idle-timeout", defaultZMQIdleTimeout, "close a layer socket's connection after this long without a message")
+	fs.Int64Var(&raw.zmq.MaxMessage, "zmq-max-message", defaultZMQMaxMessage, "largest incoming ZeroMQ message in `bytes`; a peer announcing more is disconnected")
+	fs.Int64Var(&raw.zmq.ReadBudget, "zmq-read-budget", defaultZMQReadBudget, "`bytes` all ZeroMQ connections together may hold for messages still arriving")
+	fs.DurationVar(&raw.zmq.MessageTimeout, "zmq-message-timeout", defaultZMQMessageTimeout, "an incoming ZeroMQ message must arrive whole within this once started")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cmbsd [flags]\n\nEvery flag can also be set with its environment variable (CMBS_LISTEN, CMBS_STORE, …);\na flag given on the command line wins.\n\n")
 		fs.PrintDefaults()
@@ -160,6 +184,7 @@ func (raw rawConfig) validate() (config, error) {
 		Insecure:        raw.insecure,
 		MaxBody:         raw.maxBody,
 		ShutdownTimeout: raw.shutdownTimeout,
+		ZMQ:             raw.zmq,
 	}
 
 	loopback, err := checkListen(raw.listen)
@@ -257,6 +282,20 @@ func (raw rawConfig) validate() (config, error) {
 	}
 	if raw.shutdownTimeout <= 0 {
 		return config{}, badConfig("shutdown-timeout", "%v: must be positive", raw.shutdownTimeout)
+	}
+	switch z := raw.zmq; {
+	case z.MaxConns <= 0:
+		return config{}, badConfig("zmq-max-conns", "%d: must be a positive number of connections", z.MaxConns)
+	case z.IdleTimeout <= 0:
+		return config{}, badConfig("zmq-idle-timeout", "%v: must be positive", z.IdleTimeout)
+	case z.MaxMessage <= 0:
+		return config{}, badConfig("zmq-max-message", "%d: must be a positive number of bytes", z.MaxMessage)
+	case z.ReadBudget <= 0:
+		return config{}, badConfig("zmq-read-budget", "%d: must be a positive number of bytes", z.ReadBudget)
+	case z.MaxMessage > z.ReadBudget:
+		return config{}, badConfig("zmq-max-message", "%d bytes is more than --zmq-read-budget (%d): such a message could never be read", z.MaxMessage, z.ReadBudget)
+	case z.MessageTimeout <= 0:
+		return config{}, badConfig("zmq-message-timeout", "%v: must be positive", z.MessageTimeout)
 	}
 	return cfg, nil
 }

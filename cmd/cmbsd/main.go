@@ -215,7 +215,8 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // service; the registry starts it (binding the layers cfg.LayersFile
 // records) and stops it (closing every socket) at shutdown.
 func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
-	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger, LayersFile: cfg.LayersFile, AllowNonLoopback: cfg.Insecure})
+	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger, LayersFile: cfg.LayersFile, AllowNonLoopback: cfg.Insecure,
+		Transport: zmqOptions(cfg.ZMQ, logger)})
 	if err := broker.Register(reg); err != nil {
 		// Nothing is open yet; Stop only releases the broker's client.
 		_ = broker.Stop(context.Background())
