@@ -47,6 +47,7 @@ type zconn struct {
 	// What readMsg enforces; see readLimits.
 	readLimits
 	lastStart time.Time // when the last message (or the connection) started
+	deadline  time.Time // the read deadline set on gc; zero: none
 
 	// active counts the exchanges in progress on the connection (requests
 	// awaiting replies on a client, handlers running on a server), kept
@@ -113,7 +114,7 @@ func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, timeou
 	if rl.messageTimeout > 0 {
 		// The first wait for a message; awaitMessage extends it to the
 		// idle timeout.
-		_ = gc.SetReadDeadline(z.lastStart.Add(z.firstWait()))
+		z.setReadDeadline(z.lastStart.Add(z.firstWait()))
 	}
 	return z, nil
 }
@@ -124,10 +125,10 @@ func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, timeou
 // concurrently.
 //
 // Once a message's first byte is in, the whole message must arrive within
-// the message timeout; waiting for that first byte is bounded by the idle
-// timeout instead. A read deadline is set once per message: while the
-// peer sends a message at least every message timeout, the idle timeout
-// costs nothing more.
+// the message timeout (up to a sixteenth more); waiting for that first
+// byte is bounded by the idle timeout instead. While the peer sends a
+// message at least every message timeout, the idle timeout costs nothing
+// more.
 func (z *zconn) readMsg(frames [][]byte) (_ [][]byte, err error) {
 	var held int64 // budget bytes this message's buffers hold
 	defer func() {
@@ -148,8 +149,15 @@ message:
 				return nil, err
 			}
 			started = time.Now()
-			deadline = started.Add(z.messageTimeout)
-			_ = z.gc.SetReadDeadline(deadline)
+			// Moving the deadline costs a timer update: it is moved
+			// ahead by a sixteenth more than needed, and left alone
+			// while it leaves the message its whole timeout, so that
+			// a busy connection moves it a few times a second, not
+			// once per message.
+			if need := started.Add(z.messageTimeout); z.deadline.Before(need) {
+				z.setReadDeadline(need.Add(z.messageTimeout / 16))
+			}
+			deadline = z.deadline
 		}
 		free := uint64(freeMessageBytes)
 		for {
@@ -202,7 +210,7 @@ message:
 					if w := z.firstWait(); w < z.messageTimeout {
 						// An idle timeout shorter than the message
 						// timeout: wait for the next message no longer.
-						_ = z.gc.SetReadDeadline(started.Add(w))
+						z.setReadDeadline(started.Add(w))
 					}
 				}
 				return frames, nil
@@ -253,8 +261,14 @@ func (z *zconn) awaitMessage() error {
 				next = now.Add(z.idleTimeout)
 			}
 		}
-		_ = z.gc.SetReadDeadline(next)
+		z.setReadDeadline(next)
 	}
+}
+
+// setReadDeadline sets gc's read deadline to t, remembering it.
+func (z *zconn) setReadDeadline(t time.Time) {
+	z.deadline = t
+	_ = z.gc.SetReadDeadline(t)
 }
 
 // peerGone reports whether the peer has closed its side.
