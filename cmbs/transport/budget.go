@@ -24,9 +24,10 @@ import (
 type ReadBudget struct {
 	size int64
 
-	mu   sync.Mutex
-	used int64
-	wake chan struct{} // closed, and replaced, when bytes are released
+	mu      sync.Mutex
+	used    int64
+	waiting int           // connections waiting for bytes
+	wake    chan struct{} // closed, and replaced, when bytes are released
 }
 
 // DefaultReadBudget is the budget of a Server or Client not given one.
@@ -82,6 +83,7 @@ func (b *ReadBudget) acquire(n int64, deadline time.Time, done <-chan struct{}, 
 			return nil
 		}
 		wake := b.wake
+		b.waiting++
 		b.mu.Unlock()
 		var expired <-chan time.Time
 		if !deadline.IsZero() {
@@ -93,18 +95,38 @@ func (b *ReadBudget) acquire(n int64, deadline time.Time, done <-chan struct{}, 
 		if tick == nil {
 			tick = time.NewTicker(goneCheck)
 		}
-		select {
-		case <-wake:
-		case <-tick.C:
-			if gone() {
-				return errConnClosed
-			}
-		case <-expired:
-			return fmt.Errorf("%w (%d of %d bytes in use): %w", errBudgetWait, b.InUse(), b.size, os.ErrDeadlineExceeded)
-		case <-done:
-			return errConnClosed
+		if err := b.wait(wake, tick.C, expired, done, gone); err != nil {
+			return err
 		}
 	}
+}
+
+// wait is one wait of acquire, counted in b.waiting.
+func (b *ReadBudget) wait(wake <-chan struct{}, tick, expired <-chan time.Time, done <-chan struct{}, gone func() bool) error {
+	defer func() {
+		b.mu.Lock()
+		b.waiting--
+		b.mu.Unlock()
+	}()
+	select {
+	case <-wake:
+	case <-tick:
+		if gone() {
+			return errConnClosed
+		}
+	case <-expired:
+		return fmt.Errorf("%w (%d of %d bytes in use): %w", errBudgetWait, b.InUse(), b.size, os.ErrDeadlineExceeded)
+	case <-done:
+		return errConnClosed
+	}
+	return nil
+}
+
+// waiters returns how many connections wait for bytes.
+func (b *ReadBudget) waiters() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiting
 }
 
 // errConnClosed ends a budget wait on a connection closed meanwhile.

@@ -362,3 +362,57 @@ func TestSharedConnQuota(t *testing.T) {
 		t.Fatalf("%d of the quota still in use after both servers closed", n)
 	}
 }
+
+// A message of many MiB still goes through both ways, its buffers grown as
+// it arrives, and every byte of the budgets comes back.
+func TestLargeMessageRoundTrip(t *testing.T) {
+	ctx := testCtx(t)
+	srv := startServer(t, echo)
+	c := newClient(t)
+	body := bytes.Repeat([]byte("0123456789abcdef"), 12<<20/16)
+	reply, err := c.Request(ctx, srv.Addr(), Envelope{ID: "big", MimeType: "application/octet-stream", Body: body})
+	if err != nil || !bytes.Equal(reply.Body, body) {
+		t.Fatalf("12 MiB round trip: %d bytes back, %v", len(reply.Body), err)
+	}
+	if s, cl := srv.opts.readBudget.InUse(), c.opts.readBudget.InUse(); s != 0 || cl != 0 {
+		t.Fatalf("read budgets still hold %d (server) and %d (client) bytes", s, cl)
+	}
+}
+
+// A message that finds the budget spent waits for it rather than losing
+// its connection, and completes once a trickling peer leaves.
+func TestSpentBudgetDelaysInsteadOfDropping(t *testing.T) {
+	const budgetSize = 2 << 20
+	ctx := testCtx(t)
+	srv := startServer(t, echo, WithReadBudget(NewReadBudget(budgetSize)), WithMessageTimeout(time.Minute))
+	budget := srv.opts.readBudget
+	trickler := zmtpPeer(t, srv, nil)
+	if _, err := trickler.Write(longFrameHeader(budgetSize - 100)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trickler.Write(bytes.Repeat([]byte("t"), 1<<20+1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the trickler to take the budget", func() bool { return budget.InUse() == budgetSize-100 })
+
+	c := newClient(t, WithRequestTimeout(time.Minute))
+	body := bytes.Repeat([]byte("b"), 1<<20)
+	type result struct {
+		reply Envelope
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		reply, err := c.Request(ctx, srv.Addr(), Envelope{ID: "waits", MimeType: "application/octet-stream", Body: body})
+		done <- result{reply, err}
+	}()
+	waitFor(t, ctx, "the request to wait for the budget", func() bool { return budget.waiters() == 1 })
+	_ = trickler.Close()
+	r := <-done
+	if r.err != nil || !bytes.Equal(r.reply.Body, body) {
+		t.Fatalf("request that waited for the budget: %d bytes back, %v", len(r.reply.Body), r.err)
+	}
+	if st := srv.Stats(); st.SlowClosed != 0 || st.Connections != 2 {
+		t.Fatalf("stats = %+v, want 2 connections and none closed as slow", st)
+	}
+}
