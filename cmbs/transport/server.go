@@ -70,6 +70,8 @@ type Server struct {
 	waiting int                           // connections in pending
 	nextID  uint32                        // for connection identities
 
+	lastRefusal time.Time // when a refused connection was last logged as a warning
+
 	closeOnce sync.Once
 	closeErr  error
 
@@ -196,9 +198,18 @@ func (s *Server) acceptLoop() {
 			refused = fmt.Sprintf("the process's %d ZeroMQ connections are open", s.opts.connQuota.Max())
 		}
 		if refused != "" {
+			// A flood refuses thousands: say so once a minute.
+			warn := now.Sub(s.lastRefusal) >= time.Minute
+			if warn {
+				s.lastRefusal = now
+			}
 			s.mu.Unlock()
-			s.rejected.Add(1)
-			s.log.Debug(refused+"; dropping", "remote", c.RemoteAddr().String())
+			n := s.rejected.Add(1)
+			if warn {
+				s.log.Warn(refused+"; dropping new connections (logged once a minute)", "remote", c.RemoteAddr().String(), "rejected_connections", n)
+			} else {
+				s.log.Debug(refused+"; dropping", "remote", c.RemoteAddr().String())
+			}
 			_ = c.Close()
 			continue
 		}
