@@ -164,12 +164,19 @@ func TestAnnouncedFrameIsNotAllocated(t *testing.T) {
 }
 
 // A message must arrive whole within the message timeout once started,
-// however steadily its bytes trickle in; the budget it held is returned.
+// however steadily its bytes trickle in, and however long the peer waited
+// before starting it; the budget it held is returned.
 func TestTrickledMessageIsCutOff(t *testing.T) {
 	ctx := testCtx(t)
-	srv := startServer(t, echo, WithMessageTimeout(300*time.Millisecond))
-	for _, size := range []uint64{100, 1 << 20} { // a small frame, and one from the budget
+	const timeout = 300 * time.Millisecond
+	srv := startServer(t, echo, WithMessageTimeout(timeout))
+	for i, size := range []uint64{100, 1 << 20, 100} { // a small frame, one from the budget, and a small one late
 		c := zmtpPeer(t, srv, nil)
+		if i == 2 {
+			// Past the first read deadline: the wait is extended to
+			// the idle timeout, and the message must not inherit that.
+			time.Sleep(3 * timeout)
+		}
 		if _, err := c.Write(longFrameHeader(size)); err != nil {
 			t.Fatal(err)
 		}
@@ -193,8 +200,8 @@ func TestTrickledMessageIsCutOff(t *testing.T) {
 		close(stop)
 		wg.Wait()
 	}
-	if st := srv.Stats(); st.SlowClosed != 2 {
-		t.Fatalf("stats = %+v, want 2 slow connections closed", st)
+	if st := srv.Stats(); st.SlowClosed != 3 {
+		t.Fatalf("stats = %+v, want 3 slow connections closed", st)
 	}
 	if n := srv.opts.readBudget.InUse(); n != 0 {
 		t.Fatalf("%d bytes of the read budget still held", n)

@@ -151,11 +151,14 @@ message:
 			started = time.Now()
 			// Moving the deadline costs a timer update: it is moved
 			// ahead by a sixteenth more than needed, and left alone
-			// while it leaves the message its whole timeout, so that
-			// a busy connection moves it a few times a second, not
-			// once per message.
-			if need := started.Add(z.messageTimeout); z.deadline.Before(need) {
-				z.setReadDeadline(need.Add(z.messageTimeout / 16))
+			// while it leaves the message its whole timeout and no more
+			// than that sixteenth beyond (a wait for the message may
+			// have moved it to the idle timeout), so that a busy
+			// connection moves it a few times a second, not once per
+			// message.
+			need := started.Add(z.messageTimeout)
+			if slack := z.messageTimeout / 16; z.deadline.Before(need) || z.deadline.After(need.Add(slack)) {
+				z.setReadDeadline(need.Add(slack))
 			}
 			deadline = z.deadline
 		}
