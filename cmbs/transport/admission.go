@@ -8,18 +8,16 @@ import (
 
 // Admission of new connections. A connection is pending from accept until
 // its ZMTP handshake is done; pending connections are bounded per source
-// address (WithMaxPendingPerSource) and in all (128), so that a flood of
-// silent connections from one address cannot lock out the others. When a
-// bound is reached, the new connection takes the place of the oldest
-// pending one that is evictable: one that has sent nothing at all (a
-// ZeroMQ peer sends its greeting as it connects), or whose handshake has
-// gone on for a second (withEvictAfter). Only when none is does the new one get closed.
-// So even a client sharing its address with a flood gets in: it sends its
+// address (16, withMaxPendingPerSource) and in all (128, withMaxPending),
+// so that a flood of silent connections from one address cannot lock out
+// the others. When a bound is reached, the new connection takes the place
+// of the oldest pending one that is evictable: one that has sent nothing
+// at all (a ZeroMQ peer sends its greeting as it connects), or whose
+// handshake has gone on for a second (withEvictAfter; a handshake takes a
+// round trip or two). Only when none is does the new one get closed. So
+// even a client sharing its address with a flood gets in: it sends its
 // greeting at once, and the flood's connections, having sent nothing, are
 // the ones evicted.
-
-// A ZMTP handshake takes a round trip or two: a pending connection that
-// has sent bytes is safe from eviction for options.evictAfter.
 
 // pendingConn is a connection accepted and not yet past its handshake.
 type pendingConn struct {
@@ -64,7 +62,14 @@ func (s *Server) admit(source netip.Addr, now time.Time) (refused string) {
 				most = q
 			}
 		}
-		if !s.evictOldest(most, now) {
+		evicted := s.evictOldest(most, now)
+		for _, q := range s.pending {
+			if evicted {
+				break
+			}
+			evicted = s.evictOldest(q, now)
+		}
+		if !evicted {
 			if len(s.conns) >= s.opts.maxConns {
 				return "too many open connections"
 			}

@@ -91,3 +91,69 @@ func TestFloodFromOneSourceStarvesNobody(t *testing.T) {
 	st := srv.Stats()
 	t.Logf("the flood opened %d connections; server stats %+v", opened.Load(), st)
 }
+
+// At its address's bound, a new connection evicts the oldest silent one;
+// connections that have spoken are kept (within withEvictAfter), and then
+// it is the new one that is closed; other addresses are not affected.
+func TestPendingBoundPerSource(t *testing.T) {
+	ctx := testCtx(t)
+	srv := startServer(t, echo, WithHandshakeTimeout(5*time.Minute), withMaxPendingPerSource(2), withEvictAfter(5*time.Minute))
+	dial := func(local net.IP, speak bool) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: local}}
+		c, err := d.DialContext(ctx, "tcp", tcpAddr(srv.Addr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if speak {
+			if _, err := c.Write([]byte{0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f}); err != nil {
+				t.Fatal(err)
+			}
+			// The server answers the signature with its own greeting.
+			if _, err := io.ReadFull(c, make([]byte, 10)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, ctx, "the connection to be pending", func() bool {
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			for _, pc := range srv.pending[sourceOf(c.LocalAddr())] {
+				if pc.gc.RemoteAddr().String() == c.LocalAddr().String() {
+					return true
+				}
+			}
+			return false
+		})
+		return c
+	}
+	a, b, other := net.IPv4(127, 0, 0, 2), net.IPv4(127, 0, 0, 3), net.IPv4(127, 0, 0, 4)
+	oldest := dial(a, false)
+	dial(a, false)
+	dial(a, false) // evicts the oldest
+	waitClosed(t, ctx, oldest)
+	dial(other, false)
+
+	dial(b, true)
+	dial(b, true)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: b}}
+	third, err := d.DialContext(ctx, "tcp", tcpAddr(srv.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	waitClosed(t, ctx, third)
+
+	srv.mu.Lock()
+	counts := map[string]int{}
+	for src, q := range srv.pending {
+		counts[src.String()] = len(q)
+	}
+	srv.mu.Unlock()
+	if counts["127.0.0.2"] != 2 || counts["127.0.0.3"] != 2 || counts["127.0.0.4"] != 1 {
+		t.Fatalf("pending per source %v, want 2 from 127.0.0.2 and from 127.0.0.3, 1 from 127.0.0.4", counts)
+	}
+	if st := srv.Stats(); st.RejectedConns != 2 {
+		t.Fatalf("stats = %+v, want 2 connections rejected (one evicted, one refused)", st)
+	}
+}
