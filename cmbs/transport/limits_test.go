@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -421,5 +422,32 @@ func TestSpentBudgetDelaysInsteadOfDropping(t *testing.T) {
 	}
 	if st := srv.Stats(); st.SlowClosed != 0 || st.Connections != 2 {
 		t.Fatalf("stats = %+v, want 2 connections and none closed as slow", st)
+	}
+}
+
+// ZMTP commands a peer interleaves with a message's frames are not kept
+// with the message: they hold none of the read budget.
+func TestCommandsInsideAMessageHoldNothing(t *testing.T) {
+	srv := startServer(t, echo)
+	c := zmtpPeer(t, srv, nil)
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte{zmtpFlagMore, 1, 'r'}); err != nil { // a message begun
+		t.Fatal(err)
+	}
+	const pings = 20
+	ping := append([]byte("\x04PING\x00\x00"), bytes.Repeat([]byte("c"), maxCommandSize-7)...)
+	for range pings {
+		if _, err := c.Write(append(binary.BigEndian.AppendUint64([]byte{zmtpFlagCommand | zmtpFlagLong}, uint64(len(ping))), ping...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pong := make([]byte, 9+len(ping)-2)
+	for i := range pings {
+		if _, err := io.ReadFull(c, pong); err != nil {
+			t.Fatalf("PONG %d: %v", i, err)
+		}
+	}
+	if n := srv.opts.readBudget.InUse(); n != 0 {
+		t.Fatalf("%d bytes of the budget held by %d PINGs inside a message", n, pings)
 	}
 }
