@@ -47,7 +47,11 @@ const malformedID = "unparsed"
 // Each accepted connection has a goroutine of its own that must see the
 // ZMTP signature within the handshake timeout and then runs the handshake
 // and the connection's read loop, so a client that connects and sends
-// nothing (a port scanner, a health probe) holds up nobody else.
+// nothing (a port scanner, a health probe) holds up nobody else. What a
+// peer can make the server hold is bounded: connections (WithMaxConns,
+// WithConnQuota, WithPeerIdleTimeout, and per source address while they
+// handshake: admission.go) and memory (WithMaxMessageSize, WithReadBudget,
+// WithMessageTimeout).
 type Server struct {
 	ln      net.Listener
 	addr    string
