@@ -451,3 +451,26 @@ func TestCommandsInsideAMessageHoldNothing(t *testing.T) {
 		t.Fatalf("%d bytes of the budget held by %d PINGs inside a message", n, pings)
 	}
 }
+
+// A Client whose connection a Server closes during the handshake (at its
+// connection cap) retries within the request's deadline, as libzmq
+// reconnects, and is served once there is room.
+func TestClientRetriesAConnectionClosedInHandshake(t *testing.T) {
+	ctx := testCtx(t)
+	srv := startServer(t, echo, WithMaxConns(1))
+	holder := zmtpPeer(t, srv, nil)
+	c := newClient(t, WithRequestTimeout(30*time.Second))
+	done := make(chan error, 1)
+	go func() {
+		reply, err := c.Request(ctx, srv.Addr(), env("retried", "in"))
+		if err == nil && string(reply.Body) != "in" {
+			err = errors.New("wrong reply " + string(reply.Body))
+		}
+		done <- err
+	}()
+	waitFor(t, ctx, "the client to be refused", func() bool { return srv.Stats().RejectedConns >= 2 })
+	_ = holder.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("Request once the cap had room: %v", err)
+	}
+}
