@@ -89,8 +89,9 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithMaxMessageSize bounds the bytes of one incoming ZeroMQ message, all
 // frames together, on the Server's and the Client's connections (default:
-// MaxBodySize + 64 KiB). A peer that announces a bigger frame is
-// disconnected before the frame is read.
+// MaxBodySize + 64 KiB; never more than the read budget, WithReadBudget).
+// A peer that announces a bigger frame is disconnected before the frame is
+// read.
 func WithMaxMessageSize(n int64) Option {
 	return func(o *options) {
 		if n > 0 {
@@ -157,7 +158,9 @@ func WithPeerIdleTimeout(d time.Duration) Option {
 
 // WithHandshakeTimeout bounds how long a new connection may take to start
 // and finish the ZMTP handshake (default 5s). On the Server, a connection
-// that sends nothing within it is dropped.
+// that sends nothing within it is dropped; one that sends nothing, or
+// takes over a second, may be evicted sooner to make room for another
+// (see docs/limits.md).
 func WithHandshakeTimeout(d time.Duration) Option {
 	return func(o *options) {
 		if d > 0 {

@@ -92,7 +92,7 @@ type ServerStats struct {
 	HandlerErrors uint64 `json:"handler_errors"`       // handler calls that failed, panicked, timed out or returned an invalid reply
 	Overloaded    uint64 `json:"overloaded"`           // requests refused because every handler slot was busy
 	SendErrors    uint64 `json:"send_errors"`          // replies that could not be sent (usually: the peer left)
-	RejectedConns uint64 `json:"rejected_connections"` // TCP connections dropped before ZMTP: silent, not ZMTP, too many waiting or open
+	RejectedConns uint64 `json:"rejected_connections"` // TCP connections dropped before ZMTP: silent, not ZMTP, evicted, or beyond a bound
 	IdleClosed    uint64 `json:"idle_closed"`          // connections closed after WithPeerIdleTimeout without a message
 	SlowClosed    uint64 `json:"slow_closed"`          // connections closed because a message did not arrive whole within WithMessageTimeout
 }
