@@ -91,6 +91,12 @@ type Options struct {
 	// what they receive is stored and executed, so by default only
 	// 127.0.0.0/8, ::1 and localhost are bound (cmbsd: --insecure).
 	AllowNonLoopback bool
+	// Transport is added to the options of every ZeroMQ socket the broker
+	// opens, its layer sockets' servers and its client, after the
+	// broker's own: limits on what peers may hold (connections, idle
+	// time, message size and memory; see docs/limits.md). Each option
+	// applies to whichever of the two it concerns.
+	Transport []transport.Option
 }
 
 func (o Options) withDefaults() Options {
@@ -182,10 +188,10 @@ func NewBroker(ents Entities, opts Options) *Broker {
 		members:  map[string]*localMember{},
 		fwdSlots: make(chan struct{}, opts.MaxForwards),
 	}
-	b.client = transport.NewClient(
+	b.client = transport.NewClient(append([]transport.Option{
 		transport.WithRequestTimeout(opts.RequestTimeout),
 		transport.WithLogger(opts.Logger),
-	)
+	}, opts.Transport...)...)
 	b.dir = newDirectory(b.listMembers, opts.MembersMaxAge)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b

@@ -159,10 +159,10 @@ func (b *Broker) bindLayer(e *model.Entity, l Layer) (*LayerState, error) {
 	// not run under b.mu, so Listen cannot deadlock with it. The server
 	// outlives this request, so it gets the broker's context, not the
 	// request's (whose values its handlers would otherwise keep).
-	srv, err := transport.Listen(b.ctx, endpoint, b.layerHandler(e.Location, l),
+	srv, err := transport.Listen(b.ctx, endpoint, b.layerHandler(e.Location, l), append([]transport.Option{
 		transport.WithHandlerTimeout(b.opts.HandlerTimeout),
 		transport.WithLogger(b.opts.Logger),
-	)
+	}, b.opts.Transport...)...)
 	if err != nil {
 		return nil, bindError(e.Location, l, attr, endpoint, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/internal/netaddr"
 	"github.com/cmbs/cmbs/occi/basicauth"
 	"github.com/cmbs/cmbs/occi/model"
@@ -32,7 +33,13 @@ const (
 	defaultShutdownTimeout = 10 * time.Second
 	defaultPeerTimeout     = 3 * time.Second
 	maxPeerTimeout         = 5 * time.Minute
-	envPrefix              = "CMBS_"
+	// ZeroMQ limits (docs/limits.md, "ZeroMQ").
+	defaultZMQMaxConns       = 512
+	defaultZMQIdleTimeout    = 5 * time.Minute
+	defaultZMQMaxMessage     = transport.MaxBodySize + 64<<10
+	defaultZMQReadBudget     = transport.DefaultReadBudget
+	defaultZMQMessageTimeout = 10 * time.Second
+	envPrefix                = "CMBS_"
 )
 
 // storeKind says which store implementation --store selects.
@@ -85,6 +92,17 @@ type config struct {
 	// ImportLayersFile is the layers.json of earlier versions imported
 	// into the store when it holds no record yet; empty for none.
 	ImportLayersFile string
+	// ZMQ bounds what ZeroMQ peers may make the broker hold.
+	ZMQ zmqLimits
+}
+
+// zmqLimits are the --zmq-* flags.
+type zmqLimits struct {
+	MaxConns       int           // open connections per member layer socket
+	IdleTimeout    time.Duration // a layer socket's connection without a message is closed after it
+	MaxMessage     int64         // bytes of one incoming message
+	ReadBudget     int64         // bytes all connections may hold for messages still arriving
+	MessageTimeout time.Duration // an incoming message must arrive whole within it
 }
 
 // configError is a bad configuration: run reports it and exits 2.
@@ -111,6 +129,7 @@ type rawConfig struct {
 	maxBody                                                   int64
 	maxAttributes                                             int
 	shutdownTimeout, peerTimeout                              time.Duration
+	zmq                                                       zmqLimits
 }
 
 // parseConfig fills the configuration from env variables, then from args
@@ -139,6 +158,11 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
 	fs.DurationVar(&raw.peerTimeout, "peer-timeout", defaultPeerTimeout, "how long a call to another CMBS member (a send, a discovery probe, an L4 forward) waits for its answer")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.IntVar(&raw.zmq.MaxConns, "zmq-max-conns", defaultZMQMaxConns, "most `connections` each member layer socket keeps open; more are closed at accept")
+	fs.DurationVar(&raw.zmq.IdleTimeout, "zmq-idle-timeout", defaultZMQIdleTimeout, "close a layer socket's connection after this long without a message")
+	fs.Int64Var(&raw.zmq.MaxMessage, "zmq-max-message", defaultZMQMaxMessage, "largest incoming ZeroMQ message in `bytes`; a peer announcing more is disconnected")
+	fs.Int64Var(&raw.zmq.ReadBudget, "zmq-read-budget", defaultZMQReadBudget, "`bytes` all ZeroMQ connections together may hold for messages still arriving")
+	fs.DurationVar(&raw.zmq.MessageTimeout, "zmq-message-timeout", defaultZMQMessageTimeout, "an incoming ZeroMQ message must arrive whole within this once started")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cmbsd [flags]\n\nEvery flag can also be set with its environment variable (CMBS_LISTEN, CMBS_STORE, …);\na flag given on the command line wins.\n\n")
 		fs.PrintDefaults()
@@ -185,6 +209,7 @@ func (raw rawConfig) validate() (config, error) {
 		MaxAttributes:   raw.maxAttributes,
 		ShutdownTimeout: raw.shutdownTimeout,
 		PeerTimeout:     raw.peerTimeout,
+		ZMQ:             raw.zmq,
 	}
 
 	loopback, err := checkListen(raw.listen)
@@ -297,6 +322,20 @@ func (raw rawConfig) validate() (config, error) {
 	}
 	if raw.peerTimeout <= 0 || raw.peerTimeout > maxPeerTimeout {
 		return config{}, badConfig("peer-timeout", "%v: want a positive duration up to %v", raw.peerTimeout, maxPeerTimeout)
+	}
+	switch z := raw.zmq; {
+	case z.MaxConns <= 0:
+		return config{}, badConfig("zmq-max-conns", "%d: must be a positive number of connections", z.MaxConns)
+	case z.IdleTimeout <= 0:
+		return config{}, badConfig("zmq-idle-timeout", "%v: must be positive", z.IdleTimeout)
+	case z.MaxMessage <= 0:
+		return config{}, badConfig("zmq-max-message", "%d: must be a positive number of bytes", z.MaxMessage)
+	case z.ReadBudget <= 0:
+		return config{}, badConfig("zmq-read-budget", "%d: must be a positive number of bytes", z.ReadBudget)
+	case z.MaxMessage > z.ReadBudget:
+		return config{}, badConfig("zmq-max-message", "%d bytes is more than --zmq-read-budget (%d): such a message could never be read", z.MaxMessage, z.ReadBudget)
+	case z.MessageTimeout <= 0:
+		return config{}, badConfig("zmq-message-timeout", "%v: must be positive", z.MessageTimeout)
 	}
 	return cfg, nil
 }

@@ -41,9 +41,22 @@ func TestParseConfig(t *testing.T) {
 					PeerTimeout:      3 * time.Second,
 					LayersRecord:     "cmbs-layers",
 					ImportLayersFile: filepath.Join("cmbs-data", "layers.json"),
+					ZMQ: zmqLimits{MaxConns: 512, IdleTimeout: 5 * time.Minute, MaxMessage: 16<<20 + 64<<10,
+						ReadBudget: 32 << 20, MessageTimeout: 10 * time.Second},
 				}
 				if c != want {
 					t.Fatalf("config = %+v\nwant     %+v", c, want)
+				}
+			},
+		},
+		{
+			name: "ZeroMQ limits, flags and env",
+			args: []string{"--zmq-max-conns", "64", "--zmq-idle-timeout", "30s", "--zmq-max-message", "1048576"},
+			env:  map[string]string{"CMBS_ZMQ_READ_BUDGET": "8388608", "CMBS_ZMQ_MESSAGE_TIMEOUT": "2s", "CMBS_ZMQ_MAX_CONNS": "9"},
+			check: func(t *testing.T, c config) {
+				want := zmqLimits{MaxConns: 64, IdleTimeout: 30 * time.Second, MaxMessage: 1 << 20, ReadBudget: 8 << 20, MessageTimeout: 2 * time.Second}
+				if c.ZMQ != want {
+					t.Fatalf("ZMQ = %+v, want %+v", c.ZMQ, want)
 				}
 			},
 		},
@@ -229,6 +242,13 @@ func TestParseConfigErrors(t *testing.T) {
 		{"max body not a number", []string{"--max-body", "4MiB"}, nil, []string{"max-body"}},
 		{"shutdown timeout negative", []string{"--shutdown-timeout", "-1s"}, nil,
 			[]string{"--shutdown-timeout (CMBS_SHUTDOWN_TIMEOUT)"}},
+		{"zmq max conns zero", []string{"--zmq-max-conns", "0"}, nil, []string{"--zmq-max-conns (CMBS_ZMQ_MAX_CONNS)", "positive"}},
+		{"zmq idle timeout zero", []string{"--zmq-idle-timeout", "0s"}, nil, []string{"--zmq-idle-timeout (CMBS_ZMQ_IDLE_TIMEOUT)"}},
+		{"zmq max message negative", []string{"--zmq-max-message", "-1"}, nil, []string{"--zmq-max-message (CMBS_ZMQ_MAX_MESSAGE)"}},
+		{"zmq read budget zero", nil, map[string]string{"CMBS_ZMQ_READ_BUDGET": "0"}, []string{"--zmq-read-budget (CMBS_ZMQ_READ_BUDGET)"}},
+		{"zmq message over the budget", []string{"--zmq-max-message", "2048", "--zmq-read-budget", "1024"}, nil,
+			[]string{"--zmq-max-message (CMBS_ZMQ_MAX_MESSAGE)", "more than --zmq-read-budget (1024)"}},
+		{"zmq message timeout negative", []string{"--zmq-message-timeout", "-1s"}, nil, []string{"--zmq-message-timeout (CMBS_ZMQ_MESSAGE_TIMEOUT)"}},
 		{"bad bool in env", nil, map[string]string{"CMBS_INSECURE": "maybe"},
 			[]string{"--insecure (CMBS_INSECURE)", `"maybe"`}},
 		{"bad number in env", nil, map[string]string{"CMBS_MAX_BODY": "lots"},
@@ -338,5 +358,24 @@ func TestParseConfigVersion(t *testing.T) {
 	}
 	if _, err := parseConfig(nil, env(map[string]string{"CMBS_VERSION": "true"}), io.Discard); err != nil {
 		t.Fatalf("CMBS_VERSION=true: %v", err)
+	}
+}
+
+// ZeroMQ peers get what the open-file limit leaves after a reserve for
+// HTTP and the rest: at least 256 descriptors, or a quarter.
+func TestZMQConnQuota(t *testing.T) {
+	for _, tt := range []struct {
+		nofile uint64
+		want   int
+	}{
+		{0, 0},             // unknown: no quota
+		{100, 1},           // below the reserve: one connection, not none
+		{1024, 768},        // the issue's 1,024: 256 kept for HTTP
+		{20000, 15000},     // a quarter kept
+		{1 << 63, 1 << 30}, // unlimited
+	} {
+		if got := zmqConnQuota(tt.nofile); got != tt.want {
+			t.Errorf("zmqConnQuota(%d) = %d, want %d", tt.nofile, got, tt.want)
+		}
 	}
 }

@@ -226,7 +226,8 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // service; the registry starts it (binding the layers the record in st
 // names) and stops it (closing every socket) at shutdown.
 func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
-	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile}
+	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile,
+		Transport: zmqOptions(cfg.ZMQ, logger)}
 	if cfg.LayersRecord != "" {
 		opts.Layers, opts.LayersID = st, cfg.LayersRecord
 	}

@@ -118,7 +118,23 @@ func (w *stderrWatcher) String() string {
 // reaped at cleanup.
 func startCmbsd(t *testing.T, dir string, extraEnv []string, args ...string) *process {
 	t.Helper()
+	return startCmbsdVia(t, dir, extraEnv, nil, args...)
+}
+
+// startCmbsdWith runs cmbsd as startCmbsd does, through a wrapper command
+// that gets cmbsd's path and args after its own (e.g. a shell that lowers
+// a limit and execs it).
+func startCmbsdWith(t *testing.T, dir string, wrapper []string, args ...string) *process {
+	t.Helper()
+	return startCmbsdVia(t, dir, nil, wrapper, args...)
+}
+
+func startCmbsdVia(t *testing.T, dir string, extraEnv, wrapper []string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(cmbsdBinary(t), args...)
+	if len(wrapper) > 0 {
+		cmd = exec.Command(wrapper[0], append(append(wrapper[1:len(wrapper):len(wrapper)], cmbsdBinary(t)), args...)...)
+	}
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, envPrefix) {
