@@ -72,6 +72,12 @@ func collectionMatcher(r *http.Request, body *requestBody) (*entityMatcher, erro
 			m.attrs[name] = v
 		}
 	}
+	if len(m.ids) > maxFilterAlternatives {
+		return nil, model.BadRequest("the filter names %d categories with ?category=; at most %d alternatives are allowed in one request", len(m.ids), maxFilterAlternatives)
+	}
+	if n := len(m.categories) + len(m.attrs) + len(m.words) + len(m.ids); n > maxFilterConditions {
+		return nil, model.BadRequest("the filter has %d conditions; at most %d are allowed in one request", n, maxFilterConditions)
+	}
 	return m, nil
 }
 

@@ -401,7 +401,39 @@ func entityFilters(body *requestBody) ([]map[string]any, error) {
 		}
 		filters = append(filters, list...)
 	}
+	if len(filters) > maxFilterAlternatives {
+		return nil, model.BadRequest("the filter has %d objects; at most %d alternatives are allowed in one request", len(filters), maxFilterAlternatives)
+	}
+	conds := 0
+	for _, f := range filters {
+		conds += countConditions(f)
+	}
+	if conds > maxFilterConditions {
+		return nil, model.BadRequest("the filter has %d conditions; at most %d are allowed in one request", conds, maxFilterConditions)
+	}
 	return filters, nil
+}
+
+// Bounds on one request's collection filter: each alternative and each
+// condition becomes part of the store query, and the stores' query planners
+// have limits of their own (docs/limits.md).
+const (
+	maxFilterAlternatives = 100
+	maxFilterConditions   = 500
+)
+
+// countConditions counts the values a filter object compares: its leaves,
+// an empty object counting as one.
+func countConditions(v any) int {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) == 0 {
+		return 1
+	}
+	n := 0
+	for _, x := range m {
+		n += countConditions(x)
+	}
+	return n
 }
 
 // filterEntities keeps the entities the matcher accepts.
