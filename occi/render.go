@@ -1,8 +1,10 @@
 package occi
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -22,6 +24,11 @@ type response struct {
 	lines   []textLine
 	uriList []string
 	noBody  bool
+	// stream, when set, writes the body (a collection listing, as it is
+	// read from the store); an error means the body is incomplete.
+	stream func(w io.Writer) error
+	// head: the request was HEAD, whose body is never sent.
+	head bool
 }
 
 type textLine struct{ name, value string }
@@ -35,6 +42,25 @@ func (s *Server) write(w http.ResponseWriter, resp *response) {
 	}
 	if resp.noBody {
 		w.WriteHeader(resp.status)
+		return
+	}
+	if resp.stream != nil {
+		h.Set("Content-Type", resp.rend.contentType(resp.ctype))
+		w.WriteHeader(resp.status)
+		if resp.head {
+			return
+		}
+		bw := bufio.NewWriterSize(w, 32<<10)
+		err := resp.stream(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			// The status is sent: end the response without its proper
+			// end, so the client cannot take a part for the whole.
+			s.log.Warn("collection listing aborted after its status was sent", "err", err)
+			panic(http.ErrAbortHandler)
+		}
 		return
 	}
 	switch resp.rend {

@@ -159,6 +159,7 @@ func (s *Server) handle(fn func(*http.Request) (*response, error)) http.HandlerF
 			writeError(w, r, s.log, err)
 			return
 		}
+		resp.head = r.Method == http.MethodHead
 		if resp.noBody && resp.ctype == "" {
 			// OCCI clients expect the Content-Type they asked for even on an
 			// empty answer (text/occi's body is "OK"); pyOCNI's and 1.2
@@ -320,73 +321,7 @@ func (s *Server) pathGet(r *http.Request) (*response, error) {
 	if !isCollectionPath(p) {
 		return s.entityGet(r, p)
 	}
-	rend, ctype, err := negotiate(r, true)
-	if err != nil {
-		return nil, err
-	}
-	q := entities.ListQuery{PathPrefix: p}
-	if coll, found := s.cats.ByLocation(p); found {
-		q.Collection = coll
-	}
-	body, err := readBody(r)
-	if err != nil {
-		return nil, err
-	}
-	if body.JSON != nil {
-		if q.Filters, err = entityFilters(body); err != nil {
-			return nil, err
-		}
-	}
-	matcher, err := collectionMatcher(r, body)
-	if err != nil {
-		return nil, err
-	}
-	if err := matcher.normalizeLinkEnds(); err != nil {
-		return nil, err
-	}
-	limit, skip, err := pagination(r)
-	if err != nil {
-		return nil, err
-	}
-	if matcher.empty() {
-		q.Limit, q.Skip = limit, skip
-	}
-	list, err := s.entities.List(r.Context(), q)
-	if err != nil {
-		return nil, err
-	}
-	base := s.base(r)
-	if !matcher.empty() {
-		list = s.filterEntities(list, matcher)
-		list = page(list, limit, skip)
-	}
-	if rend == renderJSON12 {
-		res, links := []any{}, []any{}
-		for _, e := range list {
-			v, err := s.view(r.Context(), e, false)
-			if err != nil {
-				return nil, err
-			}
-			if e.Type == model.TypeLink {
-				links = append(links, entity12(v, base))
-			} else {
-				res = append(res, entity12(v, base))
-			}
-		}
-		out := map[string]any{}
-		if len(res) > 0 || len(links) == 0 {
-			out["resources"] = res
-		}
-		if len(links) > 0 {
-			out["links"] = links
-		}
-		return &response{status: http.StatusOK, rend: rend, ctype: ctype, json: out}, nil
-	}
-	locs := make([]string, len(list))
-	for i, e := range list {
-		locs[i] = e.Location
-	}
-	return locationsResponse(rend, ctype, base, locs), nil
+	return s.collectionGet(r, p)
 }
 
 // entityFilters reads pyOCNI's collection GET filter, a JSON body
@@ -461,18 +396,6 @@ func (s *Server) filterEntities(list []*model.Entity, m *entityMatcher) []*model
 		}
 	}
 	return kept
-}
-
-// page applies limit and skip to an already filtered list.
-func page(list []*model.Entity, limit, skip int) []*model.Entity {
-	if skip >= len(list) {
-		return nil
-	}
-	list = list[skip:]
-	if limit > 0 && limit < len(list) {
-		list = list[:limit]
-	}
-	return list
 }
 
 // maxPageSize is the largest ?number= served; OCCI 1.2 answers a larger
