@@ -273,7 +273,11 @@ func attrSelector(cats []*model.Category, name string, want any) map[string]any 
 	// Where the attribute is stored: at each path a definition of that
 	// name gives it (a segment may hold a dot, "l3.1_socket"), and split
 	// at every dot (undeclared names).
-	paths := []string{model.FieldPath(append([]string{"attributes"}, strings.Split(name, ".")...)...)}
+	var paths []string
+	if segs := strings.Split(name, "."); !slices.ContainsFunc(segs, func(s string) bool { return s == "" || s[0] == '$' }) {
+		// Not a name the store can address (no definition has one).
+		paths = append(paths, model.FieldPath(append([]string{"attributes"}, segs...)...))
+	}
 	for _, c := range cats {
 		for i := range c.Attributes {
 			if d := &c.Attributes[i]; d.Name() == name {
@@ -283,7 +287,10 @@ func attrSelector(cats []*model.Category, name string, want any) map[string]any 
 			}
 		}
 	}
-	if len(paths) == 1 {
+	switch len(paths) {
+	case 0:
+		return nil
+	case 1:
 		return map[string]any{paths[0]: cond}
 	}
 	ors := make([]any, len(paths))

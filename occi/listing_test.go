@@ -220,6 +220,9 @@ func TestListingAcrossBatches(t *testing.T) {
 		check("text body", bodyLines(c.expect("GET", "/compute/", []byte("X-OCCI-Attribute: occi.compute.cores=3\n"), 200,
 			"Content-Type", "text/plain", "Accept", "text/uri-list")), threes)
 		check("?q= word", pyocni(c.do("GET", "/compute/?q=H2049", nil)), computeLocs(base, 2049, 2050, nil))
+		for _, odd := range []string{`$or=1`, `a..b=1`, `a.$x="1"`, `occi.core.title=""`, `x=[1]`} {
+			check("attribute "+odd, pyocni(c.do("GET", "/compute/", nil, "X-OCCI-Attribute", odd)), []string{})
+		}
 
 		st.start()
 		check("one hostname", pyocni(c.do("GET", "/compute/", nil, "X-OCCI-Attribute", `occi.compute.hostname="h2077"`)), computeLocs(base, 2077, 2078, nil))
