@@ -27,7 +27,7 @@ func (s *Server) collectionGet(r *http.Request, p string) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := entities.ListQuery{PathPrefix: p}
+	q := entities.ListQuery{PathPrefix: p, Batch: s.opts.ListBatch}
 	if coll, found := s.cats.ByLocation(p); found {
 		q.Collection = coll
 	}
@@ -95,7 +95,7 @@ func (s *Server) collectionGet(r *http.Request, p string) (*response, error) {
 		return locationsResponse(rend, ctype, base, locs), nil
 	}
 	resp := &response{status: http.StatusOK, rend: rend, ctype: ctype}
-	resp.stream = func(w io.Writer) error {
+	resp.stream = func(w flushWriter) error {
 		enc := newCollectionEncoder(s, w, rend, base)
 		for batch := first; len(batch) > 0; {
 			for _, e := range batch {
@@ -104,6 +104,10 @@ func (s *Server) collectionGet(r *http.Request, p string) (*response, error) {
 				}
 			}
 			first = nil // let the first batch be collected
+			// The client has each batch before the next is read.
+			if err := w.Flush(); err != nil {
+				return err
+			}
 			var err error
 			if batch, err = st.next(ctx); err != nil {
 				return err

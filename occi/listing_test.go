@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/internal/testserver"
-	"github.com/cmbs/cmbs/occi/entities"
 	"github.com/cmbs/cmbs/store"
 )
 
@@ -143,16 +142,16 @@ func computeLocs(base string, from, to int, keep func(i int) bool) []string {
 	return out
 }
 
-// TestListingAcrossBatches: listings larger than one store batch
-// (entities.ListBatch) come out whole and in order in every rendering, and
-// pages and filters cut them where they should; a text-header filter is
-// applied by the store (it returns a handful of documents, not the
-// collection).
+// TestListingAcrossBatches: listings larger than one store batch come out
+// whole and in order in every rendering, and pages and filters cut them
+// where they should; a text-header filter is applied by the store (it
+// returns a handful of documents, not the collection).
 func TestListingAcrossBatches(t *testing.T) {
-	const n = entities.ListBatch*2 + 100
+	const batch = 40
+	const n = batch*6 + 10
 	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
 		st := &countingStore{Store: open(t)}
-		srv := testserver.Start(t, testserver.Options{Store: st})
+		srv := testserver.Start(t, testserver.Options{Store: st, ListBatch: batch})
 		c := newClient(t, srv.URL)
 		for i := 0; i < n; i += 100 {
 			var res []string
@@ -182,8 +181,8 @@ func TestListingAcrossBatches(t *testing.T) {
 
 		st.start()
 		check("pyOCNI JSON", pyocni(c.do("GET", "/compute/", nil)), all)
-		if _, _, maxDocs := st.counts(); maxDocs > entities.ListBatch {
-			t.Fatalf("one store query returned %d documents; listings read at most %d at a time", maxDocs, entities.ListBatch)
+		if _, _, maxDocs := st.counts(); maxDocs > batch {
+			t.Fatalf("one store query returned %d documents; listings read at most %d at a time", maxDocs, batch)
 		}
 		check("uri-list", bodyLines(c.expect("GET", "/compute/", nil, 200, "Accept", "text/uri-list")), all)
 		var plain []string
@@ -208,24 +207,24 @@ func TestListingAcrossBatches(t *testing.T) {
 		check("text/occi", strings.Split(occiHdr, ", "), all)
 
 		// Pages cut across the store's batches.
-		check("page 2", pyocni(c.do("GET", "/compute/?page=2&number=700", nil)), all[700:1400])
-		check("last page", pyocni(c.do("GET", "/compute/?page=3&number=1000", nil)), all[2000:])
-		check("past the end", pyocni(c.do("GET", "/compute/?page=9&number=1000", nil)), []string{})
+		check("page 2", pyocni(c.do("GET", "/compute/?page=2&number=70", nil)), all[70:140])
+		check("last page", pyocni(c.do("GET", "/compute/?page=3&number=100", nil)), all[200:])
+		check("past the end", pyocni(c.do("GET", "/compute/?page=9&number=100", nil)), []string{})
 
 		// Text filters: in the headers, in a text/plain body, as ?q=.
 		threes := computeLocs(base, 0, n, func(i int) bool { return i%4 == 3 })
 		check("X-OCCI-Attribute", pyocni(c.do("GET", "/compute/", nil, "X-OCCI-Attribute", "occi.compute.cores=3")), threes)
-		check("filtered page", pyocni(c.do("GET", "/compute/?page=2&number=200", nil, "X-OCCI-Attribute", "occi.compute.cores=3")), threes[200:400])
+		check("filtered page", pyocni(c.do("GET", "/compute/?page=2&number=20", nil, "X-OCCI-Attribute", "occi.compute.cores=3")), threes[20:40])
 		check("?q=", pyocni(c.do("GET", "/compute/?q=occi.compute.cores=3", nil)), threes)
 		check("text body", bodyLines(c.expect("GET", "/compute/", []byte("X-OCCI-Attribute: occi.compute.cores=3\n"), 200,
 			"Content-Type", "text/plain", "Accept", "text/uri-list")), threes)
-		check("?q= word", pyocni(c.do("GET", "/compute/?q=H2049", nil)), computeLocs(base, 2049, 2050, nil))
+		check("?q= word", pyocni(c.do("GET", "/compute/?q=H207", nil)), computeLocs(base, 207, 208, nil))
 		for _, odd := range []string{`$or=1`, `a..b=1`, `a.$x="1"`, `occi.core.title=""`, `x=[1]`} {
 			check("attribute "+odd, pyocni(c.do("GET", "/compute/", nil, "X-OCCI-Attribute", odd)), []string{})
 		}
 
 		st.start()
-		check("one hostname", pyocni(c.do("GET", "/compute/", nil, "X-OCCI-Attribute", `occi.compute.hostname="h2077"`)), computeLocs(base, 2077, 2078, nil))
+		check("one hostname", pyocni(c.do("GET", "/compute/", nil, "X-OCCI-Attribute", `occi.compute.hostname="h177"`)), computeLocs(base, 177, 178, nil))
 		check("one id", pyocni(c.do("GET", "/", nil, "X-OCCI-Attribute", `occi.core.id="c0042"`)), computeLocs(base, 42, 43, nil))
 		if _, docs, _ := st.counts(); docs > 10 {
 			t.Fatalf("two filters that each match one entity read %d documents from the store: the filter was not pushed down", docs)
@@ -240,13 +239,14 @@ func TestListingAcrossBatches(t *testing.T) {
 // response short (the client gets an error, not a short listing that looks
 // whole).
 func TestListingStreams(t *testing.T) {
+	const batch = 100
 	st := &countingStore{Store: testserver.OpenSQLite(t)}
-	srv := testserver.Start(t, testserver.Options{Store: st})
+	srv := testserver.Start(t, testserver.Options{Store: st, ListBatch: batch})
 	c := newClient(t, srv.URL)
-	const n = entities.ListBatch*3 + 10
-	for i := 0; i < n; i += 500 {
+	const n = batch*3 + 10
+	for i := 0; i < n; i += 100 {
 		var res []string
-		for j := i; j < min(n, i+500); j++ {
+		for j := i; j < min(n, i+100); j++ {
 			res = append(res, fmt.Sprintf(`{"kind":%q,"id":"c%04d"}`, computeKindID, j))
 		}
 		c.expect("POST", "/compute/", []byte(`{"resources":[`+strings.Join(res, ",")+`]}`), 201)
@@ -269,7 +269,7 @@ func TestListingStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := make([]byte, 200)
+	first := make([]byte, 100)
 	if _, err := io.ReadFull(resp.Body, first); err != nil {
 		t.Fatalf("first bytes of the listing: %v", err)
 	}

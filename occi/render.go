@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"sort"
@@ -25,8 +26,9 @@ type response struct {
 	uriList []string
 	noBody  bool
 	// stream, when set, writes the body (a collection listing, as it is
-	// read from the store); an error means the body is incomplete.
-	stream func(w io.Writer) error
+	// read from the store), flushing it to the client after each batch;
+	// an error means the body is incomplete.
+	stream func(w flushWriter) error
 	// head: the request was HEAD, whose body is never sent.
 	head bool
 }
@@ -50,7 +52,7 @@ func (s *Server) write(w http.ResponseWriter, resp *response) {
 		if resp.head {
 			return
 		}
-		bw := bufio.NewWriterSize(w, 32<<10)
+		bw := &bufferedResponse{Writer: bufio.NewWriterSize(w, 32<<10), rc: http.NewResponseController(w)}
 		err := resp.stream(bw)
 		if err == nil {
 			err = bw.Flush()
@@ -109,6 +111,28 @@ func (s *Server) write(w http.ResponseWriter, resp *response) {
 		}
 		_, _ = w.Write([]byte(b.String()))
 	}
+}
+
+// flushWriter is a buffered body that can be sent on to the client.
+type flushWriter interface {
+	io.Writer
+	Flush() error
+}
+
+// bufferedResponse buffers a streamed body; Flush sends what it holds.
+type bufferedResponse struct {
+	*bufio.Writer
+	rc *http.ResponseController
+}
+
+func (b *bufferedResponse) Flush() error {
+	if err := b.Writer.Flush(); err != nil {
+		return err
+	}
+	if err := b.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
 }
 
 // categoryLists renders categories grouped by class. absent marks classes

@@ -45,6 +45,10 @@ type Options struct {
 	MaxBodyBytes int64
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
+	// ListBatch is how many entities a collection listing reads from the
+	// store at a time (and about how many it holds in memory); 0 means
+	// entities.ListBatch (1,000).
+	ListBatch int
 }
 
 // Server serves the OCCI interface.

@@ -31,6 +31,8 @@ type Options struct {
 	PublicURL string
 	// MaxBodyBytes is passed to the server.
 	MaxBodyBytes int64
+	// ListBatch is passed to the server.
+	ListBatch int
 }
 
 // Server is a running test server.
@@ -97,7 +99,7 @@ func Start(t testing.TB, opts Options) *Server {
 		st = OpenDefault(t)
 	}
 	reg := providers.NewRegistry()
-	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, PublicURL: opts.PublicURL, MaxBodyBytes: opts.MaxBodyBytes})
+	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, PublicURL: opts.PublicURL, MaxBodyBytes: opts.MaxBodyBytes, ListBatch: opts.ListBatch})
 	if err != nil {
 		_ = st.Close()
 		t.Fatalf("new server: %v", err)

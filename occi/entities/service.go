@@ -747,6 +747,9 @@ type ListQuery struct {
 	Where []map[string]any
 	// Limit and Skip page through the results, which are ordered by location.
 	Limit, Skip int
+	// Batch is how many entities Pages reads per store query; 0 means
+	// ListBatch.
+	Batch int
 }
 
 // List returns the entities matching the query, ordered by location.
@@ -761,7 +764,8 @@ func (s *Service) List(ctx context.Context, q ListQuery) ([]*model.Entity, error
 	return s.find(ctx, sel, q.Limit, q.Skip)
 }
 
-// ListBatch is how many entities Pages reads from the store at a time.
+// ListBatch is how many entities Pages reads from the store at a time,
+// unless the query says.
 const ListBatch = 1000
 
 // Pages reads the entities matching a query in location order, ListBatch
@@ -772,6 +776,7 @@ type Pages struct {
 	s         *Service
 	sel       map[string]any
 	last      string
+	batch     int
 	skip      int
 	remaining int // with a limit: how many more to return
 	limited   bool
@@ -782,7 +787,10 @@ type Pages struct {
 // the first Next. Entities updated later with UpdateLater before the call
 // are stored first, as for List.
 func (s *Service) Pages(ctx context.Context, q ListQuery) (*Pages, error) {
-	p := &Pages{s: s, sel: s.selector(q), skip: q.Skip, remaining: q.Limit, limited: q.Limit > 0}
+	p := &Pages{s: s, sel: s.selector(q), batch: q.Batch, skip: q.Skip, remaining: q.Limit, limited: q.Limit > 0}
+	if p.batch <= 0 {
+		p.batch = ListBatch
+	}
 	if p.sel == nil {
 		p.done = true
 		return p, nil
@@ -797,7 +805,7 @@ func (s *Service) Pages(ctx context.Context, q ListQuery) (*Pages, error) {
 // are read.
 func (p *Pages) Next(ctx context.Context) ([]*model.Entity, error) {
 	for !p.done {
-		n := ListBatch
+		n := p.batch
 		if p.limited {
 			n = min(n, p.remaining)
 		}
