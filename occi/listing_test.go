@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -367,4 +368,32 @@ func TestListingKindInheritance(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestListingOutlastsWriteTimeout: a listing that takes longer than the
+// HTTP server's WriteTimeout is still sent whole, since each batch sent
+// extends the deadline for the next.
+func TestListingOutlastsWriteTimeout(t *testing.T) {
+	const batch, n = 10, 45
+	st := &countingStore{Store: testserver.OpenSQLite(t)}
+	srv := testserver.Start(t, testserver.Options{Store: st, ListBatch: batch})
+	c := newClient(t, srv.URL)
+	createComputes(t, c, n)
+	const writeTimeout = 300 * time.Millisecond
+	// Each batch takes longer than the write timeout to read, and there
+	// are five: without the extension the response is cut after the first.
+	st.failFind = func(int) error { time.Sleep(writeTimeout + 50*time.Millisecond); return nil }
+	st.start()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.OCCI.Handler(), WriteTimeout: writeTimeout}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = hs.Serve(ln) }()
+	t.Cleanup(func() { hs.Close(); <-done })
+	r := newClient(t, "http://"+ln.Addr().String()).do("GET", "/compute/", nil)
+	if got := locations(t, r); len(got) != n {
+		t.Fatalf("listing: %d locations, want %d", len(got), n)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cmbs/cmbs/occi/model"
 )
@@ -53,7 +54,10 @@ func (s *Server) write(w http.ResponseWriter, resp *response) {
 			return
 		}
 		bw := &bufferedResponse{Writer: bufio.NewWriterSize(w, 32<<10), rc: http.NewResponseController(w)}
-		err := resp.stream(bw)
+		err := bw.extend()
+		if err == nil {
+			err = resp.stream(bw)
+		}
 		if err == nil {
 			err = bw.Flush()
 		}
@@ -132,8 +136,21 @@ func (b *bufferedResponse) Flush() error {
 	if err := b.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
+	return b.extend()
+}
+
+// extend gives the next batch streamBatchTimeout to be written: a long
+// listing outlasts the server's write timeout, but not a stalled client.
+func (b *bufferedResponse) extend() error {
+	if err := b.rc.SetWriteDeadline(time.Now().Add(streamBatchTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
 	return nil
 }
+
+// streamBatchTimeout is how long a streamed listing may take to read,
+// render and send its next batch.
+const streamBatchTimeout = time.Minute
 
 // categoryLists renders categories grouped by class. absent marks classes
 // the client's filter did not ask for; they render as empty lists.
