@@ -207,6 +207,10 @@ func TestListingAcrossBatches(t *testing.T) {
 		occiHdr := c.expect("GET", "/compute/", nil, 200, "Accept", "text/occi").header.Get("X-OCCI-Location")
 		check("text/occi", strings.Split(occiHdr, ", "), all)
 
+		if r := c.do("HEAD", "/compute/", nil, "Accept", "text/uri-list"); r.status != 200 || len(r.body) != 0 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/uri-list") {
+			t.Fatalf("HEAD: %d %q %q", r.status, r.header.Get("Content-Type"), r.body)
+		}
+
 		// Pages cut across the store's batches.
 		check("page 2", pyocni(c.do("GET", "/compute/?page=2&number=70", nil)), all[70:140])
 		check("last page", pyocni(c.do("GET", "/compute/?page=3&number=100", nil)), all[200:])
