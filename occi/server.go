@@ -60,6 +60,10 @@ type Options struct {
 	// every array and member count of every object in its attribute values
 	// (413 beyond); 0 means model.DefaultMaxAttributes (10,000).
 	MaxAttributes int
+	// ListBatch is how many entities a collection listing reads from the
+	// store at a time (and about how many it holds in memory); 0 means
+	// entities.ListBatch (1,000).
+	ListBatch int
 }
 
 // Server serves the OCCI interface.
@@ -204,6 +208,7 @@ func (s *Server) handle(fn func(*http.Request) (*response, error)) http.HandlerF
 			writeError(w, r, s.log, err)
 			return
 		}
+		resp.head = r.Method == http.MethodHead
 		if resp.noBody && resp.ctype == "" {
 			// OCCI clients expect the Content-Type they asked for even on an
 			// empty answer (text/occi's body is "OK"); pyOCNI's and 1.2
@@ -429,75 +434,7 @@ func (s *Server) pathGet(r *http.Request) (*response, error) {
 	if !isCollectionPath(p) {
 		return s.entityGet(r, p)
 	}
-	rend, ctype, err := negotiate(r, true)
-	if err != nil {
-		return nil, err
-	}
-	q := entities.ListQuery{PathPrefix: p}
-	if coll, found := s.cats.ByLocation(p); found {
-		q.Collection = coll
-	} else if err := s.checkListable(r.Context(), p); err != nil {
-		return nil, err
-	}
-	body, err := readBody(r)
-	if err != nil {
-		return nil, err
-	}
-	if body.JSON != nil {
-		if q.Filters, err = entityFilters(body); err != nil {
-			return nil, err
-		}
-	}
-	matcher, err := collectionMatcher(r, body)
-	if err != nil {
-		return nil, err
-	}
-	if err := matcher.normalizeLinkEnds(); err != nil {
-		return nil, err
-	}
-	limit, skip, err := pagination(r)
-	if err != nil {
-		return nil, err
-	}
-	if matcher.empty() {
-		q.Limit, q.Skip = limit, skip
-	}
-	list, err := s.entities.List(r.Context(), q)
-	if err != nil {
-		return nil, err
-	}
-	base := s.base(r)
-	if !matcher.empty() {
-		list = s.filterEntities(list, matcher)
-		list = page(list, limit, skip)
-	}
-	if rend == renderJSON12 {
-		res, links := []any{}, []any{}
-		for _, e := range list {
-			v, err := s.view(r.Context(), e, false)
-			if err != nil {
-				return nil, err
-			}
-			if e.Type == model.TypeLink {
-				links = append(links, entity12(v, base))
-			} else {
-				res = append(res, entity12(v, base))
-			}
-		}
-		out := map[string]any{}
-		if len(res) > 0 || len(links) == 0 {
-			out["resources"] = res
-		}
-		if len(links) > 0 {
-			out["links"] = links
-		}
-		return &response{status: http.StatusOK, rend: rend, ctype: ctype, json: out}, nil
-	}
-	locs := make([]string, len(list))
-	for i, e := range list {
-		locs[i] = e.Location
-	}
-	return locationsResponse(rend, ctype, base, locs), nil
+	return s.collectionGet(r, p)
 }
 
 // checkListable answers 404 for a path ending in "/" that is no collection:
@@ -529,7 +466,39 @@ func entityFilters(body *requestBody) ([]map[string]any, error) {
 		}
 		filters = append(filters, list...)
 	}
+	if len(filters) > maxFilterAlternatives {
+		return nil, model.BadRequest("the filter has %d objects; at most %d alternatives are allowed in one request", len(filters), maxFilterAlternatives)
+	}
+	conds := 0
+	for _, f := range filters {
+		conds += countConditions(f)
+	}
+	if conds > maxFilterConditions {
+		return nil, model.BadRequest("the filter has %d conditions; at most %d are allowed in one request", conds, maxFilterConditions)
+	}
 	return filters, nil
+}
+
+// Bounds on one request's collection filter: each alternative and each
+// condition becomes part of the store query, and the stores' query planners
+// have limits of their own (docs/limits.md).
+const (
+	maxFilterAlternatives = 100
+	maxFilterConditions   = 500
+)
+
+// countConditions counts the values a filter object compares: its leaves,
+// an empty object counting as one.
+func countConditions(v any) int {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) == 0 {
+		return 1
+	}
+	n := 0
+	for _, x := range m {
+		n += countConditions(x)
+	}
+	return n
 }
 
 // filterEntities keeps the entities the matcher accepts.
@@ -557,18 +526,6 @@ func (s *Server) filterEntities(list []*model.Entity, m *entityMatcher) []*model
 		}
 	}
 	return kept
-}
-
-// page applies limit and skip to an already filtered list.
-func page(list []*model.Entity, limit, skip int) []*model.Entity {
-	if skip >= len(list) {
-		return nil
-	}
-	list = list[skip:]
-	if limit > 0 && limit < len(list) {
-		list = list[:limit]
-	}
-	return list
 }
 
 // maxPageSize is the largest ?number= served; OCCI 1.2 answers a larger

@@ -82,14 +82,18 @@ func startServer(ctx context.Context, st store.Store, clients int, log *slog.Log
 	}, nil
 }
 
-// do sends one OCCI JSON request and checks the status.
-func (b *benchServer) do(ctx context.Context, method, path string, body []byte, want int) ([]byte, error) {
+// do sends one OCCI JSON request and checks the status; header holds
+// name/value pairs to add.
+func (b *benchServer) do(ctx context.Context, method, path string, body []byte, want int, header ...string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, b.url+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/occi+json")
 	req.Header.Set("Accept", "application/occi+json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := b.client.Do(req)
 	if err != nil {
 		return nil, err

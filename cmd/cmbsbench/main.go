@@ -4,7 +4,9 @@
 //   - OCCI create and get throughput at 16 concurrent clients against raw
 //     kivik Put/Get of the same documents on the same CouchDB (goal ≥ 0.8×);
 //   - a filter returning 10 entities out of 1k and out of 100k entities on
-//     the embedded store (goal: ≤ 2× apart);
+//     the embedded store, as a JSON body and as an X-OCCI-Attribute header
+//     (goal: ≤ 2× apart); then the memory an unpaged listing of the 100k
+//     takes in each rendering (goal < 150 MB);
 //   - the CMBS broker between cmbsd nodes on 127.0.0.1, each with its own
 //     embedded store: send_l1 round trip against a raw zmq4 REQ/REP round
 //     trip (goal ≤ 1.5×); L2 and L3.2 fan-out from one member to 10,

@@ -33,6 +33,8 @@ type Options struct {
 	MaxBodyBytes int64
 	// BodyIdleTimeout is passed to the server.
 	BodyIdleTimeout time.Duration
+	// ListBatch is passed to the server.
+	ListBatch int
 }
 
 // Server is a running test server.
@@ -99,7 +101,7 @@ func Start(t testing.TB, opts Options) *Server {
 		st = OpenDefault(t)
 	}
 	reg := providers.NewRegistry()
-	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, PublicURL: opts.PublicURL, MaxBodyBytes: opts.MaxBodyBytes, BodyIdleTimeout: opts.BodyIdleTimeout})
+	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, PublicURL: opts.PublicURL, MaxBodyBytes: opts.MaxBodyBytes, BodyIdleTimeout: opts.BodyIdleTimeout, ListBatch: opts.ListBatch})
 	if err != nil {
 		_ = st.Close()
 		t.Fatalf("new server: %v", err)

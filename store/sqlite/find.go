@@ -334,6 +334,51 @@ func (s *Store) resolve(ctx context.Context, n *narrowing) (*narrowing, error) {
 	return n, nil
 }
 
+// maxLookups bounds the index lookups one query uses. SQLite refuses an
+// expression deeper than 1000, a compound SELECT of more than 500 terms and
+// more than 32766 variables; a selector with more alternatives (an $or of
+// thousands of objects) is narrowed less and matched in Go instead of
+// failing.
+const maxLookups = 200
+
+// bound returns a narrowing of at most budget lookups that still admits
+// every document n admits, and the lookups it uses: an AND keeps the kids
+// that fit, an OR that does not fit admits everything.
+func bound(n *narrowing, budget int) (*narrowing, int) {
+	switch n.kind {
+	case nField, nID:
+		cost := 1 + len(n.args)/100 // an _id $in list is one lookup of many variables
+		if cost > budget {
+			return narrowAll, 0
+		}
+		return n, cost
+	case nAnd:
+		kept := make([]*narrowing, 0, len(n.kids))
+		used, changed := 0, false
+		for _, k := range n.kids {
+			b, c := bound(k, budget-used)
+			kept = append(kept, b)
+			used += c
+			changed = changed || b != k
+		}
+		if !changed {
+			return n, used
+		}
+		return andNarrowing(kept...), used
+	case nOr:
+		used := 0
+		for _, k := range n.kids {
+			b, c := bound(k, budget-used)
+			if b != k {
+				return narrowAll, 0
+			}
+			used += c
+		}
+		return n, used
+	}
+	return n, 0
+}
+
 // driver is a subquery listing candidate rids, with its estimated size.
 type driver struct {
 	node *narrowing
@@ -365,7 +410,7 @@ func (s *Store) drive(ctx context.Context, n *narrowing, limit int) (*driver, er
 		err = stmt.QueryRowContext(ctx, append(slices.Clone(d.args), limit+1)...).Scan(&d.est)
 		release()
 		if err != nil {
-			return nil, dbError(ctx, err)
+			return nil, queryError(ctx, err)
 		}
 		return d, nil
 	case nAnd:
@@ -476,6 +521,7 @@ func (s *Store) plan(ctx context.Context, sel *selector, order sortOrder, want i
 		if n, err = s.resolve(ctx, narrow(sel.root, nil)); err != nil {
 			return nil, err
 		}
+		n, _ = bound(n, maxLookups)
 	}
 	if n.kind == nNone {
 		return nil, nil
@@ -600,7 +646,7 @@ func (s *Store) Find(ctx context.Context, q store.Query) ([]store.Document, erro
 	defer release()
 	rows, err := stmt.QueryContext(ctx, p.args...)
 	if err != nil {
-		return nil, fmt.Errorf("find: %w", dbError(ctx, err))
+		return nil, fmt.Errorf("find: %w", queryError(ctx, err))
 	}
 	defer rows.Close()
 	var hits []hit
@@ -608,7 +654,7 @@ func (s *Store) Find(ctx context.Context, q store.Query) ([]store.Document, erro
 		var h hit
 		var body []byte
 		if err := rows.Scan(&h.doc.ID, &h.doc.Rev, &body); err != nil {
-			return nil, fmt.Errorf("find: %w", dbError(ctx, err))
+			return nil, fmt.Errorf("find: %w", queryError(ctx, err))
 		}
 		var doc map[string]any
 		if err := json.Unmarshal(body, &doc); err != nil {
@@ -633,7 +679,7 @@ func (s *Store) Find(ctx context.Context, q store.Query) ([]store.Document, erro
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("find: %w", dbError(ctx, err))
+		return nil, fmt.Errorf("find: %w", queryError(ctx, err))
 	}
 	if !p.ordered {
 		sortHits(hits, order)
@@ -687,6 +733,21 @@ func compareSortKey(a any, aMiss bool, b any, bMiss bool, raw bool) int {
 	return compareJSON(a, b)
 }
 
+// queryError is dbError for a query: SQLite's refusal of a query it finds
+// too large or too deep (which bound should prevent) is the request's
+// fault, not an outage.
+func queryError(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		msg := err.Error()
+		for _, s := range []string{"too many terms", "too many SQL variables", "too large (maximum depth", "stack overflow", "too complex", "too big"} {
+			if strings.Contains(msg, s) {
+				return fmt.Errorf("%w: the query is too large for the embedded store: %w", store.ErrInvalid, err)
+			}
+		}
+	}
+	return dbError(ctx, err)
+}
+
 // maxCachedStmts bounds the prepared query cache. Query texts depend on the
 // shape of a selector, not on its values, so an application uses few.
 const maxCachedStmts = 512
@@ -703,7 +764,7 @@ func (s *Store) queryStmt(ctx context.Context, query string) (*sql.Stmt, func(),
 	}
 	st, err := s.reader.PrepareContext(ctx, query)
 	if err != nil {
-		return nil, nil, dbError(ctx, err)
+		return nil, nil, queryError(ctx, err)
 	}
 	if len(s.stmts) < maxCachedStmts {
 		s.stmts[query] = st
