@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cmbs/cmbs/store"
+	"github.com/cmbs/cmbs/store/mango"
 )
 
 // allRows is the _find limit that means "no limit": CouchDB's _find returns
@@ -36,7 +37,11 @@ func (s *Store) Find(ctx context.Context, q store.Query) ([]store.Document, erro
 	if len(sel) == 0 || string(sel) == "null" {
 		sel = []byte("{}")
 	}
-	if err := validateSelector(sel); err != nil {
+	// CouchDB and its PouchDB test peer accept selectors the embedded store
+	// refuses ($beginsWith, PCRE-only regexps), and the peer notices some
+	// mistakes only when it meets a document with the field: one parser
+	// decides for both stores.
+	if _, err := mango.Parse(sel); err != nil {
 		return nil, fmt.Errorf("couch: find: %w: %w", store.ErrInvalid, err)
 	}
 	limit := q.Limit
@@ -89,7 +94,11 @@ func (s *Store) Find(ctx context.Context, q store.Query) ([]store.Document, erro
 func (s *Store) findDesc(ctx context.Context, sel json.RawMessage, sortSpec []map[string]string, q store.Query) ([]store.Document, error) {
 	paths := make([][]string, len(q.Sort))
 	for i, f := range q.Sort {
-		paths[i] = splitField(f.Field)
+		p, err := mango.SplitField(f.Field)
+		if err != nil {
+			return nil, fmt.Errorf("couch: find: %w: sort: %w", store.ErrInvalid, err)
+		}
+		paths[i] = p
 	}
 	fetch := allRows
 	if q.Limit > 0 && q.Skip+q.Limit < allRows-1 {
@@ -169,25 +178,6 @@ func (s *Store) EnsureIndex(ctx context.Context, name string, fields []string) e
 		return fmt.Errorf("couch: ensure index %q: %w", name, mapError(ctx, err))
 	}
 	return nil
-}
-
-// splitField splits a Mango field path at unescaped dots ("a.b\.c" → a, b.c).
-func splitField(field string) []string {
-	var parts []string
-	var cur strings.Builder
-	for i := 0; i < len(field); i++ {
-		switch {
-		case field[i] == '\\' && i+1 < len(field) && field[i+1] == '.':
-			cur.WriteByte('.')
-			i++
-		case field[i] == '.':
-			parts = append(parts, cur.String())
-			cur.Reset()
-		default:
-			cur.WriteByte(field[i])
-		}
-	}
-	return append(parts, cur.String())
 }
 
 // sortKey extracts the values at paths from a JSON object body; a missing
