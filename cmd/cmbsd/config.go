@@ -28,6 +28,7 @@ const (
 	defaultDB              = "cmbs"
 	defaultMaxBody         = 4 << 20
 	defaultShutdownTimeout = 10 * time.Second
+	defaultStoreTimeout    = 10 * time.Second
 	envPrefix              = "CMBS_"
 )
 
@@ -69,6 +70,9 @@ type config struct {
 	MaxBody int64
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration
+	// StoreTimeout bounds every store call: a store that does not answer in
+	// time fails the request with 503 instead of holding it.
+	StoreTimeout time.Duration
 	// LayersFile records the running member layers for the next start;
 	// empty when disabled.
 	LayersFile string
@@ -95,7 +99,7 @@ type rawConfig struct {
 	listen, store, db, publicURL, users, logLevel, layersFile string
 	insecure                                                  bool
 	maxBody                                                   int64
-	shutdownTimeout                                           time.Duration
+	shutdownTimeout, storeTimeout                             time.Duration
 }
 
 // parseConfig fills the configuration from env variables, then from args
@@ -119,6 +123,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "`file` recording which member layers run, so that a restart binds them again (default: layers.json beside the sqlite database, or ./"+defaultDataDir+"/layers.json with CouchDB; \"none\" disables)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
+	fs.DurationVar(&raw.storeTimeout, "store-timeout", defaultStoreTimeout, "how long one store call may take before the request fails with 503 (a frozen CouchDB, a stalled disk)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cmbsd [flags]\n\nEvery flag can also be set with its environment variable (CMBS_LISTEN, CMBS_STORE, …);\na flag given on the command line wins.\n\n")
 		fs.PrintDefaults()
@@ -160,6 +165,7 @@ func (raw rawConfig) validate() (config, error) {
 		Insecure:        raw.insecure,
 		MaxBody:         raw.maxBody,
 		ShutdownTimeout: raw.shutdownTimeout,
+		StoreTimeout:    raw.storeTimeout,
 	}
 
 	loopback, err := checkListen(raw.listen)
@@ -257,6 +263,9 @@ func (raw rawConfig) validate() (config, error) {
 	}
 	if raw.shutdownTimeout <= 0 {
 		return config{}, badConfig("shutdown-timeout", "%v: must be positive", raw.shutdownTimeout)
+	}
+	if raw.storeTimeout <= 0 {
+		return config{}, badConfig("store-timeout", "%v: must be positive", raw.storeTimeout)
 	}
 	return cfg, nil
 }

@@ -37,6 +37,7 @@ func TestParseConfig(t *testing.T) {
 					LogLevel:        slog.LevelInfo,
 					MaxBody:         4 << 20,
 					ShutdownTimeout: 10 * time.Second,
+					StoreTimeout:    10 * time.Second,
 					LayersFile:      filepath.Join("cmbs-data", "layers.json"),
 				}
 				if c != want {
@@ -48,12 +49,13 @@ func TestParseConfig(t *testing.T) {
 			name: "every flag, double dash",
 			args: []string{"--listen", "127.0.0.1:0", "--store", "sqlite:/tmp/x.db", "--db", "other",
 				"--public-url", "https://occi.example.org/base/", "--users", users, "--insecure",
-				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json"},
+				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json",
+				"--store-timeout", "2s"},
 			check: func(t *testing.T, c config) {
 				if c.Listen != "127.0.0.1:0" || c.StoreKind != storeSQLite || c.SQLitePath != "/tmp/x.db" || c.LayersFile != "/tmp/l.json" ||
 					c.DB != "other" || c.PublicURL != "https://occi.example.org/base" || c.UsersFile != users ||
 					c.Users == nil || c.Users.Len() != 2 || !c.Insecure || c.LogLevel != slog.LevelDebug ||
-					c.MaxBody != 1024 || c.ShutdownTimeout != 3*time.Second {
+					c.MaxBody != 1024 || c.ShutdownTimeout != 3*time.Second || c.StoreTimeout != 2*time.Second {
 					t.Fatalf("config = %+v", c)
 				}
 			},
@@ -205,6 +207,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"max body not a number", []string{"--max-body", "4MiB"}, nil, []string{"max-body"}},
 		{"shutdown timeout negative", []string{"--shutdown-timeout", "-1s"}, nil,
 			[]string{"--shutdown-timeout (CMBS_SHUTDOWN_TIMEOUT)"}},
+		{"store timeout zero", []string{"--store-timeout", "0s"}, nil,
+			[]string{"--store-timeout (CMBS_STORE_TIMEOUT)"}},
 		{"bad bool in env", nil, map[string]string{"CMBS_INSECURE": "maybe"},
 			[]string{"--insecure (CMBS_INSECURE)", `"maybe"`}},
 		{"bad number in env", nil, map[string]string{"CMBS_MAX_BODY": "lots"},

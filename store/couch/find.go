@@ -140,7 +140,16 @@ func (s *Store) findDesc(ctx context.Context, sel json.RawMessage, sortSpec []ma
 }
 
 // find runs one _find and returns the documents, design documents left out.
-func (s *Store) find(ctx context.Context, q findQuery) ([]store.Document, error) {
+func (s *Store) find(ctx context.Context, q findQuery) (docs []store.Document, err error) {
+	_, err = s.retry(ctx, func() error {
+		var err error
+		docs, err = s.find1(ctx, q)
+		return err
+	})
+	return docs, err
+}
+
+func (s *Store) find1(ctx context.Context, q findQuery) ([]store.Document, error) {
 	rs := s.db.Find(ctx, q)
 	defer rs.Close()
 	var docs []store.Document
@@ -173,7 +182,17 @@ func (s *Store) EnsureIndex(ctx context.Context, name string, fields []string) e
 	if name == "" || len(fields) == 0 || slices.Contains(fields, "") {
 		return fmt.Errorf("couch: ensure index %q: %w: need a name and non-empty fields", name, store.ErrInvalid)
 	}
-	err := s.db.CreateIndex(ctx, name, name, map[string]any{"fields": fields})
+	s.restoreMu.Lock()
+	i := slices.IndexFunc(s.indexes, func(ix index) bool { return ix.name == name })
+	if i < 0 {
+		s.indexes = append(s.indexes, index{name: name, fields: slices.Clone(fields)})
+	} else {
+		s.indexes[i].fields = slices.Clone(fields)
+	}
+	s.restoreMu.Unlock()
+	_, err := s.retry(ctx, func() error {
+		return s.db.CreateIndex(ctx, name, name, map[string]any{"fields": fields})
+	})
 	if err != nil {
 		return fmt.Errorf("couch: ensure index %q: %w", name, mapError(ctx, err))
 	}
