@@ -111,10 +111,13 @@ func TestFrozenCouchTimesOut(t *testing.T) {
 	}
 	defer thaw()
 	calls := map[string]func() error{
-		"Get":     func() error { _, err := s.Get(ctx, "a"); return err },
-		"Put":     func() error { _, err := s.Put(ctx, store.Document{ID: "b", Body: json.RawMessage(`{}`)}); return err },
-		"Find":    func() error { _, err := s.Find(ctx, store.Query{}); return err },
-		"Changes": func() error { _, _, err := s.Changes(ctx, store.ChangesOptions{Wait: 100 * time.Millisecond}); return err },
+		"Get":  func() error { _, err := s.Get(ctx, "a"); return err },
+		"Put":  func() error { _, err := s.Put(ctx, store.Document{ID: "b", Body: json.RawMessage(`{}`)}); return err },
+		"Find": func() error { _, err := s.Find(ctx, store.Query{}); return err },
+		"Changes": func() error {
+			_, _, err := s.Changes(ctx, store.ChangesOptions{Wait: 100 * time.Millisecond})
+			return err
+		},
 	}
 	for name, call := range calls {
 		err := call()
