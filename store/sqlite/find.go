@@ -54,12 +54,13 @@ const (
 
 // narrowing is a superset of the documents a selector matches.
 type narrowing struct {
-	kind narrowKind
-	path string // pathKey (nField)
-	pid  int64  // interned path (nField)
-	pred string // SQL condition on value (nField, may be empty) or id (nID)
-	args []any
-	kids []*narrowing
+	kind    narrowKind
+	partial bool   // nField: the lookup of partial rows, resolved only where some exist
+	path    string // pathKey (nField)
+	pid     int64  // interned path (nField)
+	pred    string // SQL condition on value (nField, may be empty) or id (nID)
+	args    []any
+	kids    []*narrowing
 }
 
 var (
@@ -164,10 +165,23 @@ func narrow(n *mango.Node, prefix []string) *narrowing {
 				return narrowAll
 			}
 		}
-		return condNarrowing(path, n.Cond)
+		return withPartial(path, condNarrowing(path, n.Cond))
 	}
 	// $not and $nor survive normalisation only inside $elemMatch.
 	return narrowAll
+}
+
+// withPartial widens a field condition's narrowing to the documents whose
+// rows were capped at the path or one of its prefixes (see fields.go).
+func withPartial(path []string, n *narrowing) *narrowing {
+	if n.kind == nAll || n.kind == nNone {
+		return n
+	}
+	kids := []*narrowing{n}
+	for i := 0; i <= min(len(path), maxIndexDepth); i++ {
+		kids = append(kids, &narrowing{kind: nField, partial: true, path: pathKey(path[:i]), pred: "value = ?", args: []any{tagPartial}})
+	}
+	return orNarrowing(kids...)
 }
 
 func condNarrowing(path []string, c *mango.Node) *narrowing {
@@ -308,6 +322,15 @@ func placeholders(n int) string {
 func (s *Store) resolve(ctx context.Context, n *narrowing) (*narrowing, error) {
 	switch n.kind {
 	case nField:
+		if n.partial {
+			pid, ok := s.partialPath(n.path)
+			if !ok {
+				return narrowNone, nil
+			}
+			out := *n
+			out.pid = pid
+			return &out, nil
+		}
 		pid, ok, err := s.lookupPath(ctx, n.path)
 		if err != nil {
 			return nil, err
