@@ -12,7 +12,13 @@
 //   - Find's default order is _id ascending, and ties of Sort fields are
 //     broken by _id ascending in both directions;
 //   - Find without a Limit returns every match (CouchDB's _find stops at 25);
-//   - design documents never show up, in Find or in Changes.
+//   - design documents never show up, in Find or in Changes;
+//   - a database that disappears while the store is open (CouchDB restarted
+//     empty, the database deleted) is recreated, with the indexes
+//     EnsureIndex made, by the first call that finds it missing; if it
+//     cannot be, calls fail with store.ErrUnavailable, never ErrNotFound;
+//   - selectors are parsed with store/mango before they are sent, so the
+//     ones the embedded store refuses are refused here too.
 package couch
 
 import (
