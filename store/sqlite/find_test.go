@@ -133,16 +133,57 @@ func TestFindMatchesScanDeep(t *testing.T) {
 	})
 }
 
+// TestFindMatchesScanCapped: the same with documents over the index's row
+// caps (see fields.go): long arrays and big objects at "a", and now and
+// then a document over the row cap as a whole.
+func TestFindMatchesScanCapped(t *testing.T) {
+	n := 0
+	// Fewer selectors: every capped document is a candidate of most.
+	findMatchesScanN(t, 300, 400, func(doc map[string]any) map[string]any {
+		n++
+		switch a := doc["a"].(type) {
+		case []any:
+			if n%3 == 0 {
+				for i := range maxIndexedElements {
+					a = append(a, []any{"y", 1.0, "B", 2.5}[i%4])
+				}
+				doc["a"] = a
+			}
+		case map[string]any:
+			if n%3 == 0 {
+				for i := range maxIndexedMembers {
+					a[fmt.Sprint("f", i)] = float64(i % 4)
+				}
+			}
+		}
+		if n%60 == 0 {
+			var z []any
+			for i := range maxDocRows/1000 + 1 {
+				inner := make([]any, 1000)
+				for j := range inner {
+					inner[j] = float64(i*1000 + j)
+				}
+				z = append(z, inner)
+			}
+			doc["z"] = z
+		}
+		return doc
+	}, func(f string) string { return f })
+}
+
 func findMatchesScan(t *testing.T, wrap func(map[string]any) map[string]any, field func(string) string) {
+	findMatchesScanN(t, 300, 3000, wrap, field)
+}
+
+func findMatchesScanN(t *testing.T, ndocs, selectors int, wrap func(map[string]any) map[string]any, field func(string) string) {
 	ctx := testContext(t)
 	s := openTest(t, filepath.Join(t.TempDir(), "x.sqlite"))
 	r := rand.New(rand.NewPCG(1, 2))
 
 	bodies := map[string]map[string]any{}
 	revs := map[string]string{}
-	ndocs, selectors := 300, 3000
 	if raceEnabled {
-		ndocs, selectors = 100, 300
+		ndocs, selectors = ndocs/3, selectors/10
 	}
 	for i := range ndocs {
 		id := fmt.Sprintf("d%03d", i)
