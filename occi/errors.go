@@ -68,7 +68,11 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case status >= 500 && me == nil:
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 		detail.Message = http.StatusText(status)
-		if errors.Is(err, store.ErrUnavailable) {
+		var te *store.TimeoutError
+		switch {
+		case errors.As(err, &te):
+			detail.Message = te.Error() + "; try again later"
+		case errors.Is(err, store.ErrUnavailable):
 			detail.Message = "the store is unavailable; try again later"
 		}
 	}

@@ -31,6 +31,7 @@ const (
 	defaultDB              = "cmbs"
 	defaultMaxBody         = 4 << 20
 	defaultShutdownTimeout = 10 * time.Second
+	defaultStoreTimeout    = 10 * time.Second
 	defaultPeerTimeout     = 3 * time.Second
 	maxPeerTimeout         = 5 * time.Minute
 	// ZeroMQ limits (docs/limits.md, "ZeroMQ").
@@ -83,6 +84,9 @@ type config struct {
 	MaxAttributes int
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration
+	// StoreTimeout bounds every store call: a store that does not answer in
+	// time fails the request with 503 instead of holding it.
+	StoreTimeout time.Duration
 	// PeerTimeout bounds every call to another CMBS member (connect, send,
 	// answer): a dead or slow peer costs at most this long.
 	PeerTimeout time.Duration
@@ -128,7 +132,7 @@ type rawConfig struct {
 	insecure                                                  bool
 	maxBody                                                   int64
 	maxAttributes                                             int
-	shutdownTimeout, peerTimeout                              time.Duration
+	shutdownTimeout, peerTimeout, storeTimeout                time.Duration
 	zmq                                                       zmqLimits
 }
 
@@ -156,6 +160,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.layersRecord, "layers-record", cmbs.DefaultLayersID, "`id` of the store document recording which member layers run, so that a restart binds them again (servers sharing a CouchDB database each need their own; \"none\" disables)")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "layers.json `file` of an earlier cmbsd, imported into the store when it holds no record yet (default: layers.json beside the sqlite database; none with CouchDB; \"none\" for none)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
+	fs.DurationVar(&raw.storeTimeout, "store-timeout", defaultStoreTimeout, "how long one store call may take before the request fails with 503 (a frozen CouchDB, a stalled disk)")
 	fs.DurationVar(&raw.peerTimeout, "peer-timeout", defaultPeerTimeout, "how long a call to another CMBS member (a send, a discovery probe, an L4 forward) waits for its answer")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.IntVar(&raw.zmq.MaxConns, "zmq-max-conns", defaultZMQMaxConns, "most `connections` each member layer socket keeps open; more are closed at accept")
@@ -210,6 +215,7 @@ func (raw rawConfig) validate() (config, error) {
 		ShutdownTimeout: raw.shutdownTimeout,
 		PeerTimeout:     raw.peerTimeout,
 		ZMQ:             raw.zmq,
+		StoreTimeout:    raw.storeTimeout,
 	}
 
 	loopback, err := checkListen(raw.listen)
@@ -336,6 +342,9 @@ func (raw rawConfig) validate() (config, error) {
 		return config{}, badConfig("zmq-max-message", "%d bytes is more than --zmq-read-budget (%d): such a message could never be read", z.MaxMessage, z.ReadBudget)
 	case z.MessageTimeout <= 0:
 		return config{}, badConfig("zmq-message-timeout", "%v: must be positive", z.MessageTimeout)
+	}
+	if raw.storeTimeout <= 0 {
+		return config{}, badConfig("store-timeout", "%v: must be positive", raw.storeTimeout)
 	}
 	return cfg, nil
 }

@@ -38,6 +38,7 @@ func TestParseConfig(t *testing.T) {
 					MaxBody:          4 << 20,
 					MaxAttributes:    10000,
 					ShutdownTimeout:  10 * time.Second,
+					StoreTimeout:     10 * time.Second,
 					PeerTimeout:      3 * time.Second,
 					LayersRecord:     "cmbs-layers",
 					ImportLayersFile: filepath.Join("cmbs-data", "layers.json"),
@@ -65,12 +66,12 @@ func TestParseConfig(t *testing.T) {
 			args: []string{"--listen", "127.0.0.1:0", "--store", "sqlite:/tmp/x.db", "--db", "other",
 				"--public-url", "https://occi.example.org/base/", "--users", users, "--insecure",
 				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json", "--layers-record", "node-2", "--peer-timeout", "1500ms",
-				"--max-attributes", "50"},
+				"--max-attributes", "50", "--store-timeout", "2s"},
 			check: func(t *testing.T, c config) {
 				if c.Listen != "127.0.0.1:0" || c.StoreKind != storeSQLite || c.SQLitePath != "/tmp/x.db" || c.ImportLayersFile != "/tmp/l.json" || c.LayersRecord != "node-2" ||
 					c.DB != "other" || c.PublicURL != "https://occi.example.org/base" || c.UsersFile != users ||
 					c.Users == nil || c.Users.Len() != 2 || !c.Insecure || c.LogLevel != slog.LevelDebug ||
-					c.MaxBody != 1024 || c.MaxAttributes != 50 || c.ShutdownTimeout != 3*time.Second || c.PeerTimeout != 1500*time.Millisecond {
+					c.MaxBody != 1024 || c.MaxAttributes != 50 || c.ShutdownTimeout != 3*time.Second || c.PeerTimeout != 1500*time.Millisecond || c.StoreTimeout != 2*time.Second {
 					t.Fatalf("config = %+v", c)
 				}
 			},
@@ -249,6 +250,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"zmq message over the budget", []string{"--zmq-max-message", "2048", "--zmq-read-budget", "1024"}, nil,
 			[]string{"--zmq-max-message (CMBS_ZMQ_MAX_MESSAGE)", "more than --zmq-read-budget (1024)"}},
 		{"zmq message timeout negative", []string{"--zmq-message-timeout", "-1s"}, nil, []string{"--zmq-message-timeout (CMBS_ZMQ_MESSAGE_TIMEOUT)"}},
+		{"store timeout zero", []string{"--store-timeout", "0s"}, nil,
+			[]string{"--store-timeout (CMBS_STORE_TIMEOUT)"}},
 		{"bad bool in env", nil, map[string]string{"CMBS_INSECURE": "maybe"},
 			[]string{"--insecure (CMBS_INSECURE)", `"maybe"`}},
 		{"bad number in env", nil, map[string]string{"CMBS_MAX_BODY": "lots"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -77,16 +78,21 @@ func (h *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // probeStore reads a document that does not exist: the store answering
-// "not found" in time is a store that works.
+// "not found" in time is a store that works. (A CouchDB database that
+// disappeared is not "not found": the CouchDB store recreates it, or
+// reports itself unavailable.)
 func (h *statusHandler) probeStore(ctx context.Context) storeStatus {
 	ctx, cancel := context.WithTimeout(ctx, storeProbeTimeout)
 	defer cancel()
 	start := time.Now()
 	_, err := h.store.Get(ctx, "status:probe")
 	st := storeStatus{Store: h.storeDesc, LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
-	if err == nil || errors.Is(err, store.ErrNotFound) {
+	switch {
+	case err == nil || errors.Is(err, store.ErrNotFound):
 		st.OK = true
-	} else {
+	case ctx.Err() != nil:
+		st.Error = fmt.Sprintf("no answer within %v: %v", storeProbeTimeout, err)
+	default:
 		st.Error = err.Error()
 	}
 	return st
