@@ -28,6 +28,7 @@ const (
 	defaultLayersFile      = "layers.json"
 	defaultDB              = "cmbs"
 	defaultMaxBody         = 4 << 20
+	defaultMaxOutput       = 1 << 20
 	defaultShutdownTimeout = 10 * time.Second
 	envPrefix              = "CMBS_"
 )
@@ -76,6 +77,8 @@ type config struct {
 	// LayersFile records the running member layers for the next start;
 	// empty when disabled.
 	LayersFile string
+	// MaxOutput caps a process execution's output and stderr, each, in bytes.
+	MaxOutput int64
 }
 
 // configError is a bad configuration: run reports it and exits 2.
@@ -98,7 +101,7 @@ func envName(flagName string) string {
 type rawConfig struct {
 	listen, store, db, publicURL, users, logLevel, layersFile string
 	insecure                                                  bool
-	maxBody                                                   int64
+	maxBody, maxOutput                                        int64
 	maxAttributes                                             int
 	shutdownTimeout                                           time.Duration
 }
@@ -123,6 +126,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.logLevel, "log-level", "info", "minimum log `level`: debug, info, warn or error")
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
 	fs.IntVar(&raw.maxAttributes, "max-attributes", model.DefaultMaxAttributes, "most attributes an entity may have, and most elements or members of any array or object in its attribute values (`count`)")
+	fs.Int64Var(&raw.maxOutput, "max-output", defaultMaxOutput, "cap in `bytes` of a process execution's output and of its stderr; beyond it they are truncated (truncated:true)")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "`file` recording which member layers run, so that a restart binds them again (default: layers.json beside the sqlite database, or ./"+defaultDataDir+"/layers.json with CouchDB; \"none\" disables)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
 	fs.Usage = func() {
@@ -167,6 +171,7 @@ func (raw rawConfig) validate() (config, error) {
 		MaxBody:         raw.maxBody,
 		MaxAttributes:   raw.maxAttributes,
 		ShutdownTimeout: raw.shutdownTimeout,
+		MaxOutput:       raw.maxOutput,
 	}
 
 	loopback, err := checkListen(raw.listen)
@@ -264,6 +269,9 @@ func (raw rawConfig) validate() (config, error) {
 	}
 	if raw.maxBody <= 0 {
 		return config{}, badConfig("max-body", "%d: must be a positive number of bytes", raw.maxBody)
+	}
+	if raw.maxOutput <= 0 {
+		return config{}, badConfig("max-output", "%d: must be a positive number of bytes", raw.maxOutput)
 	}
 	if raw.shutdownTimeout <= 0 {
 		return config{}, badConfig("shutdown-timeout", "%v: must be positive", raw.shutdownTimeout)

@@ -39,6 +39,7 @@ func TestParseConfig(t *testing.T) {
 					MaxAttributes:   10000,
 					ShutdownTimeout: 10 * time.Second,
 					LayersFile:      filepath.Join("cmbs-data", "layers.json"),
+					MaxOutput:       1 << 20,
 				}
 				if c != want {
 					t.Fatalf("config = %+v\nwant     %+v", c, want)
@@ -50,12 +51,12 @@ func TestParseConfig(t *testing.T) {
 			args: []string{"--listen", "127.0.0.1:0", "--store", "sqlite:/tmp/x.db", "--db", "other",
 				"--public-url", "https://occi.example.org/base/", "--users", users, "--insecure",
 				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json",
-				"--max-attributes", "50"},
+				"--max-attributes", "50", "--max-output", "4096"},
 			check: func(t *testing.T, c config) {
 				if c.Listen != "127.0.0.1:0" || c.StoreKind != storeSQLite || c.SQLitePath != "/tmp/x.db" || c.LayersFile != "/tmp/l.json" ||
 					c.DB != "other" || c.PublicURL != "https://occi.example.org/base" || c.UsersFile != users ||
 					c.Users == nil || c.Users.Len() != 2 || !c.Insecure || c.LogLevel != slog.LevelDebug ||
-					c.MaxBody != 1024 || c.MaxAttributes != 50 || c.ShutdownTimeout != 3*time.Second {
+					c.MaxBody != 1024 || c.MaxAttributes != 50 || c.ShutdownTimeout != 3*time.Second || c.MaxOutput != 4096 {
 					t.Fatalf("config = %+v", c)
 				}
 			},
@@ -204,6 +205,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"log level", []string{"--log-level", "verbose"}, nil,
 			[]string{"--log-level (CMBS_LOG_LEVEL)", `"verbose"`}},
 		{"max body zero", []string{"--max-body", "0"}, nil, []string{"--max-body (CMBS_MAX_BODY)"}},
+		{"max output zero", []string{"--max-output", "0"}, nil, []string{"--max-output (CMBS_MAX_OUTPUT)"}},
 		{"max attributes zero", []string{"--max-attributes", "0"}, nil, []string{"--max-attributes (CMBS_MAX_ATTRIBUTES)"}},
 		{"max body not a number", []string{"--max-body", "4MiB"}, nil, []string{"max-body"}},
 		{"shutdown timeout negative", []string{"--shutdown-timeout", "-1s"}, nil,

@@ -6,6 +6,7 @@
 //
 //	cmbsd [--listen 127.0.0.1:8090] [--store sqlite:./cmbs-data/cmbs.db | --store http://user:pass@host:5984 --db cmbs]
 //	      [--public-url URL] [--users FILE] [--insecure] [--log-level info] [--max-body BYTES] [--max-attributes N]
+//	      [--max-output BYTES]
 //
 // Every flag also reads CMBS_<FLAG> from the environment (CMBS_LISTEN,
 // CMBS_PUBLIC_URL, …); the command line wins. cmbsd refuses to listen on a
@@ -28,12 +29,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
+	processreg "github.com/cmbs/cmbs/providers/process"
 )
 
 // Exit codes.
@@ -146,7 +149,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	defer ln.Close() // in case serveHTTP returns before Serve took it over
 
 	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, started: time.Now()}
-	handler := withStatus(status, srv.Handler())
+	handler := withStatus(status, withProcessRegistry(srv, cfg, logger, srv.Handler()))
 	if cfg.Users != nil {
 		handler = cfg.Users.Middleware(handler)
 	}
@@ -216,6 +219,10 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // service; the registry starts it (binding the layers cfg.LayersFile
 // records) and stops it (closing every socket) at shutdown.
 func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
+	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, Logger: logger})
+	if err := procs.Register(reg); err != nil {
+		return nil, err
+	}
 	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger, LayersFile: cfg.LayersFile, AllowNonLoopback: cfg.Insecure})
 	if err := broker.Register(reg); err != nil {
 		// Nothing is open yet; Stop only releases the broker's client.
@@ -223,4 +230,21 @@ func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg con
 		return nil, err
 	}
 	return broker, nil
+}
+
+// withProcessRegistry serves the Process Registry's own API
+// (/api/process_definition/) beside the OCCI interface, over the same
+// definition entities.
+func withProcessRegistry(srv *occi.Server, cfg config, logger *slog.Logger, next http.Handler) http.Handler {
+	api := processreg.NewFacade(srv.Entities(), processreg.FacadeOptions{PublicURL: cfg.PublicURL, MaxBodyBytes: cfg.MaxBody, Logger: logger})
+	// A prefix test rather than http.ServeMux: the mux would clean and
+	// redirect paths the OCCI router answers itself.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, processreg.APIPrefix) {
+			w.Header().Set("Server", occi.ServerHeader)
+			api.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

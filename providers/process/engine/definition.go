@@ -93,10 +93,10 @@ var fields = map[string]bool{
 }
 
 // Parse validates a definition document (decoded JSON) and returns it with
-// the canonical document to store: "args" becomes "argv", "input_params" and
-// "output_params" become "input_parameters" and "output_parameters", and
-// "process_type" gets its default "single". Every other value is kept as
-// given. A null field counts as absent.
+// the canonical document to store: "args" becomes "argv", and "input_params"
+// and "output_params" become "input_parameters" and "output_parameters".
+// Every other value is kept as given (defaults are not added, so what is
+// stored is what was given). A null field counts as absent.
 func Parse(doc map[string]any) (*Definition, map[string]any, error) {
 	if doc == nil {
 		return nil, nil, fieldErr("exec", "is required (the path or name of the executable)")
@@ -156,7 +156,6 @@ func Parse(doc map[string]any) (*Definition, map[string]any, error) {
 		}
 		d.ProcessType = pt
 	}
-	canon["process_type"] = d.ProcessType
 	if v, ok := canon["timeout"]; ok {
 		t, ok := number(v)
 		if !ok {

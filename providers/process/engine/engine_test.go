@@ -143,7 +143,7 @@ func TestParseCanonicalSpellings(t *testing.T) {
 	got, _ := json.Marshal(canon)
 	want := `{"argv":["--quiet","--input","${input_file}"],"exec":"someproc",` +
 		`"input_adapter":{"input_parameters":{"file_path":"${input_file}"},"input_type":"file"},` +
-		`"output_adapter":{"output_parameters":{"file_type":"stream","stream_name":"STDOUT"},"output_type":"file"},"process_type":"single"}`
+		`"output_adapter":{"output_parameters":{"file_type":"stream","stream_name":"STDOUT"},"output_type":"file"}}`
 	if string(got) != want {
 		t.Errorf("canonical\n got %s\nwant %s", got, want)
 	}
