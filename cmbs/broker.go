@@ -82,6 +82,20 @@ type Options struct {
 	// what they receive is stored and executed, so by default only
 	// 127.0.0.0/8, ::1 and localhost are bound (cmbsd: --insecure).
 	AllowNonLoopback bool
+	// Processes runs the process definition an executable message names
+	// (attribute process.definition_ref, mixin process#runnable); nil
+	// means executable messages only record that they were executed.
+	Processes MessageRunner
+}
+
+// MessageRunner runs, on behalf of an executable message, a process
+// definition registered on this server. ref is the definition's id or
+// location as the message gives it; input is the message's content. An
+// error means the definition did not run (unknown, or not allowed to run
+// on a message) and says why; a run that failed is a result, not an error.
+// The process provider (providers/process) implements it.
+type MessageRunner interface {
+	RunForMessage(ctx context.Context, ref string, input []byte, trigger string) (map[string]any, error)
 }
 
 func (o Options) withDefaults() Options {

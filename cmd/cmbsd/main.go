@@ -223,7 +223,7 @@ func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg con
 	if err := procs.Register(reg); err != nil {
 		return nil, err
 	}
-	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger, LayersFile: cfg.LayersFile, AllowNonLoopback: cfg.Insecure})
+	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger, LayersFile: cfg.LayersFile, AllowNonLoopback: cfg.Insecure, Processes: procs})
 	if err := broker.Register(reg); err != nil {
 		// Nothing is open yet; Stop only releases the broker's client.
 		_ = broker.Stop(context.Background())
