@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,7 @@ type Entities interface {
 	Create(ctx context.Context, kind *model.Category, typ string, inputs []*model.EntityInput) ([]string, error)
 	Update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error)
 	Replace(ctx context.Context, location, ifMatch, typ string, in *model.EntityInput) (*model.Entity, bool, error)
+	UpdateLater(ctx context.Context, current *model.Entity, in *model.EntityInput) error
 	Delete(ctx context.Context, location, ifMatch string) error
 	List(ctx context.Context, q entities.ListQuery) ([]*model.Entity, error)
 	Categories() *categories.Registry
@@ -71,6 +73,11 @@ type Provider struct {
 	stopped bool
 	running map[string]*run // by execution location
 	runs    sync.WaitGroup
+	// completing holds, by execution location, the result a deferred
+	// update is about to store: the one change to an execution record the
+	// provider accepts outside its own calls (UpdateLater stores it in the
+	// background, without the caller's context).
+	completing map[string]map[string]any
 }
 
 // run is an execution in flight.
@@ -83,6 +90,7 @@ var (
 	_ providers.Provider = (*Provider)(nil)
 	_ providers.Preparer = (*Provider)(nil)
 	_ providers.Stopper  = (*Provider)(nil)
+	_ providers.Observer = (*Provider)(nil)
 )
 
 // New returns the provider, storing through ents.
@@ -91,10 +99,11 @@ func New(ents Entities, opts Options) *Provider {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Provider{
-		ents:    ents,
-		runner:  engine.Runner{MaxOutput: opts.MaxOutput, KillGrace: opts.KillGrace, TempDir: opts.TempDir},
-		log:     opts.Logger.With("component", "process"),
-		running: map[string]*run{},
+		ents:       ents,
+		runner:     engine.Runner{MaxOutput: opts.MaxOutput, KillGrace: opts.KillGrace, TempDir: opts.TempDir},
+		log:        opts.Logger.With("component", "process"),
+		running:    map[string]*run{},
+		completing: map[string]map[string]any{},
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p
@@ -187,11 +196,43 @@ func (p *Provider) Update(ctx context.Context, old, updated *model.Entity) error
 			proc["owner"] = owner
 		}
 	case categories.ProcessExecutionKind:
-		if !isInternal(ctx) {
+		if !isInternal(ctx) && !p.isCompletion(updated) {
 			return errReadOnly()
 		}
 	}
 	return nil
+}
+
+// isCompletion reports whether an execution update stores exactly the
+// result the provider queued for it.
+func (p *Provider) isCompletion(e *model.Entity) bool {
+	p.mu.Lock()
+	want := p.completing[e.Location]
+	p.mu.Unlock()
+	if want == nil {
+		return false
+	}
+	got := subMapOrNil(subMapOrNil(e.Attributes, "process"), "execution")
+	for k, v := range want {
+		if !reflect.DeepEqual(got[k], v) {
+			return false
+		}
+	}
+	return true
+}
+
+// Committed forgets a queued result once it is stored (or its record
+// deleted).
+func (p *Provider) Committed(location string, e *model.Entity) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	want := p.completing[location]
+	if want == nil {
+		return
+	}
+	if e == nil || subMapOrNil(subMapOrNil(e.Attributes, "process"), "execution")["status"] == want["status"] {
+		delete(p.completing, location)
+	}
 }
 
 // Delete allows deleting definitions and executions; a running execution
@@ -299,7 +340,25 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 	p.mu.Unlock()
 	defer p.runs.Done()
 
+	// The process starts at once; its record is created meanwhile (so
+	// cancel and GET find it while it runs), and completed in the
+	// background once the result is answered: the entity service makes
+	// every later read of the record wait for that write.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopAfter := context.AfterFunc(p.ctx, cancel)
+	defer stopAfter()
+	type outcome struct {
+		res *engine.Result
+		err error
+	}
+	ran := make(chan outcome, 1)
 	started := time.Now().UTC()
+	go func() {
+		res, err := p.runner.Run(runCtx, def, engine.Request{Input: input, Timeout: timeout})
+		ran <- outcome{res, err}
+	}()
+
 	record := map[string]any{
 		"definition": e.Location, "status": engine.StatusRunning, "started_at": started.Format(time.RFC3339Nano),
 		"input_size": float64(len(input)), "trigger": trigger,
@@ -308,14 +367,11 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 		Present: map[string]bool{"kind": true, "attributes": true}}
 	locs, err := p.ents.Create(internal(ctx), kind, model.TypeResource, []*model.EntityInput{in})
 	if err != nil {
+		cancel()
+		<-ran
 		return nil, fmt.Errorf("record the execution: %w", err)
 	}
 	loc := locs[0]
-
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stopAfter := context.AfterFunc(p.ctx, cancel)
-	defer stopAfter()
 	r := &run{cancel: cancel, done: make(chan struct{})}
 	p.mu.Lock()
 	p.running[loc] = r
@@ -327,31 +383,49 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 		close(r.done)
 	}()
 
-	res, err := p.runner.Run(runCtx, def, engine.Request{Input: input, Timeout: timeout})
-	if err != nil {
-		return nil, err
+	o := <-ran
+	if o.err != nil {
+		return nil, o.err
 	}
+	res := o.res
 	result := resultFields(res)
-	// The record is completed even when the caller has gone away.
-	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancelSave()
 	stored := map[string]any{}
 	for k, v := range result {
 		if v != nil {
 			stored[k] = v
 		}
 	}
-	delete(stored, "pid")
 	stored["pid"] = float64(res.Pid)
-	upd := &model.EntityInput{Entity: model.Entity{Attributes: map[string]any{"process": map[string]any{"execution": stored}}},
-		Present: map[string]bool{"attributes": true}}
-	if _, err := p.ents.Update(internal(saveCtx), loc, "", upd); err != nil {
+	// The record is completed even when the caller has gone away.
+	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancelSave()
+	if err := p.complete(saveCtx, loc, stored); err != nil {
 		p.log.Error("could not record an execution's result", "execution", loc, "err", err)
 		result["record_error"] = err.Error()
 	}
 	result["execution"] = loc
 	result["definition"] = e.Location
 	return result, nil
+}
+
+// complete queues the update that stores a run's result in its record.
+func (p *Provider) complete(ctx context.Context, loc string, stored map[string]any) error {
+	current, err := p.ents.Get(ctx, loc)
+	if err != nil {
+		return err
+	}
+	upd := &model.EntityInput{Entity: model.Entity{Attributes: map[string]any{"process": map[string]any{"execution": stored}}},
+		Present: map[string]bool{"attributes": true}}
+	p.mu.Lock()
+	p.completing[loc] = stored
+	p.mu.Unlock()
+	if err := p.ents.UpdateLater(internal(ctx), current, upd); err != nil {
+		p.mu.Lock()
+		delete(p.completing, loc)
+		p.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 // resultFields is a run's result as the action answers it.
@@ -463,4 +537,27 @@ func DefinitionLocation(ref string) (string, error) {
 		return p, nil
 	}
 	return prefix + ref, nil
+}
+
+// RunForMessage runs the definition a CMBS message names (an id or a
+// location on this server) with input, only when that definition allows it
+// (run_on_message true): a message never supplies a command, it names one
+// this server's operator registered. An error says why it did not run.
+func (p *Provider) RunForMessage(ctx context.Context, ref string, input []byte, trigger string) (map[string]any, error) {
+	loc, err := DefinitionLocation(ref)
+	if err != nil {
+		return nil, fmt.Errorf("process.definition_ref: %w", err)
+	}
+	e, err := p.ents.Get(ctx, loc)
+	if err != nil || e.Kind != categories.ProcessDefinitionKind {
+		return nil, fmt.Errorf("process.definition_ref %q: no process definition at %s on this server", ref, loc)
+	}
+	def, err := Definition(e)
+	if err != nil {
+		return nil, fmt.Errorf("definition %s: %w", loc, err)
+	}
+	if !def.RunOnMessage {
+		return nil, fmt.Errorf("definition %s does not allow running on a message (run_on_message is not true)", loc)
+	}
+	return p.Execute(ctx, e, input, 0, trigger)
 }
