@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -79,6 +80,9 @@ type config struct {
 	LayersFile string
 	// MaxOutput caps a process execution's output and stderr, each, in bytes.
 	MaxOutput int64
+	// RunDir is where process executions get their private run
+	// directories; "" means the system's temporary directory.
+	RunDir string
 }
 
 // configError is a bad configuration: run reports it and exits 2.
@@ -100,6 +104,7 @@ func envName(flagName string) string {
 // rawConfig holds the flag values as given, before interpretation.
 type rawConfig struct {
 	listen, store, db, publicURL, users, logLevel, layersFile string
+	runDir                                                    string
 	insecure                                                  bool
 	maxBody, maxOutput                                        int64
 	maxAttributes                                             int
@@ -127,6 +132,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
 	fs.IntVar(&raw.maxAttributes, "max-attributes", model.DefaultMaxAttributes, "most attributes an entity may have, and most elements or members of any array or object in its attribute values (`count`)")
 	fs.Int64Var(&raw.maxOutput, "max-output", defaultMaxOutput, "cap in `bytes` of a process execution's output and of its stderr; beyond it they are truncated (truncated:true)")
+	fs.StringVar(&raw.runDir, "run-dir", "", "`directory` in which each process execution gets its private run directory (default: the system's temporary directory; a tmpfs such as /dev/shm makes short runs faster)")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "`file` recording which member layers run, so that a restart binds them again (default: layers.json beside the sqlite database, or ./"+defaultDataDir+"/layers.json with CouchDB; \"none\" disables)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
 	fs.Usage = func() {
@@ -172,6 +178,7 @@ func (raw rawConfig) validate() (config, error) {
 		MaxAttributes:   raw.maxAttributes,
 		ShutdownTimeout: raw.shutdownTimeout,
 		MaxOutput:       raw.maxOutput,
+		RunDir:          raw.runDir,
 	}
 
 	loopback, err := checkListen(raw.listen)
@@ -269,6 +276,11 @@ func (raw rawConfig) validate() (config, error) {
 	}
 	if raw.maxBody <= 0 {
 		return config{}, badConfig("max-body", "%d: must be a positive number of bytes", raw.maxBody)
+	}
+	if raw.runDir != "" {
+		if fi, err := os.Stat(raw.runDir); err != nil || !fi.IsDir() {
+			return config{}, badConfig("run-dir", "%q is not a directory", raw.runDir)
+		}
 	}
 	if raw.maxOutput <= 0 {
 		return config{}, badConfig("max-output", "%d: must be a positive number of bytes", raw.maxOutput)

@@ -6,7 +6,7 @@
 //
 //	cmbsd [--listen 127.0.0.1:8090] [--store sqlite:./cmbs-data/cmbs.db | --store http://user:pass@host:5984 --db cmbs]
 //	      [--public-url URL] [--users FILE] [--insecure] [--log-level info] [--max-body BYTES] [--max-attributes N]
-//	      [--max-output BYTES]
+//	      [--max-output BYTES] [--run-dir DIR]
 //
 // Every flag also reads CMBS_<FLAG> from the environment (CMBS_LISTEN,
 // CMBS_PUBLIC_URL, …); the command line wins. cmbsd refuses to listen on a
@@ -219,7 +219,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // service; the registry starts it (binding the layers cfg.LayersFile
 // records) and stops it (closing every socket) at shutdown.
 func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
-	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, Logger: logger})
+	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger})
 	if err := procs.Register(reg); err != nil {
 		return nil, err
 	}

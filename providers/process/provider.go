@@ -340,18 +340,14 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 	p.mu.Unlock()
 	defer p.runs.Done()
 
-	// The process starts at once; its record is created meanwhile (so
-	// cancel and GET find it while it runs), and completed in the
-	// background once the result is answered: the entity service makes
-	// every later read of the record wait for that write.
+	// The process starts at once. A run still going after
+	// runningRecordAfter gets a running record (which cancel and GET find),
+	// completed in the background once the result is answered: the entity
+	// service makes every later read of the record wait for that write.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopAfter := context.AfterFunc(p.ctx, cancel)
 	defer stopAfter()
-	type outcome struct {
-		res *engine.Result
-		err error
-	}
 	ran := make(chan outcome, 1)
 	started := time.Now().UTC()
 	go func() {
@@ -363,15 +359,35 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 		"definition": e.Location, "status": engine.StatusRunning, "started_at": started.Format(time.RFC3339Nano),
 		"input_size": float64(len(input)), "trigger": trigger,
 	}
-	in := &model.EntityInput{Entity: model.Entity{Kind: kind.ID(), Attributes: map[string]any{"process": map[string]any{"execution": record}}},
-		Present: map[string]bool{"kind": true, "attributes": true}}
-	locs, err := p.ents.Create(internal(ctx), kind, model.TypeResource, []*model.EntityInput{in})
+	// A run that ends quickly is recorded once, with its result: nobody
+	// could have cancelled it anyway.
+	var o outcome
+	quick := time.NewTimer(runningRecordAfter)
+	select {
+	case o = <-ran:
+		quick.Stop()
+		if o.err != nil {
+			return nil, o.err
+		}
+		result := resultFields(o.res)
+		for k, v := range storedFields(result, o.res) {
+			record[k] = v
+		}
+		loc, err := p.createRecord(ctx, kind, record)
+		if err != nil {
+			return nil, err
+		}
+		result["execution"] = loc
+		result["definition"] = e.Location
+		return result, nil
+	case <-quick.C:
+	}
+	loc, err := p.createRecord(ctx, kind, record)
 	if err != nil {
 		cancel()
 		<-ran
-		return nil, fmt.Errorf("record the execution: %w", err)
+		return nil, err
 	}
-	loc := locs[0]
 	r := &run{cancel: cancel, done: make(chan struct{})}
 	p.mu.Lock()
 	p.running[loc] = r
@@ -383,19 +399,13 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 		close(r.done)
 	}()
 
-	o := <-ran
+	o = <-ran
 	if o.err != nil {
 		return nil, o.err
 	}
 	res := o.res
 	result := resultFields(res)
-	stored := map[string]any{}
-	for k, v := range result {
-		if v != nil {
-			stored[k] = v
-		}
-	}
-	stored["pid"] = float64(res.Pid)
+	stored := storedFields(result, res)
 	// The record is completed even when the caller has gone away.
 	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancelSave()
@@ -406,6 +416,43 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 	result["execution"] = loc
 	result["definition"] = e.Location
 	return result, nil
+}
+
+// runningRecordAfter is how long a run may take before it gets a running
+// execution record; a quicker one is recorded once, with its result.
+const runningRecordAfter = 50 * time.Millisecond
+
+// outcome is what a run returned.
+type outcome struct {
+	res *engine.Result
+	err error
+}
+
+// storedFields is a result as its execution record stores it: without
+// null values, with the pid.
+func storedFields(result map[string]any, res *engine.Result) map[string]any {
+	stored := map[string]any{}
+	for k, v := range result {
+		if v != nil {
+			stored[k] = v
+		}
+	}
+	stored["pid"] = float64(res.Pid)
+	return stored
+}
+
+// createRecord stores a new execution record.
+func (p *Provider) createRecord(ctx context.Context, kind *model.Category, record map[string]any) (string, error) {
+	in := &model.EntityInput{Entity: model.Entity{Kind: kind.ID(), Attributes: map[string]any{"process": map[string]any{"execution": record}}},
+		Present: map[string]bool{"kind": true, "attributes": true}}
+	// The record is stored even when the caller has gone away.
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	locs, err := p.ents.Create(internal(saveCtx), kind, model.TypeResource, []*model.EntityInput{in})
+	if err != nil {
+		return "", fmt.Errorf("record the execution: %w", err)
+	}
+	return locs[0], nil
 }
 
 // complete queues the update that stores a run's result in its record.
