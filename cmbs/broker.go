@@ -97,6 +97,20 @@ type Options struct {
 	// time, message size and memory; see docs/limits.md). Each option
 	// applies to whichever of the two it concerns.
 	Transport []transport.Option
+	// Processes runs the process definition an executable message names
+	// (attribute process.definition_ref, mixin process#runnable); nil
+	// means executable messages only record that they were executed.
+	Processes MessageRunner
+}
+
+// MessageRunner runs, on behalf of an executable message, a process
+// definition registered on this server. ref is the definition's id or
+// location as the message gives it; input is the message's content. An
+// error means the definition did not run (unknown, or not allowed to run
+// on a message) and says why; a run that failed is a result, not an error.
+// The process provider (providers/process) implements it.
+type MessageRunner interface {
+	RunForMessage(ctx context.Context, ref string, input []byte, trigger string) (map[string]any, error)
 }
 
 func (o Options) withDefaults() Options {

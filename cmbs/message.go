@@ -472,8 +472,9 @@ func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env tra
 	return out
 }
 
-// execute records that the message ran here (process execution comes with
-// the execution providers): its result becomes {"executed_by", "at"}.
+// execute runs the message here: its result becomes {"executed_by", "at"},
+// plus the result of the process definition it names (process.definition_ref,
+// run with message_content as input) when it names one.
 func (b *Broker) execute(ctx context.Context, e *model.Entity, inv providers.Invocation) (any, error) {
 	attrs := messageAttrs(e.Attributes)
 	if attrs == nil {
@@ -492,7 +493,7 @@ func (b *Broker) execute(ctx context.Context, e *model.Entity, inv providers.Inv
 	if err != nil {
 		return nil, err
 	}
-	rec := executionRecord(sender, "")
+	rec := b.run(ctx, executionRecord(sender, ""), e.Attributes, "execute on "+e.Location)
 	b.stats.executed.Add(1)
 	if err := b.updateMessageLater(ctx, e, map[string]any{"result": rec}); err != nil {
 		return nil, err

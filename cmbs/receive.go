@@ -194,10 +194,6 @@ func (b *Broker) deliverLocally(ctx context.Context, member *model.Entity, l Lay
 		rec.Errors = append(rec.Errors, err.Error())
 		return rec
 	}
-	if executable {
-		rec.Executed = executionRecord(member, l)
-		attrs["result"] = rec.Executed
-	}
 	if storable {
 		// Creating the entity is the duplicate check: its location is
 		// reserved in one step, so a repeat is refused (409) whole.
@@ -208,22 +204,28 @@ func (b *Broker) deliverLocally(ctx context.Context, member *model.Entity, l Lay
 		case dup:
 			b.stats.duplicates.Add(1)
 			rec.Duplicate = true
-			rec.Executed = nil // a repeat is not run again
-			return rec
+			return rec // a repeat is not run again
 		default:
 			b.stats.stored.Add(1)
 			rec.Stored = stored
 		}
 	}
-	if rec.Executed != nil {
+	if executable {
+		rec.Executed = b.run(ctx, executionRecord(member, l), msg["attributes"].(map[string]any), "cmbs message "+fmt.Sprint(msg["id"])+" on "+string(l))
 		b.stats.executed.Add(1)
+		if rec.Stored != "" {
+			in := &model.EntityInput{Present: map[string]bool{"attributes": true}}
+			in.Attributes = map[string]any{"cmbs": map[string]any{"message": map[string]any{"result": rec.Executed}}}
+			if _, err := b.ents.Update(ctx, rec.Stored, "", in); err != nil {
+				rec.Errors = append(rec.Errors, "result not stored: "+err.Error())
+			}
+		}
 	}
 	return rec
 }
 
-// executionRecord is what running a message records for now: who ran it
-// (when a member did), on which layer (when it came on one), and when.
-// (Running processes comes with the execution providers.)
+// executionRecord is what executing a message records: who ran it (when a
+// member did), on which layer (when it came on one), and when.
 func executionRecord(member *model.Entity, l Layer) map[string]any {
 	r := map[string]any{"at": time.Now().UTC().Format(time.RFC3339Nano)}
 	if member != nil {
@@ -233,6 +235,39 @@ func executionRecord(member *model.Entity, l Layer) map[string]any {
 		r["layer"] = string(l)
 	}
 	return r
+}
+
+// run runs the process definition a message names
+// (process.definition_ref) with its message_content as input, and adds the
+// result (or why it did not run) to rec. A message naming none only
+// records its execution.
+func (b *Broker) run(ctx context.Context, rec map[string]any, msgAttrs map[string]any, trigger string) map[string]any {
+	proc, _ := msgAttrs["process"].(map[string]any)
+	ref, _ := proc["definition_ref"].(string)
+	if ref == "" {
+		return rec
+	}
+	if b.opts.Processes == nil {
+		rec["not_run"] = "this server runs no process definitions"
+		return rec
+	}
+	var input []byte
+	switch c := messageAttrs(msgAttrs)["message_content"].(type) {
+	case nil:
+	case string:
+		input = []byte(c)
+	default:
+		input, _ = json.Marshal(c) // decoded JSON: cannot fail
+	}
+	res, err := b.opts.Processes.RunForMessage(ctx, ref, input, trigger)
+	if err != nil {
+		rec["not_run"] = err.Error()
+		return rec
+	}
+	for k, v := range res {
+		rec[k] = v
+	}
+	return rec
 }
 
 // flag reads a message flag (storable, executable, sendable): true/false

@@ -12,7 +12,11 @@
 //     trip (goal ≤ 1.5×); L2 and L3.2 fan-out from one member to 10,
 //     deliveries/s against raw zmq4 PUB → 10 SUB and against Debian's
 //     nats-server (goal ≥ 0.5×; skipped with a message when nats-server is
-//     not installed); check_neighbors over a chain of 50 members (goal < 1s).
+//     not installed); check_neighbors over a chain of 50 members (goal < 1s);
+//   - process execute of a /bin/true definition through HTTP against the
+//     same os/exec run, sequential and 8 in flight (exec_vs_raw, goal ≥ 0.7),
+//     and the tr definition over 10 MiB of input against piping it through tr
+//     (tr_throughput_vs_raw, goal ≥ 0.8).
 //
 // The last line printed is one JSON object with every measured number.
 // -quick finishes in under a minute with smaller sizes (it says which).
@@ -103,6 +107,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"CMBS L1 round trip vs zmq4 REQ/REP", benchL1},
 		{"CMBS L2/L3.2 fan-out to 10 members vs zmq4 PUB/SUB and NATS", benchFanout},
 		{"CMBS discovery of a 50-member chain", benchDiscovery},
+		{"process execute vs os/exec", benchProcess},
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -30,6 +31,7 @@ const (
 	defaultLayersFile      = "layers.json"
 	defaultDB              = "cmbs"
 	defaultMaxBody         = 4 << 20
+	defaultMaxOutput       = 1 << 20
 	defaultShutdownTimeout = 10 * time.Second
 	defaultStoreTimeout    = 10 * time.Second
 	defaultPeerTimeout     = 3 * time.Second
@@ -96,6 +98,11 @@ type config struct {
 	// ImportLayersFile is the layers.json of earlier versions imported
 	// into the store when it holds no record yet; empty for none.
 	ImportLayersFile string
+	// MaxOutput caps a process execution's output and stderr, each, in bytes.
+	MaxOutput int64
+	// RunDir is where process executions get their private run
+	// directories; "" means the system's temporary directory.
+	RunDir string
 	// ZMQ bounds what ZeroMQ peers may make the broker hold.
 	ZMQ zmqLimits
 }
@@ -129,8 +136,9 @@ func envName(flagName string) string {
 type rawConfig struct {
 	listen, store, db, publicURL, users, logLevel, layersFile string
 	layersRecord                                              string
+	runDir                                                    string
 	insecure                                                  bool
-	maxBody                                                   int64
+	maxBody, maxOutput                                        int64
 	maxAttributes                                             int
 	shutdownTimeout, peerTimeout, storeTimeout                time.Duration
 	zmq                                                       zmqLimits
@@ -159,6 +167,9 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.IntVar(&raw.maxAttributes, "max-attributes", model.DefaultMaxAttributes, "most attributes an entity may have, and most elements or members of any array or object in its attribute values (`count`)")
 	fs.StringVar(&raw.layersRecord, "layers-record", cmbs.DefaultLayersID, "`id` of the store document recording which member layers run, so that a restart binds them again (servers sharing a CouchDB database each need their own; \"none\" disables)")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "layers.json `file` of an earlier cmbsd, imported into the store when it holds no record yet (default: layers.json beside the sqlite database; none with CouchDB; \"none\" for none)")
+	fs.Int64Var(&raw.maxOutput, "max-output", defaultMaxOutput, "cap in `bytes` of a process execution's output and of its stderr; beyond it they are truncated (truncated:true)")
+	fs.StringVar(&raw.runDir, "run-dir", "", "`directory` in which each process execution gets its private run directory (default: the system's temporary directory; a tmpfs such as /dev/shm makes short runs faster)")
+	fs.StringVar(&raw.layersFile, "layers-file", "", "`file` recording which member layers run, so that a restart binds them again (default: layers.json beside the sqlite database, or ./"+defaultDataDir+"/layers.json with CouchDB; \"none\" disables)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
 	fs.DurationVar(&raw.storeTimeout, "store-timeout", defaultStoreTimeout, "how long one store call may take before the request fails with 503 (a frozen CouchDB, a stalled disk)")
 	fs.DurationVar(&raw.peerTimeout, "peer-timeout", defaultPeerTimeout, "how long a call to another CMBS member (a send, a discovery probe, an L4 forward) waits for its answer")
@@ -216,6 +227,8 @@ func (raw rawConfig) validate() (config, error) {
 		PeerTimeout:     raw.peerTimeout,
 		ZMQ:             raw.zmq,
 		StoreTimeout:    raw.storeTimeout,
+		MaxOutput:       raw.maxOutput,
+		RunDir:          raw.runDir,
 	}
 
 	loopback, err := checkListen(raw.listen)
@@ -322,6 +335,14 @@ func (raw rawConfig) validate() (config, error) {
 	}
 	if raw.maxBody <= 0 {
 		return config{}, badConfig("max-body", "%d: must be a positive number of bytes", raw.maxBody)
+	}
+	if raw.runDir != "" {
+		if fi, err := os.Stat(raw.runDir); err != nil || !fi.IsDir() {
+			return config{}, badConfig("run-dir", "%q is not a directory", raw.runDir)
+		}
+	}
+	if raw.maxOutput <= 0 {
+		return config{}, badConfig("max-output", "%d: must be a positive number of bytes", raw.maxOutput)
 	}
 	if raw.shutdownTimeout <= 0 {
 		return config{}, badConfig("shutdown-timeout", "%v: must be positive", raw.shutdownTimeout)

@@ -42,6 +42,7 @@ func TestParseConfig(t *testing.T) {
 					PeerTimeout:      3 * time.Second,
 					LayersRecord:     "cmbs-layers",
 					ImportLayersFile: filepath.Join("cmbs-data", "layers.json"),
+					MaxOutput:        1 << 20,
 					ZMQ: zmqLimits{MaxConns: 512, IdleTimeout: 5 * time.Minute, MaxMessage: 16<<20 + 64<<10,
 						ReadBudget: 32 << 20, MessageTimeout: 10 * time.Second},
 				}
@@ -66,12 +67,12 @@ func TestParseConfig(t *testing.T) {
 			args: []string{"--listen", "127.0.0.1:0", "--store", "sqlite:/tmp/x.db", "--db", "other",
 				"--public-url", "https://occi.example.org/base/", "--users", users, "--insecure",
 				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json", "--layers-record", "node-2", "--peer-timeout", "1500ms",
-				"--max-attributes", "50", "--store-timeout", "2s"},
+				"--max-attributes", "50", "--store-timeout", "2s", "--max-output", "4096"},
 			check: func(t *testing.T, c config) {
 				if c.Listen != "127.0.0.1:0" || c.StoreKind != storeSQLite || c.SQLitePath != "/tmp/x.db" || c.ImportLayersFile != "/tmp/l.json" || c.LayersRecord != "node-2" ||
 					c.DB != "other" || c.PublicURL != "https://occi.example.org/base" || c.UsersFile != users ||
 					c.Users == nil || c.Users.Len() != 2 || !c.Insecure || c.LogLevel != slog.LevelDebug ||
-					c.MaxBody != 1024 || c.MaxAttributes != 50 || c.ShutdownTimeout != 3*time.Second || c.PeerTimeout != 1500*time.Millisecond || c.StoreTimeout != 2*time.Second {
+					c.MaxBody != 1024 || c.MaxAttributes != 50 || c.ShutdownTimeout != 3*time.Second || c.PeerTimeout != 1500*time.Millisecond || c.StoreTimeout != 2*time.Second || c.MaxOutput != 4096 {
 					t.Fatalf("config = %+v", c)
 				}
 			},
@@ -239,6 +240,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"log level", []string{"--log-level", "verbose"}, nil,
 			[]string{"--log-level (CMBS_LOG_LEVEL)", `"verbose"`}},
 		{"max body zero", []string{"--max-body", "0"}, nil, []string{"--max-body (CMBS_MAX_BODY)"}},
+		{"max output zero", []string{"--max-output", "0"}, nil, []string{"--max-output (CMBS_MAX_OUTPUT)"}},
+		{"run dir missing", []string{"--run-dir", "/no/such/dir"}, nil, []string{"--run-dir (CMBS_RUN_DIR)", `"/no/such/dir"`}},
 		{"max attributes zero", []string{"--max-attributes", "0"}, nil, []string{"--max-attributes (CMBS_MAX_ATTRIBUTES)"}},
 		{"max body not a number", []string{"--max-body", "4MiB"}, nil, []string{"max-body"}},
 		{"shutdown timeout negative", []string{"--shutdown-timeout", "-1s"}, nil,

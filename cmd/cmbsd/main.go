@@ -6,6 +6,7 @@
 //
 //	cmbsd [--listen 127.0.0.1:8090] [--store sqlite:./cmbs-data/cmbs.db | --store http://user:pass@host:5984 --db cmbs]
 //	      [--public-url URL] [--users FILE] [--insecure] [--log-level info] [--max-body BYTES] [--max-attributes N]
+//	      [--max-output BYTES] [--run-dir DIR]
 //	cmbsd --version
 //
 // Every flag also reads CMBS_<FLAG> from the environment (CMBS_LISTEN,
@@ -29,12 +30,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
+	processreg "github.com/cmbs/cmbs/providers/process"
 	"github.com/cmbs/cmbs/store"
 )
 
@@ -152,7 +155,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	defer ln.Close() // in case serveHTTP returns before Serve took it over
 
 	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, started: time.Now()}
-	handler := withStatus(status, srv.Handler())
+	handler := withStatus(status, withProcessRegistry(srv, cfg, logger, srv.Handler()))
 	if cfg.Users != nil {
 		handler = cfg.Users.Middleware(handler)
 	}
@@ -228,6 +231,11 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile,
 		Transport: zmqOptions(cfg.ZMQ, logger)}
+	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger})
+	if err := procs.Register(reg); err != nil {
+		return nil, err
+	}
+	opts.Processes = procs
 	if cfg.LayersRecord != "" {
 		opts.Layers, opts.LayersID = st, cfg.LayersRecord
 	}
@@ -238,4 +246,21 @@ func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st stor
 		return nil, err
 	}
 	return broker, nil
+}
+
+// withProcessRegistry serves the Process Registry's own API
+// (/api/process_definition/) beside the OCCI interface, over the same
+// definition entities.
+func withProcessRegistry(srv *occi.Server, cfg config, logger *slog.Logger, next http.Handler) http.Handler {
+	api := processreg.NewFacade(srv.Entities(), processreg.FacadeOptions{PublicURL: cfg.PublicURL, MaxBodyBytes: cfg.MaxBody, Logger: logger})
+	// A prefix test rather than http.ServeMux: the mux would clean and
+	// redirect paths the OCCI router answers itself.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, processreg.APIPrefix) {
+			w.Header().Set("Server", occi.ServerHeader)
+			api.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

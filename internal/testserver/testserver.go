@@ -5,6 +5,7 @@ package testserver
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -35,6 +36,9 @@ type Options struct {
 	BodyIdleTimeout time.Duration
 	// ListBatch is passed to the server.
 	ListBatch int
+	// Wrap, when set, builds the handler served from the OCCI server's
+	// (to mount other handlers beside it, or add middleware).
+	Wrap func(srv *occi.Server, next http.Handler) http.Handler
 }
 
 // Server is a running test server.
@@ -116,7 +120,11 @@ func Start(t testing.TB, opts Options) *Server {
 		_ = st.Close()
 		t.Fatalf("start providers: %v", err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	handler := srv.Handler()
+	if opts.Wrap != nil {
+		handler = opts.Wrap(srv, handler)
+	}
+	hs := httptest.NewServer(handler)
 	t.Cleanup(func() {
 		hs.Close()
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
