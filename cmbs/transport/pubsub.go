@@ -26,10 +26,11 @@ const subscriberQueue = 1000
 
 // PublisherStats counts what a Publisher has done since ListenPub.
 type PublisherStats struct {
-	Subscribers uint64 `json:"subscribers"` // connections open now
-	Published   uint64 `json:"published"`   // Publish calls
-	Sent        uint64 `json:"sent"`        // messages queued to a subscriber
-	Dropped     uint64 `json:"dropped"`     // messages dropped for a subscriber whose queue was full
+	Subscribers   uint64 `json:"subscribers"`   // connections open now
+	Subscriptions uint64 `json:"subscriptions"` // their subscribed prefixes, summed
+	Published     uint64 `json:"published"`     // Publish calls
+	Sent          uint64 `json:"sent"`          // messages queued to a subscriber
+	Dropped       uint64 `json:"dropped"`       // messages dropped for a subscriber whose queue was full
 }
 
 // Publisher is a bound ZeroMQ PUB socket: libzmq, pyzmq and zmq4 SUB
@@ -127,9 +128,14 @@ func (p *Publisher) Publish(frames [][]byte) {
 // Stats returns the publisher's counters.
 func (p *Publisher) Stats() PublisherStats {
 	p.mu.Lock()
-	n := len(p.subs)
+	n, topics := len(p.subs), 0
+	for s := range p.subs {
+		s.mu.Lock()
+		topics += len(s.topics)
+		s.mu.Unlock()
+	}
 	p.mu.Unlock()
-	return PublisherStats{Subscribers: uint64(n), Published: p.published.Load(), Sent: p.sent.Load(), Dropped: p.dropped.Load()}
+	return PublisherStats{Subscribers: uint64(n), Subscriptions: uint64(topics), Published: p.published.Load(), Sent: p.sent.Load(), Dropped: p.dropped.Load()}
 }
 
 // Close closes the socket and every connection; it returns when every

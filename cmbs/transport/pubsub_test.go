@@ -56,7 +56,7 @@ func TestPublisherDeliversBySubscribedID(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The subscription is in once a probe on T arrives.
-	waitFor(t, "subscription", func() bool { return pub.Stats().Subscribers == 1 })
+	waitFor(t, "subscription", func() bool { return pub.Stats().Subscriptions == 1 })
 	const n = 50
 	pub.Publish(Envelope{ID: "T", MimeType: "text/plain", Body: []byte("probe")}.Frames())
 	if m, err := sub.RecvMsg(); err != nil || string(m.Frames[2]) != "probe" {
