@@ -82,6 +82,10 @@ type Options struct {
 	// what they receive is stored and executed, so by default only
 	// 127.0.0.0/8, ::1 and localhost are bound (cmbsd: --insecure).
 	AllowNonLoopback bool
+	// OnDelivery, when set, is told about every message a local member
+	// received (after storing and recording it), e.g. to publish it on the
+	// bus. It runs inside the layer's handler and must not block.
+	OnDelivery func(ReceivedMessage)
 }
 
 func (o Options) withDefaults() Options {

@@ -76,6 +76,8 @@ type config struct {
 	// LayersFile records the running member layers for the next start;
 	// empty when disabled.
 	LayersFile string
+	// Bus is the bus sockets and agents (busconfig.go).
+	Bus busConfig
 }
 
 // configError is a bad configuration: run reports it and exits 2.
@@ -101,6 +103,7 @@ type rawConfig struct {
 	maxBody                                                   int64
 	maxAttributes                                             int
 	shutdownTimeout                                           time.Duration
+	bus                                                       rawBus
 }
 
 // parseConfig fills the configuration from env variables, then from args
@@ -126,6 +129,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.IntVar(&raw.maxAttributes, "max-attributes", model.DefaultMaxAttributes, "most attributes an entity may have, and most elements or members of any array or object in its attribute values (`count`)")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "`file` recording which member layers run, so that a restart binds them again (default: layers.json beside the sqlite database, or ./"+defaultDataDir+"/layers.json with CouchDB; \"none\" disables)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
+	raw.bus.register(fs)
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cmbsd [flags]\n\nEvery flag can also be set with its environment variable (CMBS_LISTEN, CMBS_STORE, …);\na flag given on the command line wins.\n\n")
@@ -272,6 +276,9 @@ func (raw rawConfig) validate() (config, error) {
 	}
 	if raw.shutdownTimeout <= 0 {
 		return config{}, badConfig("shutdown-timeout", "%v: must be positive", raw.shutdownTimeout)
+	}
+	if cfg.Bus, err = raw.bus.validate(cfg.Insecure); err != nil {
+		return config{}, err
 	}
 	return cfg, nil
 }

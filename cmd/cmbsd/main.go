@@ -119,7 +119,8 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("start OCCI server: %w", err)
 	}
-	broker, err := registerBuiltinProviders(reg, srv, cfg, logger)
+	events := &busEvents{}
+	broker, err := registerBuiltinProviders(reg, srv, cfg, events, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -140,6 +141,19 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			err = errors.Join(err, ferr)
 		}
 	}()
+
+	b, _, err := startBus(startCtx, cfg.Bus, cfg.Insecure, broker, events, logger)
+	if err != nil {
+		return fmt.Errorf("start bus: %w", err)
+	}
+	if b != nil {
+		defer func() {
+			events.bus.Store(nil)
+			if cerr := b.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("close bus: %w", cerr))
+			}
+		}()
+	}
 
 	var lc net.ListenConfig
 	ln, err := lc.Listen(startCtx, "tcp", cfg.Listen)
@@ -224,8 +238,8 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers cfg.LayersFile
 // records) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
-	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger, LayersFile: cfg.LayersFile, AllowNonLoopback: cfg.Insecure})
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg config, events *busEvents, logger *slog.Logger) (*cmbs.Broker, error) {
+	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger, LayersFile: cfg.LayersFile, AllowNonLoopback: cfg.Insecure, OnDelivery: events.delivered})
 	if err := broker.Register(reg); err != nil {
 		// Nothing is open yet; Stop only releases the broker's client.
 		_ = broker.Stop(context.Background())

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/cmbs/bus"
+	"github.com/cmbs/cmbs/cmbs/choria"
+)
+
+// busEvents publishes the broker's deliveries on the bus once it runs (the
+// broker is built before the bus, which needs it for discovery).
+type busEvents struct{ bus atomic.Pointer[bus.Bus] }
+
+// delivered publishes a received CMBS message as cmbs.<layer>.
+func (e *busEvents) delivered(m cmbs.ReceivedMessage) {
+	if b := e.bus.Load(); b != nil {
+		_ = b.PublishJSON("cmbs."+string(m.Layer), m)
+	}
+}
+
+// startBus loads the agents and binds the bus sockets cfg names; nil, nil
+// when none is configured.
+func startBus(ctx context.Context, cfg busConfig, insecure bool, broker *cmbs.Broker, events *busEvents, logger *slog.Logger) (*bus.Bus, *choria.Dispatcher, error) {
+	if !cfg.enabled() {
+		return nil, nil, nil
+	}
+	agents := choria.NewRegistry()
+	if err := agents.Add(ctx, choria.Ping{}); err != nil {
+		return nil, nil, err
+	}
+	if cfg.AgentsDir != "" {
+		external, err := choria.LoadExternal(cfg.AgentsDir, choria.ExternalOptions{Facts: broker.LocalFacts, Logger: logger.With("component", "choria.external")})
+		if err != nil {
+			return nil, nil, fmt.Errorf("load agents: %w", err)
+		}
+		for _, a := range external {
+			if err := agents.Add(ctx, a); err != nil {
+				return nil, nil, fmt.Errorf("load agents: %w", err)
+			}
+		}
+	}
+	nodes := choria.NodeSourceFunc(func(ctx context.Context) ([]choria.Node, error) {
+		return broker.DiscoveryNodes(ctx, agents.Names())
+	})
+	dispatcher, err := choria.NewDispatcher(agents, nodes, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := bus.Start(ctx, bus.Options{RPC: cfg.RPC, EventsOut: cfg.EventsOut, EventsIn: cfg.EventsIn, Dispatcher: dispatcher, AllowNonLoopback: insecure, Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	events.bus.Store(b)
+	return b, dispatcher, nil
+}
