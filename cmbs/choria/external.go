@@ -68,6 +68,10 @@ func LoadExternal(dir string, opts ExternalOptions) ([]*External, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	// Agents run in the temp dir: a relative path would resolve there.
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, err
+	}
 	if opts.ConfigDir == "" {
 		opts.ConfigDir = dir
 	}

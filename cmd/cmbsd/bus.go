@@ -9,6 +9,9 @@ import (
 	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/cmbs/bus"
 	"github.com/cmbs/cmbs/cmbs/choria"
+	"github.com/cmbs/cmbs/occi"
+	"github.com/cmbs/cmbs/providers"
+	"github.com/cmbs/cmbs/providers/choriaagent"
 )
 
 // busEvents publishes the broker's deliveries on the bus once it runs (the
@@ -24,7 +27,10 @@ func (e *busEvents) delivered(m cmbs.ReceivedMessage) {
 
 // startBus loads the agents and binds the bus sockets cfg names; nil, nil
 // when none is configured.
-func startBus(ctx context.Context, cfg busConfig, insecure bool, broker *cmbs.Broker, events *busEvents, logger *slog.Logger) (*bus.Bus, *choria.Dispatcher, error) {
+//
+// The agents are also entities at /choria/agent/ (their rpc action and the
+// rpc socket share the dispatcher); those are installed with --rpc only.
+func startBus(ctx context.Context, cfg busConfig, insecure bool, srv *occi.Server, reg *providers.Registry, broker *cmbs.Broker, events *busEvents, logger *slog.Logger) (*bus.Bus, *choria.Dispatcher, error) {
 	if !cfg.enabled() {
 		return nil, nil, nil
 	}
@@ -49,6 +55,11 @@ func startBus(ctx context.Context, cfg busConfig, insecure bool, broker *cmbs.Br
 	dispatcher, err := choria.NewDispatcher(agents, nodes, logger)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.RPC != "" {
+		if _, err := choriaagent.Install(ctx, reg, srv.Categories(), srv.Entities(), dispatcher); err != nil {
+			return nil, nil, fmt.Errorf("agent entities: %w", err)
+		}
 	}
 	b, err := bus.Start(ctx, bus.Options{RPC: cfg.RPC, EventsOut: cfg.EventsOut, EventsIn: cfg.EventsIn, Dispatcher: dispatcher, AllowNonLoopback: insecure, Logger: logger})
 	if err != nil {

@@ -107,6 +107,11 @@ func TestRunBus(t *testing.T) {
 		t.Fatalf("parrot echo: %s", got)
 	}
 
+	// CH-18: the agent's entity answers the same over HTTP.
+	if r := mustCall(t, "POST", base+"/choria/agent/parrot?action=rpc", []byte(`{"attributes":{"action":"echo","data":{"message":"hi"}}}`), 200); r["statuscode"] != 0.0 || r["data"].(map[string]any)["message"] != "hi" {
+		t.Fatalf("rpc action: %v", r)
+	}
+
 	// A member and a message to it over L1.
 	pycmbs := filepath.Join(src, "testdata", "pycmbs")
 	for _, f := range []struct{ method, file string }{
