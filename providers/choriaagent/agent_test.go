@@ -19,6 +19,12 @@ import (
 
 func start(t *testing.T) *testserver.Server {
 	t.Helper()
+	srv, _ := startWith(t)
+	return srv
+}
+
+func startWith(t *testing.T) (*testserver.Server, *choria.Dispatcher) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	agents := choria.NewRegistry()
@@ -41,7 +47,18 @@ func start(t *testing.T) *testserver.Server {
 	return testserver.Start(t, testserver.Options{Register: func(reg *providers.Registry, srv *occi.Server) error {
 		_, err := choriaagent.Install(ctx, reg, srv.Categories(), srv.Entities(), d)
 		return err
-	}})
+	}}), d
+}
+
+// A second start finds the kind registered and updates the entities.
+func TestInstallTwice(t *testing.T) {
+	srv, d := startWith(t)
+	if _, err := choriaagent.Install(t.Context(), providers.NewRegistry(), srv.OCCI.Categories(), srv.OCCI.Entities(), d); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := do(t, "GET", srv.URL+"/choria/agent/parrot", ""); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
 }
 
 func do(t *testing.T, method, url, body string) (int, []byte) {
