@@ -112,6 +112,11 @@ func TestRunBus(t *testing.T) {
 		t.Fatalf("rpc action: %v", r)
 	}
 
+	// /-/status counts the bus.
+	if st := mustCall(t, "GET", base+"/-/status", nil, 200); st["bus"] == nil {
+		t.Fatalf("status without bus: %v", st)
+	}
+
 	// A member and a message to it over L1.
 	pycmbs := filepath.Join(src, "testdata", "pycmbs")
 	for _, f := range []struct{ method, file string }{

@@ -164,7 +164,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 
 	defer ln.Close() // in case serveHTTP returns before Serve took it over
 
-	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, started: time.Now()}
+	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, bus: b, started: time.Now()}
 	handler := withStatus(status, srv.Handler())
 	if cfg.Users != nil {
 		handler = cfg.Users.Middleware(handler)
