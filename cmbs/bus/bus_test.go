@@ -173,8 +173,17 @@ func TestRPCPingAndResilience(t *testing.T) {
 // DP-14 / CH-19: three DEALER clients each send 100 requests with unique
 // ids to a slow agent (0–10 ms) at once; each gets exactly its replies.
 func TestRPCConcurrentDealersGetTheirOwnReplies(t *testing.T) {
+	concurrentDealers(t, 3, 100, func() int { return rand.IntN(11) })
+}
+
+// CH-19: two DEALER clients, 50 requests each, to an agent that sleeps
+// 50 ms: every reply reaches its sender once.
+func TestRPCSlowAgentCorrelation(t *testing.T) {
+	concurrentDealers(t, 2, 50, func() int { return 50 })
+}
+
+func concurrentDealers(t *testing.T, clients, requests int, sleepMS func() int) {
 	b := startBus(t)
-	const clients, requests = 3, 100
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	conns := make([]*zmq4.Conn, clients)
@@ -190,7 +199,7 @@ func TestRPCConcurrentDealersGetTheirOwnReplies(t *testing.T) {
 			for i := range requests {
 				id := fmt.Sprintf("c%d-%d", c, i)
 				want[id] = true
-				body := rpcRequest("slow", "wait", map[string]any{"ms": rand.IntN(11), "tag": id})
+				body := rpcRequest("slow", "wait", map[string]any{"ms": sleepMS(), "tag": id})
 				if err := d.SendMsg(zmq4.NewMsgFrom(nil, []byte(id), []byte("application/json"), body)); err != nil {
 					errs <- err
 					return

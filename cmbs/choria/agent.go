@@ -45,8 +45,18 @@ type registered struct {
 // Registry holds the agents a server offers, by name. It is safe for
 // concurrent use.
 type Registry struct {
-	mu     sync.RWMutex
-	agents map[string]*registered
+	mu       sync.RWMutex
+	agents   map[string]*registered
+	watchers []func(ctx context.Context, name string)
+}
+
+// OnActivate registers fn to be called, under the caller's ctx, after every
+// Activate (from the bus or the agent entity's action), e.g. to keep the
+// agent's entity in step. It must not call Activate.
+func (r *Registry) OnActivate(fn func(ctx context.Context, name string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watchers = append(r.watchers, fn)
 }
 
 // NewRegistry returns an empty registry.
@@ -86,7 +96,11 @@ func (r *Registry) Activate(ctx context.Context, name string) (bool, error) {
 	on := activate(ctx, reg.agent)
 	r.mu.Lock()
 	reg.active = on
+	watchers := r.watchers
 	r.mu.Unlock()
+	for _, w := range watchers {
+		w(ctx, name)
+	}
 	return on, nil
 }
 

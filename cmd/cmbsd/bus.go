@@ -57,7 +57,7 @@ func startBus(ctx context.Context, cfg busConfig, insecure bool, srv *occi.Serve
 		return nil, nil, err
 	}
 	if cfg.RPC != "" {
-		if _, err := choriaagent.Install(ctx, reg, srv.Categories(), srv.Entities(), dispatcher); err != nil {
+		if _, err := choriaagent.Install(ctx, reg, srv.Categories(), srv.Entities(), dispatcher, logger); err != nil {
 			return nil, nil, fmt.Errorf("agent entities: %w", err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"time"
 
@@ -40,6 +41,7 @@ const (
 type Provider struct {
 	d    *choria.Dispatcher
 	ents *entities.Service
+	log  *slog.Logger
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -47,8 +49,11 @@ var _ providers.Provider = (*Provider)(nil)
 // Install registers the provider, the kind and its actions (once: a second
 // start finds them registered), binds the kind to the provider and writes
 // one entity per registered agent.
-func Install(ctx context.Context, reg *providers.Registry, cats *categories.Registry, ents *entities.Service, d *choria.Dispatcher) (*Provider, error) {
-	p := &Provider{d: d, ents: ents}
+func Install(ctx context.Context, reg *providers.Registry, cats *categories.Registry, ents *entities.Service, d *choria.Dispatcher, logger *slog.Logger) (*Provider, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Provider{d: d, ents: ents, log: logger}
 	if err := reg.Register(ProviderName, p); err != nil {
 		return nil, err
 	}
@@ -64,6 +69,12 @@ func Install(ctx context.Context, reg *providers.Registry, cats *categories.Regi
 			return nil, err
 		}
 	}
+	// An activation check run from the bus updates the entity too.
+	d.Agents().OnActivate(func(ctx context.Context, name string) {
+		if err := p.sync(ctx, name); err != nil {
+			p.log.Warn("could not update the agent's entity after its activation check", "agent", name, "err", err)
+		}
+	})
 	return p, nil
 }
 
@@ -191,13 +202,11 @@ func (p *Provider) Action(ctx context.Context, e *model.Entity, inv providers.In
 		}
 		return json.RawMessage(p.RPC(ctx, name, action, data)), nil
 	case "activate":
+		// A failed check leaves the agent inactive; that is the result.
+		// The entity is updated by the OnActivate hook.
 		on, err := p.d.Agents().Activate(ctx, name)
 		if err != nil && !errors.Is(err, context.Canceled) {
-			// A failed check leaves the agent inactive; that is the result.
 			on = false
-		}
-		if err := p.sync(ctx, name); err != nil {
-			return nil, err
 		}
 		return map[string]any{"activate": on}, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,12 +24,26 @@ func start(t *testing.T) *testserver.Server {
 	return srv
 }
 
+// toggle is a built-in test agent whose activation check answers on.
+type toggle struct{ on *atomic.Bool }
+
+var toggleDDL, _ = choria.ParseDDL([]byte(`{"metadata":{"name":"toggle","timeout":1},"actions":[{"action":"run","input":{},"output":{}}]}`))
+
+func (toggle) DDL() *choria.DDL                                   { return toggleDDL }
+func (toggle) Call(context.Context, *choria.Request) choria.Reply { return choria.OK(nil) }
+func (a toggle) Activate(context.Context) (bool, error)           { return a.on.Load(), nil }
+
+var toggleOn atomic.Bool
+
 func startWith(t *testing.T) (*testserver.Server, *choria.Dispatcher) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	agents := choria.NewRegistry()
 	if err := agents.Add(ctx, choria.Ping{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := agents.Add(ctx, toggle{&toggleOn}); err != nil {
 		t.Fatal(err)
 	}
 	external, err := choria.LoadExternal("../../cmbs/choria/testdata/agents", choria.ExternalOptions{})
@@ -45,7 +60,7 @@ func startWith(t *testing.T) (*testserver.Server, *choria.Dispatcher) {
 		t.Fatal(err)
 	}
 	return testserver.Start(t, testserver.Options{Register: func(reg *providers.Registry, srv *occi.Server) error {
-		_, err := choriaagent.Install(ctx, reg, srv.Categories(), srv.Entities(), d)
+		_, err := choriaagent.Install(ctx, reg, srv.Categories(), srv.Entities(), d, nil)
 		return err
 	}}), d
 }
@@ -53,7 +68,7 @@ func startWith(t *testing.T) (*testserver.Server, *choria.Dispatcher) {
 // A second start finds the kind registered and updates the entities.
 func TestInstallTwice(t *testing.T) {
 	srv, d := startWith(t)
-	if _, err := choriaagent.Install(t.Context(), providers.NewRegistry(), srv.OCCI.Categories(), srv.OCCI.Entities(), d); err != nil {
+	if _, err := choriaagent.Install(t.Context(), providers.NewRegistry(), srv.OCCI.Categories(), srv.OCCI.Entities(), d, nil); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := do(t, "GET", srv.URL+"/choria/agent/parrot", ""); code != 200 {
@@ -124,5 +139,30 @@ func TestAgentEntities(t *testing.T) {
 	}
 	if code, body = do(t, "POST", srv.URL+"/choria/agent/parrot", `{"attributes":{"choria":{"agent":{"active":false}}}}`); code != 409 {
 		t.Fatalf("update active %d %s", code, body)
+	}
+}
+
+// An activation check requested on the bus updates the agent's entity.
+func TestActivationFromTheBusUpdatesTheEntity(t *testing.T) {
+	toggleOn.Store(false)
+	srv, d := startWith(t)
+	active := func() any {
+		code, body := do(t, "GET", srv.URL+"/choria/agent/toggle", "")
+		var e map[string]any
+		if err := json.Unmarshal(body, &e); err != nil || code != 200 {
+			t.Fatalf("%d %s", code, body)
+		}
+		return e["attributes"].(map[string]any)["choria"].(map[string]any)["agent"].(map[string]any)["active"]
+	}
+	if a := active(); a != false {
+		t.Fatalf("active %v before", a)
+	}
+	toggleOn.Store(true)
+	out := d.Handle(t.Context(), []byte(`{"$schema":"x","protocol":"io.choria.mcorpc.external.v1.activation_request","agent":"toggle"}`))
+	if string(out) != `{"activate":true}` {
+		t.Fatalf("reply %s", out)
+	}
+	if a := active(); a != true {
+		t.Fatalf("active %v after", a)
 	}
 }
