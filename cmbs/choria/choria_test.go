@@ -468,3 +468,32 @@ func TestDiscovery(t *testing.T) {
 		})
 	}
 }
+
+// The agent's config file is <agents dir>/plugin.d/<agent>, read through
+// CHORIA_EXTERNAL_CONFIG; an agent in py-choria-external's style reads its
+// request and writes its reply through the environment variables only.
+func TestExternalConfigAndEnvironmentStyle(t *testing.T) {
+	dir := agentDir(t, map[string]string{
+		"plugin.d/parrot.json": "", // not a DDL: only *.json directly in the dir are
+		"envstyle.json":        simpleDDL("envstyle", 5, ""),
+		"envstyle": `#!/usr/bin/python3
+import json, os
+req = json.load(open(os.environ["CHORIA_EXTERNAL_REQUEST"]))
+if os.environ["CHORIA_EXTERNAL_PROTOCOL"].endswith("activation_request"):
+    reply = {"activate": True}
+else:
+    reply = {"statuscode": 0, "statusmsg": "OK", "data": {"agent": req["agent"], "k": req["data"]["k"]}}
+json.dump(reply, open(os.environ["CHORIA_EXTERNAL_REPLY"], "w"))
+`,
+	})
+	if err := os.WriteFile(filepath.Join(dir, "plugin.d", "parrot"), []byte("# parrot's config\nprefix=>> \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := newDispatcher(t, dir, nil, nil)
+	if r := call(t, d, mustJSON(t, fixture(t, "parrot.echo.request.json"))); r.StatusCode != 0 || r.Data["message"] != ">> Hello world!" {
+		t.Fatalf("parrot with config: %+v", r)
+	}
+	if r := call(t, d, mustJSON(t, runRequest("envstyle"))); r.StatusCode != 0 || r.Data["agent"] != "envstyle" || r.Data["k"] != "v" {
+		t.Fatalf("envstyle: %+v", r)
+	}
+}
