@@ -24,13 +24,18 @@ import (
 // high-water mark (1000 by default).
 const subscriberQueue = 1000
 
+// maxOneWayConns bounds the connections a Publisher or Puller holds; more
+// are closed on accept and counted (Rejected).
+const maxOneWayConns = 1024
+
 // PublisherStats counts what a Publisher has done since ListenPub.
 type PublisherStats struct {
-	Subscribers   uint64 `json:"subscribers"`   // connections open now
-	Subscriptions uint64 `json:"subscriptions"` // their subscribed prefixes, summed
-	Published     uint64 `json:"published"`     // Publish calls
-	Sent          uint64 `json:"sent"`          // messages queued to a subscriber
-	Dropped       uint64 `json:"dropped"`       // messages dropped for a subscriber whose queue was full
+	Subscribers   uint64 `json:"subscribers"`          // connections open now
+	Subscriptions uint64 `json:"subscriptions"`        // their subscribed prefixes, summed
+	Published     uint64 `json:"published"`            // Publish calls
+	Sent          uint64 `json:"sent"`                 // messages queued to a subscriber
+	Dropped       uint64 `json:"dropped"`              // messages dropped for a subscriber whose queue was full
+	Rejected      uint64 `json:"rejected_connections"` // connections closed on accept: too many open
 }
 
 // Publisher is a bound ZeroMQ PUB socket: libzmq, pyzmq and zmq4 SUB
@@ -135,7 +140,7 @@ func (p *Publisher) Stats() PublisherStats {
 		s.mu.Unlock()
 	}
 	p.mu.Unlock()
-	return PublisherStats{Subscribers: uint64(n), Subscriptions: uint64(topics), Published: p.published.Load(), Sent: p.sent.Load(), Dropped: p.dropped.Load()}
+	return PublisherStats{Subscribers: uint64(n), Subscriptions: uint64(topics), Published: p.published.Load(), Sent: p.sent.Load(), Dropped: p.dropped.Load(), Rejected: p.acc.rejected.Load()}
 }
 
 // Close closes the socket and every connection; it returns when every
@@ -182,7 +187,8 @@ func (p *Publisher) serveSubscriber(ctx context.Context, z *zconn) {
 
 // PullStats counts what a Puller has received since ListenPull.
 type PullStats struct {
-	Received uint64 `json:"received"` // messages handed to the handler
+	Received uint64 `json:"received"`             // messages handed to the handler
+	Rejected uint64 `json:"rejected_connections"` // connections closed on accept: too many open
 }
 
 // Puller is a bound ZeroMQ PULL socket: PUSH sockets connect to it and
@@ -215,7 +221,9 @@ func ListenPull(ctx context.Context, endpoint string, handle func(ctx context.Co
 func (p *Puller) Addr() string { return p.acc.addr }
 
 // Stats returns the puller's counters.
-func (p *Puller) Stats() PullStats { return PullStats{Received: p.received.Load()} }
+func (p *Puller) Stats() PullStats {
+	return PullStats{Received: p.received.Load(), Rejected: p.acc.rejected.Load()}
+}
 
 // Close closes the socket and every connection; it returns when every
 // goroutine the puller started has returned.
@@ -245,9 +253,10 @@ type acceptor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	closed bool
-	conns  map[*guardedConn]struct{}
+	mu       sync.Mutex
+	closed   bool
+	conns    map[*guardedConn]struct{}
+	rejected atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -294,6 +303,12 @@ func (a *acceptor) loop() {
 			a.mu.Unlock()
 			_ = c.Close()
 			return
+		}
+		if len(a.conns) >= maxOneWayConns {
+			a.mu.Unlock()
+			a.rejected.Add(1)
+			_ = c.Close()
+			continue
 		}
 		a.conns[gc] = struct{}{}
 		a.wg.Add(1)
