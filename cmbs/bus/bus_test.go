@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -298,5 +301,41 @@ func TestNonLoopbackNeedsInsecure(t *testing.T) {
 	}
 	if err := bus.CheckEndpoint("tcp://0.0.0.0:5050", true); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// DP-12 with libzmq on both ends: a pyzmq PUSH feeds events-in and a pyzmq
+// SUB on events-out receives the ten messages on its topic.
+func TestEventsWithPyzmq(t *testing.T) {
+	py := pyzmqtest.Python(t)
+	b := startBus(t)
+	script := filepath.Join(t.TempDir(), "pubserver.py")
+	if err := os.WriteFile(script, []byte(`import sys, time, zmq
+ctx = zmq.Context()
+sub = ctx.socket(zmq.SUB); sub.setsockopt(zmq.SUBSCRIBE, b"T"); sub.setsockopt(zmq.LINGER, 0)
+sub.setsockopt(zmq.RCVTIMEO, 100); sub.connect(sys.argv[1])
+push = ctx.socket(zmq.PUSH); push.setsockopt(zmq.LINGER, 0); push.connect(sys.argv[2])
+deadline = time.time() + 20
+while True:  # the slow joiner: probe until the subscription is in
+    push.send_multipart([b"T.probe", b"text/plain", b"p"])
+    try:
+        sub.recv_multipart(); break
+    except zmq.Again:
+        if time.time() > deadline: sys.exit("no probe came back")
+for i in range(10):
+    push.send_multipart([b"U", b"text/plain", b"u%d" % i])
+    push.send_multipart([b"T", b"text/plain", b"m%d" % i])
+sub.setsockopt(zmq.RCVTIMEO, 20000)
+got = []
+while len(got) < 10:
+    f = sub.recv_multipart()
+    if f[0] == b"T": got.append(f[2].decode())
+print(" ".join(got))
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(testCtx(t), py, script, b.EventsOutAddr(), b.EventsInAddr()).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "m0 m1 m2 m3 m4 m5 m6 m7 m8 m9" {
+		t.Fatalf("pyzmq: %v\n%s", err, out)
 	}
 }

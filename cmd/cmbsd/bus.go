@@ -18,6 +18,16 @@ import (
 // broker is built before the bus, which needs it for discovery).
 type busEvents struct{ bus atomic.Pointer[bus.Bus] }
 
+// PublishJSON publishes v as JSON under id on --events-out, once the bus
+// runs (a no-op before, and without --events-out). Providers that report
+// what they do (execution.<uuid>, smartmob.<slug>) are given this.
+func (e *busEvents) PublishJSON(id string, v any) error {
+	if b := e.bus.Load(); b != nil {
+		return b.PublishJSON(id, v)
+	}
+	return nil
+}
+
 // delivered publishes a received CMBS message as cmbs.<layer>.
 func (e *busEvents) delivered(m cmbs.ReceivedMessage) {
 	if b := e.bus.Load(); b != nil {
