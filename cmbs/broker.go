@@ -101,6 +101,10 @@ type Options struct {
 	// (attribute process.definition_ref, mixin process#runnable); nil
 	// means executable messages only record that they were executed.
 	Processes MessageRunner
+	// OnDelivery, when set, is told about every message a local member
+	// received (after storing and recording it), e.g. to publish it on the
+	// bus. It runs inside the layer's handler and must not block.
+	OnDelivery func(ReceivedMessage)
 }
 
 // MessageRunner runs, on behalf of an executable message, a process

@@ -176,6 +176,14 @@ func (b *Broker) knownL1Sockets(ctx context.Context) ([]string, error) {
 	return slices.Clone(m.l1Sockets), nil
 }
 
+// ReceivedMessage is one message a local member received, as Options.OnDelivery
+// sees it: the receipt and the message's pyOCNI JSON description. Both are
+// shared with the broker: read them before returning, never keep them.
+type ReceivedMessage struct {
+	*Receipt
+	Message map[string]any `json:"message"`
+}
+
 // deliverLocally handles a message a local member received: storable → it
 // is stored as a message entity (unless that id is already stored: a
 // repeat, which is then not executed again either); executable → its
@@ -183,6 +191,9 @@ func (b *Broker) knownL1Sockets(ctx context.Context) ([]string, error) {
 // error: the message was received.
 func (b *Broker) deliverLocally(ctx context.Context, member *model.Entity, l Layer, msg map[string]any) *Receipt {
 	rec := &Receipt{Member: memberRef(member), Layer: l}
+	if hook := b.opts.OnDelivery; hook != nil {
+		defer func() { hook(ReceivedMessage{Receipt: rec, Message: msg}) }()
+	}
 	attrs := ensureMessageAttrs(msg["attributes"].(map[string]any))
 	storable, err := b.flag(attrs, "storable")
 	if err != nil {

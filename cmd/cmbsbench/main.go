@@ -108,6 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"CMBS L2/L3.2 fan-out to 10 members vs zmq4 PUB/SUB and NATS", benchFanout},
 		{"CMBS discovery of a 50-member chain", benchDiscovery},
 		{"process execute vs os/exec", benchProcess},
+		{"bus rpc and events vs zmq4", benchBus},
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -103,6 +103,8 @@ type config struct {
 	// RunDir is where process executions get their private run
 	// directories; "" means the system's temporary directory.
 	RunDir string
+	// Bus is the bus sockets and agents (busconfig.go).
+	Bus busConfig
 	// ZMQ bounds what ZeroMQ peers may make the broker hold.
 	ZMQ zmqLimits
 }
@@ -142,6 +144,7 @@ type rawConfig struct {
 	maxAttributes                                             int
 	shutdownTimeout, peerTimeout, storeTimeout                time.Duration
 	zmq                                                       zmqLimits
+	bus                                                       rawBus
 }
 
 // parseConfig fills the configuration from env variables, then from args
@@ -172,6 +175,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
 	fs.DurationVar(&raw.storeTimeout, "store-timeout", defaultStoreTimeout, "how long one store call may take before the request fails with 503 (a frozen CouchDB, a stalled disk)")
 	fs.DurationVar(&raw.peerTimeout, "peer-timeout", defaultPeerTimeout, "how long a call to another CMBS member (a send, a discovery probe, an L4 forward) waits for its answer")
+	raw.bus.register(fs)
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.IntVar(&raw.zmq.MaxConns, "zmq-max-conns", defaultZMQMaxConns, "most `connections` each member layer socket keeps open; more are closed at accept")
 	fs.DurationVar(&raw.zmq.IdleTimeout, "zmq-idle-timeout", defaultZMQIdleTimeout, "close a layer socket's connection after this long without a message")
@@ -365,6 +369,9 @@ func (raw rawConfig) validate() (config, error) {
 	}
 	if raw.storeTimeout <= 0 {
 		return config{}, badConfig("store-timeout", "%v: must be positive", raw.storeTimeout)
+	}
+	if cfg.Bus, err = raw.bus.validate(cfg.Insecure); err != nil {
+		return config{}, err
 	}
 	return cfg, nil
 }

@@ -123,7 +123,8 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("start OCCI server: %w", err)
 	}
-	broker, err := registerBuiltinProviders(reg, srv, st, cfg, logger)
+	events := &busEvents{}
+	broker, err := registerBuiltinProviders(reg, srv, st, cfg, events, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -145,6 +146,19 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		}
 	}()
 
+	b, _, err := startBus(startCtx, cfg.Bus, cfg.Insecure, srv, reg, broker, events, logger)
+	if err != nil {
+		return fmt.Errorf("start bus: %w", err)
+	}
+	if b != nil {
+		defer func() {
+			events.bus.Store(nil)
+			if cerr := b.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("close bus: %w", cerr))
+			}
+		}()
+	}
+
 	var lc net.ListenConfig
 	ln, err := lc.Listen(startCtx, "tcp", cfg.Listen)
 	if err != nil {
@@ -154,7 +168,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 
 	defer ln.Close() // in case serveHTTP returns before Serve took it over
 
-	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, started: time.Now()}
+	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, bus: b, started: time.Now()}
 	handler := withStatus(status, withProcessRegistry(srv, cfg, logger, srv.Handler()))
 	if cfg.Users != nil {
 		handler = cfg.Users.Middleware(handler)
@@ -228,9 +242,9 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers the record in st
 // names) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, events *busEvents, logger *slog.Logger) (*cmbs.Broker, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile,
-		Transport: zmqOptions(cfg.ZMQ, logger)}
+		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: events.delivered}
 	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger})
 	if err := procs.Register(reg); err != nil {
 		return nil, err

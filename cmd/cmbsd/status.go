@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/cmbs/bus"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/store"
 )
@@ -27,6 +28,7 @@ type statusHandler struct {
 	store     store.Store
 	storeDesc string
 	broker    *cmbs.Broker
+	bus       *bus.Bus // nil without bus sockets
 	started   time.Time
 }
 
@@ -37,6 +39,7 @@ type statusReport struct {
 	Store   storeStatus         `json:"store"`
 	Layers  []cmbs.RunningLayer `json:"layers"`
 	Broker  cmbs.Stats          `json:"broker"`
+	Bus     *bus.Stats          `json:"bus,omitempty"`
 }
 
 type storeStatus struct {
@@ -66,6 +69,10 @@ func (h *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if rep.Layers == nil {
 		rep.Layers = []cmbs.RunningLayer{}
+	}
+	if h.bus != nil {
+		st := h.bus.Stats()
+		rep.Bus = &st
 	}
 	code := http.StatusOK
 	if !rep.Store.OK {
