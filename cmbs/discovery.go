@@ -118,6 +118,8 @@ func (b *Broker) checkNeighbors(ctx context.Context, e *model.Entity) (*Discover
 			}
 		}
 	}
+	b.stats.discoveries.Add(1)
+	b.stats.discoveryFailures.Add(uint64(len(res.Failed)))
 	b.log.Info("check_neighbors done", "member", e.Location, "learned", len(res.Learned), "failed", len(res.Failed))
 	return res, nil
 }
