@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,18 +27,7 @@ import (
 var couchServer *couchpeer.Server
 
 func TestMain(m *testing.M) {
-	couchServer = couchpeer.StartServer(context.Background())
-	code := m.Run()
-	if err := couchServer.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	if p := couchServer.Peer(); p != nil {
-		if err := syscall.Kill(p.Pid(), 0); !errors.Is(err, syscall.ESRCH) {
-			fmt.Fprintf(os.Stderr, "couch peer %d outlived the tests (kill -0: %v)\n", p.Pid(), err)
-			code = 1
-		}
-	}
+	code := couchpeer.Run(m, &couchServer)
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
