@@ -106,7 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fn   func(context.Context, config, *slog.Logger, func(string, ...any), map[string]any) error
 	}{
 		{"throughput (CouchDB)", benchThroughput},
-		{"metrics and request log overhead on create/get (CouchDB)", benchObserve},
+		{"metrics and request log overhead on create/get (CouchDB, embedded)", benchObserve},
 		{"filter scaling (embedded store)", benchFilter},
 		{"CMBS L1 round trip vs zmq4 REQ/REP", benchL1},
 		{"CMBS L2/L3.2 fan-out to 10 members vs zmq4 PUB/SUB and NATS", benchFanout},

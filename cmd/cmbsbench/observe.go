@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	kivik "github.com/go-kivik/kivik/v4"
@@ -28,22 +30,39 @@ import (
 // CouchDB (the throughput phase's store, which dominates the time) and on
 // the embedded store (where cmbsd's own work does, so the overhead shows
 // most). Two servers run side by side, one with them (the chain cmbsd
-// serves with: request log at info as JSON into a file, HTTP metrics, the
+// serves with: request log at info as JSON lines into a pipe, HTTP metrics, the
 // instrumented store) and one without, and the workload alternates between
 // them batch by batch in ABBA order. Each side's best round counts, and the
 // spread of its rounds is printed, because on a shared machine a single
-// round says little. metrics_overhead is the lower of the two stores'
-// ratios.
+// round says little. metrics_overhead is the embedded store's ratio: on
+// CouchDB the test peer takes nearly all the time (cmbsbench itself uses a
+// few per cent of a core there), so that ratio mostly measures the peer's
+// variation; it is printed too.
 func benchObserve(ctx context.Context, cfg config, log *slog.Logger, out func(string, ...any), results map[string]any) error {
-	logFile, err := os.CreateTemp("", "cmbsbench-requests-*.log")
+	// The request log goes where cmbsd's goes: stderr, a pipe to journald
+	// or a container runtime, here one that a goroutine drains. (A file
+	// beside the embedded store's would also charge the log's writeback
+	// to the store's fsyncs.)
+	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	defer os.Remove(logFile.Name())
-	defer logFile.Close()
-	reqLog := slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	drained := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, pr)
+		drained <- n
+	}()
+	defer func() {
+		_ = pw.Close()
+		<-drained
+		_ = pr.Close()
+	}()
+	reqLog := slog.New(slog.NewJSONHandler(pw, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	w := &observeWorkload{cfg: cfg, log: log, reqLog: reqLog, ids: make([]string, cfg.docs), bodies: make([][]byte, cfg.docs)}
+	// The embedded store is fast enough for five times the documents,
+	// which the short rounds need to rise above the machine's noise.
+	embeddedDocs := 5 * cfg.docs
+	w := &observeWorkload{cfg: cfg, log: log, reqLog: reqLog, ids: make([]string, embeddedDocs), bodies: make([][]byte, embeddedDocs)}
 	for i := range w.ids {
 		e := benchEntity(i, fmt.Sprintf("g%d", i%100))
 		w.ids[i] = e.Location
@@ -90,32 +109,40 @@ func benchObserve(ctx context.Context, cfg config, log *slog.Logger, out func(st
 		return sqlite.Open(ctx, filepath.Join(dir, fmt.Sprintf("bench-%d.db", files)), sqlite.WithLogger(log))
 	}
 
-	worst := 2.0
 	for _, s := range []struct {
 		name, key string
+		docs      int
 		open      func() (store.Store, error)
-	}{{"CouchDB", "couch", openCouch}, {"embedded", "embedded", openSQLite}} {
+	}{{"embedded", "embedded", embeddedDocs, openSQLite}, {"CouchDB", "couch", cfg.docs, openCouch}} {
 		start := time.Now()
+		w.docs = s.docs
 		on, off, err := w.compare(ctx, s.open)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
-		out("   %s store: %d rounds of %d creates and %d gets per side at %d clients (%.1fs)", s.name, cfg.observeRounds, cfg.docs, cfg.docs, cfg.clients, time.Since(start).Seconds())
+		out("   %s store: %d rounds of %d creates and %d gets per side at %d clients (%.1fs)", s.name, cfg.observeRounds, s.docs, s.docs, cfg.clients, time.Since(start).Seconds())
 		results["metrics_overhead_"+s.key+"_create"] = ratio(out, "create", off.create, on.create)
 		results["metrics_overhead_"+s.key+"_get"] = ratio(out, "get", off.get, on.get)
-		both := ratio(out, "both", off.both, on.both)
-		results["metrics_overhead_"+s.key] = both
-		worst = min(worst, both)
+		results["metrics_overhead_"+s.key] = ratio(out, "both", off.both, on.both)
+		// Each round ran both sides interleaved: its own on/off ratio
+		// cancels what loaded the machine during that round.
+		paired := make([]float64, len(on.both))
+		for i := range paired {
+			paired[i] = on.both[i] / off.both[i]
+		}
+		results["metrics_overhead_"+s.key+"_paired_median"] = medianOf(paired)
+		out("   both, round by round: on/off %s, median %.3f", formatRatios(paired), medianOf(paired))
 	}
-	results["metrics_overhead"] = worst
+	results["metrics_overhead"] = results["metrics_overhead_embedded"]
 	results["metrics_overhead_rounds"] = cfg.observeRounds
-	out("   metrics_overhead %.3f (the lower of the two; goal ≥ 0.95)", worst)
+	out("   metrics_overhead %.3f (embedded store; goal ≥ 0.95)", results["metrics_overhead"])
 	return nil
 }
 
 // observeWorkload is the create/get workload of benchObserve.
 type observeWorkload struct {
 	cfg         config
+	docs        int // per phase and side; ids and bodies hold at least this many
 	log, reqLog *slog.Logger
 	ids         []string
 	bodies      [][]byte
@@ -192,7 +219,7 @@ func (w *observeWorkload) round(ctx context.Context, open func() (store.Store, e
 		defer closeSrv()
 		srvs[k] = srv
 	}
-	docs, clients := w.cfg.docs, w.cfg.clients
+	docs, clients := w.docs, w.cfg.clients
 	batch := max(clients*4, docs/20)
 	phase := func(fn func(srv *benchServer, ctx context.Context, i int) error) (d [2]time.Duration, err error) {
 		for b, lo := 0, 0; lo < docs; b, lo = b+1, lo+batch {
@@ -235,4 +262,21 @@ func ratio(out func(string, ...any), name string, off, on []float64) float64 {
 	out("   %-6s off: %s", name, spread(off))
 	out("   %-6s on:  %s   ratio %.3f", "", spread(on), r)
 	return r
+}
+
+func medianOf(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func formatRatios(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.3f", x)
+	}
+	return strings.Join(parts, " ")
 }

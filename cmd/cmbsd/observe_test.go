@@ -6,7 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +18,9 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/cmbs/cmbs/internal/metrics"
+	"github.com/cmbs/cmbs/internal/requestlog"
 )
 
 // request sends one request with alice's credentials and returns the
@@ -241,5 +247,33 @@ func TestLogFormatFlag(t *testing.T) {
 	}
 	if cfg, _ := parseConfig(nil, env(nil), io.Discard); cfg.LogFormat != "text" {
 		t.Errorf("default log format %q", cfg.LogFormat)
+	}
+}
+
+// BenchmarkObservation is what metrics and the request log add to one
+// request, without the network: a handler writing 1 KiB, bare and wrapped
+// as cmbsd wraps the OCCI server (request log as JSON into a file).
+func BenchmarkObservation(b *testing.B) {
+	body := bytes.Repeat([]byte("x"), 1024)
+	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) })
+	f, err := os.Create(filepath.Join(b.TempDir(), "requests.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	log := slog.New(slog.NewJSONHandler(f, nil))
+	reg := metrics.New()
+	route := func(*http.Request) string { return "/compute/{id}" }
+	observed := requestlog.Middleware(log, route, reg.Middleware(route, bare))
+	for _, c := range []struct {
+		name string
+		h    http.Handler
+	}{{"bare", bare}, {"observed", observed}} {
+		b.Run(c.name, func(b *testing.B) {
+			req := httptest.NewRequest("GET", "/compute/vm1", nil)
+			for b.Loop() {
+				c.h.ServeHTTP(httptest.NewRecorder(), req)
+			}
+		})
 	}
 }
