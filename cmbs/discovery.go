@@ -110,6 +110,7 @@ func (b *Broker) checkNeighbors(ctx context.Context, e *model.Entity) (*Discover
 		for i, out := range b.probeAll(ctx, self, ref, current) {
 			if out.err != nil {
 				res.Failed = append(res.Failed, Failure{Socket: current[i], Error: out.err.Error()})
+				b.log.Warn("discovery probe failed", "member", e.Location, "peer", current[i], "cause", out.err)
 				continue
 			}
 			res.Learned = append(res.Learned, out.learned)

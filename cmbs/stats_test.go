@@ -75,7 +75,8 @@ func TestDeliveryStats(t *testing.T) {
 	if len(failures) != 3 {
 		t.Fatalf("%d delivery failures logged, want 3:\n%s", len(failures), logs.String())
 	}
-	for _, want := range []string{"layer=l31 id=s31 peer=nobody cause=", "layer=l1 id=s1 peer=" + dead + " cause="} {
+	for _, want := range []string{"layer=l31 id=s31 peer=nobody cause=", "layer=l1 id=s1 peer=" + dead + " cause=",
+		"msg=\"discovery probe failed\" component=cmbs member=" + a.loc + " peer=" + dead + " cause="} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("no failure logged with %q:\n%s", want, logs.String())
 		}

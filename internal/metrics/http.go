@@ -72,9 +72,9 @@ func methodLabel(m string) string {
 func codeLabel(code int) string {
 	switch code {
 	case 0, http.StatusOK:
-		// A handler that wrote nothing answered 200; so did one that
-		// panicked before writing, as far as we can tell from here (the
-		// panic handler outside answers 500 through this writer, though).
+		// A handler that wrote nothing answered 200. (cmbsd recovers
+		// panics inside this middleware, so their 500 is written through
+		// the recorder and counted as such.)
 		return "200"
 	case http.StatusCreated:
 		return "201"
