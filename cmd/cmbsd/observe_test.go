@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -84,6 +85,15 @@ func TestBinaryMetrics(t *testing.T) {
 	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("/metrics does not parse: %v\n%s", err, body)
+	}
+	problems, err := promlint.New(bytes.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatalf("lint: %v", err)
+	}
+	for _, pr := range problems {
+		if strings.HasPrefix(pr.Metric, "cmbs_") {
+			t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
+		}
 	}
 	requests := map[string]float64{}
 	for _, m := range fams["cmbs_http_requests_total"].GetMetric() {
