@@ -342,12 +342,31 @@ type Stats struct {
 	ForwardsInFlight int64 `json:"forwards_in_flight"`
 	// Rejected counts envelopes answered with an error (not a CMBS message).
 	Rejected uint64 `json:"rejected"`
+	// Sent counts deliveries this server made that the receiver
+	// acknowledged (sends and L4 forwards, one per receiving socket), by
+	// layer name.
+	Sent map[string]uint64 `json:"sent"`
+	// Failed counts deliveries this server attempted or was asked for that
+	// did not reach a receiver (no answer, refused, unknown or stopped
+	// target), by layer name. Each one is logged with its peer and cause.
+	Failed map[string]uint64 `json:"failed"`
+	// DuplicatesByLayer splits Duplicates by the layer that received them.
+	DuplicatesByLayer map[string]uint64 `json:"duplicates_by_layer"`
+	// InFlight is the number of deliveries waiting for their receiver's
+	// acknowledgement now (sends and L4 forwards), by layer name.
+	InFlight map[string]int64 `json:"in_flight"`
+	// Discoveries counts check_neighbors runs; DiscoveryFailures the
+	// sockets those runs could not probe.
+	Discoveries       uint64 `json:"discoveries"`
+	DiscoveryFailures uint64 `json:"discovery_failures"`
 }
 
 type counters struct {
-	received                                          [5]atomic.Uint64
-	stored, executed, duplicates, forwarded, rejected atomic.Uint64
-	inFlight                                          atomic.Int64
+	received, sent, failed, duplicates    [5]atomic.Uint64
+	inFlightByLayer                       [5]atomic.Int64
+	stored, executed, forwarded, rejected atomic.Uint64
+	discoveries, discoveryFailures        atomic.Uint64
+	inFlight                              atomic.Int64
 }
 
 func layerIndex(l Layer) int {
@@ -362,19 +381,37 @@ func layerIndex(l Layer) int {
 // Stats returns a snapshot of the broker's counters.
 func (b *Broker) Stats() Stats {
 	s := Stats{
-		Received:   map[string]uint64{},
-		Stored:     b.stats.stored.Load(),
-		Executed:   b.stats.executed.Load(),
-		Duplicates: b.stats.duplicates.Load(),
-		Forwarded:  b.stats.forwarded.Load(),
-		Rejected:   b.stats.rejected.Load(),
+		Received:          map[string]uint64{},
+		Sent:              map[string]uint64{},
+		Failed:            map[string]uint64{},
+		DuplicatesByLayer: map[string]uint64{},
+		InFlight:          map[string]int64{},
+		Stored:            b.stats.stored.Load(),
+		Executed:          b.stats.executed.Load(),
+		Forwarded:         b.stats.forwarded.Load(),
+		Rejected:          b.stats.rejected.Load(),
+		Discoveries:       b.stats.discoveries.Load(),
+		DiscoveryFailures: b.stats.discoveryFailures.Load(),
 
 		ForwardsInFlight: b.stats.inFlight.Load(),
 	}
 	for i, l := range Layers() {
 		s.Received[string(l)] = b.stats.received[i].Load()
+		s.Sent[string(l)] = b.stats.sent[i].Load()
+		s.Failed[string(l)] = b.stats.failed[i].Load()
+		s.DuplicatesByLayer[string(l)] = b.stats.duplicates[i].Load()
+		s.InFlight[string(l)] = b.stats.inFlightByLayer[i].Load()
+		s.Duplicates += s.DuplicatesByLayer[string(l)]
 	}
 	return s
+}
+
+// deliveryFailed counts and logs one delivery that did not reach its
+// receiver: peer is the socket (or, when none was resolved, the name the
+// message gave), cause why.
+func (b *Broker) deliveryFailed(l Layer, id, peer string, cause any) {
+	b.stats.failed[layerIndex(l)].Add(1)
+	b.log.Warn("delivery failed", "layer", l, "id", id, "peer", peer, "cause", cause)
 }
 
 // kind returns a registered CMBS kind, or a 409 saying it is missing.

@@ -213,7 +213,7 @@ func (b *Broker) deliverLocally(ctx context.Context, member *model.Entity, l Lay
 		case err != nil:
 			rec.Errors = append(rec.Errors, "not stored: "+err.Error())
 		case dup:
-			b.stats.duplicates.Add(1)
+			b.stats.duplicates[layerIndex(l)].Add(1)
 			rec.Duplicate = true
 			return rec // a repeat is not run again
 		default:
@@ -381,7 +381,7 @@ func (b *Broker) receiveL4(ctx context.Context, member *model.Entity, msg map[st
 		onPath = onPath || refMatches(p, member)
 	}
 	if onPath || !seen.add(id) {
-		b.stats.duplicates.Add(1)
+		b.stats.duplicates[layerIndex(L4)].Add(1)
 		return &Receipt{Member: ref, Layer: L4, Duplicate: true}, nil
 	}
 	path = append(path, ref)
@@ -514,11 +514,17 @@ func (b *Broker) forward(ctx context.Context, from string, endpoints []string, e
 		defer b.forwards.Done()
 		defer b.stats.inFlight.Add(-1)
 		defer func() { <-b.fwdSlots }()
-		for _, r := range b.client.Deliver(b.ctx, endpoints, env) {
+		li := layerIndex(L4)
+		b.stats.inFlightByLayer[li].Add(int64(len(endpoints)))
+		results := b.client.Deliver(b.ctx, endpoints, env)
+		b.stats.inFlightByLayer[li].Add(-int64(len(endpoints)))
+		for _, r := range results {
 			if r.Err != nil {
-				b.log.Warn("L4 forward failed", "member", from, "to", r.Endpoint, "id", env.ID, "err", r.Err)
+				b.stats.failed[li].Add(1)
+				b.log.Warn("delivery failed", "layer", L4, "id", env.ID, "peer", r.Endpoint, "cause", r.Err, "forwarded_by", from)
 				continue
 			}
+			b.stats.sent[li].Add(1)
 			b.stats.forwarded.Add(1)
 		}
 	}()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/occi"
+	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/providers"
 	"github.com/cmbs/cmbs/store"
 )
@@ -56,16 +58,26 @@ type benchServer struct {
 }
 
 func startServer(ctx context.Context, st store.Store, clients int, log *slog.Logger) (*benchServer, error) {
+	return startServerWrapped(ctx, st, clients, log, nil)
+}
+
+// startServerWrapped is startServer with the OCCI handler wrapped by wrap
+// (nil: served as is), e.g. in cmbsd's metrics and request log middleware.
+func startServerWrapped(ctx context.Context, st store.Store, clients int, log *slog.Logger, wrap func(*occi.Server, http.Handler) http.Handler) (*benchServer, error) {
 	reg := providers.NewRegistry()
 	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, Logger: log})
 	if err != nil {
 		return nil, err
 	}
+	handler := srv.Handler()
+	if wrap != nil {
+		handler = wrap(srv, handler)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = hs.Serve(ln) }()
 	tr := &http.Transport{MaxIdleConnsPerHost: clients * 2, MaxConnsPerHost: clients * 2, DisableCompression: true}
@@ -107,6 +119,14 @@ func (b *benchServer) do(ctx context.Context, method, path string, body []byte, 
 		return nil, fmt.Errorf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, out)
 	}
 	return out, nil
+}
+
+// entityBody is the pyOCNI JSON create request for e.
+func entityBody(e *model.Entity) []byte {
+	b, _ := json.Marshal(map[string]any{"resources": []any{map[string]any{
+		"kind": e.Kind, "id": e.ID, "title": e.Title, "attributes": e.Attributes,
+	}}})
+	return b
 }
 
 // benchKind is the category the benchmarks create entities of.

@@ -3,6 +3,9 @@
 //
 //   - OCCI create and get throughput at 16 concurrent clients against raw
 //     kivik Put/Get of the same documents on the same CouchDB (goal ≥ 0.8×);
+//   - the same create/get workload with cmbsd's Prometheus metrics and
+//     request logging on against off (metrics_overhead, goal ≥ 0.95×; best
+//     of several alternating rounds per side, spread printed);
 //   - a filter returning 10 entities out of 1k and out of 100k entities on
 //     the embedded store, as a JSON body and as an X-OCCI-Attribute header
 //     (goal: ≤ 2× apart); then the memory an unpaged listing of the 100k
@@ -47,6 +50,8 @@ type config struct {
 	filterBig int
 	repeats   int
 
+	observeRounds int
+
 	l1Count      int
 	fanoutMsgs   int
 	fanoutWindow int
@@ -67,6 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.docs, "docs", 0, "documents per throughput phase (default 3000, quick 600)")
 	fs.StringVar(&cfg.couchURL, "couch", os.Getenv("COUCHDB_URL"), "CouchDB URL to measure against (default: start the project's CouchDB-API test peer)")
 	fs.IntVar(&cfg.filterBig, "filter-big", 0, "entities in the large filter phase (default 100000, quick 10000)")
+	fs.IntVar(&cfg.observeRounds, "observe-rounds", 0, "rounds per side (with and without metrics and request logging) in the overhead phase (default 5, quick 3)")
 	fs.IntVar(&cfg.repeats, "repeats", 0, "timed repetitions per filter query (default 50, quick 20)")
 	fs.IntVar(&cfg.l1Count, "l1-rtts", 0, "timed send_l1 round trips (default 2000, quick 300); the raw baseline does 5×")
 	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 0, "messages per fan-out measurement, each to 10 members (default 5000, quick 300; the raw baselines send as many)")
@@ -81,6 +87,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.filterBig == 0 {
 		cfg.filterBig = map[bool]int{true: 10000, false: 100000}[cfg.quick]
+	}
+	if cfg.observeRounds == 0 {
+		cfg.observeRounds = map[bool]int{true: 3, false: 5}[cfg.quick]
 	}
 	if cfg.repeats == 0 {
 		cfg.repeats = map[bool]int{true: 20, false: 50}[cfg.quick]
@@ -103,6 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fn   func(context.Context, config, *slog.Logger, func(string, ...any), map[string]any) error
 	}{
 		{"throughput (CouchDB)", benchThroughput},
+		{"metrics and request log overhead on create/get (CouchDB, embedded)", benchObserve},
 		{"filter scaling (embedded store)", benchFilter},
 		{"CMBS L1 round trip vs zmq4 REQ/REP", benchL1},
 		{"CMBS L2/L3.2 fan-out to 10 members vs zmq4 PUB/SUB and NATS", benchFanout},

@@ -79,6 +79,9 @@ type config struct {
 	Insecure bool
 	// LogLevel is the minimum level logged.
 	LogLevel slog.Level
+	// LogFormat is "text" (slog's key=value lines) or "json" (one JSON
+	// object per line).
+	LogFormat string
 	// MaxBody limits request bodies, in bytes.
 	MaxBody int64
 	// MaxAttributes bounds an entity's attribute count and every array's
@@ -139,6 +142,7 @@ type rawConfig struct {
 	listen, store, db, publicURL, users, logLevel, layersFile string
 	layersRecord                                              string
 	runDir                                                    string
+	logFormat                                                 string
 	insecure                                                  bool
 	maxBody, maxOutput                                        int64
 	maxAttributes                                             int
@@ -166,6 +170,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.users, "users", "", "basic-auth users `file` (user:password or user:bcrypt-hash per line); when set, every request needs valid credentials")
 	fs.BoolVar(&raw.insecure, "insecure", false, "allow a non-loopback --listen address without --users, and CMBS layer sockets on non-loopback addresses (they do not authenticate peers)")
 	fs.StringVar(&raw.logLevel, "log-level", "info", "minimum log `level`: debug, info, warn or error")
+	fs.StringVar(&raw.logFormat, "log-format", "text", "log line `format`: text (key=value) or json (one object per line)")
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
 	fs.IntVar(&raw.maxAttributes, "max-attributes", model.DefaultMaxAttributes, "most attributes an entity may have, and most elements or members of any array or object in its attribute values (`count`)")
 	fs.StringVar(&raw.layersRecord, "layers-record", cmbs.DefaultLayersID, "`id` of the store document recording which member layers run, so that a restart binds them again (servers sharing a CouchDB database each need their own; \"none\" disables)")
@@ -331,6 +336,12 @@ func (raw rawConfig) validate() (config, error) {
 		cfg.LogLevel = slog.LevelError
 	default:
 		return config{}, badConfig("log-level", "%q: want debug, info, warn or error", raw.logLevel)
+	}
+	switch f := strings.ToLower(raw.logFormat); f {
+	case "text", "json":
+		cfg.LogFormat = f
+	default:
+		return config{}, badConfig("log-format", "%q: want text or json", raw.logFormat)
 	}
 
 	if raw.maxAttributes <= 0 {

@@ -35,6 +35,7 @@ func TestParseConfig(t *testing.T) {
 					SQLitePath:       filepath.Join("cmbs-data", "cmbs.db"),
 					DB:               "cmbs",
 					LogLevel:         slog.LevelInfo,
+					LogFormat:        "text",
 					MaxBody:          4 << 20,
 					MaxAttributes:    10000,
 					ShutdownTimeout:  10 * time.Second,

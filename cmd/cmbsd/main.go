@@ -5,8 +5,8 @@
 // Usage:
 //
 //	cmbsd [--listen 127.0.0.1:8090] [--store sqlite:./cmbs-data/cmbs.db | --store http://user:pass@host:5984 --db cmbs]
-//	      [--public-url URL] [--users FILE] [--insecure] [--log-level info] [--max-body BYTES] [--max-attributes N]
-//	      [--max-output BYTES] [--run-dir DIR]
+//	      [--public-url URL] [--users FILE] [--insecure] [--log-level info] [--log-format text|json]
+//	      [--max-body BYTES] [--max-attributes N] [--max-output BYTES] [--run-dir DIR]
 //	cmbsd --version
 //
 // Every flag also reads CMBS_<FLAG> from the environment (CMBS_LISTEN,
@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/internal/metrics"
+	"github.com/cmbs/cmbs/internal/requestlog"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
 	processreg "github.com/cmbs/cmbs/providers/process"
@@ -79,7 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitBadConfig
 	}
 
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	logger := newLogger(stderr, cfg)
 	if err := serve(ctx, cfg, logger); err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			// A signal during start-up: what was opened is closed again; that
@@ -110,6 +112,12 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
 		}
 	}()
+	mreg := metrics.New()
+	measured, err := mreg.InstrumentStore(st)
+	if err != nil {
+		return err
+	}
+	st = measured
 
 	reg := providers.NewRegistry()
 	srv, err := occi.NewServer(startCtx, occi.Options{
@@ -168,12 +176,19 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 
 	defer ln.Close() // in case serveHTTP returns before Serve took it over
 
+	if err := mreg.Register(metrics.NewBrokerCollector(broker)); err != nil {
+		return err
+	}
 	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, bus: b, started: time.Now()}
 	handler := withStatus(status, withProcessRegistry(srv, cfg, logger, srv.Handler()))
+	handler = withMetrics(mreg.Handler(), handler)
 	if cfg.Users != nil {
 		handler = cfg.Users.Middleware(handler)
 	}
 	handler = recoverPanics(logger, handler)
+	route := routeOf(srv)
+	handler = mreg.Middleware(route, handler)
+	handler = requestlog.Middleware(logger, route, handler)
 	return serveHTTP(ctx, ln, handler, cfg, logger)
 }
 
