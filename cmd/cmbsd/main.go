@@ -107,6 +107,13 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		}
 	}()
 
+	// Marked before the caches load, so that they miss no change another
+	// server sharing the database makes meanwhile.
+	follower, err := newFollower(startCtx, cfg, st, logger)
+	if err != nil {
+		return err
+	}
+
 	reg := providers.NewRegistry()
 	srv, err := occi.NewServer(startCtx, occi.Options{
 		Store:         st,
@@ -119,7 +126,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("start OCCI server: %w", err)
 	}
-	broker, err := registerBuiltinProviders(reg, srv, cfg, logger)
+	broker, err := registerBuiltinProviders(reg, srv, cfg, follower != nil, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -141,6 +148,22 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		}
 	}()
 
+	if follower != nil {
+		// The categories first: a member batch may need the member kind.
+		follower.Add("categories", srv.Categories().ApplyChanges)
+		follower.Add("members", broker.ApplyChanges)
+		if err := follower.Start(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+			defer cancel()
+			if ferr := follower.Stop(stopCtx); ferr != nil {
+				err = errors.Join(err, ferr)
+			}
+		}()
+	}
+
 	var lc net.ListenConfig
 	ln, err := lc.Listen(startCtx, "tcp", cfg.Listen)
 	if err != nil {
@@ -150,7 +173,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 
 	defer ln.Close() // in case serveHTTP returns before Serve took it over
 
-	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, started: time.Now()}
+	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, feed: follower, started: time.Now()}
 	handler := withStatus(status, srv.Handler())
 	if cfg.Users != nil {
 		handler = cfg.Users.Middleware(handler)
@@ -224,8 +247,15 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers cfg.LayersFile
 // records) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
-	broker := cmbs.NewBroker(srv.Entities(), cmbs.Options{Logger: logger, LayersFile: cfg.LayersFile, AllowNonLoopback: cfg.Insecure})
+//
+// With following set, the store's changes feed keeps the broker's member
+// list exact, and its age bound is only a safety net.
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, cfg config, following bool, logger *slog.Logger) (*cmbs.Broker, error) {
+	opts := cmbs.Options{Logger: logger, LayersFile: cfg.LayersFile, AllowNonLoopback: cfg.Insecure}
+	if following {
+		opts.MembersMaxAge = membersMaxAgeFollowing
+	}
+	broker := cmbs.NewBroker(srv.Entities(), opts)
 	if err := broker.Register(reg); err != nil {
 		// Nothing is open yet; Stop only releases the broker's client.
 		_ = broker.Stop(context.Background())

@@ -10,6 +10,7 @@ import (
 	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/store"
+	"github.com/cmbs/cmbs/store/feed"
 )
 
 // statusPath answers health checks and says what the broker is doing. It
@@ -26,6 +27,7 @@ type statusHandler struct {
 	store     store.Store
 	storeDesc string
 	broker    *cmbs.Broker
+	feed      *feed.Follower // nil with the embedded store
 	started   time.Time
 }
 
@@ -36,6 +38,9 @@ type statusReport struct {
 	Store   storeStatus         `json:"store"`
 	Layers  []cmbs.RunningLayer `json:"layers"`
 	Broker  cmbs.Stats          `json:"broker"`
+	// Feed is how far this server's caches follow the store's changes
+	// (CouchDB only).
+	Feed *feed.Stats `json:"feed,omitempty"`
 }
 
 type storeStatus struct {
@@ -62,6 +67,7 @@ func (h *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Store:   h.probeStore(r.Context()),
 		Layers:  h.broker.RunningLayers(),
 		Broker:  h.broker.Stats(),
+		Feed:    feedStatus(h.feed),
 	}
 	if rep.Layers == nil {
 		rep.Layers = []cmbs.RunningLayer{}
