@@ -56,14 +56,20 @@ type benchServer struct {
 }
 
 func startServer(ctx context.Context, st store.Store, clients int, log *slog.Logger) (*benchServer, error) {
+	b, _, err := startServerWith(ctx, st, clients, log)
+	return b, err
+}
+
+// startServerWith is startServer, also returning the OCCI server behind it.
+func startServerWith(ctx context.Context, st store.Store, clients int, log *slog.Logger) (*benchServer, *occi.Server, error) {
 	reg := providers.NewRegistry()
 	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
@@ -79,7 +85,7 @@ func startServer(ctx context.Context, st store.Store, clients int, log *slog.Log
 			<-done
 			tr.CloseIdleConnections()
 		},
-	}, nil
+	}, srv, nil
 }
 
 // do sends one OCCI JSON request and checks the status.

@@ -10,7 +10,10 @@
 //     trip (goal ≤ 1.5×); L2 and L3.2 fan-out from one member to 10,
 //     deliveries/s against raw zmq4 PUB → 10 SUB and against Debian's
 //     nats-server (goal ≥ 0.5×; skipped with a message when nats-server is
-//     not installed); check_neighbors over a chain of 50 members (goal < 1s).
+//     not installed); check_neighbors over a chain of 50 members (goal < 1s);
+//   - two servers on one CouchDB following its changes feed: how long a
+//     category registered on one takes to be in force on the other
+//     (cache_propagation_ms, the p99; goal ≤ 1000 ms).
 //
 // The last line printed is one JSON object with every measured number.
 // -quick finishes in under a minute with smaller sizes (it says which).
@@ -101,6 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"CMBS L1 round trip vs zmq4 REQ/REP", benchL1},
 		{"CMBS L2/L3.2 fan-out to 10 members vs zmq4 PUB/SUB and NATS", benchFanout},
 		{"CMBS discovery of a 50-member chain", benchDiscovery},
+		{"cache propagation between two servers on one CouchDB", benchPropagation},
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
