@@ -124,3 +124,67 @@ func TestRegistryFollowsChanges(t *testing.T) {
 		t.Fatalf("bindings: a %q, b %q, want p2 on both", a.ProviderName(scheme+"thing"), b.ProviderName(scheme+"thing"))
 	}
 }
+
+// Two servers that register two categories with one location at nearly
+// the same time (each checks against its own view) agree on which one
+// serves it — the smallest id — and on the other once it is deleted; a
+// server started afterwards agrees too.
+func TestRegistrySettlesLocationClaimedTwice(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "cmbs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	newReg := func() *categories.Registry {
+		r, err := categories.New(t.Context(), st, categories.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// a and b register before either follows the feed: neither sees the
+	// other's claim when it checks.
+	a, b := newReg(), newReg()
+	mixin := func(term string) *categories.Document {
+		return &categories.Document{Mixins: []map[string]any{{"term": term, "scheme": "http://example.org/clash#", "location": "/clash/"}}}
+	}
+	if err := b.Register(t.Context(), mixin("zeta")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Register(t.Context(), mixin("alpha")); err != nil {
+		t.Fatal(err)
+	}
+	serving := func(r *categories.Registry) string {
+		if c, ok := r.ByLocation("/clash/"); ok {
+			return c.ID()
+		}
+		return ""
+	}
+	// Replay the whole feed to both, as their followers would have.
+	all, _, err := st.Changes(t.Context(), store.ChangesOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*categories.Registry{a, b} {
+		if err := r.ApplyChanges(t.Context(), all); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const alpha, zeta = "http://example.org/clash#alpha", "http://example.org/clash#zeta"
+	if sa, sb, sc := serving(a), serving(b), serving(newReg()); sa != alpha || sb != alpha || sc != alpha {
+		t.Fatalf("/clash/ served by %q on a, %q on b, %q on a new server; want %s on all", sa, sb, sc, alpha)
+	}
+	if err := a.Delete(t.Context(), mixin("alpha")); err != nil {
+		t.Fatal(err)
+	}
+	more, _, err := st.Changes(t.Context(), store.ChangesOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ApplyChanges(t.Context(), more); err != nil {
+		t.Fatal(err)
+	}
+	if sa, sb := serving(a), serving(b); sa != zeta || sb != zeta {
+		t.Fatalf("after alpha's deletion /clash/ is served by %q on a, %q on b; want %s", sa, sb, zeta)
+	}
+}

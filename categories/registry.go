@@ -142,9 +142,44 @@ func New(ctx context.Context, st store.Store, opts Options) (*Registry, error) {
 		} else if b, ok := r.ByLocation(c.Location); ok && b.Builtin && c.Location != "" {
 			r.log.Warn("a stored category takes a built-in category's location", "id", c.ID(), "location", c.Location, "builtin", b.ID())
 		}
+		other, clash := r.ByLocation(c.Location)
 		r.index(c, d.Rev)
+		if clash && other.ID() != c.ID() && !other.Builtin {
+			r.settleLocation(c.Location)
+		}
 	}
 	return r, nil
+}
+
+// settleLocation decides which category serves a location that several
+// stored categories claim — possible only when servers sharing one
+// database registered them at nearly the same time, each checking against
+// its own view — the same way on every server: the stored one with the
+// smallest id. Whichever a server saw last would make servers disagree.
+func (r *Registry) settleLocation(loc string) {
+	if loc == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var best *model.Category
+	for _, c := range r.byID {
+		if c.Location != loc {
+			continue
+		}
+		if best == nil || (best.Builtin && !c.Builtin) || (best.Builtin == c.Builtin && c.ID() < best.ID()) {
+			best = c
+		}
+	}
+	if cur := r.byLocation[loc]; best != nil && cur != best {
+		if cur != nil {
+			r.log.Warn("several categories claim one location; the one with the smallest id serves it", "location", loc, "serving", best.ID(), "other", cur.ID())
+		}
+		r.byLocation[loc] = best
+		r.changed()
+	} else if best == nil && cur != nil {
+		delete(r.byLocation, loc)
+	}
 }
 
 func decode(d store.Document) (*model.Category, error) {
@@ -234,6 +269,7 @@ func (r *Registry) ApplyChanges(ctx context.Context, changes []store.Change) err
 				if b := r.builtin[id]; b != nil {
 					r.index(b, "")
 				}
+				r.settleLocation(cached.Location)
 				r.log.Debug("category deleted by another server", "id", id)
 			}
 			continue
@@ -253,6 +289,7 @@ func (r *Registry) ApplyChanges(ctx context.Context, changes []store.Change) err
 			continue
 		}
 		r.index(cat, d.Rev)
+		r.settleLocation(cat.Location)
 		r.log.Debug("category changed by another server", "id", id, "rev", d.Rev)
 	}
 	return nil
@@ -1104,6 +1141,7 @@ func (r *Registry) Delete(ctx context.Context, doc *Document) error {
 			return fmt.Errorf("delete category %s: %w", c.ID(), err)
 		}
 		r.unindex(c)
+		r.settleLocation(c.Location)
 	}
 	return nil
 }
