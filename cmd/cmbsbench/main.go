@@ -13,7 +13,9 @@
 //     not installed); check_neighbors over a chain of 50 members (goal < 1s);
 //   - two servers on one CouchDB following its changes feed: how long a
 //     category registered on one takes to be in force on the other
-//     (cache_propagation_ms, the p99; goal ≤ 1000 ms).
+//     (cache_propagation_ms, the p99; goal ≤ 1000 ms), and entity creates
+//     on a database two servers follow against one nobody follows
+//     (feed_create_overhead).
 //
 // The last line printed is one JSON object with every measured number.
 // -quick finishes in under a minute with smaller sizes (it says which).

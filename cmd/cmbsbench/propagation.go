@@ -109,5 +109,53 @@ func benchPropagation(ctx context.Context, cfg config, log *slog.Logger, out fun
 	results["cache_propagation_ms"] = ms(p99)
 	results["cache_propagation_p50_ms"] = ms(p50)
 	results["cache_propagation_samples"] = n
+
+	// What following costs writers: entity creates through a server whose
+	// database two followers read (the two above), against creates on a
+	// database nobody follows, alternately (ABBA) against the same CouchDB.
+	plainSt, err := couch.Open(ctx, url, db+"_plain", couch.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = plainSt.Close()
+		if client, err := kivik.New("couch", url); err == nil {
+			_ = client.DestroyDB(context.WithoutCancel(ctx), db+"_plain")
+			_ = client.Close()
+		}
+	}()
+	plain, err := startServer(ctx, plainSt, cfg.clients, log)
+	if err != nil {
+		return err
+	}
+	defer plain.close()
+	followed := servers[0].srv
+	for _, s := range []*benchServer{plain, followed} {
+		if _, err := s.do(ctx, "POST", "/-/", []byte(benchKind), 200); err != nil {
+			return err
+		}
+	}
+	docs := cfg.docs / 2
+	var plainD, followedD time.Duration
+	for round, s := range []*benchServer{plain, followed, followed, plain} {
+		d, err := runWorkers(ctx, docs, cfg.clients, func(ctx context.Context, i int) error {
+			e := benchEntity(round*docs+i, "feed")
+			body := fmt.Sprintf(`{"resources":[{"kind":%q,"id":%q,"attributes":{"bench":{"vm":{"group":"feed","n":%d}}}}]}`, e.Kind, e.ID, i)
+			_, err := s.do(ctx, "POST", "/vm/", []byte(body), 201)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("creates: %w", err)
+		}
+		if s == plain {
+			plainD += d
+		} else {
+			followedD += d
+		}
+	}
+	ratio := perSecond(2*docs, followedD) / perSecond(2*docs, plainD)
+	out("   creates with two servers following the database %.0f/s, with none %.0f/s: ratio %.2f",
+		perSecond(2*docs, followedD), perSecond(2*docs, plainD), ratio)
+	results["feed_create_overhead"] = ratio
 	return nil
 }

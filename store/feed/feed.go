@@ -35,6 +35,12 @@ type Options struct {
 	Wait time.Duration
 	// Limit is the most changes read per batch (default 500).
 	Limit int
+	// Coalesce is the pause after a batch before the next read (default
+	// 100 ms; negative: none), so that a burst of writes comes as a few
+	// batches rather than one feed request per write, which a busy
+	// database would pay for. The first change after a quiet spell is
+	// still read at once.
+	Coalesce time.Duration
 	// MinBackoff and MaxBackoff bound the pause after a failure, which
 	// doubles from one to the other (defaults 100 ms and 5 s).
 	MinBackoff, MaxBackoff time.Duration
@@ -47,6 +53,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Limit <= 0 {
 		o.Limit = 500
+	}
+	switch {
+	case o.Coalesce == 0:
+		o.Coalesce = 100 * time.Millisecond
+	case o.Coalesce < 0:
+		o.Coalesce = 0
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 100 * time.Millisecond
@@ -163,9 +175,12 @@ func (f *Follower) run(ctx context.Context) {
 		f.mu.Lock()
 		since, handlers := f.seq, f.handlers
 		f.mu.Unlock()
-		err := f.step(ctx, since, handlers)
+		n, err := f.step(ctx, since, handlers)
 		if err == nil {
 			backoff = f.opts.MinBackoff
+			if n > 0 && f.opts.Coalesce > 0 && !sleep(ctx, f.opts.Coalesce) {
+				return
+			}
 			continue
 		}
 		if ctx.Err() != nil {
@@ -175,28 +190,36 @@ func (f *Follower) run(ctx context.Context) {
 		f.failures++
 		f.mu.Unlock()
 		f.log.Warn("changes feed interrupted; resuming from the last sequence applied", "since", since, "retry_in", backoff, "err", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, backoff) {
 			return
-		case <-t.C:
 		}
 		backoff = min(2*backoff, f.opts.MaxBackoff)
 	}
 }
 
+// sleep waits d and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // step reads one batch after since and hands it to every handler; the
 // position advances only once all of them applied it.
-func (f *Follower) step(ctx context.Context, since string, handlers []namedHandler) error {
+func (f *Follower) step(ctx context.Context, since string, handlers []namedHandler) (int, error) {
 	changes, last, err := f.st.Changes(ctx, store.ChangesOptions{Since: since, Limit: f.opts.Limit, Wait: f.opts.Wait})
 	if err != nil {
-		return fmt.Errorf("read changes: %w", err)
+		return 0, fmt.Errorf("read changes: %w", err)
 	}
 	if len(changes) > 0 {
 		for _, h := range handlers {
 			if err := h.fn(ctx, changes); err != nil {
-				return fmt.Errorf("apply %d changes to %s: %w", len(changes), h.name, err)
+				return 0, fmt.Errorf("apply %d changes to %s: %w", len(changes), h.name, err)
 			}
 		}
 	}
@@ -207,5 +230,5 @@ func (f *Follower) step(ctx context.Context, since string, handlers []namedHandl
 	f.seq = last
 	f.applied += uint64(len(changes))
 	f.mu.Unlock()
-	return nil
+	return len(changes), nil
 }
