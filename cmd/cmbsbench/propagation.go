@@ -78,12 +78,12 @@ func benchPropagation(ctx context.Context, cfg config, log *slog.Logger, out fun
 		from, to := servers[i%2], servers[(i+1)%2]
 		term := fmt.Sprintf("m%d", i)
 		body := fmt.Sprintf(`{"mixins":[{"term":%q,"scheme":"http://bench.cmbs.example/feed#","location":"/feed/%s/"}]}`, term, term)
-		start := time.Now()
 		if _, err := from.srv.do(ctx, "POST", "/-/", []byte(body), 200); err != nil {
 			return err
 		}
-		// The registration is answered once stored; the delay is counted
-		// from the request, as a client on the other server sees it.
+		// The registration is answered once stored: the delay is counted
+		// from the answer, when the writer's client knows it is done.
+		start := time.Now()
 		id := "http://bench.cmbs.example/feed#" + term
 		deadline := start.Add(30 * time.Second)
 		for {

@@ -35,11 +35,11 @@ type Options struct {
 	Wait time.Duration
 	// Limit is the most changes read per batch (default 500).
 	Limit int
-	// Coalesce is the pause after a batch before the next read (default
-	// 100 ms; negative: none), so that a burst of writes comes as a few
-	// batches rather than one feed request per write, which a busy
-	// database would pay for. The first change after a quiet spell is
-	// still read at once.
+	// Coalesce is the least time between the starts of two reads that
+	// follow a batch (default 100 ms; negative: none), so that a burst of
+	// writes comes as a few batches rather than one feed request per
+	// write, which a busy database would pay for. A change after a quiet
+	// spell is still read at once: the long poll in progress returns it.
 	Coalesce time.Duration
 	// MinBackoff and MaxBackoff bound the pause after a failure, which
 	// doubles from one to the other (defaults 100 ms and 5 s).
@@ -175,11 +175,14 @@ func (f *Follower) run(ctx context.Context) {
 		f.mu.Lock()
 		since, handlers := f.seq, f.handlers
 		f.mu.Unlock()
+		readAt := time.Now()
 		n, err := f.step(ctx, since, handlers)
 		if err == nil {
 			backoff = f.opts.MinBackoff
-			if n > 0 && f.opts.Coalesce > 0 && !sleep(ctx, f.opts.Coalesce) {
-				return
+			if n > 0 && f.opts.Coalesce > 0 {
+				if pause := f.opts.Coalesce - time.Since(readAt); pause > 0 && !sleep(ctx, pause) {
+					return
+				}
 			}
 			continue
 		}
