@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -222,4 +227,135 @@ func TestBinarySharedCouchTwoServers(t *testing.T) {
 	mustCall(t, "DELETE", g.urls["b"]+"/-/", []byte(`{"kinds":[{"term":"box","scheme":"http://example.org/ops#"}]}`), 200)
 	g.until("the kind's deletion on a", func() bool { return g.status("a", "GET", "/box/", nil) == 404 })
 	t.Logf("slowest propagation between servers (polled every 10 ms): %v", g.slowest)
+}
+
+// cutProxy forwards TCP connections to a target until cut: then it drops
+// every connection and refuses new ones until restored, as a network
+// partition between one cmbsd and CouchDB would.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	down  bool
+	conns map[net.Conn]struct{}
+}
+
+func startCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *cutProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			_ = c.Close()
+			continue
+		}
+		u, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[c], p.conns[u] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		p.wg.Add(2)
+		pipe := func(dst, src net.Conn) {
+			defer p.wg.Done()
+			_, _ = io.Copy(dst, src)
+			_ = dst.Close()
+			_ = src.Close()
+			p.mu.Lock()
+			delete(p.conns, dst)
+			delete(p.conns, src)
+			p.mu.Unlock()
+		}
+		go pipe(u, c)
+		go pipe(c, u)
+	}
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+func (p *cutProxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
+// A server that loses CouchDB for a while resumes its feed from the last
+// change it applied: what another server changed meanwhile is in force
+// on it once the connection is back, without a restart.
+func TestBinarySharedCouchLostFeed(t *testing.T) {
+	couchURL := couchpeer.URLForTest(t)
+	u, err := neturl.Parse(couchURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startCutProxy(t, u.Host)
+	behind := *u
+	behind.Host = proxy.ln.Addr().String()
+
+	g := &sharedCouch{t: t, store: couchURL, db: couchpeer.DBForTest(t, couchURL),
+		dirs: map[string]string{}, urls: map[string]string{}, procs: map[string]*process{}}
+	g.dirs["a"] = t.TempDir()
+	g.start("a")
+	g.dirs["b"] = t.TempDir()
+	g.procs["b"] = startCmbsd(t, g.dirs["b"], nil, "--listen", "127.0.0.1:0", "--store", behind.String(), "--db", g.db)
+	g.urls["b"] = "http://" + g.procs["b"].waitListening(t)
+
+	mixin := `{"mixins":[{"term":"%s","scheme":"http://example.org/ops#","location":"/%s/"}]}`
+	mustCall(t, "POST", g.urls["a"]+"/-/", []byte(fmt.Sprintf(mixin, "before", "before")), 200)
+	g.until("a's mixin on b", func() bool { return g.status("b", "GET", "/before/", nil) == 200 })
+
+	// feedFailures reads b's status, which answers 503 while b cannot
+	// reach its store but still says how its feed fares.
+	feedFailures := func() float64 {
+		_, body := occiCall(t, "GET", g.urls["b"]+"/-/status", nil)
+		var rep struct {
+			Feed struct{ Failures float64 } `json:"feed"`
+		}
+		_ = json.Unmarshal(body, &rep)
+		return rep.Feed.Failures
+	}
+	proxy.cut()
+	g.until("b's feed failing", func() bool { return feedFailures() > 0 })
+	mustCall(t, "POST", g.urls["a"]+"/-/", []byte(fmt.Sprintf(mixin, "during", "during")), 200)
+	mustCall(t, "DELETE", g.urls["a"]+"/-/", []byte(fmt.Sprintf(mixin, "before", "before")), 200)
+	proxy.restore()
+	g.until("the changes made while b was cut off", func() bool {
+		return g.status("b", "GET", "/during/", nil) == 200 && g.status("b", "GET", "/before/", nil) == 404
+	})
+	if rep := mustCall(t, "GET", g.urls["b"]+"/-/status", nil, 200); rep["status"] != "ok" {
+		t.Fatalf("b's status after the connection came back: %v", rep)
+	}
 }
