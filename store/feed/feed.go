@@ -11,6 +11,9 @@
 // a batch the feed itself failed to read: a lost connection resumes from the
 // last sequence applied, never skipping a change. Handlers must therefore be
 // idempotent, and they are also handed the changes this server made itself.
+//
+// A new cache that mirrors the store gets a Handler and is added to the
+// follower where cmd/cmbsd wires the server, after the caches it depends on.
 package feed
 
 import (
