@@ -107,11 +107,25 @@ func (g *sharedCouch) bindCMBS(n string) {
 // it was delivered to: every remote member with an L2 socket n knows.
 func (g *sharedCouch) l2Targets(n string, seq *int) []string {
 	g.t.Helper()
+	members, bound := g.tryL2Targets(n, seq)
+	if !bound {
+		g.t.Fatalf("%s: send_l2 answers 501: the message kind is not bound there", n)
+	}
+	return members
+}
+
+// tryL2Targets is l2Targets, reporting false while the message kind has
+// no provider bound on n (send_l2 answers 501).
+func (g *sharedCouch) tryL2Targets(n string, seq *int) ([]string, bool) {
+	g.t.Helper()
 	*seq++
 	id := fmt.Sprintf("probe-%s-%d", n, *seq)
 	msg := fmt.Sprintf(`{"resources":[{"kind":"http://houssem.org/cmbs#message","mixins":["http://houssem.org/cmbs#l2"],"id":%q,
 		"attributes":{"cmbs":{"message":{"cmbs_layer":"l2","executable":"false","sendable":"true","storable":"false","message_content":{"n":%d}}}}}]}`, id, *seq)
 	mustCall(g.t, "POST", g.urls[n]+"/cmbs/message/", []byte(msg), 201)
+	if code, _ := occiCall(g.t, "POST", g.urls[n]+"/cmbs/message/"+id+"?action=send_l2", []byte("{}")); code == 501 {
+		return nil, false
+	}
 	res := mustCall(g.t, "POST", g.urls[n]+"/cmbs/message/"+id+"?action=send_l2", []byte("{}"), 200)
 	var members []string
 	ds, _ := res["deliveries"].([]any)
@@ -121,7 +135,7 @@ func (g *sharedCouch) l2Targets(n string, seq *int) []string {
 		}
 	}
 	slices.Sort(members)
-	return members
+	return members, true
 }
 
 // Three cmbsd on one CouchDB behave as one: categories, provider bindings,
@@ -135,7 +149,9 @@ func TestBinarySharedCouchThreeServers(t *testing.T) {
 	// Categories registered on a, bound on b: c serves and runs them.
 	g.registerCMBS("a")
 	for _, n := range []string{"b", "c"} {
-		g.until("the member kind on "+n, func() bool { return g.status(n, "GET", "/cmbs/member/", nil) == 200 })
+		g.until("the CMBS kinds on "+n, func() bool {
+			return g.status(n, "GET", "/cmbs/member/", nil) == 200 && g.status(n, "GET", "/cmbs/message/", nil) == 200
+		})
 	}
 	l1, l2 := loopback.FreeEndpoint(t), loopback.FreeEndpoint(t)
 	member := fmt.Sprintf(`{"resources":[{"kind":"http://houssem.org/cmbs#member","id":"member-c","attributes":{"cmbs":{"member":{
@@ -153,9 +169,13 @@ func TestBinarySharedCouchThreeServers(t *testing.T) {
 	// deletes it. The member points at c's own L2 socket, so c's L2
 	// broadcast reaches it.
 	var seq int
-	if got := g.l2Targets("c", &seq); len(got) != 0 {
-		t.Fatalf("c's L2 broadcast reached %v before any remote member exists", got)
-	}
+	g.until("the message binding on c", func() bool {
+		got, bound := g.tryL2Targets("c", &seq)
+		if len(got) != 0 {
+			t.Fatalf("c's L2 broadcast reached %v before any remote member exists", got)
+		}
+		return bound
+	})
 	relay := fmt.Sprintf(`{"resources":[{"kind":"http://houssem.org/cmbs#member","id":"relay","attributes":{"cmbs":{"member":{
 		"state":"active","local":"false","l1_socket":%q,"l2_socket":%q,"neighbors_socket":[]}}}}]}`, loopback.FreeEndpoint(t), l2)
 	mustCall(t, "POST", g.urls["a"]+"/cmbs/member/", []byte(relay), 201)
