@@ -61,6 +61,9 @@ type Registry struct {
 	// are (every validation needs one); any change to a category drops them.
 	attrSets map[string]*model.AttrSet
 	gen      uint64 // bumped by every change to a category
+	// builtin keeps the built-in categories, to serve one again when a
+	// stored category that shadowed it is deleted by another server.
+	builtin map[string]*model.Category
 }
 
 // Options configures a Registry.
@@ -92,6 +95,7 @@ func New(ctx context.Context, st store.Store, opts Options) (*Registry, error) {
 		byID:          map[string]*model.Category{},
 		byLocation:    map[string]*model.Category{},
 		revs:          map[string]string{},
+		builtin:       map[string]*model.Category{},
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -114,6 +118,7 @@ func New(ctx context.Context, st store.Store, opts Options) (*Registry, error) {
 	}
 	for _, c := range builtin {
 		r.index(c, "")
+		r.builtin[c.ID()] = c
 	}
 	if err := st.EnsureIndex(ctx, "type-class", []string{"type", "class"}); err != nil {
 		return nil, fmt.Errorf("category index: %w", err)
@@ -137,9 +142,44 @@ func New(ctx context.Context, st store.Store, opts Options) (*Registry, error) {
 		} else if b, ok := r.ByLocation(c.Location); ok && b.Builtin && c.Location != "" {
 			r.log.Warn("a stored category takes a built-in category's location", "id", c.ID(), "location", c.Location, "builtin", b.ID())
 		}
+		other, clash := r.ByLocation(c.Location)
 		r.index(c, d.Rev)
+		if clash && other.ID() != c.ID() && !other.Builtin {
+			r.settleLocation(c.Location)
+		}
 	}
 	return r, nil
+}
+
+// settleLocation decides which category serves a location that several
+// stored categories claim — possible only when servers sharing one
+// database registered them at nearly the same time, each checking against
+// its own view — the same way on every server: the stored one with the
+// smallest id. Whichever a server saw last would make servers disagree.
+func (r *Registry) settleLocation(loc string) {
+	if loc == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var best *model.Category
+	for _, c := range r.byID {
+		if c.Location != loc {
+			continue
+		}
+		if best == nil || (best.Builtin && !c.Builtin) || (best.Builtin == c.Builtin && c.ID() < best.ID()) {
+			best = c
+		}
+	}
+	if cur := r.byLocation[loc]; best != nil && cur != best {
+		if cur != nil {
+			r.log.Warn("several categories claim one location; the one with the smallest id serves it", "location", loc, "serving", best.ID(), "other", cur.ID())
+		}
+		r.byLocation[loc] = best
+		r.changed()
+	} else if best == nil && cur != nil {
+		delete(r.byLocation, loc)
+	}
 }
 
 func decode(d store.Document) (*model.Category, error) {
@@ -180,6 +220,79 @@ func (r *Registry) unindex(c *model.Category) {
 	if c.Location != "" && r.byLocation[c.Location] == c {
 		delete(r.byLocation, c.Location)
 	}
+}
+
+// ApplyChanges brings the cache up to date with changes of the store's
+// changes feed (see store/feed): a category stored, changed or deleted by
+// another server sharing the database — a registration, an update, a
+// provider binding, a deletion — is in force here once its change is
+// applied. Changes this registry made itself are recognised by their
+// revision and cost nothing. It runs while no model change of this server
+// is in progress, so the revision it reads is never older than one this
+// server wrote. An error (the store unreachable) leaves the rest of the
+// batch for the caller to hand again.
+func (r *Registry) ApplyChanges(ctx context.Context, changes []store.Change) error {
+	latest := map[string]store.Change{}
+	var order []string
+	for _, c := range changes {
+		if !strings.HasPrefix(c.ID, DocPrefix) {
+			continue
+		}
+		if _, dup := latest[c.ID]; !dup {
+			order = append(order, c.ID)
+		}
+		latest[c.ID] = c
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	for _, docID := range order {
+		c := latest[docID]
+		id := strings.TrimPrefix(docID, DocPrefix)
+		r.mu.RLock()
+		cached, known := r.byID[id]
+		rev := r.revs[id]
+		r.mu.RUnlock()
+		if known && !cached.Builtin && !c.Deleted && c.Rev != "" && c.Rev == rev {
+			continue // this server's own write, or one applied already
+		}
+		if c.Deleted && (!known || cached.Builtin) {
+			continue
+		}
+		d, err := r.store.Get(ctx, docID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if known && !cached.Builtin {
+				r.unindex(cached)
+				if b := r.builtin[id]; b != nil {
+					r.index(b, "")
+				}
+				r.settleLocation(cached.Location)
+				r.log.Debug("category deleted by another server", "id", id)
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("read changed category %s: %w", id, err)
+		}
+		if known && !cached.Builtin && d.Rev == rev {
+			continue
+		}
+		cat, err := decode(d)
+		if err != nil {
+			r.log.Error("skipping unreadable category document", "id", d.ID, "err", err)
+			continue
+		}
+		if cat.ID() != id {
+			r.log.Error("skipping category document stored under another id", "id", d.ID, "category", cat.ID())
+			continue
+		}
+		r.index(cat, d.Rev)
+		r.settleLocation(cat.Location)
+		r.log.Debug("category changed by another server", "id", id, "rev", d.Rev)
+	}
+	return nil
 }
 
 // Get returns the category with that id (scheme+term).
@@ -1028,6 +1141,7 @@ func (r *Registry) Delete(ctx context.Context, doc *Document) error {
 			return fmt.Errorf("delete category %s: %w", c.ID(), err)
 		}
 		r.unindex(c)
+		r.settleLocation(c.Location)
 	}
 	return nil
 }

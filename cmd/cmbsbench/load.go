@@ -58,16 +58,23 @@ type benchServer struct {
 }
 
 func startServer(ctx context.Context, st store.Store, clients int, log *slog.Logger) (*benchServer, error) {
-	return startServerWrapped(ctx, st, clients, log, nil)
+	b, _, err := startServerWith(ctx, st, clients, log, nil)
+	return b, err
 }
 
 // startServerWrapped is startServer with the OCCI handler wrapped by wrap
 // (nil: served as is), e.g. in cmbsd's metrics and request log middleware.
 func startServerWrapped(ctx context.Context, st store.Store, clients int, log *slog.Logger, wrap func(*occi.Server, http.Handler) http.Handler) (*benchServer, error) {
+	b, _, err := startServerWith(ctx, st, clients, log, wrap)
+	return b, err
+}
+
+// startServerWith is startServerWrapped, also returning the OCCI server behind it.
+func startServerWith(ctx context.Context, st store.Store, clients int, log *slog.Logger, wrap func(*occi.Server, http.Handler) http.Handler) (*benchServer, *occi.Server, error) {
 	reg := providers.NewRegistry()
 	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	handler := srv.Handler()
 	if wrap != nil {
@@ -75,7 +82,7 @@ func startServerWrapped(ctx context.Context, st store.Store, clients int, log *s
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
@@ -91,7 +98,7 @@ func startServerWrapped(ctx context.Context, st store.Store, clients int, log *s
 			<-done
 			tr.CloseIdleConnections()
 		},
-	}, nil
+	}, srv, nil
 }
 
 // do sends one OCCI JSON request and checks the status; header holds

@@ -20,6 +20,11 @@
 //     same os/exec run, sequential and 8 in flight (exec_vs_raw, goal ≥ 0.7),
 //     and the tr definition over 10 MiB of input against piping it through tr
 //     (tr_throughput_vs_raw, goal ≥ 0.8).
+//   - two servers on one CouchDB following its changes feed: how long a
+//     category registered on one takes to be in force on the other
+//     (cache_propagation_ms, the p99; goal ≤ 1000 ms), and entity creates
+//     on a database two servers follow against one nobody follows
+//     (feed_create_overhead).
 //
 // The last line printed is one JSON object with every measured number.
 // -quick finishes in under a minute with smaller sizes (it says which).
@@ -119,6 +124,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"CMBS discovery of a 50-member chain", benchDiscovery},
 		{"process execute vs os/exec", benchProcess},
 		{"bus rpc and events vs zmq4", benchBus},
+		{"cache propagation between two servers on one CouchDB", benchPropagation},
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -119,6 +119,13 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	}
 	st = measured
 
+	// Marked before the caches load, so that they miss no change another
+	// server sharing the database makes meanwhile.
+	follower, err := newFollower(startCtx, cfg, st, logger)
+	if err != nil {
+		return err
+	}
+
 	reg := providers.NewRegistry()
 	srv, err := occi.NewServer(startCtx, occi.Options{
 		Store:         st,
@@ -132,7 +139,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		return fmt.Errorf("start OCCI server: %w", err)
 	}
 	events := &busEvents{}
-	broker, err := registerBuiltinProviders(reg, srv, st, cfg, events, logger)
+	broker, err := registerBuiltinProviders(reg, srv, st, cfg, events, follower != nil, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -154,6 +161,21 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		}
 	}()
 
+	if follower != nil {
+		// The categories first: a member batch may need the member kind.
+		follower.Add("categories", srv.Categories().ApplyChanges)
+		follower.Add("members", broker.ApplyChanges)
+		if err := follower.Start(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+			defer cancel()
+			if ferr := follower.Stop(stopCtx); ferr != nil {
+				err = errors.Join(err, ferr)
+			}
+		}()
+	}
 	b, _, err := startBus(startCtx, cfg.Bus, cfg.Insecure, srv, reg, broker, events, logger)
 	if err != nil {
 		return fmt.Errorf("start bus: %w", err)
@@ -179,7 +201,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	if err := mreg.Register(metrics.NewBrokerCollector(broker)); err != nil {
 		return err
 	}
-	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, bus: b, started: time.Now()}
+	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, bus: b, feed: follower, started: time.Now()}
 	handler := withStatus(status, withProcessRegistry(srv, cfg, logger, srv.Handler()))
 	handler = withMetrics(mreg.Handler(), handler)
 	if cfg.Users != nil {
@@ -257,7 +279,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers the record in st
 // names) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, events *busEvents, logger *slog.Logger) (*cmbs.Broker, error) {
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, events *busEvents, following bool, logger *slog.Logger) (*cmbs.Broker, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile,
 		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: events.delivered}
 	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger})
@@ -265,6 +287,9 @@ func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st stor
 		return nil, err
 	}
 	opts.Processes = procs
+	if following {
+		opts.MembersMaxAge = membersMaxAgeFollowing
+	}
 	if cfg.LayersRecord != "" {
 		opts.Layers, opts.LayersID = st, cfg.LayersRecord
 	}

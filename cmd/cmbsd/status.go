@@ -12,6 +12,7 @@ import (
 	"github.com/cmbs/cmbs/cmbs/bus"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/store"
+	"github.com/cmbs/cmbs/store/feed"
 )
 
 // statusPath answers health checks and says what the broker is doing. It
@@ -28,7 +29,8 @@ type statusHandler struct {
 	store     store.Store
 	storeDesc string
 	broker    *cmbs.Broker
-	bus       *bus.Bus // nil without bus sockets
+	bus       *bus.Bus       // nil without bus sockets
+	feed      *feed.Follower // nil with the embedded store
 	started   time.Time
 }
 
@@ -40,6 +42,9 @@ type statusReport struct {
 	Layers  []cmbs.RunningLayer `json:"layers"`
 	Broker  cmbs.Stats          `json:"broker"`
 	Bus     *bus.Stats          `json:"bus,omitempty"`
+	// Feed is how far this server's caches follow the store's changes
+	// (CouchDB only).
+	Feed *feed.Stats `json:"feed,omitempty"`
 }
 
 type storeStatus struct {
@@ -66,6 +71,7 @@ func (h *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Store:   h.probeStore(r.Context()),
 		Layers:  h.broker.RunningLayers(),
 		Broker:  h.broker.Stats(),
+		Feed:    feedStatus(h.feed),
 	}
 	if rep.Layers == nil {
 		rep.Layers = []cmbs.RunningLayer{}
