@@ -668,10 +668,7 @@ func (s *Server) linksFrom(ctx context.Context, e *model.Entity) ([]*model.Entit
 	if e.Type != model.TypeResource {
 		return nil, nil
 	}
-	return s.entities.List(ctx, entities.ListQuery{
-		PathPrefix: "/",
-		Filters:    []map[string]any{{"type": model.TypeLink, "source": e.Location}},
-	})
+	return s.entities.LinksFrom(ctx, e.Location)
 }
 
 // isLinkPath tells whether a path is in the collection of a link kind.

@@ -834,6 +834,22 @@ func (s *Service) List(ctx context.Context, q ListQuery) ([]*model.Entity, error
 	return s.find(ctx, sel, q.Limit, q.Skip)
 }
 
+// LinksFrom returns the links whose source is one of sources, ordered by
+// location: one query that the stores answer from their source index, a
+// plain selector so that CouchDB picks that index (a range over every
+// entity's _id, as List adds, had CouchDB-API peers scan the database on
+// every rendering of a resource).
+func (s *Service) LinksFrom(ctx context.Context, sources ...string) ([]*model.Entity, error) {
+	if len(sources) == 0 {
+		return nil, nil
+	}
+	var source any = sources[0]
+	if len(sources) > 1 {
+		source = map[string]any{"$in": sources}
+	}
+	return s.find(ctx, map[string]any{"source": source, "type": model.TypeLink}, 0, 0)
+}
+
 // ListBatch is how many entities Pages reads from the store at a time,
 // unless the query says.
 const ListBatch = 1000
