@@ -123,7 +123,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("start OCCI server: %w", err)
 	}
-	broker, err := registerBuiltinProviders(reg, srv, st, cfg, logger)
+	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -155,7 +155,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	defer ln.Close() // in case serveHTTP returns before Serve took it over
 
 	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, started: time.Now()}
-	handler := withStatus(status, withProcessRegistry(srv, cfg, logger, srv.Handler()))
+	handler := withStatus(status, withProcessRegistry(srv, procs, cfg, logger, srv.Handler()))
 	if cfg.Users != nil {
 		handler = cfg.Users.Middleware(handler)
 	}
@@ -228,12 +228,12 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers the record in st
 // names) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile,
 		Transport: zmqOptions(cfg.ZMQ, logger)}
 	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger})
 	if err := procs.Register(reg); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	opts.Processes = procs
 	if cfg.LayersRecord != "" {
@@ -243,15 +243,17 @@ func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st stor
 	if err := broker.Register(reg); err != nil {
 		// Nothing is open yet; Stop only releases the broker's client.
 		_ = broker.Stop(context.Background())
-		return nil, err
+		return nil, nil, err
 	}
-	return broker, nil
+	return broker, procs, nil
 }
 
 // withProcessRegistry serves the Process Registry's own API
 // (/api/process_definition/) beside the OCCI interface, over the same
-// definition entities.
-func withProcessRegistry(srv *occi.Server, cfg config, logger *slog.Logger, next http.Handler) http.Handler {
+// definition entities, and the WebSocket console of running services
+// (/process/execution/<id>/console).
+func withProcessRegistry(srv *occi.Server, procs *processreg.Provider, cfg config, logger *slog.Logger, next http.Handler) http.Handler {
+	console := procs.ConsoleHandler()
 	api := processreg.NewFacade(srv.Entities(), processreg.FacadeOptions{PublicURL: cfg.PublicURL, MaxBodyBytes: cfg.MaxBody, Logger: logger})
 	// A prefix test rather than http.ServeMux: the mux would clean and
 	// redirect paths the OCCI router answers itself.
@@ -259,6 +261,11 @@ func withProcessRegistry(srv *occi.Server, cfg config, logger *slog.Logger, next
 		if strings.HasPrefix(r.URL.Path, processreg.APIPrefix) {
 			w.Header().Set("Server", occi.ServerHeader)
 			api.ServeHTTP(w, r)
+			return
+		}
+		if _, ok := processreg.ConsoleExecution(r.URL.Path); ok {
+			w.Header().Set("Server", occi.ServerHeader)
+			console.ServeHTTP(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)
