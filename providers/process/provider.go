@@ -116,7 +116,11 @@ func New(ents Entities, opts Options) *Provider {
 		services:   map[string]*service{},
 	}
 	if p.sup == nil {
-		p.sup = supervisor.New(supervisor.Options{KillGrace: opts.KillGrace, Logger: opts.Logger})
+		grace := opts.KillGrace
+		if grace <= 0 {
+			grace = engine.DefaultKillGrace
+		}
+		p.sup = supervisor.New(supervisor.Options{KillGrace: grace, Logger: opts.Logger})
 		p.ownSup = true
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
