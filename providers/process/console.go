@@ -10,6 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/cmbs/cmbs/occi/model"
+	"github.com/cmbs/cmbs/providers/process/supervisor"
 )
 
 // Console paths: the WebSocket console of a running service execution.
@@ -81,7 +82,12 @@ func (p *Provider) serveConsole(w http.ResponseWriter, r *http.Request) {
 	sub := console.Subscribe(tail)
 	defer sub.Close()
 	// The client sends nothing; reading only handles its close.
-	ctx := c.CloseRead(r.Context())
+	ctx, cancel := context.WithCancel(c.CloseRead(r.Context()))
+	defer cancel()
+	// A write blocked on a client that does not read ends when the log
+	// drops that client (or after the write timeout).
+	stop := context.AfterFunc(evictedContext(sub), cancel)
+	defer stop()
 	for {
 		select {
 		case line, ok := <-sub.C:
@@ -104,3 +110,23 @@ func (p *Provider) serveConsole(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// evictedContext is a context cancelled when sub is dropped.
+func evictedContext(sub *supervisor.Subscription) context.Context {
+	return evicted{sub.Evicted()}
+}
+
+// evicted adapts a channel to context.Context for context.AfterFunc.
+type evicted struct{ c <-chan struct{} }
+
+func (e evicted) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (e evicted) Done() <-chan struct{}       { return e.c }
+func (e evicted) Err() error {
+	select {
+	case <-e.c:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+func (e evicted) Value(any) any { return nil }

@@ -2,6 +2,7 @@ package process_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -209,4 +210,55 @@ func TestServiceRestartDeleteShutdown(t *testing.T) {
 	if r.status != http.StatusServiceUnavailable {
 		t.Errorf("execute after stop: %d %s", r.status, r.body)
 	}
+}
+
+// SA-22: a console client that never reads is dropped; a client that reads
+// gets every line, and the service writes all of its output regardless.
+func TestConsoleSlowClientDropped(t *testing.T) {
+	n := startNode(t, nil, nodeOptions{})
+	// 40 bursts of 500 lines of ~1 KiB (20 MiB in all, more than the
+	// loopback socket buffers hold), a pause between bursts.
+	def := n.createDefinition(`{"exec":"sh","argv":["-c","pad=$(printf '%01000d' 0); b=0; while [ $b -lt 40 ]; do i=0; while [ $i -lt 500 ]; do echo \"$b.$i $pad\"; i=$((i+1)); done; b=$((b+1)); sleep 0.05; done; echo done; exec sleep 300"],"process_type":"service"}`)
+	exec, pid := n.startService(t, def)
+	waitPid(t, pid)
+	slow := n.console(t, exec, "?tail=0") // never reads until the end
+	fast := n.console(t, exec, "?tail=0")
+	lines := fast.until("done")
+	// It subscribed while the service was writing already: from its first
+	// line on, it got every line, in order, without a gap.
+	var prev = -1
+	for _, l := range lines {
+		var b, i int
+		if _, err := fmt.Sscanf(l, "%d.%d ", &b, &i); err != nil {
+			continue // supervisor lines, done
+		}
+		if seq := b*500 + i; prev >= 0 && seq != prev+1 {
+			t.Fatalf("the reading client skipped from line %d to %d", prev, seq)
+		} else {
+			prev = seq
+		}
+	}
+	if prev != 40*500-1 {
+		t.Errorf("the reading client's last line was %d", prev)
+	}
+	// The slow client was cut off: it reads what the buffers held, then the
+	// connection ends without the rest.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	read, sawDone := 0, false
+	for {
+		_, b, err := slow.conn.Read(ctx)
+		if err != nil {
+			break
+		}
+		read++
+		sawDone = sawDone || string(b) == "done"
+	}
+	if sawDone || read >= 40*500 {
+		t.Errorf("the slow client was not dropped (read %d lines, done %v)", read, sawDone)
+	}
+	if p := n.prov.Supervisor().Get(exec); p == nil || p.Log().Lines() < 40*500 {
+		t.Error("the service's output was not all logged")
+	}
+	expect(t, n.do("POST", exec+"?action=cancel", `{}`, "Content-Type", "application/occi+json"), http.StatusOK)
 }

@@ -54,8 +54,14 @@ type Subscription struct {
 	C       <-chan string
 	c       chan string
 	log     *Log
-	dropped bool // under log.mu
+	dropped bool          // under log.mu
+	evicted chan struct{} // closed when dropped
 }
+
+// Evicted is closed when the subscription is dropped for not reading, at
+// once, even while lines are still buffered in C: a reader blocked
+// elsewhere (writing to a slow network client) can give up then.
+func (s *Subscription) Evicted() <-chan struct{} { return s.evicted }
 
 // Dropped reports whether the subscription ended because its reader fell
 // behind.
@@ -87,7 +93,7 @@ func (l *Log) Subscribe(tail int) *Subscription {
 	for _, line := range past {
 		c <- line
 	}
-	s := &Subscription{C: c, c: c, log: l}
+	s := &Subscription{C: c, c: c, log: l, evicted: make(chan struct{})}
 	if l.closed {
 		close(c)
 		return s
@@ -158,6 +164,7 @@ func (l *Log) Write(line string) {
 			s.dropped = true
 			delete(l.subs, s)
 			close(s.c)
+			close(s.evicted)
 		}
 	}
 }

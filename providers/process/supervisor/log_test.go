@@ -87,6 +87,11 @@ func TestSlowSubscriberDropped(t *testing.T) {
 	if _, open := <-read; open || total != batch*batches {
 		t.Errorf("fast subscriber got %d of %d lines", total, batch*batches)
 	}
+	select {
+	case <-slow.Evicted():
+	default:
+		t.Error("the slow subscriber's Evicted is not closed")
+	}
 	if !slow.Dropped() || fast.Dropped() {
 		t.Errorf("dropped: slow %v fast %v", slow.Dropped(), fast.Dropped())
 	}
