@@ -3,6 +3,7 @@ module github.com/cmbs/cmbs
 go 1.26.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/go-kivik/kivik/v4 v4.5.2
 	github.com/go-zeromq/zmq4 v0.17.0
 	github.com/google/uuid v1.6.0

@@ -60,7 +60,7 @@ func Process() []*model.Category {
 			"location": "/process/execution/",
 			"attributes": map[string]any{
 				"process.execution.definition":       str(true, false, "location of the definition run"),
-				"process.execution.status":           str(true, false, "running, succeeded, failed, timeout, error or cancelled"),
+				"process.execution.status":           str(true, false, "running, succeeded, failed, timeout, error or cancelled (a service runs until cancelled)"),
 				"process.execution.exit_code":        typed("number", "exit status (absent when the process did not exit by itself)"),
 				"process.execution.output":           str(true, false, "output, when it is UTF-8 text"),
 				"process.execution.output_base64":    str(true, false, "output, base64-encoded, when it is not UTF-8 text"),
@@ -74,6 +74,7 @@ func Process() []*model.Category {
 				"process.execution.input_size":       typed("number", "input size in bytes"),
 				"process.execution.pid":              typed("number", "process (and process group) id of the run"),
 				"process.execution.trigger":          str(true, false, "what started the run: an HTTP action or a CMBS message"),
+				"process.execution.restarts":         typed("number", "how many times a service was restarted"),
 			},
 			"actions": []any{ProcessActions + "cancel"}},
 	}

@@ -887,10 +887,19 @@ func (s *Server) entityAction(r *http.Request, p string, body *requestBody) (*re
 		}
 		return &response{status: http.StatusOK, noBody: true}, nil
 	}
+	status := http.StatusOK
+	var location string
+	if acc, ok := res.(providers.Accepted); ok {
+		status, location, res = http.StatusAccepted, acc.Location, acc.Result
+	}
 	if _, err := json.Marshal(res); err != nil {
 		return nil, fmt.Errorf("action %s result: %w", term, err)
 	}
-	return &response{status: http.StatusOK, rend: renderPyOCNI, ctype: "application/json", json: res}, nil
+	resp := &response{status: status, rend: renderPyOCNI, ctype: "application/json", json: res}
+	if location != "" {
+		resp.header = http.Header{"Location": {s.base(r) + location}}
+	}
+	return resp, nil
 }
 
 func (s *Server) pathPut(r *http.Request) (*response, error) {

@@ -139,7 +139,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		return fmt.Errorf("start OCCI server: %w", err)
 	}
 	events := &busEvents{}
-	broker, err := registerBuiltinProviders(reg, srv, st, cfg, events, follower != nil, logger)
+	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, events, follower != nil, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -202,7 +202,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		return err
 	}
 	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, bus: b, feed: follower, started: time.Now()}
-	handler := withStatus(status, withProcessRegistry(srv, cfg, logger, srv.Handler()))
+	handler := withStatus(status, withProcessRegistry(srv, procs, cfg, logger, srv.Handler()))
 	handler = withMetrics(mreg.Handler(), handler)
 	if cfg.Users != nil {
 		handler = cfg.Users.Middleware(handler)
@@ -279,12 +279,12 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers the record in st
 // names) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, events *busEvents, following bool, logger *slog.Logger) (*cmbs.Broker, error) {
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, events *busEvents, following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile,
 		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: events.delivered}
 	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger})
 	if err := procs.Register(reg); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	opts.Processes = procs
 	if following {
@@ -297,15 +297,17 @@ func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st stor
 	if err := broker.Register(reg); err != nil {
 		// Nothing is open yet; Stop only releases the broker's client.
 		_ = broker.Stop(context.Background())
-		return nil, err
+		return nil, nil, err
 	}
-	return broker, nil
+	return broker, procs, nil
 }
 
 // withProcessRegistry serves the Process Registry's own API
 // (/api/process_definition/) beside the OCCI interface, over the same
-// definition entities.
-func withProcessRegistry(srv *occi.Server, cfg config, logger *slog.Logger, next http.Handler) http.Handler {
+// definition entities, and the WebSocket console of running services
+// (/process/execution/<id>/console).
+func withProcessRegistry(srv *occi.Server, procs *processreg.Provider, cfg config, logger *slog.Logger, next http.Handler) http.Handler {
+	console := procs.ConsoleHandler()
 	api := processreg.NewFacade(srv.Entities(), processreg.FacadeOptions{PublicURL: cfg.PublicURL, MaxBodyBytes: cfg.MaxBody, Logger: logger})
 	// A prefix test rather than http.ServeMux: the mux would clean and
 	// redirect paths the OCCI router answers itself.
@@ -313,6 +315,11 @@ func withProcessRegistry(srv *occi.Server, cfg config, logger *slog.Logger, next
 		if strings.HasPrefix(r.URL.Path, processreg.APIPrefix) {
 			w.Header().Set("Server", occi.ServerHeader)
 			api.ServeHTTP(w, r)
+			return
+		}
+		if _, ok := processreg.ConsoleExecution(r.URL.Path); ok {
+			w.Header().Set("Server", occi.ServerHeader)
+			console.ServeHTTP(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)

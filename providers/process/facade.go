@@ -359,7 +359,11 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) error 
 }
 
 // fail answers an error in the server's JSON error shape.
-func (f *Facade) fail(w http.ResponseWriter, err error) {
+func (f *Facade) fail(w http.ResponseWriter, err error) { writeError(w, f.opts.Logger, err) }
+
+// writeError answers err in the server's JSON error shape, with the status
+// the error carries (500, logged, without one).
+func writeError(w http.ResponseWriter, logger *slog.Logger, err error) {
 	status := model.StatusOf(err)
 	var me *model.Error
 	msg := err.Error()
@@ -369,7 +373,7 @@ func (f *Facade) fail(w http.ResponseWriter, err error) {
 	}
 	if status == 0 {
 		status = http.StatusInternalServerError
-		f.opts.Logger.Error("registry API request failed", "err", err)
+		logger.Error("process API request failed", "err", err)
 		msg = "internal error"
 	}
 	body := map[string]any{"status": status, "message": msg}

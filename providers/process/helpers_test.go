@@ -123,7 +123,14 @@ func startNode(t *testing.T, st store.Store, o nodeOptions) *node {
 		Wrap: func(srv *occi.Server, next http.Handler) http.Handler {
 			mux := http.NewServeMux()
 			mux.Handle(process.APIPrefix, process.NewFacade(srv.Entities(), process.FacadeOptions{}))
-			mux.Handle("/", next)
+			console := n.prov.ConsoleHandler()
+			mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if _, ok := process.ConsoleExecution(r.URL.Path); ok {
+					console.ServeHTTP(w, r)
+					return
+				}
+				next.ServeHTTP(w, r)
+			}))
 			if users != nil {
 				return users.Middleware(mux)
 			}

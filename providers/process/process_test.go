@@ -196,12 +196,7 @@ func TestExecute(t *testing.T) {
 			}
 			expect(t, n.do("POST", trLoc+"?action=execute", `{"attributes":{"input":"a","input_base64":"YQ=="}}`, "Content-Type", "application/occi+json"), http.StatusBadRequest)
 			expect(t, n.do("POST", trLoc+"?action=execute", `{"attributes":{"input_base64":"%%%"}}`, "Content-Type", "application/occi+json"), http.StatusBadRequest)
-			// A service definition is stored; executing it is 501 naming the supervisor.
-			svc := n.createDefinition(`{"exec":"sh","argv":["-c","while true; do echo tick; sleep 1; done"],"process_type":"service"}`)
-			r := expect(t, n.do("POST", svc+"?action=execute", `{}`, "Content-Type", "application/occi+json"), http.StatusNotImplemented)
-			if !strings.Contains(string(r.body), "supervisor") {
-				t.Errorf("service: %s", r.body)
-			}
+			// A service definition's execute is 202 (see TestServiceExecuteConsoleCancel).
 			// cancel on a finished execution is 409.
 			expect(t, n.do("POST", exec+"?action=cancel", `{}`, "Content-Type", "application/occi+json"), http.StatusConflict)
 		})

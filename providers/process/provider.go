@@ -26,6 +26,7 @@ import (
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/providers"
 	"github.com/cmbs/cmbs/providers/process/engine"
+	"github.com/cmbs/cmbs/providers/process/supervisor"
 )
 
 // Entities is what the provider needs from the OCCI entity service: it
@@ -57,6 +58,9 @@ type Options struct {
 	TempDir string
 	// Logger receives the provider's logs; nil discards them.
 	Logger *slog.Logger
+	// Supervisor runs service definitions; nil makes the provider its own
+	// (closed by Stop). Stop stops the services it started either way.
+	Supervisor *supervisor.Supervisor
 }
 
 // Provider serves the definition and execution kinds.
@@ -78,6 +82,10 @@ type Provider struct {
 	// provider accepts outside its own calls (UpdateLater stores it in the
 	// background, without the caller's context).
 	completing map[string]map[string]any
+
+	sup      *supervisor.Supervisor
+	ownSup   bool
+	services map[string]*service // running service executions by location
 }
 
 // run is an execution in flight.
@@ -104,6 +112,16 @@ func New(ents Entities, opts Options) *Provider {
 		log:        opts.Logger.With("component", "process"),
 		running:    map[string]*run{},
 		completing: map[string]map[string]any{},
+		sup:        opts.Supervisor,
+		services:   map[string]*service{},
+	}
+	if p.sup == nil {
+		grace := opts.KillGrace
+		if grace <= 0 {
+			grace = engine.DefaultKillGrace
+		}
+		p.sup = supervisor.New(supervisor.Options{KillGrace: grace, Logger: opts.Logger})
+		p.ownSup = true
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p
@@ -116,7 +134,8 @@ func (p *Provider) Register(reg *providers.Registry) error {
 }
 
 // Stop cancels every execution in flight (their process groups are
-// killed) and returns once they have ended and been recorded.
+// killed), stops every service (recorded cancelled), and returns once
+// they have ended and been recorded.
 func (p *Provider) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	p.stopped = true
@@ -126,10 +145,10 @@ func (p *Provider) Stop(ctx context.Context) error {
 	go func() { p.runs.Wait(); close(done) }()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("process executions still running: %w", ctx.Err())
 	}
+	return p.stopServices(ctx)
 }
 
 // internalKey marks the provider's own writes of execution records.
@@ -236,9 +255,12 @@ func (p *Provider) Committed(location string, e *model.Entity) {
 }
 
 // Delete allows deleting definitions and executions; a running execution
-// is cancelled first.
+// is cancelled first (a service is stopped before the record goes).
 func (p *Provider) Delete(ctx context.Context, e *model.Entity) error {
 	if e.Kind == categories.ProcessExecutionKind {
+		if _, err := p.stopService(ctx, e.Location, "", false); err != nil {
+			return err
+		}
 		p.mu.Lock()
 		r := p.running[e.Location]
 		p.mu.Unlock()
@@ -256,6 +278,13 @@ func (p *Provider) Action(ctx context.Context, e *model.Entity, inv providers.In
 		input, timeout, err := executeInputs(inv.Attributes)
 		if err != nil {
 			return nil, err
+		}
+		def, err := Definition(e)
+		if err != nil {
+			return nil, err
+		}
+		if def.ProcessType == engine.TypeService {
+			return p.startService(ctx, e, def, input, "http")
 		}
 		return p.Execute(ctx, e, input, timeout, "http")
 	case term == "cancel" && e.Kind == categories.ProcessExecutionKind:
@@ -317,14 +346,17 @@ func Owner(e *model.Entity) string {
 // execution entity (created as running, completed with the result) and
 // returns the result. trigger says what asked for the run. A run that
 // could not start is a result with status error; a service definition is
-// 501 until the supervisor exists.
+// 409: services start with the execute action (see Action), which
+// answers 202 at once.
 func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, timeout time.Duration, trigger string) (map[string]any, error) {
 	def, err := Definition(e)
 	if err != nil {
 		return nil, err
 	}
 	if def.ProcessType == engine.TypeService {
-		return nil, model.Errorf(http.StatusNotImplemented, "definition %s has process_type service: running services comes with the process supervisor, which this server does not have yet (%v)", e.Location, engine.ErrService)
+		err := model.Conflict("definition %s has process_type service: a service is started by POST %s?action=execute and runs until its execution is cancelled", e.Location, e.Location)
+		err.Attribute = "process.definition.process_type"
+		return nil, err
 	}
 	kind, ok := p.ents.Categories().Get(categories.ProcessExecutionKind)
 	if !ok {
@@ -506,6 +538,12 @@ func resultFields(res *engine.Result) map[string]any {
 // cancelRun stops a running execution and waits (within ctx) until its
 // result is recorded.
 func (p *Provider) cancelRun(ctx context.Context, e *model.Entity) (any, error) {
+	if ok, err := p.stopService(ctx, e.Location, "cancelled", true); ok {
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"execution": e.Location, "status": engine.StatusCancelled}, nil
+	}
 	p.mu.Lock()
 	r := p.running[e.Location]
 	p.mu.Unlock()

@@ -35,7 +35,7 @@ const (
 
 // ErrService is returned by Run for a definition of process_type service:
 // a service is supervised, not run once.
-var ErrService = errors.New("a service definition is run by the process supervisor, which this server does not have yet")
+var ErrService = errors.New("a service definition is run by the process supervisor, not once")
 
 // Runner runs definitions once. Its zero value is ready to use; it is safe
 // for concurrent use (it holds only configuration).
@@ -131,28 +131,12 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 	res.RunDir = runDir
 	defer os.RemoveAll(runDir)
 
-	inputFile, outputFile := filepath.Join(runDir, "input"), filepath.Join(runDir, "output")
-	subst := strings.NewReplacer(InputFile, inputFile, OutputFile, outputFile)
-
-	cwd := runDir
-	if d.Cwd != "" {
-		cwd = d.Cwd
-		if !filepath.IsAbs(cwd) {
-			cwd = filepath.Join(runDir, cwd)
-		}
-		if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
-			return fail("cwd %q is not a directory", d.Cwd)
-		}
-	}
-	env := r.environment(d, runDir)
-	path, err := lookPath(d.Exec, envValue(env, "PATH"), cwd)
+	subst := substitutions(runDir)
+	c, err := r.Command(d, runDir)
 	if err != nil {
 		return fail("%v", err)
 	}
-	argv := make([]string, len(d.Argv))
-	for i, a := range d.Argv {
-		argv[i] = subst.Replace(a)
-	}
+	cwd, env, path, argv := c.Dir, c.Env, c.Path, c.Args[1:]
 
 	timeout := req.Timeout
 	if timeout <= 0 && d.Timeout > 0 {
@@ -282,6 +266,48 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 		res.Status = StatusSucceeded
 	}
 	return res, nil
+}
+
+// Command is how a definition runs: the program resolved like execvp,
+// its argv (Args[0] as given in exec, placeholders substituted), working
+// directory and environment.
+type Command struct {
+	Path string
+	Args []string
+	Dir  string
+	Env  []string
+}
+
+// Command resolves how d runs with runDir as its run directory (the
+// default working directory, HOME and TMPDIR). The supervisor runs service
+// definitions with it; Run uses it too.
+func (r *Runner) Command(d *Definition, runDir string) (Command, error) {
+	subst := substitutions(runDir)
+	cwd := runDir
+	if d.Cwd != "" {
+		cwd = d.Cwd
+		if !filepath.IsAbs(cwd) {
+			cwd = filepath.Join(runDir, cwd)
+		}
+		if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
+			return Command{}, fmt.Errorf("cwd %q is not a directory", d.Cwd)
+		}
+	}
+	env := r.environment(d, runDir)
+	path, err := lookPath(d.Exec, envValue(env, "PATH"), cwd)
+	if err != nil {
+		return Command{}, err
+	}
+	args := make([]string, 0, len(d.Argv)+1)
+	args = append(args, d.Exec) // argv[0] as given, as execvp passes it
+	for _, a := range d.Argv {
+		args = append(args, subst.Replace(a))
+	}
+	return Command{Path: path, Args: args, Dir: cwd, Env: env}, nil
+}
+
+func substitutions(runDir string) *strings.Replacer {
+	return strings.NewReplacer(InputFile, filepath.Join(runDir, "input"), OutputFile, filepath.Join(runDir, "output"))
 }
 
 // environment is the minimal base (PATH, HOME and TMPDIR set to the run
