@@ -22,6 +22,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/store"
@@ -676,8 +678,12 @@ func (r *Registry) checkCycles(cats []*model.Category, pending map[string]*model
 
 // checkAttrNames refuses attribute names that an entity filter could not
 // address: filters become Mango selectors, whose field paths have no empty
-// segments and from which CouchDB drops every backslash. Only categories
-// being registered or updated are checked, so stored ones keep loading.
+// segments and from which CouchDB drops every backslash. It also refuses
+// names that the text renderings could not carry: "X-OCCI-Attribute:
+// name=value" ends a name at "=", separates attributes with ",", and a
+// header holds no control characters; quotes and white space would make
+// the line ambiguous. Only categories being registered or updated are
+// checked, so stored ones keep loading.
 func checkAttrNames(c *model.Category) error {
 	for _, d := range c.Attributes {
 		name := d.Name()
@@ -688,9 +694,18 @@ func checkAttrNames(c *model.Category) error {
 			if strings.Contains(seg, `\`) {
 				return model.AttributeError(name, "%s %s: attribute %q has a backslash in its name, which entity filters cannot address", c.Class, c.ID(), name)
 			}
+			if i := strings.IndexFunc(seg, notInTextName); i >= 0 {
+				ch, _ := utf8.DecodeRuneInString(seg[i:])
+				return model.AttributeError(name, "%s %s: attribute %q has %q in its name, which the text renderings (X-OCCI-Attribute: name=value) cannot carry; names have no control characters, white space, '\"', ',' or '='", c.Class, c.ID(), name, ch)
+			}
 		}
 	}
 	return nil
+}
+
+// notInTextName tells the characters an attribute name cannot hold.
+func notInTextName(r rune) bool {
+	return unicode.IsControl(r) || unicode.IsSpace(r) || r == '"' || r == ',' || r == '='
 }
 
 // checkReferences makes sure the actions, parent and mixin dependencies a
