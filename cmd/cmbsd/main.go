@@ -157,7 +157,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, started: time.Now()}
 	handler := withStatus(status, withProcessRegistry(srv, cfg, logger, srv.Handler()))
 	if cfg.Users != nil {
-		handler = cfg.Users.Middleware(handler)
+		handler = cfg.Users.MiddlewareWith(handler, srv.WriteError)
 	}
 	handler = recoverPanics(logger, handler)
 	return serveHTTP(ctx, ln, handler, cfg, logger)
