@@ -48,11 +48,16 @@ type Registry struct {
 	maxAttrs      int
 	log           *slog.Logger
 
-	// writeMu serialises changes to the model so that the checks of one
-	// request see the outcome of the previous one. Entity writes hold it
-	// shared (WithRegistered), so a kind cannot be deleted between the check
-	// that it has no entities and the deletion, nor a mixin between its
-	// detachment from every entity and the deletion.
+	// changeMu serialises the category requests (register, update,
+	// delete) so that the checks of one see the outcome of the previous
+	// one. Taken before writeMu.
+	changeMu sync.Mutex
+	// writeMu orders category changes and entity writes. Entity writes
+	// hold it shared (WithRegistered), so a kind cannot be deleted between
+	// the check that it has no entities and the deletion, nor a mixin
+	// between its detachment from every entity and the deletion. Update
+	// and Delete hold it throughout; Register only while it makes the
+	// categories it has stored visible, all at once (see saveNew).
 	writeMu sync.RWMutex
 
 	mu         sync.RWMutex
@@ -480,8 +485,8 @@ func (r *Registry) Register(ctx context.Context, doc *Document) error {
 	if err := checkCount(doc); err != nil {
 		return err
 	}
-	r.writeMu.Lock()
-	defer r.writeMu.Unlock()
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 
 	var added []*model.Category
 	newIDs := map[string]*model.Category{}
@@ -526,7 +531,35 @@ func (r *Registry) Register(ctx context.Context, doc *Document) error {
 	if err := r.checkCycles(added, newIDs); err != nil {
 		return err
 	}
-	return r.saveAll(ctx, added, nil)
+	return r.saveNew(ctx, added)
+}
+
+// saveNew stores new categories, then makes them all visible at once. The
+// store writes (up to model.MaxCategoriesPerRequest of them, seconds on a
+// slow store) run without writeMu, so entity writes go on meanwhile: no
+// entity can use a category that is not yet visible, and the ones they
+// use do not change. On a failure the documents written are deleted, and
+// nothing was ever visible.
+func (r *Registry) saveNew(ctx context.Context, cats []*model.Category) error {
+	revs := make([]string, 0, len(cats))
+	for _, c := range cats {
+		rev, err := r.putDoc(ctx, c)
+		if err != nil {
+			for i := len(revs) - 1; i >= 0; i-- {
+				if _, derr := r.store.Delete(ctx, DocPrefix+cats[i].ID(), revs[i]); derr != nil {
+					r.log.Error("could not roll back category", "id", cats[i].ID(), "err", derr)
+				}
+			}
+			return fmt.Errorf("save category %s: %w", c.ID(), err)
+		}
+		revs = append(revs, rev)
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	for i, c := range cats {
+		r.index(c, revs[i])
+	}
+	return nil
 }
 
 // checkCount bounds the categories one request names.
@@ -778,6 +811,17 @@ func (r *Registry) saveAll(ctx context.Context, cats []*model.Category, previous
 // put writes one category with the revision the registry holds for it and
 // indexes it on success.
 func (r *Registry) put(ctx context.Context, c *model.Category) (string, error) {
+	newRev, err := r.putDoc(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	r.index(c, newRev)
+	return newRev, nil
+}
+
+// putDoc writes one category's document with the revision the registry
+// holds for it.
+func (r *Registry) putDoc(ctx context.Context, c *model.Category) (string, error) {
 	sc := storedCategory{Type: "category", Class: c.Class, Description: c.Description}
 	if c.Class == model.ClassKind {
 		p := c.Provider
@@ -796,12 +840,7 @@ func (r *Registry) put(ctx context.Context, c *model.Category) (string, error) {
 	r.mu.RLock()
 	rev := r.revs[c.ID()]
 	r.mu.RUnlock()
-	newRev, err := r.store.Put(ctx, store.Document{ID: DocPrefix + c.ID(), Rev: rev, Body: body})
-	if err != nil {
-		return "", err
-	}
-	r.index(c, newRev)
-	return newRev, nil
+	return r.store.Put(ctx, store.Document{ID: DocPrefix + c.ID(), Rev: rev, Body: body})
 }
 
 // immutableKeys cannot change on update.
@@ -818,6 +857,8 @@ func (r *Registry) Update(ctx context.Context, doc *Document) error {
 	if err := checkCount(doc); err != nil {
 		return err
 	}
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 
@@ -984,6 +1025,8 @@ func (r *Registry) Delete(ctx context.Context, doc *Document) error {
 	if len(doc.Providers) > 0 {
 		return model.BadRequest("providers cannot be deleted; bind others with PUT")
 	}
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 
