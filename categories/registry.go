@@ -22,6 +22,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/store"
@@ -46,11 +48,16 @@ type Registry struct {
 	maxAttrs      int
 	log           *slog.Logger
 
-	// writeMu serialises changes to the model so that the checks of one
-	// request see the outcome of the previous one. Entity writes hold it
-	// shared (WithRegistered), so a kind cannot be deleted between the check
-	// that it has no entities and the deletion, nor a mixin between its
-	// detachment from every entity and the deletion.
+	// changeMu serialises the category requests (register, update,
+	// delete) so that the checks of one see the outcome of the previous
+	// one. Taken before writeMu.
+	changeMu sync.Mutex
+	// writeMu orders category changes and entity writes. Entity writes
+	// hold it shared (WithRegistered), so a kind cannot be deleted between
+	// the check that it has no entities and the deletion, nor a mixin
+	// between its detachment from every entity and the deletion. Update
+	// and Delete hold it throughout; Register only while it makes the
+	// categories it has stored visible, all at once (see saveNew).
 	writeMu sync.RWMutex
 
 	mu         sync.RWMutex
@@ -591,8 +598,8 @@ func (r *Registry) Register(ctx context.Context, doc *Document) error {
 	if err := checkCount(doc); err != nil {
 		return err
 	}
-	r.writeMu.Lock()
-	defer r.writeMu.Unlock()
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 
 	var added []*model.Category
 	newIDs := map[string]*model.Category{}
@@ -637,7 +644,35 @@ func (r *Registry) Register(ctx context.Context, doc *Document) error {
 	if err := r.checkCycles(added, newIDs); err != nil {
 		return err
 	}
-	return r.saveAll(ctx, added, nil)
+	return r.saveNew(ctx, added)
+}
+
+// saveNew stores new categories, then makes them all visible at once. The
+// store writes (up to model.MaxCategoriesPerRequest of them, seconds on a
+// slow store) run without writeMu, so entity writes go on meanwhile: no
+// entity can use a category that is not yet visible, and the ones they
+// use do not change. On a failure the documents written are deleted, and
+// nothing was ever visible.
+func (r *Registry) saveNew(ctx context.Context, cats []*model.Category) error {
+	revs := make([]string, 0, len(cats))
+	for _, c := range cats {
+		rev, err := r.putDoc(ctx, c)
+		if err != nil {
+			for i := len(revs) - 1; i >= 0; i-- {
+				if _, derr := r.store.Delete(ctx, DocPrefix+cats[i].ID(), revs[i]); derr != nil {
+					r.log.Error("could not roll back category", "id", cats[i].ID(), "err", derr)
+				}
+			}
+			return fmt.Errorf("save category %s: %w", c.ID(), err)
+		}
+		revs = append(revs, rev)
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	for i, c := range cats {
+		r.index(c, revs[i])
+	}
+	return nil
 }
 
 // checkCount bounds the categories one request names.
@@ -789,8 +824,12 @@ func (r *Registry) checkCycles(cats []*model.Category, pending map[string]*model
 
 // checkAttrNames refuses attribute names that an entity filter could not
 // address: filters become Mango selectors, whose field paths have no empty
-// segments and from which CouchDB drops every backslash. Only categories
-// being registered or updated are checked, so stored ones keep loading.
+// segments and from which CouchDB drops every backslash. It also refuses
+// names that the text renderings could not carry: "X-OCCI-Attribute:
+// name=value" ends a name at "=", separates attributes with ",", and a
+// header holds no control characters; quotes and white space would make
+// the line ambiguous. Only categories being registered or updated are
+// checked, so stored ones keep loading.
 func checkAttrNames(c *model.Category) error {
 	for _, d := range c.Attributes {
 		name := d.Name()
@@ -801,9 +840,18 @@ func checkAttrNames(c *model.Category) error {
 			if strings.Contains(seg, `\`) {
 				return model.AttributeError(name, "%s %s: attribute %q has a backslash in its name, which entity filters cannot address", c.Class, c.ID(), name)
 			}
+			if i := strings.IndexFunc(seg, notInTextName); i >= 0 {
+				ch, _ := utf8.DecodeRuneInString(seg[i:])
+				return model.AttributeError(name, "%s %s: attribute %q has %q in its name, which the text renderings (X-OCCI-Attribute: name=value) cannot carry; names have no control characters, white space, '\"', ',' or '='", c.Class, c.ID(), name, ch)
+			}
 		}
 	}
 	return nil
+}
+
+// notInTextName tells the characters an attribute name cannot hold.
+func notInTextName(r rune) bool {
+	return unicode.IsControl(r) || unicode.IsSpace(r) || r == '"' || r == ',' || r == '='
 }
 
 // checkReferences makes sure the actions, parent and mixin dependencies a
@@ -876,6 +924,17 @@ func (r *Registry) saveAll(ctx context.Context, cats []*model.Category, previous
 // put writes one category with the revision the registry holds for it and
 // indexes it on success.
 func (r *Registry) put(ctx context.Context, c *model.Category) (string, error) {
+	newRev, err := r.putDoc(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	r.index(c, newRev)
+	return newRev, nil
+}
+
+// putDoc writes one category's document with the revision the registry
+// holds for it.
+func (r *Registry) putDoc(ctx context.Context, c *model.Category) (string, error) {
 	sc := storedCategory{Type: "category", Class: c.Class, Description: c.Description}
 	if c.Class == model.ClassKind {
 		p := c.Provider
@@ -894,12 +953,7 @@ func (r *Registry) put(ctx context.Context, c *model.Category) (string, error) {
 	r.mu.RLock()
 	rev := r.revs[c.ID()]
 	r.mu.RUnlock()
-	newRev, err := r.store.Put(ctx, store.Document{ID: DocPrefix + c.ID(), Rev: rev, Body: body})
-	if err != nil {
-		return "", err
-	}
-	r.index(c, newRev)
-	return newRev, nil
+	return r.store.Put(ctx, store.Document{ID: DocPrefix + c.ID(), Rev: rev, Body: body})
 }
 
 // immutableKeys cannot change on update.
@@ -916,6 +970,8 @@ func (r *Registry) Update(ctx context.Context, doc *Document) error {
 	if err := checkCount(doc); err != nil {
 		return err
 	}
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 
@@ -1082,6 +1138,8 @@ func (r *Registry) Delete(ctx context.Context, doc *Document) error {
 	if len(doc.Providers) > 0 {
 		return model.BadRequest("providers cannot be deleted; bind others with PUT")
 	}
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 

@@ -49,6 +49,13 @@ type errorDetail struct {
 	Attribute string `json:"attribute,omitempty"`
 }
 
+// WriteError reports err to the client as the server's own errors are
+// (see writeError): for middleware in front of the server, such as Basic
+// authentication's 401 and 429.
+func (s *Server) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, r, s.log, err)
+}
+
 // writeError reports err to the client in the rendering it asked for (see
 // errorRendering): JSON in JSON renderings, one plain line in text ones.
 // Server-side failures are logged and described generically, so no

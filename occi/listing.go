@@ -83,6 +83,10 @@ func (s *Server) collectionGet(r *http.Request, p string) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
+	firstLinks, err := s.listingLinks(ctx, rend, first)
+	if err != nil {
+		return nil, err
+	}
 	base := s.base(r)
 	if rend == renderTextOCCI {
 		var locs []string
@@ -99,19 +103,20 @@ func (s *Server) collectionGet(r *http.Request, p string) (*response, error) {
 	resp := &response{status: http.StatusOK, rend: rend, ctype: ctype}
 	resp.stream = func(w flushWriter) error {
 		enc := newCollectionEncoder(s, w, rend, base)
-		for batch := first; len(batch) > 0; {
-			for _, e := range batch {
-				if err := enc.entity(ctx, e); err != nil {
-					return err
-				}
+		for batch, links := first, firstLinks; len(batch) > 0; {
+			if err := enc.batch(ctx, batch, links); err != nil {
+				return err
 			}
-			first = nil // let the first batch be collected
+			first, firstLinks = nil, nil // let the first batch be collected
 			// The client has each batch before the next is read.
 			if err := w.Flush(); err != nil {
 				return err
 			}
 			var err error
 			if batch, err = st.next(ctx); err != nil {
+				return err
+			}
+			if links, err = s.listingLinks(ctx, rend, batch); err != nil {
 				return err
 			}
 		}
@@ -182,8 +187,29 @@ func newCollectionEncoder(s *Server, w io.Writer, rend rendering, base string) *
 	return c
 }
 
-// entity writes one entity of the listing.
-func (c *collectionEncoder) entity(ctx context.Context, e *model.Entity) error {
+// listingLinks reads the links of a listing's batch of resources, in one
+// store query, for the renderings that show them (1.2 JSON).
+func (s *Server) listingLinks(ctx context.Context, rend rendering, batch []*model.Entity) (map[string][]*model.Entity, error) {
+	if rend != renderJSON12 {
+		return nil, nil
+	}
+	return s.linksBySource(ctx, batch)
+}
+
+// batch writes a batch of the listing; links are its resources' links by
+// source (listingLinks). In 1.2 JSON the batch's resources come before its
+// links.
+func (c *collectionEncoder) batch(ctx context.Context, batch []*model.Entity, links map[string][]*model.Entity) error {
+	for _, e := range batch {
+		if err := c.entity(ctx, e, links[e.Location]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// entity writes one entity of the listing; links are a resource's links.
+func (c *collectionEncoder) entity(ctx context.Context, e *model.Entity, links []*model.Entity) error {
 	c.buf.Reset()
 	abs := c.base + e.Location
 	switch c.rend {
@@ -210,7 +236,7 @@ func (c *collectionEncoder) entity(ctx context.Context, e *model.Entity) error {
 			c.buf.WriteString(`],"` + key + `":[`)
 		}
 		c.open = key
-		v, err := c.srv.view(ctx, e, false)
+		v, err := c.srv.viewOf(ctx, e, links)
 		if err != nil {
 			return err
 		}

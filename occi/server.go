@@ -5,6 +5,7 @@
 package occi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -620,9 +622,22 @@ func occiDialect(rend rendering, body *requestBody) bool {
 	return true
 }
 
-// view gathers what the 1.2 and text renderings show of an entity.
+// view gathers what the 1.2 and text renderings show of an entity; with
+// withLinks, a resource's links are read from the store.
 func (s *Server) view(ctx context.Context, e *model.Entity, withLinks bool) (*entityView, error) {
-	v := &entityView{e: e}
+	var links []*model.Entity
+	if withLinks {
+		var err error
+		if links, err = s.linksFrom(ctx, e); err != nil {
+			return nil, err
+		}
+	}
+	return s.viewOf(ctx, e, links)
+}
+
+// viewOf is view with a resource's links already read.
+func (s *Server) viewOf(ctx context.Context, e *model.Entity, links []*model.Entity) (*entityView, error) {
+	v := &entityView{e: e, links: links}
 	v.kind, _ = s.cats.Get(e.Kind)
 	for _, m := range e.Mixins {
 		if mc, ok := s.cats.Get(m); ok {
@@ -652,11 +667,6 @@ func (s *Server) view(ctx context.Context, e *model.Entity, withLinks bool) (*en
 	for _, m := range v.mixins {
 		collect(m.Actions)
 	}
-	if withLinks {
-		if v.links, err = s.linksFrom(ctx, e); err != nil {
-			return nil, err
-		}
-	}
 	for _, l := range append([]*model.Entity{e}, v.links...) {
 		s.fillTargetKind(ctx, l)
 	}
@@ -669,6 +679,33 @@ func (s *Server) linksFrom(ctx context.Context, e *model.Entity) ([]*model.Entit
 		return nil, nil
 	}
 	return s.entities.LinksFrom(ctx, e.Location)
+}
+
+// linksBySource lists the links whose source is one of the resources, by
+// source location, in one store query: a listing's batch of resources
+// gets its links without a query per resource.
+func (s *Server) linksBySource(ctx context.Context, batch []*model.Entity) (map[string][]*model.Entity, error) {
+	var srcs []string
+	for _, e := range batch {
+		if e.Type == model.TypeResource {
+			srcs = append(srcs, e.Location)
+		}
+	}
+	if len(srcs) == 0 {
+		return nil, nil
+	}
+	links, err := s.entities.List(ctx, entities.ListQuery{
+		PathPrefix: "/",
+		Where:      []map[string]any{{"type": model.TypeLink, "source": map[string]any{"$in": srcs}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	by := make(map[string][]*model.Entity, len(srcs))
+	for _, l := range links {
+		by[l.Source] = append(by[l.Source], l)
+	}
+	return by, nil
 }
 
 // isLinkPath tells whether a path is in the collection of a link kind.
@@ -1029,26 +1066,23 @@ func (s *Server) membersResponse(r *http.Request, coll *model.Category, rend ren
 		}
 		return locationsResponse(rend, ctype, base, locs), nil
 	}
-	res, links := []any{}, []any{}
-	for _, e := range list {
-		v, err := s.view(r.Context(), e, false)
-		if err != nil {
-			return nil, err
-		}
-		if e.Type == model.TypeLink {
-			links = append(links, entity12(v, base))
-		} else {
-			res = append(res, entity12(v, base))
-		}
+	// The 1.2 JSON listing's rendering, resources first.
+	sort.SliceStable(list, func(i, j int) bool {
+		return list[i].Type != model.TypeLink && list[j].Type == model.TypeLink
+	})
+	links, err := s.listingLinks(r.Context(), rend, list)
+	if err != nil {
+		return nil, err
 	}
-	out := map[string]any{}
-	if len(res) > 0 || len(links) == 0 {
-		out["resources"] = res
+	var buf bytes.Buffer
+	enc := newCollectionEncoder(s, &buf, rend, base)
+	if err := enc.batch(r.Context(), list, links); err != nil {
+		return nil, err
 	}
-	if len(links) > 0 {
-		out["links"] = links
+	if err := enc.end(); err != nil {
+		return nil, err
 	}
-	return &response{status: http.StatusOK, rend: rend, ctype: ctype, json: out}, nil
+	return &response{status: http.StatusOK, rend: rend, ctype: ctype, json: json.RawMessage(buf.Bytes())}, nil
 }
 
 // ifMatch reads the revision an If-Match header names ("" when absent).

@@ -205,7 +205,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	handler := withStatus(status, withProcessRegistry(srv, procs, cfg, logger, srv.Handler()))
 	handler = withMetrics(mreg.Handler(), handler)
 	if cfg.Users != nil {
-		handler = cfg.Users.Middleware(handler)
+		handler = cfg.Users.MiddlewareWith(handler, srv.WriteError)
 	}
 	handler = recoverPanics(logger, handler)
 	route := routeOf(srv)

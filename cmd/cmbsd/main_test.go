@@ -550,6 +550,18 @@ func TestBinaryUsers(t *testing.T) {
 			}
 		}
 	}
+	// The 401 is in the client's rendering, as the server's own errors.
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Accept", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || string(body) != "Unauthorized: authentication required\n" {
+		t.Errorf("text/plain 401: %d %q", resp.StatusCode, body)
+	}
 	// OPTIONS * (which net/http would answer before any handler) needs
 	// credentials too.
 	addr := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/-/")
