@@ -694,10 +694,7 @@ func (s *Server) linksBySource(ctx context.Context, batch []*model.Entity) (map[
 	if len(srcs) == 0 {
 		return nil, nil
 	}
-	links, err := s.entities.List(ctx, entities.ListQuery{
-		PathPrefix: "/",
-		Where:      []map[string]any{{"type": model.TypeLink, "source": map[string]any{"$in": srcs}}},
-	})
+	links, err := s.entities.LinksFrom(ctx, srcs...)
 	if err != nil {
 		return nil, err
 	}
