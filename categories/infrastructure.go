@@ -250,6 +250,8 @@ func nestStateMessages(attrs map[string]any) map[string]any {
 	return out
 }
 
-// Builtin returns every category the server defines: OCCI Core and OCCI
-// Infrastructure.
-func Builtin() []*model.Category { return append(Core(), Infrastructure()...) }
+// Builtin returns every category the server defines: OCCI Core, OCCI
+// Infrastructure and the Process Registry.
+func Builtin() []*model.Category {
+	return append(append(Core(), Infrastructure()...), Process()...)
+}

@@ -22,6 +22,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/store"
@@ -46,11 +48,16 @@ type Registry struct {
 	maxAttrs      int
 	log           *slog.Logger
 
-	// writeMu serialises changes to the model so that the checks of one
-	// request see the outcome of the previous one. Entity writes hold it
-	// shared (WithRegistered), so a kind cannot be deleted between the check
-	// that it has no entities and the deletion, nor a mixin between its
-	// detachment from every entity and the deletion.
+	// changeMu serialises the category requests (register, update,
+	// delete) so that the checks of one see the outcome of the previous
+	// one. Taken before writeMu.
+	changeMu sync.Mutex
+	// writeMu orders category changes and entity writes. Entity writes
+	// hold it shared (WithRegistered), so a kind cannot be deleted between
+	// the check that it has no entities and the deletion, nor a mixin
+	// between its detachment from every entity and the deletion. Update
+	// and Delete hold it throughout; Register only while it makes the
+	// categories it has stored visible, all at once (see saveNew).
 	writeMu sync.RWMutex
 
 	mu         sync.RWMutex
@@ -61,6 +68,9 @@ type Registry struct {
 	// are (every validation needs one); any change to a category drops them.
 	attrSets map[string]*model.AttrSet
 	gen      uint64 // bumped by every change to a category
+	// builtin keeps the built-in categories, to serve one again when a
+	// stored category that shadowed it is deleted by another server.
+	builtin map[string]*model.Category
 }
 
 // Options configures a Registry.
@@ -92,6 +102,7 @@ func New(ctx context.Context, st store.Store, opts Options) (*Registry, error) {
 		byID:          map[string]*model.Category{},
 		byLocation:    map[string]*model.Category{},
 		revs:          map[string]string{},
+		builtin:       map[string]*model.Category{},
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -114,6 +125,7 @@ func New(ctx context.Context, st store.Store, opts Options) (*Registry, error) {
 	}
 	for _, c := range builtin {
 		r.index(c, "")
+		r.builtin[c.ID()] = c
 	}
 	if err := st.EnsureIndex(ctx, "type-class", []string{"type", "class"}); err != nil {
 		return nil, fmt.Errorf("category index: %w", err)
@@ -137,9 +149,44 @@ func New(ctx context.Context, st store.Store, opts Options) (*Registry, error) {
 		} else if b, ok := r.ByLocation(c.Location); ok && b.Builtin && c.Location != "" {
 			r.log.Warn("a stored category takes a built-in category's location", "id", c.ID(), "location", c.Location, "builtin", b.ID())
 		}
+		other, clash := r.ByLocation(c.Location)
 		r.index(c, d.Rev)
+		if clash && other.ID() != c.ID() && !other.Builtin {
+			r.settleLocation(c.Location)
+		}
 	}
 	return r, nil
+}
+
+// settleLocation decides which category serves a location that several
+// stored categories claim — possible only when servers sharing one
+// database registered them at nearly the same time, each checking against
+// its own view — the same way on every server: the stored one with the
+// smallest id. Whichever a server saw last would make servers disagree.
+func (r *Registry) settleLocation(loc string) {
+	if loc == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var best *model.Category
+	for _, c := range r.byID {
+		if c.Location != loc {
+			continue
+		}
+		if best == nil || (best.Builtin && !c.Builtin) || (best.Builtin == c.Builtin && c.ID() < best.ID()) {
+			best = c
+		}
+	}
+	if cur := r.byLocation[loc]; best != nil && cur != best {
+		if cur != nil {
+			r.log.Warn("several categories claim one location; the one with the smallest id serves it", "location", loc, "serving", best.ID(), "other", cur.ID())
+		}
+		r.byLocation[loc] = best
+		r.changed()
+	} else if best == nil && cur != nil {
+		delete(r.byLocation, loc)
+	}
 }
 
 func decode(d store.Document) (*model.Category, error) {
@@ -180,6 +227,79 @@ func (r *Registry) unindex(c *model.Category) {
 	if c.Location != "" && r.byLocation[c.Location] == c {
 		delete(r.byLocation, c.Location)
 	}
+}
+
+// ApplyChanges brings the cache up to date with changes of the store's
+// changes feed (see store/feed): a category stored, changed or deleted by
+// another server sharing the database — a registration, an update, a
+// provider binding, a deletion — is in force here once its change is
+// applied. Changes this registry made itself are recognised by their
+// revision and cost nothing. It runs while no model change of this server
+// is in progress, so the revision it reads is never older than one this
+// server wrote. An error (the store unreachable) leaves the rest of the
+// batch for the caller to hand again.
+func (r *Registry) ApplyChanges(ctx context.Context, changes []store.Change) error {
+	latest := map[string]store.Change{}
+	var order []string
+	for _, c := range changes {
+		if !strings.HasPrefix(c.ID, DocPrefix) {
+			continue
+		}
+		if _, dup := latest[c.ID]; !dup {
+			order = append(order, c.ID)
+		}
+		latest[c.ID] = c
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	for _, docID := range order {
+		c := latest[docID]
+		id := strings.TrimPrefix(docID, DocPrefix)
+		r.mu.RLock()
+		cached, known := r.byID[id]
+		rev := r.revs[id]
+		r.mu.RUnlock()
+		if known && !cached.Builtin && !c.Deleted && c.Rev != "" && c.Rev == rev {
+			continue // this server's own write, or one applied already
+		}
+		if c.Deleted && (!known || cached.Builtin) {
+			continue
+		}
+		d, err := r.store.Get(ctx, docID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if known && !cached.Builtin {
+				r.unindex(cached)
+				if b := r.builtin[id]; b != nil {
+					r.index(b, "")
+				}
+				r.settleLocation(cached.Location)
+				r.log.Debug("category deleted by another server", "id", id)
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("read changed category %s: %w", id, err)
+		}
+		if known && !cached.Builtin && d.Rev == rev {
+			continue
+		}
+		cat, err := decode(d)
+		if err != nil {
+			r.log.Error("skipping unreadable category document", "id", d.ID, "err", err)
+			continue
+		}
+		if cat.ID() != id {
+			r.log.Error("skipping category document stored under another id", "id", d.ID, "category", cat.ID())
+			continue
+		}
+		r.index(cat, d.Rev)
+		r.settleLocation(cat.Location)
+		r.log.Debug("category changed by another server", "id", id, "rev", d.Rev)
+	}
+	return nil
 }
 
 // Get returns the category with that id (scheme+term).
@@ -478,8 +598,8 @@ func (r *Registry) Register(ctx context.Context, doc *Document) error {
 	if err := checkCount(doc); err != nil {
 		return err
 	}
-	r.writeMu.Lock()
-	defer r.writeMu.Unlock()
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 
 	var added []*model.Category
 	newIDs := map[string]*model.Category{}
@@ -524,7 +644,35 @@ func (r *Registry) Register(ctx context.Context, doc *Document) error {
 	if err := r.checkCycles(added, newIDs); err != nil {
 		return err
 	}
-	return r.saveAll(ctx, added, nil)
+	return r.saveNew(ctx, added)
+}
+
+// saveNew stores new categories, then makes them all visible at once. The
+// store writes (up to model.MaxCategoriesPerRequest of them, seconds on a
+// slow store) run without writeMu, so entity writes go on meanwhile: no
+// entity can use a category that is not yet visible, and the ones they
+// use do not change. On a failure the documents written are deleted, and
+// nothing was ever visible.
+func (r *Registry) saveNew(ctx context.Context, cats []*model.Category) error {
+	revs := make([]string, 0, len(cats))
+	for _, c := range cats {
+		rev, err := r.putDoc(ctx, c)
+		if err != nil {
+			for i := len(revs) - 1; i >= 0; i-- {
+				if _, derr := r.store.Delete(ctx, DocPrefix+cats[i].ID(), revs[i]); derr != nil {
+					r.log.Error("could not roll back category", "id", cats[i].ID(), "err", derr)
+				}
+			}
+			return fmt.Errorf("save category %s: %w", c.ID(), err)
+		}
+		revs = append(revs, rev)
+	}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	for i, c := range cats {
+		r.index(c, revs[i])
+	}
+	return nil
 }
 
 // checkCount bounds the categories one request names.
@@ -676,8 +824,12 @@ func (r *Registry) checkCycles(cats []*model.Category, pending map[string]*model
 
 // checkAttrNames refuses attribute names that an entity filter could not
 // address: filters become Mango selectors, whose field paths have no empty
-// segments and from which CouchDB drops every backslash. Only categories
-// being registered or updated are checked, so stored ones keep loading.
+// segments and from which CouchDB drops every backslash. It also refuses
+// names that the text renderings could not carry: "X-OCCI-Attribute:
+// name=value" ends a name at "=", separates attributes with ",", and a
+// header holds no control characters; quotes and white space would make
+// the line ambiguous. Only categories being registered or updated are
+// checked, so stored ones keep loading.
 func checkAttrNames(c *model.Category) error {
 	for _, d := range c.Attributes {
 		name := d.Name()
@@ -688,9 +840,18 @@ func checkAttrNames(c *model.Category) error {
 			if strings.Contains(seg, `\`) {
 				return model.AttributeError(name, "%s %s: attribute %q has a backslash in its name, which entity filters cannot address", c.Class, c.ID(), name)
 			}
+			if i := strings.IndexFunc(seg, notInTextName); i >= 0 {
+				ch, _ := utf8.DecodeRuneInString(seg[i:])
+				return model.AttributeError(name, "%s %s: attribute %q has %q in its name, which the text renderings (X-OCCI-Attribute: name=value) cannot carry; names have no control characters, white space, '\"', ',' or '='", c.Class, c.ID(), name, ch)
+			}
 		}
 	}
 	return nil
+}
+
+// notInTextName tells the characters an attribute name cannot hold.
+func notInTextName(r rune) bool {
+	return unicode.IsControl(r) || unicode.IsSpace(r) || r == '"' || r == ',' || r == '='
 }
 
 // checkReferences makes sure the actions, parent and mixin dependencies a
@@ -763,6 +924,17 @@ func (r *Registry) saveAll(ctx context.Context, cats []*model.Category, previous
 // put writes one category with the revision the registry holds for it and
 // indexes it on success.
 func (r *Registry) put(ctx context.Context, c *model.Category) (string, error) {
+	newRev, err := r.putDoc(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	r.index(c, newRev)
+	return newRev, nil
+}
+
+// putDoc writes one category's document with the revision the registry
+// holds for it.
+func (r *Registry) putDoc(ctx context.Context, c *model.Category) (string, error) {
 	sc := storedCategory{Type: "category", Class: c.Class, Description: c.Description}
 	if c.Class == model.ClassKind {
 		p := c.Provider
@@ -781,12 +953,7 @@ func (r *Registry) put(ctx context.Context, c *model.Category) (string, error) {
 	r.mu.RLock()
 	rev := r.revs[c.ID()]
 	r.mu.RUnlock()
-	newRev, err := r.store.Put(ctx, store.Document{ID: DocPrefix + c.ID(), Rev: rev, Body: body})
-	if err != nil {
-		return "", err
-	}
-	r.index(c, newRev)
-	return newRev, nil
+	return r.store.Put(ctx, store.Document{ID: DocPrefix + c.ID(), Rev: rev, Body: body})
 }
 
 // immutableKeys cannot change on update.
@@ -803,6 +970,8 @@ func (r *Registry) Update(ctx context.Context, doc *Document) error {
 	if err := checkCount(doc); err != nil {
 		return err
 	}
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 
@@ -969,6 +1138,8 @@ func (r *Registry) Delete(ctx context.Context, doc *Document) error {
 	if len(doc.Providers) > 0 {
 		return model.BadRequest("providers cannot be deleted; bind others with PUT")
 	}
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
 
@@ -1028,6 +1199,7 @@ func (r *Registry) Delete(ctx context.Context, doc *Document) error {
 			return fmt.Errorf("delete category %s: %w", c.ID(), err)
 		}
 		r.unindex(c)
+		r.settleLocation(c.Location)
 	}
 	return nil
 }

@@ -94,6 +94,30 @@ type Options struct {
 	// Curve, when set, makes every socket speak ZMTP-CURVE (curve.go);
 	// layer sockets may then bind beyond loopback.
 	Curve *CurveOptions
+	// Transport is added to the options of every ZeroMQ socket the broker
+	// opens, its layer sockets' servers and its client, after the
+	// broker's own: limits on what peers may hold (connections, idle
+	// time, message size and memory; see docs/limits.md). Each option
+	// applies to whichever of the two it concerns.
+	Transport []transport.Option
+	// Processes runs the process definition an executable message names
+	// (attribute process.definition_ref, mixin process#runnable); nil
+	// means executable messages only record that they were executed.
+	Processes MessageRunner
+	// OnDelivery, when set, is told about every message a local member
+	// received (after storing and recording it), e.g. to publish it on the
+	// bus. It runs inside the layer's handler and must not block.
+	OnDelivery func(ReceivedMessage)
+}
+
+// MessageRunner runs, on behalf of an executable message, a process
+// definition registered on this server. ref is the definition's id or
+// location as the message gives it; input is the message's content. An
+// error means the definition did not run (unknown, or not allowed to run
+// on a message) and says why; a run that failed is a result, not an error.
+// The process provider (providers/process) implements it.
+type MessageRunner interface {
+	RunForMessage(ctx context.Context, ref string, input []byte, trigger string) (map[string]any, error)
 }
 
 func (o Options) withDefaults() Options {
@@ -187,10 +211,10 @@ func NewBroker(ents Entities, opts Options) *Broker {
 		fwdSlots: make(chan struct{}, opts.MaxForwards),
 	}
 	b.curve = newCurveKeyring(opts.Curve)
-	b.client = transport.NewClient(append([]transport.Option{
+	b.client = transport.NewClient(append(append([]transport.Option{
 		transport.WithRequestTimeout(opts.RequestTimeout),
 		transport.WithLogger(opts.Logger),
-	}, b.curveClientOptions()...)...)
+	}, b.curveClientOptions()...), opts.Transport...)...)
 	b.dir = newDirectory(b.listMembers, opts.MembersMaxAge)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b
@@ -323,12 +347,31 @@ type Stats struct {
 	ForwardsInFlight int64 `json:"forwards_in_flight"`
 	// Rejected counts envelopes answered with an error (not a CMBS message).
 	Rejected uint64 `json:"rejected"`
+	// Sent counts deliveries this server made that the receiver
+	// acknowledged (sends and L4 forwards, one per receiving socket), by
+	// layer name.
+	Sent map[string]uint64 `json:"sent"`
+	// Failed counts deliveries this server attempted or was asked for that
+	// did not reach a receiver (no answer, refused, unknown or stopped
+	// target), by layer name. Each one is logged with its peer and cause.
+	Failed map[string]uint64 `json:"failed"`
+	// DuplicatesByLayer splits Duplicates by the layer that received them.
+	DuplicatesByLayer map[string]uint64 `json:"duplicates_by_layer"`
+	// InFlight is the number of deliveries waiting for their receiver's
+	// acknowledgement now (sends and L4 forwards), by layer name.
+	InFlight map[string]int64 `json:"in_flight"`
+	// Discoveries counts check_neighbors runs; DiscoveryFailures the
+	// sockets those runs could not probe.
+	Discoveries       uint64 `json:"discoveries"`
+	DiscoveryFailures uint64 `json:"discovery_failures"`
 }
 
 type counters struct {
-	received                                          [5]atomic.Uint64
-	stored, executed, duplicates, forwarded, rejected atomic.Uint64
-	inFlight                                          atomic.Int64
+	received, sent, failed, duplicates    [5]atomic.Uint64
+	inFlightByLayer                       [5]atomic.Int64
+	stored, executed, forwarded, rejected atomic.Uint64
+	discoveries, discoveryFailures        atomic.Uint64
+	inFlight                              atomic.Int64
 }
 
 func layerIndex(l Layer) int {
@@ -343,19 +386,37 @@ func layerIndex(l Layer) int {
 // Stats returns a snapshot of the broker's counters.
 func (b *Broker) Stats() Stats {
 	s := Stats{
-		Received:   map[string]uint64{},
-		Stored:     b.stats.stored.Load(),
-		Executed:   b.stats.executed.Load(),
-		Duplicates: b.stats.duplicates.Load(),
-		Forwarded:  b.stats.forwarded.Load(),
-		Rejected:   b.stats.rejected.Load(),
+		Received:          map[string]uint64{},
+		Sent:              map[string]uint64{},
+		Failed:            map[string]uint64{},
+		DuplicatesByLayer: map[string]uint64{},
+		InFlight:          map[string]int64{},
+		Stored:            b.stats.stored.Load(),
+		Executed:          b.stats.executed.Load(),
+		Forwarded:         b.stats.forwarded.Load(),
+		Rejected:          b.stats.rejected.Load(),
+		Discoveries:       b.stats.discoveries.Load(),
+		DiscoveryFailures: b.stats.discoveryFailures.Load(),
 
 		ForwardsInFlight: b.stats.inFlight.Load(),
 	}
 	for i, l := range Layers() {
 		s.Received[string(l)] = b.stats.received[i].Load()
+		s.Sent[string(l)] = b.stats.sent[i].Load()
+		s.Failed[string(l)] = b.stats.failed[i].Load()
+		s.DuplicatesByLayer[string(l)] = b.stats.duplicates[i].Load()
+		s.InFlight[string(l)] = b.stats.inFlightByLayer[i].Load()
+		s.Duplicates += s.DuplicatesByLayer[string(l)]
 	}
 	return s
+}
+
+// deliveryFailed counts and logs one delivery that did not reach its
+// receiver: peer is the socket (or, when none was resolved, the name the
+// message gave), cause why.
+func (b *Broker) deliveryFailed(l Layer, id, peer string, cause any) {
+	b.stats.failed[layerIndex(l)].Add(1)
+	b.log.Warn("delivery failed", "layer", l, "id", id, "peer", peer, "cause", cause)
 }
 
 // kind returns a registered CMBS kind, or a 409 saying it is missing.

@@ -3,10 +3,13 @@ package cmbs
 import (
 	"context"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/occi/model"
+	"github.com/cmbs/cmbs/store"
 )
 
 // directory holds the members this server knows (the member kind's
@@ -91,6 +94,26 @@ func (d *directory) get(ctx context.Context) (*members, error) {
 		close(done)
 		return snap, err
 	}
+}
+
+// ApplyChanges drops the broker's list of known members when a batch of the
+// store's changes feed (see store/feed) holds a member stored, changed or
+// deleted — by another cmbsd sharing the database, or by this one — or a
+// change to a category (the member kind may have moved). Several servers on
+// one CouchDB thus see each other's members as soon as the feed has them,
+// not once the list is Options.MembersMaxAge old. It never fails.
+func (b *Broker) ApplyChanges(_ context.Context, changes []store.Change) error {
+	prefix := ""
+	if k, ok := b.ents.Categories().Get(MemberKindID); ok && k.Location != "" {
+		prefix = k.Location
+	}
+	for _, c := range changes {
+		if strings.HasPrefix(c.ID, categories.DocPrefix) || (prefix != "" && strings.HasPrefix(c.ID, prefix)) {
+			b.dir.changed()
+			return nil
+		}
+	}
+	return nil
 }
 
 // changed drops the listing: a member was stored, changed or deleted.

@@ -110,6 +110,7 @@ func (b *Broker) checkNeighbors(ctx context.Context, e *model.Entity) (*Discover
 		for i, out := range b.probeAll(ctx, self, ref, current) {
 			if out.err != nil {
 				res.Failed = append(res.Failed, Failure{Socket: current[i], Error: out.err.Error()})
+				b.log.Warn("discovery probe failed", "member", e.Location, "peer", current[i], "cause", out.err)
 				continue
 			}
 			res.Learned = append(res.Learned, out.learned)
@@ -118,6 +119,8 @@ func (b *Broker) checkNeighbors(ctx context.Context, e *model.Entity) (*Discover
 			}
 		}
 	}
+	b.stats.discoveries.Add(1)
+	b.stats.discoveryFailures.Add(uint64(len(res.Failed)))
 	b.log.Info("check_neighbors done", "member", e.Location, "learned", len(res.Learned), "failed", len(res.Failed))
 	return res, nil
 }

@@ -162,7 +162,7 @@ func (b *Broker) bindLayer(e *model.Entity, l Layer) (*LayerState, error) {
 	srv, err := transport.Listen(b.ctx, endpoint, b.layerHandler(e.Location, l), append([]transport.Option{
 		transport.WithHandlerTimeout(b.opts.HandlerTimeout),
 		transport.WithLogger(b.opts.Logger),
-	}, b.curveServerOptions()...)...)
+	}, append(b.curveServerOptions(), b.opts.Transport...)...)...)
 	if err != nil {
 		return nil, bindError(e.Location, l, attr, endpoint, err)
 	}

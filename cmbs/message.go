@@ -1,6 +1,7 @@
 package cmbs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -219,10 +220,14 @@ func (b *Broker) sendL1(ctx context.Context, e *model.Entity, sender *model.Enti
 	if err != nil {
 		return nil, err
 	}
+	b.stats.inFlightByLayer[layerIndex(L1)].Add(1)
 	reply, err := b.client.Request(ctx, target, transport.Envelope{ID: e.ID, MimeType: MessageMimeType, Body: body})
+	b.stats.inFlightByLayer[layerIndex(L1)].Add(-1)
 	if err != nil {
+		b.deliveryFailed(L1, e.ID, target, err)
 		return nil, remoteFailure("send_l1 to "+target, b.opts.RequestTimeout, err)
 	}
+	b.stats.sent[layerIndex(L1)].Add(1)
 	v, err := jsonscan.Decode(reply.Body)
 	result, _ := v.(map[string]any)
 	if err != nil || result == nil {
@@ -440,10 +445,12 @@ func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env tra
 	for i, t := range targets {
 		out[i] = Delivery{Provider: t.provider, Neighbor: t.neighbor, Member: t.member, Socket: t.socket, Error: t.err}
 		if t.err != "" || t.socket == "" {
+			b.deliveryFailed(l, env.ID, cmp.Or(t.provider, t.neighbor, t.member), cmp.Or(t.err, "no socket for this layer"))
 			continue
 		}
 		if t.local && b.running(t.member, l) != t.socket {
 			out[i].Error = fmt.Sprintf("layer %s of this local member is not started", l)
+			b.deliveryFailed(l, env.ID, t.socket, out[i].Error)
 			continue
 		}
 		if _, dup := first[t.socket]; !dup {
@@ -454,7 +461,17 @@ func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env tra
 	if len(endpoints) == 0 {
 		return out
 	}
+	li := layerIndex(l)
+	b.stats.inFlightByLayer[li].Add(int64(len(endpoints)))
 	results := b.client.Deliver(ctx, endpoints, env)
+	b.stats.inFlightByLayer[li].Add(-int64(len(endpoints)))
+	for _, r := range results {
+		if r.Err != nil {
+			b.deliveryFailed(l, env.ID, r.Endpoint, r.Err)
+		} else {
+			b.stats.sent[li].Add(1)
+		}
+	}
 	for i := range out {
 		j, ok := first[out[i].Socket]
 		if !ok || out[i].Error != "" {
@@ -472,8 +489,9 @@ func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env tra
 	return out
 }
 
-// execute records that the message ran here (process execution comes with
-// the execution providers): its result becomes {"executed_by", "at"}.
+// execute runs the message here: its result becomes {"executed_by", "at"},
+// plus the result of the process definition it names (process.definition_ref,
+// run with message_content as input) when it names one.
 func (b *Broker) execute(ctx context.Context, e *model.Entity, inv providers.Invocation) (any, error) {
 	attrs := messageAttrs(e.Attributes)
 	if attrs == nil {
@@ -492,7 +510,7 @@ func (b *Broker) execute(ctx context.Context, e *model.Entity, inv providers.Inv
 	if err != nil {
 		return nil, err
 	}
-	rec := executionRecord(sender, "")
+	rec := b.run(ctx, executionRecord(sender, ""), e.Attributes, "execute on "+e.Location)
 	b.stats.executed.Add(1)
 	if err := b.updateMessageLater(ctx, e, map[string]any{"result": rec}); err != nil {
 		return nil, err

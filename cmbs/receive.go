@@ -180,6 +180,14 @@ func (b *Broker) knownL1Sockets(ctx context.Context) ([]string, error) {
 	return slices.Clone(m.l1Sockets), nil
 }
 
+// ReceivedMessage is one message a local member received, as Options.OnDelivery
+// sees it: the receipt and the message's pyOCNI JSON description. Both are
+// shared with the broker: read them before returning, never keep them.
+type ReceivedMessage struct {
+	*Receipt
+	Message map[string]any `json:"message"`
+}
+
 // deliverLocally handles a message a local member received: storable → it
 // is stored as a message entity (unless that id is already stored: a
 // repeat, which is then not executed again either); executable → its
@@ -187,6 +195,9 @@ func (b *Broker) knownL1Sockets(ctx context.Context) ([]string, error) {
 // error: the message was received.
 func (b *Broker) deliverLocally(ctx context.Context, member *model.Entity, l Layer, msg map[string]any) *Receipt {
 	rec := &Receipt{Member: memberRef(member), Layer: l}
+	if hook := b.opts.OnDelivery; hook != nil {
+		defer func() { hook(ReceivedMessage{Receipt: rec, Message: msg}) }()
+	}
 	attrs := ensureMessageAttrs(msg["attributes"].(map[string]any))
 	storable, err := b.flag(attrs, "storable")
 	if err != nil {
@@ -198,10 +209,6 @@ func (b *Broker) deliverLocally(ctx context.Context, member *model.Entity, l Lay
 		rec.Errors = append(rec.Errors, err.Error())
 		return rec
 	}
-	if executable {
-		rec.Executed = executionRecord(member, l)
-		attrs["result"] = rec.Executed
-	}
 	if storable {
 		// Creating the entity is the duplicate check: its location is
 		// reserved in one step, so a repeat is refused (409) whole.
@@ -210,24 +217,30 @@ func (b *Broker) deliverLocally(ctx context.Context, member *model.Entity, l Lay
 		case err != nil:
 			rec.Errors = append(rec.Errors, "not stored: "+err.Error())
 		case dup:
-			b.stats.duplicates.Add(1)
+			b.stats.duplicates[layerIndex(l)].Add(1)
 			rec.Duplicate = true
-			rec.Executed = nil // a repeat is not run again
-			return rec
+			return rec // a repeat is not run again
 		default:
 			b.stats.stored.Add(1)
 			rec.Stored = stored
 		}
 	}
-	if rec.Executed != nil {
+	if executable {
+		rec.Executed = b.run(ctx, executionRecord(member, l), msg["attributes"].(map[string]any), "cmbs message "+fmt.Sprint(msg["id"])+" on "+string(l))
 		b.stats.executed.Add(1)
+		if rec.Stored != "" {
+			in := &model.EntityInput{Present: map[string]bool{"attributes": true}}
+			in.Attributes = map[string]any{"cmbs": map[string]any{"message": map[string]any{"result": rec.Executed}}}
+			if _, err := b.ents.Update(ctx, rec.Stored, "", in); err != nil {
+				rec.Errors = append(rec.Errors, "result not stored: "+err.Error())
+			}
+		}
 	}
 	return rec
 }
 
-// executionRecord is what running a message records for now: who ran it
-// (when a member did), on which layer (when it came on one), and when.
-// (Running processes comes with the execution providers.)
+// executionRecord is what executing a message records: who ran it (when a
+// member did), on which layer (when it came on one), and when.
 func executionRecord(member *model.Entity, l Layer) map[string]any {
 	r := map[string]any{"at": time.Now().UTC().Format(time.RFC3339Nano)}
 	if member != nil {
@@ -237,6 +250,39 @@ func executionRecord(member *model.Entity, l Layer) map[string]any {
 		r["layer"] = string(l)
 	}
 	return r
+}
+
+// run runs the process definition a message names
+// (process.definition_ref) with its message_content as input, and adds the
+// result (or why it did not run) to rec. A message naming none only
+// records its execution.
+func (b *Broker) run(ctx context.Context, rec map[string]any, msgAttrs map[string]any, trigger string) map[string]any {
+	proc, _ := msgAttrs["process"].(map[string]any)
+	ref, _ := proc["definition_ref"].(string)
+	if ref == "" {
+		return rec
+	}
+	if b.opts.Processes == nil {
+		rec["not_run"] = "this server runs no process definitions"
+		return rec
+	}
+	var input []byte
+	switch c := messageAttrs(msgAttrs)["message_content"].(type) {
+	case nil:
+	case string:
+		input = []byte(c)
+	default:
+		input, _ = json.Marshal(c) // decoded JSON: cannot fail
+	}
+	res, err := b.opts.Processes.RunForMessage(ctx, ref, input, trigger)
+	if err != nil {
+		rec["not_run"] = err.Error()
+		return rec
+	}
+	for k, v := range res {
+		rec[k] = v
+	}
+	return rec
 }
 
 // flag reads a message flag (storable, executable, sendable): true/false
@@ -339,7 +385,7 @@ func (b *Broker) receiveL4(ctx context.Context, member *model.Entity, msg map[st
 		onPath = onPath || refMatches(p, member)
 	}
 	if onPath || !seen.add(id) {
-		b.stats.duplicates.Add(1)
+		b.stats.duplicates[layerIndex(L4)].Add(1)
 		return &Receipt{Member: ref, Layer: L4, Duplicate: true}, nil
 	}
 	path = append(path, ref)
@@ -472,11 +518,17 @@ func (b *Broker) forward(ctx context.Context, from string, endpoints []string, e
 		defer b.forwards.Done()
 		defer b.stats.inFlight.Add(-1)
 		defer func() { <-b.fwdSlots }()
-		for _, r := range b.client.Deliver(b.ctx, endpoints, env) {
+		li := layerIndex(L4)
+		b.stats.inFlightByLayer[li].Add(int64(len(endpoints)))
+		results := b.client.Deliver(b.ctx, endpoints, env)
+		b.stats.inFlightByLayer[li].Add(-int64(len(endpoints)))
+		for _, r := range results {
 			if r.Err != nil {
-				b.log.Warn("L4 forward failed", "member", from, "to", r.Endpoint, "id", env.ID, "err", r.Err)
+				b.stats.failed[li].Add(1)
+				b.log.Warn("delivery failed", "layer", L4, "id", env.ID, "peer", r.Endpoint, "cause", r.Err, "forwarded_by", from)
 				continue
 			}
+			b.stats.sent[li].Add(1)
 			b.stats.forwarded.Add(1)
 		}
 	}()

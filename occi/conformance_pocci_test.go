@@ -103,7 +103,8 @@ func TestPOCCI_CORE_READ_002(t *testing.T) {
 		cats := c.discover(nil)
 		var kind *ocat
 		for i := range cats {
-			if cats[i].rel == coreScheme+"resource" && cats[i].class == "kind" {
+			// An infrastructure kind: infraCreate knows how to fill those in.
+			if cats[i].rel == coreScheme+"resource" && cats[i].class == "kind" && strings.HasPrefix(cats[i].id(), categories.InfraScheme) {
 				kind = &cats[i]
 				break
 			}

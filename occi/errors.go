@@ -49,6 +49,13 @@ type errorDetail struct {
 	Attribute string `json:"attribute,omitempty"`
 }
 
+// WriteError reports err to the client as the server's own errors are
+// (see writeError): for middleware in front of the server, such as Basic
+// authentication's 401 and 429.
+func (s *Server) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, r, s.log, err)
+}
+
 // writeError reports err to the client in the rendering it asked for (see
 // errorRendering): JSON in JSON renderings, one plain line in text ones.
 // Server-side failures are logged and described generically, so no
@@ -68,7 +75,11 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case status >= 500 && me == nil:
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 		detail.Message = http.StatusText(status)
-		if errors.Is(err, store.ErrUnavailable) {
+		var te *store.TimeoutError
+		switch {
+		case errors.As(err, &te):
+			detail.Message = te.Error() + "; try again later"
+		case errors.Is(err, store.ErrUnavailable):
 			detail.Message = "the store is unavailable; try again later"
 		}
 	}

@@ -3,16 +3,21 @@ package occi
 import (
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/occi/model"
 )
 
-// entityMatcher is a collection filter the store cannot evaluate: OCCI text
-// Category/X-OCCI-Attribute filters (in the body or the request headers),
-// erocci's ?q= and ?category=. Entities are matched in the server after the
-// store has selected the collection.
+// entityMatcher is a collection filter in OCCI's text terms: Category and
+// X-OCCI-Attribute filters (in the body or the request headers), erocci's
+// ?q= and ?category=. Its conditions go to the store as Mango selectors
+// (pushdown), which select a superset of the matches; match then decides
+// exactly for each entity the store returns (and alone for ?q= words,
+// which no index serves).
 type entityMatcher struct {
 	// categories: each must be the entity's kind (or an ancestor of it) or
 	// one of its mixins; class, when given, says which.
@@ -71,6 +76,12 @@ func collectionMatcher(r *http.Request, body *requestBody) (*entityMatcher, erro
 			}
 			m.attrs[name] = v
 		}
+	}
+	if len(m.ids) > maxFilterAlternatives {
+		return nil, model.BadRequest("the filter names %d categories with ?category=; at most %d alternatives are allowed in one request", len(m.ids), maxFilterAlternatives)
+	}
+	if n := len(m.categories) + len(m.attrs) + len(m.words) + len(m.ids); n > maxFilterConditions {
+		return nil, model.BadRequest("the filter has %d conditions; at most %d are allowed in one request", n, maxFilterConditions)
 	}
 	return m, nil
 }
@@ -170,4 +181,121 @@ func (m *entityMatcher) normalizeLinkEnds() error {
 		}
 	}
 	return nil
+}
+
+// selectors are the matcher's conditions as Mango selectors over stored
+// entity documents, AND-ed: every entity match accepts passes them (the
+// store may return a few more, which match then drops). kindSelector is the
+// selector of a kind's entities, its derived kinds' included.
+func (m *entityMatcher) selectors(cats *categories.Registry, kindSelector func(string) map[string]any) []map[string]any {
+	var out []map[string]any
+	mixin := func(id string) map[string]any {
+		return map[string]any{"mixins": map[string]any{"$elemMatch": map[string]any{"$eq": id}}}
+	}
+	for _, c := range m.categories {
+		id := c.id()
+		switch c.Class {
+		case "kind":
+			out = append(out, kindSelector(id))
+		case "mixin":
+			out = append(out, mixin(id))
+		default:
+			out = append(out, map[string]any{"$or": []any{kindSelector(id), mixin(id)}})
+		}
+	}
+	if len(m.ids) > 0 {
+		var ors []any
+		for _, id := range m.ids {
+			if !strings.HasSuffix(id, "#") {
+				ors = append(ors, kindSelector(id), mixin(id))
+				continue
+			}
+			// A scheme: every kind in it (and their derived kinds), and
+			// any mixin whose id starts with it.
+			for _, k := range cats.All(model.ClassKind) {
+				if strings.HasPrefix(k.ID(), id) {
+					ors = append(ors, kindSelector(k.ID()))
+				}
+			}
+			ors = append(ors, map[string]any{"mixins": map[string]any{"$elemMatch": map[string]any{"$regex": "^" + regexp.QuoteMeta(id)}}})
+		}
+		out = append(out, map[string]any{"$or": ors})
+	}
+	if len(m.attrs) == 0 {
+		return out
+	}
+	all := cats.All("")
+	for name, want := range m.attrs {
+		if sel := attrSelector(all, name, want); sel != nil {
+			out = append(out, sel)
+		}
+	}
+	return out
+}
+
+// coreFields are the stored members that hold OCCI core attributes.
+var coreFields = map[string]string{
+	"occi.core.id":      "id",
+	"occi.core.title":   "title",
+	"occi.core.summary": "summary",
+	"occi.core.source":  "source",
+	"occi.core.target":  "target",
+}
+
+// attrSelector selects the entities whose attribute name may have a value
+// that valueString renders as valueString(want); nil when no selector can
+// say (a JSON array or object value, an empty title).
+func attrSelector(cats []*model.Category, name string, want any) map[string]any {
+	ws := valueString(want)
+	if strings.HasPrefix(ws, "[") || strings.HasPrefix(ws, "{") {
+		return nil
+	}
+	// The stored values valueString renders as ws.
+	values := []any{ws}
+	if f, err := strconv.ParseFloat(ws, 64); err == nil {
+		values = append(values, f)
+	}
+	switch ws {
+	case "true":
+		values = append(values, true)
+	case "false":
+		values = append(values, false)
+	case `""`:
+		values = append(values, nil)
+	}
+	cond := map[string]any{"$in": values}
+	if field, ok := coreFields[name]; ok {
+		if ws == "" && (field == "title" || field == "summary") {
+			return nil // stored as absent, with has_title/has_summary
+		}
+		return map[string]any{field: cond}
+	}
+	// Where the attribute is stored: at each path a definition of that
+	// name gives it (a segment may hold a dot, "l3.1_socket"), and split
+	// at every dot (undeclared names).
+	var paths []string
+	if segs := strings.Split(name, "."); !slices.ContainsFunc(segs, func(s string) bool { return s == "" || s[0] == '$' }) {
+		// Not a name the store can address (no definition has one).
+		paths = append(paths, model.FieldPath(append([]string{"attributes"}, segs...)...))
+	}
+	for _, c := range cats {
+		for i := range c.Attributes {
+			if d := &c.Attributes[i]; d.Name() == name {
+				if p := model.FieldPath(append([]string{"attributes"}, d.Path...)...); !slices.Contains(paths, p) {
+					paths = append(paths, p)
+				}
+			}
+		}
+	}
+	switch len(paths) {
+	case 0:
+		return nil
+	case 1:
+		return map[string]any{paths[0]: cond}
+	}
+	ors := make([]any, len(paths))
+	for i, p := range paths {
+		ors[i] = map[string]any{p: cond}
+	}
+	return map[string]any{"$or": ors}
 }

@@ -369,3 +369,64 @@ func TestLinkStoredWithoutTargetKind(t *testing.T) {
 		}
 	})
 }
+
+// TestCollectionListingShowsLinks: the OCCI 1.2 JSON listing of a
+// collection shows each resource's links, as the single-entity rendering
+// does, reading them with one store query per batch (not one per
+// resource); a mixin's membership answer shows them too.
+func TestCollectionListingShowsLinks(t *testing.T) {
+	const batch, n = 4, 20
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		st := &countingStore{Store: open(t)}
+		srv := testserver.Start(t, testserver.Options{Store: st, ListBatch: batch})
+		c := newClient(t, srv.URL)
+		c.expect("PUT", "/storage/s", []byte(`{"resources":[{"kind":"`+categories.StorageKind+`","attributes":{"occi.storage.size":1}}]}`), 201)
+		want := map[string][]string{}
+		var links []string
+		for i := 0; i < n; i++ {
+			id := fmt.Sprintf("c%02d", i)
+			c.expect("PUT", "/compute/"+id, []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`"}]}`), 201)
+			for j := 0; j < i%3; j++ {
+				lid := fmt.Sprintf("l%02d%d", i, j)
+				links = append(links, `{"kind":"`+categories.StorageLinkKind+`","id":"`+lid+`","source":"/compute/`+id+`","target":"/storage/s"}`)
+				want[id] = append(want[id], lid)
+			}
+		}
+		c.expect("POST", "/storagelink/", []byte(`{"links":[`+strings.Join(links, ",")+`]}`), 201)
+		check := func(what string, body map[string]any, count int) {
+			t.Helper()
+			res := asAnyList(body["resources"])
+			if len(res) != count {
+				t.Fatalf("%s: %d resources, want %d", what, len(res), count)
+			}
+			for _, r := range res {
+				rm := r.(map[string]any)
+				var got []string
+				for _, l := range asAnyList(rm["links"]) {
+					lm := l.(map[string]any)
+					if lm["target"].(map[string]any)["location"] != srv.URL+"/storage/s" {
+						t.Fatalf("%s: link %v", what, lm)
+					}
+					got = append(got, lm["id"].(string))
+				}
+				sort.Strings(got)
+				if id := rm["id"].(string); !slices.Equal(got, want[id]) {
+					t.Fatalf("%s: resource %s lists links %v, want %v", what, id, got, want[id])
+				}
+			}
+		}
+		st.start()
+		check("GET /compute/", c.expect("GET", "/compute/", nil, 200, "Accept", "application/json").json(t), n)
+		// Per batch: the batch's read and its links' read; and the empty
+		// pass over the collection's links.
+		if calls, _, _ := st.counts(); calls > 2*(n/batch+1)+1 {
+			t.Fatalf("listing %d resources in batches of %d made %d store queries; want one for the links of each batch", n, batch, calls)
+		}
+		// A single resource's rendering agrees.
+		check("GET /compute/c05", map[string]any{"resources": []any{c.expect("GET", "/compute/c05", nil, 200, "Accept", "application/json").json(t)}}, 1)
+
+		c.expect("POST", "/-/", []byte(`{"mixins":[{"term":"tagged","scheme":"http://example.com/tags#","location":"/tagged/"}]}`), 200)
+		r := c.expect("POST", "/tagged/", []byte(`{"X-OCCI-Location":["`+srv.URL+`/compute/c01","`+srv.URL+`/compute/c02"]}`), 200, "Accept", "application/json")
+		check("POST /tagged/", r.json(t), 2)
+	})
+}

@@ -1,10 +1,13 @@
 package occi_test
 
 import (
+	"context"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/internal/testserver"
 	"github.com/cmbs/cmbs/store"
 )
@@ -66,6 +69,14 @@ func TestUnaddressableAttributeNamesAreRefused(t *testing.T) {
 		{map[string]any{"x.y..z": def}, "x.y..z"},
 		{map[string]any{"x": map[string]any{"y": map[string]any{"": def}}}, "x.y."},
 		{map[string]any{"x": map[string]any{`a\b`: def}}, `x.a\b`},
+		// Names the text renderings (X-OCCI-Attribute: name=value) cannot carry.
+		{map[string]any{"x": map[string]any{"a=b": def}}, "x.a=b"},
+		{map[string]any{"x,y": def}, "x,y"},
+		{map[string]any{"x": map[string]any{"a\nb": def}}, "x.a\nb"},
+		{map[string]any{"x\u0000": def}, "x\u0000"},
+		{map[string]any{"x\u007f": def}, "x\u007f"},
+		{map[string]any{"x y": def}, "x y"},
+		{map[string]any{`x"y`: def}, `x"y`},
 	} {
 		kind := map[string]any{"kinds": []any{map[string]any{
 			"term": "k", "scheme": "http://example.org/names#", "location": "/k/", "attributes": tc.attrs,
@@ -73,6 +84,9 @@ func TestUnaddressableAttributeNamesAreRefused(t *testing.T) {
 		e := c.expect("POST", "/-/", mustJSON(t, kind), 400).json(t)["error"].(map[string]any)
 		if e["attribute"] != tc.name {
 			t.Errorf("%v: error %v does not name attribute %q", tc.attrs, e, tc.name)
+		}
+		if msg, _ := e["message"].(string); !strings.Contains(msg, "http://example.org/names#k") {
+			t.Errorf("%v: error %v does not name the category", tc.attrs, e)
 		}
 	}
 	// None was registered: the same kind with a good name still can be.
@@ -95,4 +109,26 @@ func TestQueryInterfacePathsAreNoLocation(t *testing.T) {
 			t.Errorf("location %s: %v", loc, e)
 		}
 	}
+}
+
+// A category stored with an attribute name that registration now refuses
+// (written before the check) still loads and serves its entities.
+func TestStoredCategoryWithTextUnsafeNameLoads(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		st := open(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := st.Put(ctx, store.Document{ID: categories.DocPrefix + "http://example.org/old#k", Body: []byte(`{"type":"category","class":"kind",
+			"description":{"term":"k","scheme":"http://example.org/old#","location":"/old/","related":["` + categories.ResourceKind + `"],
+			"attributes":{"a=b":{"type":"string","mutable":true,"required":false}}},
+			"provider":{"local":[],"remote":[]}}`)}); err != nil {
+			t.Fatal(err)
+		}
+		srv := testserver.Start(t, testserver.Options{Store: st})
+		c := newClient(t, srv.URL)
+		c.expect("PUT", "/old/e", []byte(`{"resources":[{"kind":"http://example.org/old#k","attributes":{"a=b":"v"}}]}`), 201)
+		if got := c.expect("GET", "/old/e", nil, 200, "Accept", "application/json").json(t)["attributes"].(map[string]any)["a=b"]; got != "v" {
+			t.Fatalf("attribute a=b of /old/e: %v", got)
+		}
+	})
 }

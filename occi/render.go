@@ -1,11 +1,15 @@
 package occi
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cmbs/cmbs/occi/model"
 )
@@ -22,6 +26,12 @@ type response struct {
 	lines   []textLine
 	uriList []string
 	noBody  bool
+	// stream, when set, writes the body (a collection listing, as it is
+	// read from the store), flushing it to the client after each batch;
+	// an error means the body is incomplete.
+	stream func(w flushWriter) error
+	// head: the request was HEAD, whose body is never sent.
+	head bool
 }
 
 type textLine struct{ name, value string }
@@ -35,6 +45,28 @@ func (s *Server) write(w http.ResponseWriter, resp *response) {
 	}
 	if resp.noBody {
 		w.WriteHeader(resp.status)
+		return
+	}
+	if resp.stream != nil {
+		h.Set("Content-Type", resp.rend.contentType(resp.ctype))
+		w.WriteHeader(resp.status)
+		if resp.head {
+			return
+		}
+		bw := &bufferedResponse{Writer: bufio.NewWriterSize(w, 32<<10), rc: http.NewResponseController(w)}
+		err := bw.extend()
+		if err == nil {
+			err = resp.stream(bw)
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			// The status is sent: end the response without its proper
+			// end, so the client cannot take a part for the whole.
+			s.log.Warn("collection listing aborted after its status was sent", "err", err)
+			panic(http.ErrAbortHandler)
+		}
 		return
 	}
 	switch resp.rend {
@@ -84,6 +116,41 @@ func (s *Server) write(w http.ResponseWriter, resp *response) {
 		_, _ = w.Write([]byte(b.String()))
 	}
 }
+
+// flushWriter is a buffered body that can be sent on to the client.
+type flushWriter interface {
+	io.Writer
+	Flush() error
+}
+
+// bufferedResponse buffers a streamed body; Flush sends what it holds.
+type bufferedResponse struct {
+	*bufio.Writer
+	rc *http.ResponseController
+}
+
+func (b *bufferedResponse) Flush() error {
+	if err := b.Writer.Flush(); err != nil {
+		return err
+	}
+	if err := b.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return b.extend()
+}
+
+// extend gives the next batch streamBatchTimeout to be written: a long
+// listing outlasts the server's write timeout, but not a stalled client.
+func (b *bufferedResponse) extend() error {
+	if err := b.rc.SetWriteDeadline(time.Now().Add(streamBatchTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
+}
+
+// streamBatchTimeout is how long a streamed listing may take to read,
+// render and send its next batch.
+const streamBatchTimeout = time.Minute
 
 // categoryLists renders categories grouped by class. absent marks classes
 // the client's filter did not ask for; they render as empty lists.

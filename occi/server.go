@@ -5,6 +5,7 @@
 package occi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -60,6 +62,10 @@ type Options struct {
 	// every array and member count of every object in its attribute values
 	// (413 beyond); 0 means model.DefaultMaxAttributes (10,000).
 	MaxAttributes int
+	// ListBatch is how many entities a collection listing reads from the
+	// store at a time (and about how many it holds in memory); 0 means
+	// entities.ListBatch (1,000).
+	ListBatch int
 }
 
 // Server serves the OCCI interface.
@@ -204,6 +210,7 @@ func (s *Server) handle(fn func(*http.Request) (*response, error)) http.HandlerF
 			writeError(w, r, s.log, err)
 			return
 		}
+		resp.head = r.Method == http.MethodHead
 		if resp.noBody && resp.ctype == "" {
 			// OCCI clients expect the Content-Type they asked for even on an
 			// empty answer (text/occi's body is "OK"); pyOCNI's and 1.2
@@ -429,75 +436,7 @@ func (s *Server) pathGet(r *http.Request) (*response, error) {
 	if !isCollectionPath(p) {
 		return s.entityGet(r, p)
 	}
-	rend, ctype, err := negotiate(r, true)
-	if err != nil {
-		return nil, err
-	}
-	q := entities.ListQuery{PathPrefix: p}
-	if coll, found := s.cats.ByLocation(p); found {
-		q.Collection = coll
-	} else if err := s.checkListable(r.Context(), p); err != nil {
-		return nil, err
-	}
-	body, err := readBody(r)
-	if err != nil {
-		return nil, err
-	}
-	if body.JSON != nil {
-		if q.Filters, err = entityFilters(body); err != nil {
-			return nil, err
-		}
-	}
-	matcher, err := collectionMatcher(r, body)
-	if err != nil {
-		return nil, err
-	}
-	if err := matcher.normalizeLinkEnds(); err != nil {
-		return nil, err
-	}
-	limit, skip, err := pagination(r)
-	if err != nil {
-		return nil, err
-	}
-	if matcher.empty() {
-		q.Limit, q.Skip = limit, skip
-	}
-	list, err := s.entities.List(r.Context(), q)
-	if err != nil {
-		return nil, err
-	}
-	base := s.base(r)
-	if !matcher.empty() {
-		list = s.filterEntities(list, matcher)
-		list = page(list, limit, skip)
-	}
-	if rend == renderJSON12 {
-		res, links := []any{}, []any{}
-		for _, e := range list {
-			v, err := s.view(r.Context(), e, false)
-			if err != nil {
-				return nil, err
-			}
-			if e.Type == model.TypeLink {
-				links = append(links, entity12(v, base))
-			} else {
-				res = append(res, entity12(v, base))
-			}
-		}
-		out := map[string]any{}
-		if len(res) > 0 || len(links) == 0 {
-			out["resources"] = res
-		}
-		if len(links) > 0 {
-			out["links"] = links
-		}
-		return &response{status: http.StatusOK, rend: rend, ctype: ctype, json: out}, nil
-	}
-	locs := make([]string, len(list))
-	for i, e := range list {
-		locs[i] = e.Location
-	}
-	return locationsResponse(rend, ctype, base, locs), nil
+	return s.collectionGet(r, p)
 }
 
 // checkListable answers 404 for a path ending in "/" that is no collection:
@@ -529,7 +468,39 @@ func entityFilters(body *requestBody) ([]map[string]any, error) {
 		}
 		filters = append(filters, list...)
 	}
+	if len(filters) > maxFilterAlternatives {
+		return nil, model.BadRequest("the filter has %d objects; at most %d alternatives are allowed in one request", len(filters), maxFilterAlternatives)
+	}
+	conds := 0
+	for _, f := range filters {
+		conds += countConditions(f)
+	}
+	if conds > maxFilterConditions {
+		return nil, model.BadRequest("the filter has %d conditions; at most %d are allowed in one request", conds, maxFilterConditions)
+	}
 	return filters, nil
+}
+
+// Bounds on one request's collection filter: each alternative and each
+// condition becomes part of the store query, and the stores' query planners
+// have limits of their own (docs/limits.md).
+const (
+	maxFilterAlternatives = 100
+	maxFilterConditions   = 500
+)
+
+// countConditions counts the values a filter object compares: its leaves,
+// an empty object counting as one.
+func countConditions(v any) int {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) == 0 {
+		return 1
+	}
+	n := 0
+	for _, x := range m {
+		n += countConditions(x)
+	}
+	return n
 }
 
 // filterEntities keeps the entities the matcher accepts.
@@ -557,18 +528,6 @@ func (s *Server) filterEntities(list []*model.Entity, m *entityMatcher) []*model
 		}
 	}
 	return kept
-}
-
-// page applies limit and skip to an already filtered list.
-func page(list []*model.Entity, limit, skip int) []*model.Entity {
-	if skip >= len(list) {
-		return nil
-	}
-	list = list[skip:]
-	if limit > 0 && limit < len(list) {
-		list = list[:limit]
-	}
-	return list
 }
 
 // maxPageSize is the largest ?number= served; OCCI 1.2 answers a larger
@@ -663,9 +622,22 @@ func occiDialect(rend rendering, body *requestBody) bool {
 	return true
 }
 
-// view gathers what the 1.2 and text renderings show of an entity.
+// view gathers what the 1.2 and text renderings show of an entity; with
+// withLinks, a resource's links are read from the store.
 func (s *Server) view(ctx context.Context, e *model.Entity, withLinks bool) (*entityView, error) {
-	v := &entityView{e: e}
+	var links []*model.Entity
+	if withLinks {
+		var err error
+		if links, err = s.linksFrom(ctx, e); err != nil {
+			return nil, err
+		}
+	}
+	return s.viewOf(ctx, e, links)
+}
+
+// viewOf is view with a resource's links already read.
+func (s *Server) viewOf(ctx context.Context, e *model.Entity, links []*model.Entity) (*entityView, error) {
+	v := &entityView{e: e, links: links}
 	v.kind, _ = s.cats.Get(e.Kind)
 	for _, m := range e.Mixins {
 		if mc, ok := s.cats.Get(m); ok {
@@ -695,11 +667,6 @@ func (s *Server) view(ctx context.Context, e *model.Entity, withLinks bool) (*en
 	for _, m := range v.mixins {
 		collect(m.Actions)
 	}
-	if withLinks {
-		if v.links, err = s.linksFrom(ctx, e); err != nil {
-			return nil, err
-		}
-	}
 	for _, l := range append([]*model.Entity{e}, v.links...) {
 		s.fillTargetKind(ctx, l)
 	}
@@ -711,10 +678,31 @@ func (s *Server) linksFrom(ctx context.Context, e *model.Entity) ([]*model.Entit
 	if e.Type != model.TypeResource {
 		return nil, nil
 	}
-	return s.entities.List(ctx, entities.ListQuery{
-		PathPrefix: "/",
-		Filters:    []map[string]any{{"type": model.TypeLink, "source": e.Location}},
-	})
+	return s.entities.LinksFrom(ctx, e.Location)
+}
+
+// linksBySource lists the links whose source is one of the resources, by
+// source location, in one store query: a listing's batch of resources
+// gets its links without a query per resource.
+func (s *Server) linksBySource(ctx context.Context, batch []*model.Entity) (map[string][]*model.Entity, error) {
+	var srcs []string
+	for _, e := range batch {
+		if e.Type == model.TypeResource {
+			srcs = append(srcs, e.Location)
+		}
+	}
+	if len(srcs) == 0 {
+		return nil, nil
+	}
+	links, err := s.entities.LinksFrom(ctx, srcs...)
+	if err != nil {
+		return nil, err
+	}
+	by := make(map[string][]*model.Entity, len(srcs))
+	for _, l := range links {
+		by[l.Source] = append(by[l.Source], l)
+	}
+	return by, nil
 }
 
 // isLinkPath tells whether a path is in the collection of a link kind.
@@ -933,10 +921,19 @@ func (s *Server) entityAction(r *http.Request, p string, body *requestBody) (*re
 		}
 		return &response{status: http.StatusOK, noBody: true}, nil
 	}
+	status := http.StatusOK
+	var location string
+	if acc, ok := res.(providers.Accepted); ok {
+		status, location, res = http.StatusAccepted, acc.Location, acc.Result
+	}
 	if _, err := json.Marshal(res); err != nil {
 		return nil, fmt.Errorf("action %s result: %w", term, err)
 	}
-	return &response{status: http.StatusOK, rend: renderPyOCNI, ctype: "application/json", json: res}, nil
+	resp := &response{status: status, rend: renderPyOCNI, ctype: "application/json", json: res}
+	if location != "" {
+		resp.header = http.Header{"Location": {s.base(r) + location}}
+	}
+	return resp, nil
 }
 
 func (s *Server) pathPut(r *http.Request) (*response, error) {
@@ -1066,26 +1063,23 @@ func (s *Server) membersResponse(r *http.Request, coll *model.Category, rend ren
 		}
 		return locationsResponse(rend, ctype, base, locs), nil
 	}
-	res, links := []any{}, []any{}
-	for _, e := range list {
-		v, err := s.view(r.Context(), e, false)
-		if err != nil {
-			return nil, err
-		}
-		if e.Type == model.TypeLink {
-			links = append(links, entity12(v, base))
-		} else {
-			res = append(res, entity12(v, base))
-		}
+	// The 1.2 JSON listing's rendering, resources first.
+	sort.SliceStable(list, func(i, j int) bool {
+		return list[i].Type != model.TypeLink && list[j].Type == model.TypeLink
+	})
+	links, err := s.listingLinks(r.Context(), rend, list)
+	if err != nil {
+		return nil, err
 	}
-	out := map[string]any{}
-	if len(res) > 0 || len(links) == 0 {
-		out["resources"] = res
+	var buf bytes.Buffer
+	enc := newCollectionEncoder(s, &buf, rend, base)
+	if err := enc.batch(r.Context(), list, links); err != nil {
+		return nil, err
 	}
-	if len(links) > 0 {
-		out["links"] = links
+	if err := enc.end(); err != nil {
+		return nil, err
 	}
-	return &response{status: http.StatusOK, rend: rend, ctype: ctype, json: out}, nil
+	return &response{status: http.StatusOK, rend: rend, ctype: ctype, json: json.RawMessage(buf.Bytes())}, nil
 }
 
 // ifMatch reads the revision an If-Match header names ("" when absent).

@@ -202,3 +202,11 @@ func (Storage) Delete(context.Context, *model.Entity) error { return nil }
 func (Storage) Action(_ context.Context, e *model.Entity, inv Invocation) (any, error) {
 	return nil, model.Errorf(501, "action %s on %s: kind %s has no provider bound (PUT /-/ with a \"providers\" document binds one)", inv.Term, e.Location, e.Kind)
 }
+
+// Accepted is an action result answered 202 Accepted (with Location when
+// set) instead of 200: the action started something that goes on, such as
+// a supervised service, whose state Location shows.
+type Accepted struct {
+	Location string
+	Result   any
+}

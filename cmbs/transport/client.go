@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -232,8 +234,9 @@ func (c *Client) connect(ctx context.Context, p *peer) (*clientConn, error) {
 	}
 }
 
-// dial connects to the peer, retrying refused connections every dialRetry
-// until ctx ends, and runs the ZMTP handshake.
+// dial connects to the peer and runs the ZMTP handshake, retrying every
+// dialRetry until ctx ends when the connection is refused or closed during
+// the handshake.
 func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
 	mech, err := c.opts.curve.forEndpoint(p.addr, c.opts.maxMessageSize)
 	if err != nil {
@@ -245,7 +248,7 @@ func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
 		nc, err := d.DialContext(ctx, "tcp", p.addr)
 		if err == nil {
 			gc := newGuardedConn(nc, c.opts.maxMessageSize)
-			z, err := handshake(ctx, gc, zmq4.Dealer, c.opts.handshakeTimeout, c.opts.requestTimeout, mech)
+			z, err := handshake(ctx, gc, zmq4.Dealer, c.opts.handshakeTimeout, c.opts.requestTimeout, c.opts.readLimits(false), mech)
 			if err == nil {
 				return &clientConn{z: z, waiting: make(map[uint64]chan Envelope), lastUsed: time.Now(), dead: make(chan struct{})}, nil
 			}
@@ -255,11 +258,17 @@ func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
 				return nil, c.ended(ctx, "could not connect (connected, but no ZMTP handshake)")
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				return nil, fmt.Errorf("%w: could not connect (connected, but no ZMTP handshake within %s)", ErrNoAnswer, c.opts.handshakeTimeout)
+			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+				// Closed before the handshake ended: a Server at one of
+				// its connection bounds does that (or evicted this
+				// connection to make room for another); retry as for a
+				// refused connection, as libzmq reconnects.
+				lastErr = fmt.Errorf("connection closed during the ZMTP handshake (the server may be at a connection limit): %w", err)
+			default:
+				// The peer is not a compatible ZeroMQ socket.
+				return nil, fmt.Errorf("could not connect: %w", err)
 			}
-			// The peer is not a compatible ZeroMQ socket.
-			return nil, fmt.Errorf("could not connect: %w", err)
-		}
-		if ctx.Err() == nil {
+		} else if ctx.Err() == nil {
 			lastErr = err // keep "connection refused", not our own cancel
 		}
 		select {

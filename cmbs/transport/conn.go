@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"sync"
 )
 
 // guardedConn is the net.Conn under every ZMTP connection of this package.
@@ -15,6 +16,9 @@ type guardedConn struct {
 	net.Conn
 	rd    *bufio.Reader
 	guard frameGuard // the incoming stream; Read is never called concurrently
+
+	closeOnce sync.Once
+	done      chan struct{} // closed by Close: ends a wait for the read budget
 }
 
 // readBufferSize is large enough for a burst of small messages.
@@ -25,7 +29,15 @@ func newGuardedConn(c net.Conn, maxMessage int64) *guardedConn {
 		Conn:  c,
 		rd:    bufio.NewReaderSize(c, readBufferSize),
 		guard: frameGuard{max: maxMessage, greeting: zmtpGreetingSize},
+		done:  make(chan struct{}),
 	}
+}
+
+// Close closes the connection; a read in progress, or a wait for the read
+// budget, returns an error.
+func (c *guardedConn) Close() error {
+	c.closeOnce.Do(func() { close(c.done) })
+	return c.Conn.Close()
 }
 
 func (c *guardedConn) Read(p []byte) (int, error) {
@@ -46,6 +58,11 @@ const (
 	zmtpFlagLong     = 0x02
 	zmtpFlagCommand  = 0x04
 )
+
+// maxCommandSize bounds one ZMTP command (READY with its metadata, PING,
+// ERROR…): libzmq's are a few hundred bytes, and a command is read whole,
+// during the handshake by zmq4, so a peer must not choose its size.
+const maxCommandSize = 16 << 10
 
 // frameTooBigError is returned by Read when the peer announces a frame or
 // message over the limit.
@@ -115,8 +132,8 @@ func (g *frameGuard) frameHeader() error {
 	max := uint64(g.max)
 	if flags&zmtpFlagCommand != 0 {
 		// Commands (READY, PING…) are single frames outside messages.
-		if size > max {
-			return &frameTooBigError{size: size, max: max}
+		if size > maxCommandSize {
+			return &frameTooBigError{size: size, max: maxCommandSize}
 		}
 	} else {
 		if size > max || g.msgTotal+size > max {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"syscall"
 
 	"github.com/go-zeromq/zmq4"
 
@@ -92,6 +93,15 @@ func curveGreeting(asServer bool) []byte {
 	return g
 }
 
+// ErrCurveClosed is returned by a CURVE Client whose server closed the
+// connection during the CURVE handshake proper, after both greetings: a
+// CURVE server does that when the HELLO does not open with its key (the
+// client was given another server key for the endpoint) or it refuses the
+// client without an ERROR. A Server's connection limits close connections
+// only before the peer has spoken, so unlike a connection closed earlier
+// in the handshake this one is not retried.
+var ErrCurveClosed = errors.New("transport: the CURVE server closed the connection during the handshake (is the server key configured for the endpoint its key?)")
+
 // compatible is ZMTP's socket-type rule for the two types this package
 // uses: a ROUTER takes DEALER, REQ and ROUTER peers; a DEALER takes
 // ROUTER, REP and DEALER.
@@ -148,6 +158,12 @@ func (m *curveMech) run(gc *guardedConn, typ zmq4.SocketType) (sess *curve.Sessi
 		counted = true
 	} else {
 		sess, err = curve.Client(gc, gc.Conn, *m.client, m.serverKey, md)
+		if err != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
+			// Not wrapped: Client.dial retries a connection closed
+			// during the handshake, which here would only be refused
+			// again (and counted again by the server).
+			err = fmt.Errorf("%w (server key %s): %v", ErrCurveClosed, m.serverKey, err)
+		}
 	}
 	if err != nil {
 		return nil, counted, err

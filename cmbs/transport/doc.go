@@ -12,7 +12,8 @@
 // the CMBS layers deliver broadcasts (L2) and topic messages (L3.2)
 // without PUB/SUB's losses. A client connection no request has used for
 // WithIdleTimeout (90 s) is closed, so a server that once talked to many
-// peers does not keep a connection to each of them.
+// peers does not keep a connection to each of them. docs/limits.md lists
+// every bound a peer meets.
 //
 // The ZMTP handshake (greeting, security mechanism, READY, socket-type
 // rules) is github.com/go-zeromq/zmq4's; the sockets around it are this
@@ -26,7 +27,15 @@
 //     signature within the handshake timeout, so port scanners and health
 //     probes cannot lock other peers out.
 //   - zmq4 allocates whatever frame size a peer announces: connections
-//     refuse messages over WithMaxMessageSize before the allocation.
+//     refuse messages over WithMaxMessageSize before the allocation, grow
+//     a frame's buffer only as its bytes arrive, from a ReadBudget shared
+//     by every connection, and give a message WithMessageTimeout (10 s)
+//     to arrive once started.
+//   - Nothing bounded a server's connections: a Server keeps at most
+//     WithMaxConns (512) and those of a ConnQuota it shares with others,
+//     closes peers idle for WithPeerIdleTimeout (5 min), and admits
+//     connections per source address, so that a flood of silent
+//     connections from one address locks out no one (admission.go).
 //   - zmq4's sockets move each message through several goroutines and one
 //     system call each way: here a connection's reader hands replies
 //     straight to their requests, and messages queued while another is

@@ -14,11 +14,18 @@ type options struct {
 	maxMessageSize   int64
 	handshakeTimeout time.Duration
 	curve            curveOptions // CURVE (curve.go); zero: NULL
+	messageTimeout   time.Duration
+	readBudget       *ReadBudget // nil: one of DefaultReadBudget per Server or Client
 
 	// Server.
-	handlerTimeout time.Duration
-	maxConcurrent  int
-	maxPending     int
+	handlerTimeout      time.Duration
+	maxConcurrent       int
+	maxPending          int
+	maxPendingPerSource int
+	evictAfter          time.Duration
+	maxConns            int
+	connQuota           *ConnQuota // nil: none
+	peerIdle            time.Duration
 
 	// Client.
 	requestTimeout time.Duration
@@ -30,17 +37,22 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		logger:           slog.New(slog.DiscardHandler),
-		maxMessageSize:   MaxBodySize + 64<<10,
-		handshakeTimeout: 5 * time.Second,
-		handlerTimeout:   10 * time.Second,
-		maxConcurrent:    64,
-		maxPending:       128,
-		requestTimeout:   5 * time.Second,
-		maxInFlight:      64,
-		fanOut:           16,
-		dialRetry:        50 * time.Millisecond,
-		idleTimeout:      90 * time.Second,
+		logger:              slog.New(slog.DiscardHandler),
+		maxMessageSize:      MaxBodySize + 64<<10,
+		handshakeTimeout:    5 * time.Second,
+		messageTimeout:      10 * time.Second,
+		handlerTimeout:      10 * time.Second,
+		maxConcurrent:       64,
+		maxPending:          128,
+		maxPendingPerSource: 16,
+		evictAfter:          time.Second,
+		maxConns:            512,
+		peerIdle:            5 * time.Minute,
+		requestTimeout:      5 * time.Second,
+		maxInFlight:         64,
+		fanOut:              16,
+		dialRetry:           50 * time.Millisecond,
+		idleTimeout:         90 * time.Second,
 	}
 }
 
@@ -49,7 +61,22 @@ func buildOptions(opts []Option) options {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.readBudget == nil {
+		o.readBudget = NewReadBudget(DefaultReadBudget)
+	}
+	// A message bigger than the whole budget could never be read.
+	o.maxMessageSize = min(o.maxMessageSize, o.readBudget.Size())
 	return o
+}
+
+// readLimits returns what the connections of a Server (server true) or a
+// Client enforce while reading.
+func (o *options) readLimits(server bool) readLimits {
+	rl := readLimits{budget: o.readBudget, messageTimeout: o.messageTimeout}
+	if server {
+		rl.idleTimeout = o.peerIdle
+	}
+	return rl
 }
 
 // WithLogger sets where the Server or Client logs (default: nowhere).
@@ -63,8 +90,9 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithMaxMessageSize bounds the bytes of one incoming ZeroMQ message, all
 // frames together, on the Server's and the Client's connections (default:
-// MaxBodySize + 64 KiB). A peer that announces a bigger frame is
-// disconnected before the frame is read.
+// MaxBodySize + 64 KiB; never more than the read budget, WithReadBudget).
+// A peer that announces a bigger frame is disconnected before the frame is
+// read.
 func WithMaxMessageSize(n int64) Option {
 	return func(o *options) {
 		if n > 0 {
@@ -73,9 +101,67 @@ func WithMaxMessageSize(n int64) Option {
 	}
 }
 
+// WithMessageTimeout bounds how long one incoming message may take to
+// arrive once its first byte is in, on the Server's and the Client's
+// connections (default 10s). A peer that starts a message and trickles it
+// is disconnected then, and the memory its message held is released. At
+// the default, a message of the largest size must arrive at 1.7 MB/s or
+// better.
+func WithMessageTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.messageTimeout = d
+		}
+	}
+}
+
+// WithReadBudget makes the Server's or Client's connections take the
+// buffers of large incoming messages from b, which other Servers and
+// Clients may share (default: a budget of DefaultReadBudget bytes of its
+// own). WithMaxMessageSize is lowered to b's size if it is larger.
+func WithReadBudget(b *ReadBudget) Option {
+	return func(o *options) {
+		if b != nil {
+			o.readBudget = b
+		}
+	}
+}
+
+// WithMaxConns bounds the Server's open connections, the ones still in
+// their handshake included (default 512). A connection accepted beyond it
+// is closed at once, so that idle peers cannot use up the process's file
+// descriptors.
+func WithMaxConns(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxConns = n
+		}
+	}
+}
+
+// WithConnQuota makes the Server count its connections against q too,
+// which other Servers may share (default: none, only WithMaxConns).
+func WithConnQuota(q *ConnQuota) Option {
+	return func(o *options) { o.connQuota = q }
+}
+
+// WithPeerIdleTimeout sets how long the Server keeps a connection on which
+// no message arrives and no handler runs (default 5m); it is then closed.
+// A peer's ZMTP heartbeats do not count as messages. Peers of this
+// package's Client close their idle connections first (WithIdleTimeout).
+func WithPeerIdleTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.peerIdle = d
+		}
+	}
+}
+
 // WithHandshakeTimeout bounds how long a new connection may take to start
 // and finish the ZMTP handshake (default 5s). On the Server, a connection
-// that sends nothing within it is dropped.
+// that sends nothing within it is dropped; one that sends nothing, or
+// takes over a second, may be evicted sooner to make room for another
+// (see docs/limits.md).
 func WithHandshakeTimeout(d time.Duration) Option {
 	return func(o *options) {
 		if d > 0 {
@@ -152,11 +238,33 @@ func WithIdleTimeout(d time.Duration) Option {
 }
 
 // withMaxPending bounds the Server's connections that have not finished
-// the ZMTP handshake (default 128); more are closed at once. Tests lower it.
+// the ZMTP handshake (default 128); beyond it, a new connection evicts the
+// oldest evictable one, or is closed (see admission.go). Tests lower it.
 func withMaxPending(n int) Option {
 	return func(o *options) {
 		if n > 0 {
 			o.maxPending = n
+		}
+	}
+}
+
+// withMaxPendingPerSource bounds the Server's connections from one address
+// that have not finished the ZMTP handshake (default 16), as
+// withMaxPending does for all. Tests change it.
+func withMaxPendingPerSource(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxPendingPerSource = n
+		}
+	}
+}
+
+// withEvictAfter sets how long a pending connection that has sent bytes is
+// safe from eviction (default 1s). Tests that hold handshakes raise it.
+func withEvictAfter(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.evictAfter = d
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,11 @@ const malformedID = "unparsed"
 // Each accepted connection has a goroutine of its own that must see the
 // ZMTP signature within the handshake timeout and then runs the handshake
 // and the connection's read loop, so a client that connects and sends
-// nothing (a port scanner, a health probe) holds up nobody else.
+// nothing (a port scanner, a health probe) holds up nobody else. What a
+// peer can make the server hold is bounded: connections (WithMaxConns,
+// WithConnQuota, WithPeerIdleTimeout, and per source address while they
+// handshake: admission.go) and memory (WithMaxMessageSize, WithReadBudget,
+// WithMessageTimeout).
 type Server struct {
 	ln      net.Listener
 	addr    string
@@ -64,15 +69,18 @@ type Server struct {
 
 	mu      sync.Mutex
 	closed  bool
-	conns   map[*guardedConn]struct{} // every open connection
-	waiting int                       // connections before their signature
-	nextID  uint32                    // for connection identities
+	conns   map[*guardedConn]struct{}     // every open connection
+	pending map[netip.Addr][]*pendingConn // connections before their handshake is done, by source, oldest first
+	waiting int                           // connections in pending
+	nextID  uint32                        // for connection identities
+
+	lastRefusal time.Time // when a refused connection was last logged as a warning
 
 	closeOnce sync.Once
 	closeErr  error
 
 	connections, requests, replies, malformed, handlerErrors,
-	overloaded, sendErrors, rejected atomic.Uint64
+	overloaded, sendErrors, rejected, idleClosed, slowClosed atomic.Uint64
 }
 
 // ServerStats counts what a Server has seen since Listen.
@@ -84,7 +92,9 @@ type ServerStats struct {
 	HandlerErrors uint64 `json:"handler_errors"`       // handler calls that failed, panicked, timed out or returned an invalid reply
 	Overloaded    uint64 `json:"overloaded"`           // requests refused because every handler slot was busy
 	SendErrors    uint64 `json:"send_errors"`          // replies that could not be sent (usually: the peer left)
-	RejectedConns uint64 `json:"rejected_connections"` // TCP connections dropped before ZMTP: silent, not ZMTP, or too many waiting
+	RejectedConns uint64 `json:"rejected_connections"` // TCP connections dropped before ZMTP: silent, not ZMTP, evicted, or beyond a bound
+	IdleClosed    uint64 `json:"idle_closed"`          // connections closed after WithPeerIdleTimeout without a message
+	SlowClosed    uint64 `json:"slow_closed"`          // connections closed because a message did not arrive whole within WithMessageTimeout
 }
 
 // Listen binds endpoint ("tcp://host:port"; port 0 picks a free port, see
@@ -109,7 +119,7 @@ func Listen(ctx context.Context, endpoint string, h Handler, opts ...Option) (*S
 		}
 		return nil, fmt.Errorf("transport: listen %s: %w", endpoint, err)
 	}
-	s := &Server{ln: ln, handler: h, opts: buildOptions(opts), conns: make(map[*guardedConn]struct{})}
+	s := &Server{ln: ln, handler: h, opts: buildOptions(opts), conns: make(map[*guardedConn]struct{}), pending: make(map[netip.Addr][]*pendingConn)}
 	s.addr = "tcp://" + ln.Addr().String()
 	s.log = s.opts.logger.With("component", "transport.server", "endpoint", s.addr)
 	s.slots = make(chan struct{}, s.opts.maxConcurrent)
@@ -135,6 +145,8 @@ func (s *Server) Stats() ServerStats {
 		Overloaded:    s.overloaded.Load(),
 		SendErrors:    s.sendErrors.Load(),
 		RejectedConns: s.rejected.Load(),
+		IdleClosed:    s.idleClosed.Load(),
+		SlowClosed:    s.slowClosed.Load(),
 	}
 }
 
@@ -177,49 +189,72 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		backoff = 0
+		now := time.Now()
+		source := sourceOf(c.RemoteAddr())
 		s.mu.Lock()
-		if s.closed || s.waiting >= s.opts.maxPending {
-			closed := s.closed
+		if s.closed {
 			s.mu.Unlock()
-			if !closed {
-				s.rejected.Add(1)
-				s.log.Debug("too many connections waiting for their handshake; dropping", "remote", c.RemoteAddr().String())
+			_ = c.Close()
+			continue
+		}
+		refused := s.admit(source, now)
+		if refused == "" && s.opts.connQuota != nil && !s.opts.connQuota.tryAcquire() {
+			refused = fmt.Sprintf("the process's %d ZeroMQ connections are open", s.opts.connQuota.Max())
+		}
+		if refused != "" {
+			// A flood refuses thousands: say so once a minute.
+			warn := now.Sub(s.lastRefusal) >= time.Minute
+			if warn {
+				s.lastRefusal = now
+			}
+			s.mu.Unlock()
+			n := s.rejected.Add(1)
+			if warn {
+				s.log.Warn(refused+"; dropping new connections (logged once a minute)", "remote", c.RemoteAddr().String(), "rejected_connections", n)
+			} else {
+				s.log.Debug(refused+"; dropping", "remote", c.RemoteAddr().String())
 			}
 			_ = c.Close()
 			continue
 		}
-		gc := newGuardedConn(c, s.opts.maxMessageSize)
-		s.conns[gc] = struct{}{}
-		s.waiting++
+		pc := &pendingConn{gc: newGuardedConn(c, s.opts.maxMessageSize), source: source, accepted: now}
+		s.conns[pc.gc] = struct{}{}
+		s.pend(pc)
 		s.nextID++
 		id := s.nextID
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.serveConn(gc, id)
+		go s.serveConn(pc, id)
 	}
 }
 
 // serveConn waits for the connection's ZMTP signature, runs the handshake
 // and then reads and dispatches its messages until it ends.
-func (s *Server) serveConn(gc *guardedConn, id uint32) {
+func (s *Server) serveConn(pc *pendingConn, id uint32) {
 	defer s.wg.Done()
+	gc := pc.gc
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, gc)
 		s.mu.Unlock()
 		_ = gc.Close()
+		if s.opts.connQuota != nil {
+			s.opts.connQuota.release()
+		}
 	}()
 	// A connection counts against maxPending until its handshake is done,
 	// so peers that start ZMTP and stall cannot pile up either.
 	var z *zconn
-	err := s.signature(gc)
+	err := s.signature(pc)
 	if err == nil {
-		if z, err = handshake(s.ctx, gc, zmq4.Router, s.opts.handshakeTimeout, replySendTimeout, s.opts.curve.forServer(s.opts.maxMessageSize)); err != nil {
+		if z, err = handshake(s.ctx, gc, zmq4.Router, s.opts.handshakeTimeout, replySendTimeout, s.opts.readLimits(true), s.opts.curve.forServer(s.opts.maxMessageSize)); err != nil {
 			s.log.Debug("ZMTP handshake failed", "remote", gc.RemoteAddr().String(), "err", err)
 		}
 	}
 	s.mu.Lock()
-	s.waiting--
+	if !pc.evicted {
+		s.unpend(pc)
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return
@@ -231,7 +266,15 @@ func (s *Server) serveConn(gc *guardedConn, id uint32) {
 	for {
 		frames, err := z.readMsg(append(make([][]byte, 0, envelopeFrames+1), identity))
 		if err != nil {
-			if s.ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			switch {
+			case s.ctx.Err() != nil:
+			case errors.Is(err, errIdle):
+				s.idleClosed.Add(1)
+				s.log.Debug("closing an idle connection", "remote", gc.RemoteAddr().String(), "err", err)
+			case errors.Is(err, errSlowMessage), errors.Is(err, errBudgetWait):
+				s.slowClosed.Add(1)
+				s.log.Info("closing a connection whose message did not arrive in time", "remote", gc.RemoteAddr().String(), "err", err)
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 				s.log.Debug("connection ended", "remote", gc.RemoteAddr().String(), "err", err)
 			}
 			return
@@ -243,17 +286,33 @@ func (s *Server) serveConn(gc *guardedConn, id uint32) {
 // signature waits for the 10-byte ZMTP signature within the handshake
 // timeout, leaving it buffered for the handshake to read. A connection
 // that does not send one is counted, and the error returned.
-func (s *Server) signature(gc *guardedConn) error {
+func (s *Server) signature(pc *pendingConn) error {
+	gc := pc.gc
 	_ = gc.SetReadDeadline(time.Now().Add(s.opts.handshakeTimeout))
-	sig, err := gc.rd.Peek(10) // left buffered for the handshake
+	// Until the peer has sent something it may be evicted (admission.go);
+	// noting that it did before reading anything leaves no moment when it
+	// looks silent.
+	err := waitReadable(gc.Conn)
+	s.mu.Lock()
+	pc.spoke = true
+	s.mu.Unlock()
+	var sig []byte
+	if err == nil {
+		sig, err = gc.rd.Peek(10) // left buffered for the handshake
+	}
 	if err == nil && (sig[0] != 0xFF || sig[9] != 0x7F) {
 		err = errors.New("not a ZMTP signature")
 	}
 	if err != nil && s.ctx.Err() == nil {
-		// Counted before the caller closes, so that a peer seeing the
-		// close also sees the count.
-		s.rejected.Add(1)
-		s.log.Debug("dropped a connection that did not start ZMTP", "remote", gc.RemoteAddr().String(), "err", err)
+		s.mu.Lock()
+		evicted := pc.evicted // and counted then
+		s.mu.Unlock()
+		if !evicted {
+			// Counted before the caller closes, so that a peer seeing the
+			// close also sees the count.
+			s.rejected.Add(1)
+			s.log.Debug("dropped a connection that did not start ZMTP", "remote", gc.RemoteAddr().String(), "err", err)
+		}
 	}
 	return err
 }

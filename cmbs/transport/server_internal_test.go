@@ -14,7 +14,7 @@ import (
 // it, new connections are dropped, and a slot freed serves again.
 func TestStalledHandshakesAreBounded(t *testing.T) {
 	ctx := testCtx(t)
-	srv := startServer(t, echo, WithHandshakeTimeout(5*time.Minute), withMaxPending(2))
+	srv := startServer(t, echo, WithHandshakeTimeout(5*time.Minute), withMaxPending(2), withEvictAfter(5*time.Minute))
 	sig := []byte{0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f}
 	var stalled []net.Conn
 	for range 2 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,11 @@ type zconn struct {
 	// sec is the connection's CURVE state (curve.go); nil: NULL.
 	sec *curveConn
 
+	// What readMsg enforces; see readLimits.
+	readLimits
+	lastStart time.Time // when the last message (or the connection) started
+	deadline  time.Time // the read deadline set on gc; zero: none
+
 	// active counts the exchanges in progress on the connection (requests
 	// awaiting replies on a client, handlers running on a server), kept
 	// by the owner; write uses it to guess whether more messages follow.
@@ -58,10 +64,41 @@ type zconn struct {
 	werr     error  // the first write error; later sends fail with it
 }
 
+// readLimits bound what a peer can make a connection hold while reading.
+type readLimits struct {
+	// budget is where frame buffers beyond a message's first
+	// freeMessageBytes are taken from; nil counts nothing (tests).
+	budget *ReadBudget
+	// messageTimeout bounds a message's arrival once its first byte is
+	// in; zero sets no read deadlines at all (tests).
+	messageTimeout time.Duration
+	// idleTimeout closes a connection on which no message has started
+	// for that long, unless exchanges are active on it; zero never does.
+	idleTimeout time.Duration
+}
+
+// freeMessageBytes of each message are allocated as their frames announce
+// them, without the read budget: most messages are that small, and a
+// connection can hold no more than that without sending it.
+const freeMessageBytes = 16 << 10
+
+// Growing a large frame's buffer: from largeFrameStart bytes, doubling,
+// by at most maxFrameGrowth bytes at a time, so that the buffer is never
+// much more than twice what the peer has sent.
+const (
+	largeFrameStart = 64 << 10
+	maxFrameGrowth  = 4 << 20
+)
+
+// errIdle ends a connection on which no message started within the idle
+// timeout.
+var errIdle = errors.New("connection idle")
+
 // handshake runs the ZMTP handshake on gc as a socket of type typ (a
 // ROUTER is the side that accepted the connection), bounded by ctx and by
-// timeout, with the CURVE mechanism mech or, when it is nil, NULL.
-func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, timeout, writeTimeout time.Duration, mech *curveMech) (*zconn, error) {
+// timeout, with the CURVE mechanism mech or, when it is nil, NULL. rl is
+// what readMsg enforces on the connection, CURVE or not.
+func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, timeout, writeTimeout time.Duration, rl readLimits, mech *curveMech) (*zconn, error) {
 	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -83,54 +120,214 @@ func handshake(ctx context.Context, gc *guardedConn, typ zmq4.SocketType, timeou
 		return nil, err
 	}
 	_ = gc.SetDeadline(time.Time{})
-	return &zconn{gc: gc, writeTimeout: writeTimeout, sec: sec}, nil
+	z := &zconn{gc: gc, writeTimeout: writeTimeout, sec: sec, readLimits: rl, lastStart: time.Now()}
+	if rl.messageTimeout > 0 {
+		// The first wait for a message; awaitMessage extends it to the
+		// idle timeout.
+		z.setReadDeadline(z.lastStart.Add(z.firstWait()))
+	}
+	return z, nil
 }
 
 // readMsg appends the next message's frames to frames (so that a caller
 // can put its own first, with room for an envelope's). ZMTP commands are
 // handled here (PING is answered) and not returned. It must not be called
 // concurrently.
-func (z *zconn) readMsg(frames [][]byte) ([][]byte, error) {
+//
+// Once a message's first byte is in, the whole message must arrive within
+// the message timeout (up to a sixteenth more); waiting for that first
+// byte is bounded by the idle timeout instead. While the peer sends a
+// message at least every message timeout, the idle timeout costs nothing
+// more.
+func (z *zconn) readMsg(frames [][]byte) (_ [][]byte, err error) {
+	var held int64 // budget bytes this message's buffers hold
+	defer func() {
+		if held > 0 {
+			z.budget.release(held)
+		}
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, errBudgetWait) {
+			err = fmt.Errorf("%w: message not complete within %s: %w", errSlowMessage, z.messageTimeout, err)
+		}
+	}()
 	start := len(frames)
 	hdr := z.rhdr[:]
+message:
 	for {
-		if _, err := io.ReadFull(z.gc, hdr[:2]); err != nil {
-			return nil, err
-		}
-		flags := hdr[0]
-		size := uint64(hdr[1])
-		if flags&zmtpFlagLong != 0 {
-			hdr[0] = hdr[1]
-			if _, err := io.ReadFull(z.gc, hdr[1:8]); err != nil {
+		var started, deadline time.Time
+		if z.messageTimeout > 0 {
+			if err := z.awaitMessage(); err != nil {
 				return nil, err
 			}
-			size = binary.BigEndian.Uint64(hdr[:8])
+			started = time.Now()
+			// Moving the deadline costs a timer update: it is moved
+			// ahead by a sixteenth more than needed, and left alone
+			// while it leaves the message its whole timeout and no more
+			// than that sixteenth beyond (a wait for the message may
+			// have moved it to the idle timeout), so that a busy
+			// connection moves it a few times a second, not once per
+			// message.
+			need := started.Add(z.messageTimeout)
+			if slack := z.messageTimeout / 16; z.deadline.Before(need) || z.deadline.After(need.Add(slack)) {
+				z.setReadDeadline(need.Add(slack))
+			}
+			deadline = z.deadline
 		}
-		// The guarded connection has refused sizes over the limit by now.
-		body := make([]byte, size)
-		if _, err := io.ReadFull(z.gc, body); err != nil {
-			return nil, err
-		}
-		if z.sec != nil {
-			var err error
-			if flags, body, err = z.sec.open(body); err != nil {
+		free := uint64(freeMessageBytes)
+		for {
+			if _, err := io.ReadFull(z.gc, hdr[:2]); err != nil {
 				return nil, err
 			}
-		}
-		if flags&zmtpFlagCommand != 0 {
-			if err := z.command(body); err != nil {
+			flags := hdr[0]
+			size := uint64(hdr[1])
+			if flags&zmtpFlagLong != 0 {
+				hdr[0] = hdr[1]
+				if _, err := io.ReadFull(z.gc, hdr[1:8]); err != nil {
+					return nil, err
+				}
+				size = binary.BigEndian.Uint64(hdr[:8])
+			}
+			// The guarded connection has refused sizes over the limit by now.
+			var body []byte
+			if flags&zmtpFlagCommand != 0 {
+				// At most maxCommandSize, and garbage once handled: not
+				// kept with the message, whatever a peer interleaves.
+				body = make([]byte, size)
+				if _, err := io.ReadFull(z.gc, body); err != nil {
+					return nil, err
+				}
+			} else if size <= free {
+				free -= size
+				body = make([]byte, size)
+				if _, err := io.ReadFull(z.gc, body); err != nil {
+					return nil, err
+				}
+			} else if body, err = z.readLarge(int(size), deadline, &held); err != nil {
 				return nil, err
 			}
-			continue
-		}
-		if len(frames)-start == maxFramesPerMessage {
-			return nil, errTooManyFrames
-		}
-		frames = append(frames, body)
-		if flags&zmtpFlagMore == 0 {
-			return frames, nil
+			if z.sec != nil {
+				// On CURVE every frame is a MESSAGE (flags 0 on the wire,
+				// read and counted above like any frame): its box holds
+				// the frame's flags, its payload the frame's body, and
+				// open checks the message's plaintext size.
+				if flags, body, err = z.sec.open(body); err != nil {
+					return nil, err
+				}
+			}
+			if flags&zmtpFlagCommand != 0 {
+				if err := z.command(body); err != nil {
+					return nil, err
+				}
+				if len(frames) == start {
+					// A command (a heartbeat) is no message: the wait for
+					// one goes on, and the connection stays as idle as it
+					// was, which heartbeats more frequent than the read
+					// deadline would otherwise hide.
+					if z.idleTimeout > 0 && time.Since(z.lastStart) >= z.idleTimeout && z.active.Load() == 0 {
+						return nil, fmt.Errorf("%w: no message for %s, only ZMTP commands", errIdle, z.idleTimeout)
+					}
+					continue message
+				}
+				continue
+			}
+			if len(frames)-start == maxFramesPerMessage {
+				return nil, errTooManyFrames
+			}
+			frames = append(frames, body)
+			if flags&zmtpFlagMore == 0 {
+				if !started.IsZero() {
+					z.lastStart = started
+					if w := z.firstWait(); w < z.messageTimeout {
+						// An idle timeout shorter than the message
+						// timeout: wait for the next message no longer.
+						z.setReadDeadline(started.Add(w))
+					}
+				}
+				return frames, nil
+			}
 		}
 	}
+}
+
+// firstWait is how long a wait for the next message goes before
+// awaitMessage looks at the idle timeout: the message timeout, or the idle
+// timeout when that is shorter.
+func (z *zconn) firstWait() time.Duration {
+	if z.idleTimeout > 0 {
+		return min(z.messageTimeout, z.idleTimeout)
+	}
+	return z.messageTimeout
+}
+
+// errSlowMessage ends a connection whose peer started a message and did
+// not finish it within the message timeout.
+var errSlowMessage = errors.New("peer too slow")
+
+// awaitMessage waits until the next message's first byte is in. The read
+// deadline is the one set for the previous message; when it passes first,
+// the wait goes on up to the idle timeout since that message started, and
+// beyond it while exchanges are active on the connection (a server's
+// handlers still running).
+func (z *zconn) awaitMessage() error {
+	for {
+		if z.gc.rd.Buffered() > 0 {
+			return nil
+		}
+		_, err := z.gc.rd.Peek(1)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		var next time.Time // no idle timeout: wait on
+		if z.idleTimeout > 0 {
+			now := time.Now()
+			next = z.lastStart.Add(z.idleTimeout)
+			if !now.Before(next) {
+				if z.active.Load() == 0 {
+					return fmt.Errorf("%w: no message for %s", errIdle, z.idleTimeout)
+				}
+				next = now.Add(z.idleTimeout)
+			}
+		}
+		z.setReadDeadline(next)
+	}
+}
+
+// setReadDeadline sets gc's read deadline to t, remembering it.
+func (z *zconn) setReadDeadline(t time.Time) {
+	z.deadline = t
+	_ = z.gc.SetReadDeadline(t)
+}
+
+// peerGone reports whether the peer has closed its side.
+func (z *zconn) peerGone() bool { return peerClosed(z.gc.Conn) }
+
+// readLarge reads a frame body of size bytes into a buffer that grows as
+// the bytes arrive, each growth taken from the read budget (held counts
+// what this message holds). A peer announcing a large frame and sending
+// little of it holds little.
+func (z *zconn) readLarge(size int, deadline time.Time, held *int64) ([]byte, error) {
+	var body []byte
+	for len(body) < size {
+		c := cap(body)
+		newCap := min(size, max(2*c, largeFrameStart), c+maxFrameGrowth)
+		if z.budget != nil {
+			if err := z.budget.acquire(int64(newCap-c), deadline, z.gc.done, z.peerGone); err != nil {
+				return nil, err
+			}
+			*held += int64(newCap - c)
+		}
+		grown := make([]byte, len(body), newCap)
+		copy(grown, body)
+		body = grown
+		n, err := io.ReadFull(z.gc, body[len(body):newCap])
+		body = body[:len(body)+n]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return body, nil
 }
 
 // command handles a ZMTP command received after the handshake: PING is

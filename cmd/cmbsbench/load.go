@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/occi"
+	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/providers"
 	"github.com/cmbs/cmbs/store"
 )
@@ -56,16 +58,33 @@ type benchServer struct {
 }
 
 func startServer(ctx context.Context, st store.Store, clients int, log *slog.Logger) (*benchServer, error) {
+	b, _, err := startServerWith(ctx, st, clients, log, nil)
+	return b, err
+}
+
+// startServerWrapped is startServer with the OCCI handler wrapped by wrap
+// (nil: served as is), e.g. in cmbsd's metrics and request log middleware.
+func startServerWrapped(ctx context.Context, st store.Store, clients int, log *slog.Logger, wrap func(*occi.Server, http.Handler) http.Handler) (*benchServer, error) {
+	b, _, err := startServerWith(ctx, st, clients, log, wrap)
+	return b, err
+}
+
+// startServerWith is startServerWrapped, also returning the OCCI server behind it.
+func startServerWith(ctx context.Context, st store.Store, clients int, log *slog.Logger, wrap func(*occi.Server, http.Handler) http.Handler) (*benchServer, *occi.Server, error) {
 	reg := providers.NewRegistry()
 	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	handler := srv.Handler()
+	if wrap != nil {
+		handler = wrap(srv, handler)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = hs.Serve(ln) }()
 	tr := &http.Transport{MaxIdleConnsPerHost: clients * 2, MaxConnsPerHost: clients * 2, DisableCompression: true}
@@ -79,17 +98,21 @@ func startServer(ctx context.Context, st store.Store, clients int, log *slog.Log
 			<-done
 			tr.CloseIdleConnections()
 		},
-	}, nil
+	}, srv, nil
 }
 
-// do sends one OCCI JSON request and checks the status.
-func (b *benchServer) do(ctx context.Context, method, path string, body []byte, want int) ([]byte, error) {
+// do sends one OCCI JSON request and checks the status; header holds
+// name/value pairs to add.
+func (b *benchServer) do(ctx context.Context, method, path string, body []byte, want int, header ...string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, b.url+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/occi+json")
 	req.Header.Set("Accept", "application/occi+json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := b.client.Do(req)
 	if err != nil {
 		return nil, err
@@ -103,6 +126,14 @@ func (b *benchServer) do(ctx context.Context, method, path string, body []byte, 
 		return nil, fmt.Errorf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, out)
 	}
 	return out, nil
+}
+
+// entityBody is the pyOCNI JSON create request for e.
+func entityBody(e *model.Entity) []byte {
+	b, _ := json.Marshal(map[string]any{"resources": []any{map[string]any{
+		"kind": e.Kind, "id": e.ID, "title": e.Title, "attributes": e.Attributes,
+	}}})
+	return b
 }
 
 // benchKind is the category the benchmarks create entities of.

@@ -3,8 +3,13 @@
 //
 //   - OCCI create and get throughput at 16 concurrent clients against raw
 //     kivik Put/Get of the same documents on the same CouchDB (goal ≥ 0.8×);
+//   - the same create/get workload with cmbsd's Prometheus metrics and
+//     request logging on against off (metrics_overhead, goal ≥ 0.95×; best
+//     of several alternating rounds per side, spread printed);
 //   - a filter returning 10 entities out of 1k and out of 100k entities on
-//     the embedded store (goal: ≤ 2× apart);
+//     the embedded store, as a JSON body and as an X-OCCI-Attribute header
+//     (goal: ≤ 2× apart); then the memory an unpaged listing of the 100k
+//     takes in each rendering (goal < 150 MB);
 //   - the CMBS broker between cmbsd nodes on 127.0.0.1, each with its own
 //     embedded store: send_l1 round trip against a raw zmq4 REQ/REP round
 //     trip (goal ≤ 1.5×); L2 and L3.2 fan-out from one member to 10,
@@ -13,6 +18,15 @@
 //     not installed); check_neighbors over a chain of 50 members (goal < 1s);
 //     L2 fan-out with CURVE on every socket against the same without it
 //     (goal ≥ 0.7×, best of 3 alternating rounds each).
+//   - process execute of a /bin/true definition through HTTP against the
+//     same os/exec run, sequential and 8 in flight (exec_vs_raw, goal ≥ 0.7),
+//     and the tr definition over 10 MiB of input against piping it through tr
+//     (tr_throughput_vs_raw, goal ≥ 0.8).
+//   - two servers on one CouchDB following its changes feed: how long a
+//     category registered on one takes to be in force on the other
+//     (cache_propagation_ms, the p99; goal ≤ 1000 ms), and entity creates
+//     on a database two servers follow against one nobody follows
+//     (feed_create_overhead).
 //
 // The last line printed is one JSON object with every measured number.
 // -quick finishes in under a minute with smaller sizes (it says which).
@@ -43,6 +57,8 @@ type config struct {
 	filterBig int
 	repeats   int
 
+	observeRounds int
+
 	l1Count      int
 	fanoutMsgs   int
 	fanoutWindow int
@@ -63,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.docs, "docs", 0, "documents per throughput phase (default 3000, quick 600)")
 	fs.StringVar(&cfg.couchURL, "couch", os.Getenv("COUCHDB_URL"), "CouchDB URL to measure against (default: start the project's CouchDB-API test peer)")
 	fs.IntVar(&cfg.filterBig, "filter-big", 0, "entities in the large filter phase (default 100000, quick 10000)")
+	fs.IntVar(&cfg.observeRounds, "observe-rounds", 0, "rounds per side (with and without metrics and request logging) in the overhead phase (default 5, quick 3)")
 	fs.IntVar(&cfg.repeats, "repeats", 0, "timed repetitions per filter query (default 50, quick 20)")
 	fs.IntVar(&cfg.l1Count, "l1-rtts", 0, "timed send_l1 round trips (default 2000, quick 300); the raw baseline does 5×")
 	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 0, "messages per fan-out measurement, each to 10 members (default 5000, quick 300; the raw baselines send as many)")
@@ -77,6 +94,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.filterBig == 0 {
 		cfg.filterBig = map[bool]int{true: 10000, false: 100000}[cfg.quick]
+	}
+	if cfg.observeRounds == 0 {
+		cfg.observeRounds = map[bool]int{true: 3, false: 5}[cfg.quick]
 	}
 	if cfg.repeats == 0 {
 		cfg.repeats = map[bool]int{true: 20, false: 50}[cfg.quick]
@@ -99,11 +119,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fn   func(context.Context, config, *slog.Logger, func(string, ...any), map[string]any) error
 	}{
 		{"throughput (CouchDB)", benchThroughput},
+		{"metrics and request log overhead on create/get (CouchDB, embedded)", benchObserve},
 		{"filter scaling (embedded store)", benchFilter},
 		{"CMBS L1 round trip vs zmq4 REQ/REP", benchL1},
 		{"CMBS L2/L3.2 fan-out to 10 members vs zmq4 PUB/SUB and NATS", benchFanout},
 		{"CMBS discovery of a 50-member chain", benchDiscovery},
 		{"CMBS L2 fan-out with CURVE vs NULL", benchCurve},
+		{"process execute vs os/exec", benchProcess},
+		{"bus rpc and events vs zmq4", benchBus},
+		{"cache propagation between two servers on one CouchDB", benchPropagation},
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -54,9 +54,7 @@ func benchThroughput(ctx context.Context, cfg config, log *slog.Logger, out func
 		if docs[i], err = json.Marshal(e); err != nil {
 			return err
 		}
-		bodies[i], _ = json.Marshal(map[string]any{"resources": []any{map[string]any{
-			"kind": e.Kind, "id": e.ID, "title": e.Title, "attributes": e.Attributes,
-		}}})
+		bodies[i] = entityBody(e)
 	}
 	dbName := func(kind string, round int) string { return fmt.Sprintf("bench_%s_%s_%d", kind, suffix, round) }
 	defer func() {

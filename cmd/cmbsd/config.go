@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/internal/netaddr"
 	"github.com/cmbs/cmbs/occi/basicauth"
 	"github.com/cmbs/cmbs/occi/model"
@@ -29,10 +31,18 @@ const (
 	defaultLayersFile      = "layers.json"
 	defaultDB              = "cmbs"
 	defaultMaxBody         = 4 << 20
+	defaultMaxOutput       = 1 << 20
 	defaultShutdownTimeout = 10 * time.Second
+	defaultStoreTimeout    = 10 * time.Second
 	defaultPeerTimeout     = 3 * time.Second
 	maxPeerTimeout         = 5 * time.Minute
-	envPrefix              = "CMBS_"
+	// ZeroMQ limits (docs/limits.md, "ZeroMQ").
+	defaultZMQMaxConns       = 512
+	defaultZMQIdleTimeout    = 5 * time.Minute
+	defaultZMQMaxMessage     = transport.MaxBodySize + 64<<10
+	defaultZMQReadBudget     = transport.DefaultReadBudget
+	defaultZMQMessageTimeout = 10 * time.Second
+	envPrefix                = "CMBS_"
 )
 
 // storeKind says which store implementation --store selects.
@@ -69,6 +79,9 @@ type config struct {
 	Insecure bool
 	// LogLevel is the minimum level logged.
 	LogLevel slog.Level
+	// LogFormat is "text" (slog's key=value lines) or "json" (one JSON
+	// object per line).
+	LogFormat string
 	// MaxBody limits request bodies, in bytes.
 	MaxBody int64
 	// MaxAttributes bounds an entity's attribute count and every array's
@@ -76,6 +89,9 @@ type config struct {
 	MaxAttributes int
 	// ShutdownTimeout bounds the wait for in-flight requests on SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration
+	// StoreTimeout bounds every store call: a store that does not answer in
+	// time fails the request with 503 instead of holding it.
+	StoreTimeout time.Duration
 	// PeerTimeout bounds every call to another CMBS member (connect, send,
 	// answer): a dead or slow peer costs at most this long.
 	PeerTimeout time.Duration
@@ -87,6 +103,24 @@ type config struct {
 	ImportLayersFile string
 	// Curve is the CURVE configuration (curve.go); nil without --curve-key.
 	Curve *cmbs.CurveOptions
+	// MaxOutput caps a process execution's output and stderr, each, in bytes.
+	MaxOutput int64
+	// RunDir is where process executions get their private run
+	// directories; "" means the system's temporary directory.
+	RunDir string
+	// Bus is the bus sockets and agents (busconfig.go).
+	Bus busConfig
+	// ZMQ bounds what ZeroMQ peers may make the broker hold.
+	ZMQ zmqLimits
+}
+
+// zmqLimits are the --zmq-* flags.
+type zmqLimits struct {
+	MaxConns       int           // open connections per member layer socket
+	IdleTimeout    time.Duration // a layer socket's connection without a message is closed after it
+	MaxMessage     int64         // bytes of one incoming message
+	ReadBudget     int64         // bytes all connections may hold for messages still arriving
+	MessageTimeout time.Duration // an incoming message must arrive whole within it
 }
 
 // configError is a bad configuration: run reports it and exits 2.
@@ -109,10 +143,14 @@ func envName(flagName string) string {
 type rawConfig struct {
 	listen, store, db, publicURL, users, logLevel, layersFile string
 	layersRecord                                              string
+	runDir                                                    string
+	logFormat                                                 string
 	insecure                                                  bool
-	maxBody                                                   int64
+	maxBody, maxOutput                                        int64
 	maxAttributes                                             int
-	shutdownTimeout, peerTimeout                              time.Duration
+	shutdownTimeout, peerTimeout, storeTimeout                time.Duration
+	zmq                                                       zmqLimits
+	bus                                                       rawBus
 
 	curve curveFlags // --curve-key, --curve-clients, --curve-servers
 }
@@ -136,14 +174,24 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.users, "users", "", "basic-auth users `file` (user:password or user:bcrypt-hash per line); when set, every request needs valid credentials")
 	fs.BoolVar(&raw.insecure, "insecure", false, "allow a non-loopback --listen address without --users, and CMBS layer sockets on non-loopback addresses (without --curve-key they do not authenticate peers)")
 	fs.StringVar(&raw.logLevel, "log-level", "info", "minimum log `level`: debug, info, warn or error")
+	fs.StringVar(&raw.logFormat, "log-format", "text", "log line `format`: text (key=value) or json (one object per line)")
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
 	fs.IntVar(&raw.maxAttributes, "max-attributes", model.DefaultMaxAttributes, "most attributes an entity may have, and most elements or members of any array or object in its attribute values (`count`)")
 	fs.StringVar(&raw.layersRecord, "layers-record", cmbs.DefaultLayersID, "`id` of the store document recording which member layers run, so that a restart binds them again (servers sharing a CouchDB database each need their own; \"none\" disables)")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "layers.json `file` of an earlier cmbsd, imported into the store when it holds no record yet (default: layers.json beside the sqlite database; none with CouchDB; \"none\" for none)")
+	fs.Int64Var(&raw.maxOutput, "max-output", defaultMaxOutput, "cap in `bytes` of a process execution's output and of its stderr; beyond it they are truncated (truncated:true)")
+	fs.StringVar(&raw.runDir, "run-dir", "", "`directory` in which each process execution gets its private run directory (default: the system's temporary directory; a tmpfs such as /dev/shm makes short runs faster)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
+	fs.DurationVar(&raw.storeTimeout, "store-timeout", defaultStoreTimeout, "how long one store call may take before the request fails with 503 (a frozen CouchDB, a stalled disk)")
 	fs.DurationVar(&raw.peerTimeout, "peer-timeout", defaultPeerTimeout, "how long a call to another CMBS member (a send, a discovery probe, an L4 forward) waits for its answer")
 	raw.curve.register(fs)
+	raw.bus.register(fs)
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.IntVar(&raw.zmq.MaxConns, "zmq-max-conns", defaultZMQMaxConns, "most `connections` each member layer socket keeps open; more are closed at accept")
+	fs.DurationVar(&raw.zmq.IdleTimeout, "zmq-idle-timeout", defaultZMQIdleTimeout, "close a layer socket's connection after this long without a message")
+	fs.Int64Var(&raw.zmq.MaxMessage, "zmq-max-message", defaultZMQMaxMessage, "largest incoming ZeroMQ message in `bytes`; a peer announcing more is disconnected")
+	fs.Int64Var(&raw.zmq.ReadBudget, "zmq-read-budget", defaultZMQReadBudget, "`bytes` all ZeroMQ connections together may hold for messages still arriving")
+	fs.DurationVar(&raw.zmq.MessageTimeout, "zmq-message-timeout", defaultZMQMessageTimeout, "an incoming ZeroMQ message must arrive whole within this once started")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cmbsd [flags]\n\nEvery flag can also be set with its environment variable (CMBS_LISTEN, CMBS_STORE, …);\na flag given on the command line wins.\n\n")
 		fs.PrintDefaults()
@@ -193,6 +241,10 @@ func (raw rawConfig) validate() (config, error) {
 		MaxAttributes:   raw.maxAttributes,
 		ShutdownTimeout: raw.shutdownTimeout,
 		PeerTimeout:     raw.peerTimeout,
+		ZMQ:             raw.zmq,
+		StoreTimeout:    raw.storeTimeout,
+		MaxOutput:       raw.maxOutput,
+		RunDir:          raw.runDir,
 	}
 
 	loopback, err := checkListen(raw.listen)
@@ -296,6 +348,12 @@ func (raw rawConfig) validate() (config, error) {
 	default:
 		return config{}, badConfig("log-level", "%q: want debug, info, warn or error", raw.logLevel)
 	}
+	switch f := strings.ToLower(raw.logFormat); f {
+	case "text", "json":
+		cfg.LogFormat = f
+	default:
+		return config{}, badConfig("log-format", "%q: want text or json", raw.logFormat)
+	}
 
 	if raw.maxAttributes <= 0 {
 		return config{}, badConfig("max-attributes", "%d: must be a positive count", raw.maxAttributes)
@@ -303,11 +361,39 @@ func (raw rawConfig) validate() (config, error) {
 	if raw.maxBody <= 0 {
 		return config{}, badConfig("max-body", "%d: must be a positive number of bytes", raw.maxBody)
 	}
+	if raw.runDir != "" {
+		if fi, err := os.Stat(raw.runDir); err != nil || !fi.IsDir() {
+			return config{}, badConfig("run-dir", "%q is not a directory", raw.runDir)
+		}
+	}
+	if raw.maxOutput <= 0 {
+		return config{}, badConfig("max-output", "%d: must be a positive number of bytes", raw.maxOutput)
+	}
 	if raw.shutdownTimeout <= 0 {
 		return config{}, badConfig("shutdown-timeout", "%v: must be positive", raw.shutdownTimeout)
 	}
 	if raw.peerTimeout <= 0 || raw.peerTimeout > maxPeerTimeout {
 		return config{}, badConfig("peer-timeout", "%v: want a positive duration up to %v", raw.peerTimeout, maxPeerTimeout)
+	}
+	switch z := raw.zmq; {
+	case z.MaxConns <= 0:
+		return config{}, badConfig("zmq-max-conns", "%d: must be a positive number of connections", z.MaxConns)
+	case z.IdleTimeout <= 0:
+		return config{}, badConfig("zmq-idle-timeout", "%v: must be positive", z.IdleTimeout)
+	case z.MaxMessage <= 0:
+		return config{}, badConfig("zmq-max-message", "%d: must be a positive number of bytes", z.MaxMessage)
+	case z.ReadBudget <= 0:
+		return config{}, badConfig("zmq-read-budget", "%d: must be a positive number of bytes", z.ReadBudget)
+	case z.MaxMessage > z.ReadBudget:
+		return config{}, badConfig("zmq-max-message", "%d bytes is more than --zmq-read-budget (%d): such a message could never be read", z.MaxMessage, z.ReadBudget)
+	case z.MessageTimeout <= 0:
+		return config{}, badConfig("zmq-message-timeout", "%v: must be positive", z.MessageTimeout)
+	}
+	if raw.storeTimeout <= 0 {
+		return config{}, badConfig("store-timeout", "%v: must be positive", raw.storeTimeout)
+	}
+	if cfg.Bus, err = raw.bus.validate(cfg.Insecure); err != nil {
+		return config{}, err
 	}
 	return cfg, nil
 }

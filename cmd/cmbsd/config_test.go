@@ -35,15 +35,31 @@ func TestParseConfig(t *testing.T) {
 					SQLitePath:       filepath.Join("cmbs-data", "cmbs.db"),
 					DB:               "cmbs",
 					LogLevel:         slog.LevelInfo,
+					LogFormat:        "text",
 					MaxBody:          4 << 20,
 					MaxAttributes:    10000,
 					ShutdownTimeout:  10 * time.Second,
+					StoreTimeout:     10 * time.Second,
 					PeerTimeout:      3 * time.Second,
 					LayersRecord:     "cmbs-layers",
 					ImportLayersFile: filepath.Join("cmbs-data", "layers.json"),
+					MaxOutput:        1 << 20,
+					ZMQ: zmqLimits{MaxConns: 512, IdleTimeout: 5 * time.Minute, MaxMessage: 16<<20 + 64<<10,
+						ReadBudget: 32 << 20, MessageTimeout: 10 * time.Second},
 				}
 				if c != want {
 					t.Fatalf("config = %+v\nwant     %+v", c, want)
+				}
+			},
+		},
+		{
+			name: "ZeroMQ limits, flags and env",
+			args: []string{"--zmq-max-conns", "64", "--zmq-idle-timeout", "30s", "--zmq-max-message", "1048576"},
+			env:  map[string]string{"CMBS_ZMQ_READ_BUDGET": "8388608", "CMBS_ZMQ_MESSAGE_TIMEOUT": "2s", "CMBS_ZMQ_MAX_CONNS": "9"},
+			check: func(t *testing.T, c config) {
+				want := zmqLimits{MaxConns: 64, IdleTimeout: 30 * time.Second, MaxMessage: 1 << 20, ReadBudget: 8 << 20, MessageTimeout: 2 * time.Second}
+				if c.ZMQ != want {
+					t.Fatalf("ZMQ = %+v, want %+v", c.ZMQ, want)
 				}
 			},
 		},
@@ -52,12 +68,12 @@ func TestParseConfig(t *testing.T) {
 			args: []string{"--listen", "127.0.0.1:0", "--store", "sqlite:/tmp/x.db", "--db", "other",
 				"--public-url", "https://occi.example.org/base/", "--users", users, "--insecure",
 				"--log-level", "DEBUG", "--max-body", "1024", "--shutdown-timeout", "3s", "--layers-file", "/tmp/l.json", "--layers-record", "node-2", "--peer-timeout", "1500ms",
-				"--max-attributes", "50"},
+				"--max-attributes", "50", "--store-timeout", "2s", "--max-output", "4096"},
 			check: func(t *testing.T, c config) {
 				if c.Listen != "127.0.0.1:0" || c.StoreKind != storeSQLite || c.SQLitePath != "/tmp/x.db" || c.ImportLayersFile != "/tmp/l.json" || c.LayersRecord != "node-2" ||
 					c.DB != "other" || c.PublicURL != "https://occi.example.org/base" || c.UsersFile != users ||
 					c.Users == nil || c.Users.Len() != 2 || !c.Insecure || c.LogLevel != slog.LevelDebug ||
-					c.MaxBody != 1024 || c.MaxAttributes != 50 || c.ShutdownTimeout != 3*time.Second || c.PeerTimeout != 1500*time.Millisecond {
+					c.MaxBody != 1024 || c.MaxAttributes != 50 || c.ShutdownTimeout != 3*time.Second || c.PeerTimeout != 1500*time.Millisecond || c.StoreTimeout != 2*time.Second || c.MaxOutput != 4096 {
 					t.Fatalf("config = %+v", c)
 				}
 			},
@@ -225,10 +241,21 @@ func TestParseConfigErrors(t *testing.T) {
 		{"log level", []string{"--log-level", "verbose"}, nil,
 			[]string{"--log-level (CMBS_LOG_LEVEL)", `"verbose"`}},
 		{"max body zero", []string{"--max-body", "0"}, nil, []string{"--max-body (CMBS_MAX_BODY)"}},
+		{"max output zero", []string{"--max-output", "0"}, nil, []string{"--max-output (CMBS_MAX_OUTPUT)"}},
+		{"run dir missing", []string{"--run-dir", "/no/such/dir"}, nil, []string{"--run-dir (CMBS_RUN_DIR)", `"/no/such/dir"`}},
 		{"max attributes zero", []string{"--max-attributes", "0"}, nil, []string{"--max-attributes (CMBS_MAX_ATTRIBUTES)"}},
 		{"max body not a number", []string{"--max-body", "4MiB"}, nil, []string{"max-body"}},
 		{"shutdown timeout negative", []string{"--shutdown-timeout", "-1s"}, nil,
 			[]string{"--shutdown-timeout (CMBS_SHUTDOWN_TIMEOUT)"}},
+		{"zmq max conns zero", []string{"--zmq-max-conns", "0"}, nil, []string{"--zmq-max-conns (CMBS_ZMQ_MAX_CONNS)", "positive"}},
+		{"zmq idle timeout zero", []string{"--zmq-idle-timeout", "0s"}, nil, []string{"--zmq-idle-timeout (CMBS_ZMQ_IDLE_TIMEOUT)"}},
+		{"zmq max message negative", []string{"--zmq-max-message", "-1"}, nil, []string{"--zmq-max-message (CMBS_ZMQ_MAX_MESSAGE)"}},
+		{"zmq read budget zero", nil, map[string]string{"CMBS_ZMQ_READ_BUDGET": "0"}, []string{"--zmq-read-budget (CMBS_ZMQ_READ_BUDGET)"}},
+		{"zmq message over the budget", []string{"--zmq-max-message", "2048", "--zmq-read-budget", "1024"}, nil,
+			[]string{"--zmq-max-message (CMBS_ZMQ_MAX_MESSAGE)", "more than --zmq-read-budget (1024)"}},
+		{"zmq message timeout negative", []string{"--zmq-message-timeout", "-1s"}, nil, []string{"--zmq-message-timeout (CMBS_ZMQ_MESSAGE_TIMEOUT)"}},
+		{"store timeout zero", []string{"--store-timeout", "0s"}, nil,
+			[]string{"--store-timeout (CMBS_STORE_TIMEOUT)"}},
 		{"bad bool in env", nil, map[string]string{"CMBS_INSECURE": "maybe"},
 			[]string{"--insecure (CMBS_INSECURE)", `"maybe"`}},
 		{"bad number in env", nil, map[string]string{"CMBS_MAX_BODY": "lots"},
@@ -338,5 +365,24 @@ func TestParseConfigVersion(t *testing.T) {
 	}
 	if _, err := parseConfig(nil, env(map[string]string{"CMBS_VERSION": "true"}), io.Discard); err != nil {
 		t.Fatalf("CMBS_VERSION=true: %v", err)
+	}
+}
+
+// ZeroMQ peers get what the open-file limit leaves after a reserve for
+// HTTP and the rest: at least 256 descriptors, or a quarter.
+func TestZMQConnQuota(t *testing.T) {
+	for _, tt := range []struct {
+		nofile uint64
+		want   int
+	}{
+		{0, 0},             // unknown: no quota
+		{100, 1},           // below the reserve: one connection, not none
+		{1024, 768},        // the issue's 1,024: 256 kept for HTTP
+		{20000, 15000},     // a quarter kept
+		{1 << 63, 1 << 30}, // unlimited
+	} {
+		if got := zmqConnQuota(tt.nofile); got != tt.want {
+			t.Errorf("zmqConnQuota(%d) = %d, want %d", tt.nofile, got, tt.want)
+		}
 	}
 }

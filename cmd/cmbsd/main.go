@@ -5,7 +5,8 @@
 // Usage:
 //
 //	cmbsd [--listen 127.0.0.1:8090] [--store sqlite:./cmbs-data/cmbs.db | --store http://user:pass@host:5984 --db cmbs]
-//	      [--public-url URL] [--users FILE] [--insecure] [--log-level info] [--max-body BYTES] [--max-attributes N]
+//	      [--public-url URL] [--users FILE] [--insecure] [--log-level info] [--log-format text|json]
+//	      [--max-body BYTES] [--max-attributes N] [--max-output BYTES] [--run-dir DIR]
 //	      [--curve-key FILE [--curve-clients FILE] [--curve-servers FILE]]
 //	cmbsd --version
 //
@@ -30,12 +31,16 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/internal/metrics"
+	"github.com/cmbs/cmbs/internal/requestlog"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
+	processreg "github.com/cmbs/cmbs/providers/process"
 	"github.com/cmbs/cmbs/store"
 )
 
@@ -81,7 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitBadConfig
 	}
 
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	logger := newLogger(stderr, cfg)
 	if err := serve(ctx, cfg, logger); err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			// A signal during start-up: what was opened is closed again; that
@@ -112,6 +117,19 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
 		}
 	}()
+	mreg := metrics.New()
+	measured, err := mreg.InstrumentStore(st)
+	if err != nil {
+		return err
+	}
+	st = measured
+
+	// Marked before the caches load, so that they miss no change another
+	// server sharing the database makes meanwhile.
+	follower, err := newFollower(startCtx, cfg, st, logger)
+	if err != nil {
+		return err
+	}
 
 	reg := providers.NewRegistry()
 	srv, err := occi.NewServer(startCtx, occi.Options{
@@ -125,7 +143,8 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("start OCCI server: %w", err)
 	}
-	broker, err := registerBuiltinProviders(reg, srv, st, cfg, logger)
+	events := &busEvents{}
+	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, events, follower != nil, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -147,6 +166,34 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		}
 	}()
 
+	if follower != nil {
+		// The categories first: a member batch may need the member kind.
+		follower.Add("categories", srv.Categories().ApplyChanges)
+		follower.Add("members", broker.ApplyChanges)
+		if err := follower.Start(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+			defer cancel()
+			if ferr := follower.Stop(stopCtx); ferr != nil {
+				err = errors.Join(err, ferr)
+			}
+		}()
+	}
+	b, _, err := startBus(startCtx, cfg.Bus, cfg.Insecure, srv, reg, broker, events, logger)
+	if err != nil {
+		return fmt.Errorf("start bus: %w", err)
+	}
+	if b != nil {
+		defer func() {
+			events.bus.Store(nil)
+			if cerr := b.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("close bus: %w", cerr))
+			}
+		}()
+	}
+
 	var lc net.ListenConfig
 	ln, err := lc.Listen(startCtx, "tcp", cfg.Listen)
 	if err != nil {
@@ -156,12 +203,19 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 
 	defer ln.Close() // in case serveHTTP returns before Serve took it over
 
-	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, started: time.Now()}
-	handler := withStatus(status, srv.Handler())
+	if err := mreg.Register(metrics.NewBrokerCollector(broker)); err != nil {
+		return err
+	}
+	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, bus: b, feed: follower, started: time.Now()}
+	handler := withStatus(status, withProcessRegistry(srv, procs, cfg, logger, srv.Handler()))
+	handler = withMetrics(mreg.Handler(), handler)
 	if cfg.Users != nil {
-		handler = cfg.Users.Middleware(handler)
+		handler = cfg.Users.MiddlewareWith(handler, srv.WriteError)
 	}
 	handler = recoverPanics(logger, handler)
+	route := routeOf(srv)
+	handler = mreg.Middleware(route, handler)
+	handler = requestlog.Middleware(logger, route, handler)
 	return serveHTTP(ctx, ln, handler, cfg, logger)
 }
 
@@ -231,8 +285,17 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers the record in st
 // names) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, logger *slog.Logger) (*cmbs.Broker, error) {
-	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile, Curve: cfg.Curve}
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, events *busEvents, following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
+	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile, Curve: cfg.Curve,
+		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: events.delivered}
+	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger})
+	if err := procs.Register(reg); err != nil {
+		return nil, nil, err
+	}
+	opts.Processes = procs
+	if following {
+		opts.MembersMaxAge = membersMaxAgeFollowing
+	}
 	if cfg.LayersRecord != "" {
 		opts.Layers, opts.LayersID = st, cfg.LayersRecord
 	}
@@ -240,7 +303,31 @@ func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st stor
 	if err := broker.Register(reg); err != nil {
 		// Nothing is open yet; Stop only releases the broker's client.
 		_ = broker.Stop(context.Background())
-		return nil, err
+		return nil, nil, err
 	}
-	return broker, nil
+	return broker, procs, nil
+}
+
+// withProcessRegistry serves the Process Registry's own API
+// (/api/process_definition/) beside the OCCI interface, over the same
+// definition entities, and the WebSocket console of running services
+// (/process/execution/<id>/console).
+func withProcessRegistry(srv *occi.Server, procs *processreg.Provider, cfg config, logger *slog.Logger, next http.Handler) http.Handler {
+	console := procs.ConsoleHandler()
+	api := processreg.NewFacade(srv.Entities(), processreg.FacadeOptions{PublicURL: cfg.PublicURL, MaxBodyBytes: cfg.MaxBody, Logger: logger})
+	// A prefix test rather than http.ServeMux: the mux would clean and
+	// redirect paths the OCCI router answers itself.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, processreg.APIPrefix) {
+			w.Header().Set("Server", occi.ServerHeader)
+			api.ServeHTTP(w, r)
+			return
+		}
+		if _, ok := processreg.ConsoleExecution(r.URL.Path); ok {
+			w.Header().Set("Server", occi.ServerHeader)
+			console.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -118,7 +118,23 @@ func (w *stderrWatcher) String() string {
 // reaped at cleanup.
 func startCmbsd(t *testing.T, dir string, extraEnv []string, args ...string) *process {
 	t.Helper()
+	return startCmbsdVia(t, dir, extraEnv, nil, args...)
+}
+
+// startCmbsdWith runs cmbsd as startCmbsd does, through a wrapper command
+// that gets cmbsd's path and args after its own (e.g. a shell that lowers
+// a limit and execs it).
+func startCmbsdWith(t *testing.T, dir string, wrapper []string, args ...string) *process {
+	t.Helper()
+	return startCmbsdVia(t, dir, nil, wrapper, args...)
+}
+
+func startCmbsdVia(t *testing.T, dir string, extraEnv, wrapper []string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(cmbsdBinary(t), args...)
+	if len(wrapper) > 0 {
+		cmd = exec.Command(wrapper[0], append(append(wrapper[1:len(wrapper):len(wrapper)], cmbsdBinary(t)), args...)...)
+	}
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, envPrefix) {
@@ -533,6 +549,18 @@ func TestBinaryUsers(t *testing.T) {
 				t.Errorf("%s: user %q pass %q: status %d, want 401: %v", u, tt.user, tt.pass, got, tt.want401)
 			}
 		}
+	}
+	// The 401 is in the client's rendering, as the server's own errors.
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Accept", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || string(body) != "Unauthorized: authentication required\n" {
+		t.Errorf("text/plain 401: %d %q", resp.StatusCode, body)
 	}
 	// OPTIONS * (which net/http would answer before any handler) needs
 	// credentials too.

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/cmbs/bus"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/store"
+	"github.com/cmbs/cmbs/store/feed"
 )
 
 // statusPath answers health checks and says what the broker is doing. It
@@ -26,6 +29,8 @@ type statusHandler struct {
 	store     store.Store
 	storeDesc string
 	broker    *cmbs.Broker
+	bus       *bus.Bus       // nil without bus sockets
+	feed      *feed.Follower // nil with the embedded store
 	started   time.Time
 }
 
@@ -37,6 +42,10 @@ type statusReport struct {
 	Layers  []cmbs.RunningLayer `json:"layers"`
 	Broker  cmbs.Stats          `json:"broker"`
 	Curve   *cmbs.CurveStatus   `json:"curve,omitempty"` // absent without --curve-key
+	Bus     *bus.Stats          `json:"bus,omitempty"`
+	// Feed is how far this server's caches follow the store's changes
+	// (CouchDB only).
+	Feed *feed.Stats `json:"feed,omitempty"`
 }
 
 type storeStatus struct {
@@ -64,9 +73,14 @@ func (h *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Layers:  h.broker.RunningLayers(),
 		Broker:  h.broker.Stats(),
 		Curve:   h.broker.CurveStatus(),
+		Feed:    feedStatus(h.feed),
 	}
 	if rep.Layers == nil {
 		rep.Layers = []cmbs.RunningLayer{}
+	}
+	if h.bus != nil {
+		st := h.bus.Stats()
+		rep.Bus = &st
 	}
 	code := http.StatusOK
 	if !rep.Store.OK {
@@ -79,16 +93,21 @@ func (h *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // probeStore reads a document that does not exist: the store answering
-// "not found" in time is a store that works.
+// "not found" in time is a store that works. (A CouchDB database that
+// disappeared is not "not found": the CouchDB store recreates it, or
+// reports itself unavailable.)
 func (h *statusHandler) probeStore(ctx context.Context) storeStatus {
 	ctx, cancel := context.WithTimeout(ctx, storeProbeTimeout)
 	defer cancel()
 	start := time.Now()
 	_, err := h.store.Get(ctx, "status:probe")
 	st := storeStatus{Store: h.storeDesc, LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
-	if err == nil || errors.Is(err, store.ErrNotFound) {
+	switch {
+	case err == nil || errors.Is(err, store.ErrNotFound):
 		st.OK = true
-	} else {
+	case ctx.Err() != nil:
+		st.Error = fmt.Sprintf("no answer within %v: %v", storeProbeTimeout, err)
+	default:
 		st.Error = err.Error()
 	}
 	return st

@@ -3,25 +3,27 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/internal/testserver"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
+	"github.com/cmbs/cmbs/store"
 )
 
-// The status answers 503 naming the store's error once the store fails,
-// and refuses methods other than GET and HEAD with a JSON 405.
-func TestStatusReportsAFailingStore(t *testing.T) {
-	ctx := t.Context()
-	st := testserver.OpenSQLite(t)
-	t.Cleanup(func() { _ = st.Close() }) // also closed below, on purpose
-	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: providers.NewRegistry()})
+// statusServer is the OCCI server over st with the status page, as cmbsd
+// wires them.
+func statusServer(t *testing.T, st store.Store) http.Handler {
+	t.Helper()
+	srv, err := occi.NewServer(t.Context(), occi.Options{Store: st, Providers: providers.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +35,49 @@ func TestStatusReportsAFailingStore(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	h := withStatus(&statusHandler{store: st, storeDesc: "sqlite:s.db", broker: broker, started: time.Now()}, srv.Handler())
+	return withStatus(&statusHandler{store: st, storeDesc: "test", broker: broker, started: time.Now()}, srv.Handler())
+}
+
+// A filter past its bounds is the client's 400, on both stores, and the
+// store stays healthy: the status still says ok.
+func TestStatusOKAfterOversizedFilter(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) store.Store{
+		"sqlite":  func(t *testing.T) store.Store { return testserver.OpenSQLite(t) },
+		"couchdb": func(t *testing.T) store.Store { return testserver.OpenCouch(t, couchpeer.URLForTest(t)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := statusServer(t, open(t))
+			alts := make([]string, 1000)
+			for i := range alts {
+				alts[i] = fmt.Sprintf(`{"id":"c%d"}`, i)
+			}
+			for _, req := range []*http.Request{
+				httptest.NewRequest(http.MethodGet, "/compute/", strings.NewReader(`{"resources":[`+strings.Join(alts, ",")+`]}`)),
+				httptest.NewRequest(http.MethodGet, "/compute/?q="+url.QueryEscape(strings.Repeat("w ", 501)), nil),
+			} {
+				req.Header.Set("Content-Type", "application/occi+json")
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusBadRequest {
+					t.Fatalf("oversized filter %s: %d %s", req.URL, rec.Code, rec.Body)
+				}
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, statusPath, nil))
+			var rep map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil || rec.Code != http.StatusOK || rep["status"] != "ok" || rep["store"].(map[string]any)["ok"] != true {
+				t.Fatalf("GET %s after an oversized filter: %d %s", statusPath, rec.Code, rec.Body)
+			}
+		})
+	}
+}
+
+// The status answers 503 naming the store's error once the store fails,
+// and refuses methods other than GET and HEAD with a JSON 405.
+func TestStatusReportsAFailingStore(t *testing.T) {
+	st := testserver.OpenSQLite(t)
+	t.Cleanup(func() { _ = st.Close() }) // also closed below, on purpose
+	h := statusServer(t, st)
 
 	get := func(method string) (int, map[string]any) {
 		t.Helper()

@@ -12,10 +12,19 @@ import (
 	"github.com/cmbs/cmbs/store/sqlite"
 )
 
-// openStore opens the store the configuration selects. For the embedded
-// store it creates the database's directory first (./cmbs-data/ by default),
-// so cmbsd runs with nothing prepared.
+// openStore opens the store the configuration selects, every call bounded
+// by --store-timeout. For the embedded store it creates the database's
+// directory first (./cmbs-data/ by default), so cmbsd runs with nothing
+// prepared.
 func openStore(ctx context.Context, cfg config, logger *slog.Logger) (store.Store, error) {
+	st, err := openBackend(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	return store.WithTimeout(st, cfg.StoreTimeout), nil
+}
+
+func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (store.Store, error) {
 	switch cfg.StoreKind {
 	case storeSQLite:
 		if err := os.MkdirAll(filepath.Dir(cfg.SQLitePath), 0o750); err != nil {

@@ -39,9 +39,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -299,4 +301,14 @@ func (t *tailBuffer) String() string {
 		return "(no output)"
 	}
 	return s
+}
+
+// Port is the TCP port the peer listens on, for a restart on the same one.
+func (p *Peer) Port() int {
+	u, err := url.Parse(p.url)
+	if err != nil {
+		return 0
+	}
+	port, _ := strconv.Atoi(u.Port())
+	return port
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -190,4 +191,26 @@ func deleteDB(serverURL, name string) error {
 		return fmt.Errorf("DELETE /%s: %s", name, resp.Status)
 	}
 	return nil
+}
+
+// StartForTest starts a peer of t's own on port (0 picks a free one), even
+// when COUCHDB_URL names a shared server: fault tests stop, restart and
+// freeze it, which a shared server must not suffer. The peer is resumed
+// (should t have frozen it with SIGSTOP) and stopped when t ends. Without
+// node or the peer's npm modules it skips t (fails it with CI=true).
+func StartForTest(t testing.TB, port int) *Peer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultStartTimeout)
+	defer cancel()
+	p, err := Start(ctx, Options{Port: port, Stderr: os.Stderr})
+	if err != nil {
+		unavailable(t, err)
+	}
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGCONT)
+		if err := p.Stop(); err != nil {
+			t.Errorf("couchpeer: %v", err)
+		}
+	})
+	return p
 }

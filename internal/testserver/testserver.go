@@ -5,6 +5,7 @@ package testserver
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -33,6 +34,11 @@ type Options struct {
 	MaxBodyBytes int64
 	// BodyIdleTimeout is passed to the server.
 	BodyIdleTimeout time.Duration
+	// ListBatch is passed to the server.
+	ListBatch int
+	// Wrap, when set, builds the handler served from the OCCI server's
+	// (to mount other handlers beside it, or add middleware).
+	Wrap func(srv *occi.Server, next http.Handler) http.Handler
 }
 
 // Server is a running test server.
@@ -99,7 +105,7 @@ func Start(t testing.TB, opts Options) *Server {
 		st = OpenDefault(t)
 	}
 	reg := providers.NewRegistry()
-	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, PublicURL: opts.PublicURL, MaxBodyBytes: opts.MaxBodyBytes, BodyIdleTimeout: opts.BodyIdleTimeout})
+	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, PublicURL: opts.PublicURL, MaxBodyBytes: opts.MaxBodyBytes, BodyIdleTimeout: opts.BodyIdleTimeout, ListBatch: opts.ListBatch})
 	if err != nil {
 		_ = st.Close()
 		t.Fatalf("new server: %v", err)
@@ -114,7 +120,11 @@ func Start(t testing.TB, opts Options) *Server {
 		_ = st.Close()
 		t.Fatalf("start providers: %v", err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	handler := srv.Handler()
+	if opts.Wrap != nil {
+		handler = opts.Wrap(srv, handler)
+	}
+	hs := httptest.NewServer(handler)
 	t.Cleanup(func() {
 		hs.Close()
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -37,6 +37,8 @@ import (
 	"unicode"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/cmbs/cmbs/occi/model"
 )
 
 // Realm is the protection space announced in WWW-Authenticate.
@@ -382,12 +384,26 @@ func User(ctx context.Context) (string, bool) {
 
 // Middleware lets requests with valid Basic credentials through to next, with
 // the user name in the request context (see User), and answers every other
-// request 401 with a JSON error body.
+// request 401 (or 429) with a JSON error body.
 func (u *Users) Middleware(next http.Handler) http.Handler {
+	return u.MiddlewareWith(next, nil)
+}
+
+// ErrorWriter writes a refusal to the client; err carries its status as a
+// *model.Error. The OCCI server's WriteError renders it as the client asked.
+type ErrorWriter func(w http.ResponseWriter, r *http.Request, err error)
+
+// MiddlewareWith is Middleware writing its 401 and 429 answers with
+// writeErr (nil: a JSON error body). The WWW-Authenticate, Retry-After
+// and Cache-Control headers are set before writeErr is called.
+func (u *Users) MiddlewareWith(next http.Handler, writeErr ErrorWriter) http.Handler {
+	if writeErr == nil {
+		writeErr = writeJSONError
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name, password, ok := r.BasicAuth()
 		if !ok {
-			unauthorized(w, "authentication required")
+			unauthorized(w, r, writeErr, "authentication required")
 			return
 		}
 		if !u.cached(pairKey(name, password)) {
@@ -395,11 +411,11 @@ func (u *Users) Middleware(next http.Handler) http.Handler {
 			// attempts; a success gives it back, so only failures count.
 			source := sourceKey(r.RemoteAddr)
 			if ok, retry := u.take(source); !ok {
-				tooManyFailures(w, retry)
+				tooManyFailures(w, r, writeErr, retry)
 				return
 			}
 			if !u.Verify(r.Context(), name, password) {
-				unauthorized(w, "invalid credentials")
+				unauthorized(w, r, writeErr, "invalid credentials")
 				return
 			}
 			u.refund(source)
@@ -416,29 +432,35 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-func unauthorized(w http.ResponseWriter, msg string) {
+func unauthorized(w http.ResponseWriter, r *http.Request, writeErr ErrorWriter, msg string) {
 	w.Header().Set("WWW-Authenticate", `Basic realm="`+Realm+`"`)
-	writeError(w, http.StatusUnauthorized, msg)
+	refuse(w, r, writeErr, model.Errorf(http.StatusUnauthorized, "%s", msg))
 }
 
 // tooManyFailures answers a source that has used up its attempts.
-func tooManyFailures(w http.ResponseWriter, retry time.Duration) {
+func tooManyFailures(w http.ResponseWriter, r *http.Request, writeErr ErrorWriter, retry time.Duration) {
 	secs := int(math.Ceil(retry.Seconds()))
 	if secs < 1 {
 		secs = 1
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed authentications from this address; retry in %d s", secs))
+	refuse(w, r, writeErr, model.Errorf(http.StatusTooManyRequests, "too many failed authentications from this address; retry in %d s", secs))
 }
 
-func writeError(w http.ResponseWriter, status int, msg string) {
+func refuse(w http.ResponseWriter, r *http.Request, writeErr ErrorWriter, err error) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeErr(w, r, err)
+}
+
+// writeJSONError writes err as the OCCI server's JSON error body, without
+// HTML escaping (as the server's own errors).
+func writeJSONError(w http.ResponseWriter, _ *http.Request, err error) {
 	var body errorBody
-	body.Error.Status = status
-	body.Error.Message = msg
-	b, _ := json.Marshal(body) // cannot fail: strings and ints only
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	body.Error.Status = model.StatusOf(err)
+	body.Error.Message = err.Error()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(body.Error.Status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(body) // cannot fail: strings and ints only
 }

@@ -812,14 +812,119 @@ type ListQuery struct {
 	// Filters are description filters (OR-ed); nil means no filtering, an
 	// empty non-nil list matches nothing.
 	Filters []map[string]any
+	// Where are further Mango selectors over the stored entity documents
+	// that every entity listed must match.
+	Where []map[string]any
 	// Limit and Skip page through the results, which are ordered by location.
 	Limit, Skip int
+	// Batch is how many entities Pages reads per store query; 0 means
+	// ListBatch.
+	Batch int
 }
 
 // List returns the entities matching the query, ordered by location.
 func (s *Service) List(ctx context.Context, q ListQuery) ([]*model.Entity, error) {
-	if q.Filters != nil && len(q.Filters) == 0 {
+	sel := s.selector(q)
+	if sel == nil {
 		return nil, nil
+	}
+	if err := s.Settle(ctx); err != nil {
+		return nil, err
+	}
+	return s.find(ctx, sel, q.Limit, q.Skip)
+}
+
+// LinksFrom returns the links whose source is one of sources, ordered by
+// location: one query that the stores answer from their source index, a
+// plain selector so that CouchDB picks that index (a range over every
+// entity's _id, as List adds, had CouchDB-API peers scan the database on
+// every rendering of a resource).
+func (s *Service) LinksFrom(ctx context.Context, sources ...string) ([]*model.Entity, error) {
+	if len(sources) == 0 {
+		return nil, nil
+	}
+	var source any = sources[0]
+	if len(sources) > 1 {
+		source = map[string]any{"$in": sources}
+	}
+	return s.find(ctx, map[string]any{"source": source, "type": model.TypeLink}, 0, 0)
+}
+
+// ListBatch is how many entities Pages reads from the store at a time,
+// unless the query says.
+const ListBatch = 1000
+
+// Pages reads the entities matching a query in location order, ListBatch
+// at a time, so that a listing of any size holds one batch in memory: each
+// batch is a store query for the entities after the last one read (a
+// keyset on _id), so no batch re-reads the ones before it.
+type Pages struct {
+	s         *Service
+	sel       map[string]any
+	last      string
+	batch     int
+	skip      int
+	remaining int // with a limit: how many more to return
+	limited   bool
+	done      bool
+}
+
+// Pages starts reading the entities matching q; the first batch is read by
+// the first Next. Entities updated later with UpdateLater before the call
+// are stored first, as for List.
+func (s *Service) Pages(ctx context.Context, q ListQuery) (*Pages, error) {
+	p := &Pages{s: s, sel: s.selector(q), batch: q.Batch, skip: q.Skip, remaining: q.Limit, limited: q.Limit > 0}
+	if p.batch <= 0 {
+		p.batch = ListBatch
+	}
+	if p.sel == nil {
+		p.done = true
+		return p, nil
+	}
+	if err := s.Settle(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Next returns the next batch of entities, or none (and no error) once all
+// are read.
+func (p *Pages) Next(ctx context.Context) ([]*model.Entity, error) {
+	for !p.done {
+		n := p.batch
+		if p.limited {
+			n = min(n, p.remaining)
+		}
+		sel := p.sel
+		if p.last != "" {
+			sel = and(sel, map[string]any{"_id": map[string]any{"$gt": p.last}})
+		}
+		docs, err := p.s.findDocs(ctx, sel, n, p.skip)
+		if err != nil {
+			return nil, err
+		}
+		p.skip = 0
+		if len(docs) < n {
+			p.done = true
+		}
+		if len(docs) > 0 {
+			p.last = docs[len(docs)-1].ID
+		}
+		if p.limited {
+			p.remaining -= len(docs)
+			p.done = p.done || p.remaining <= 0
+		}
+		if out := p.s.decode(docs); len(out) > 0 {
+			return out, nil
+		}
+	}
+	return nil, nil
+}
+
+// selector is the Mango selector of a query; nil when it matches nothing.
+func (s *Service) selector(q ListQuery) map[string]any {
+	if q.Filters != nil && len(q.Filters) == 0 {
+		return nil
 	}
 	sel := map[string]any{}
 	var attrs *model.AttrSet
@@ -834,19 +939,8 @@ func (s *Service) List(ctx context.Context, q ListQuery) ([]*model.Entity, error
 	case c.Class == model.ClassMixin:
 		sel["mixins"] = map[string]any{"$elemMatch": map[string]any{"$eq": c.ID()}}
 		attrs, _ = s.cats.AttrSet("", []string{c.ID()})
-	case c.ID() == categories.ResourceKind:
-		sel["type"] = model.TypeResource
-	case c.ID() == categories.LinkKind:
-		sel["type"] = model.TypeLink
-	case c.ID() == categories.EntityKind:
-		sel["type"] = map[string]any{"$in": []string{model.TypeResource, model.TypeLink}}
 	default:
-		kinds := s.descendants(c.ID())
-		if len(kinds) == 1 {
-			sel["kind"] = kinds[0]
-		} else {
-			sel["kind"] = map[string]any{"$in": kinds}
-		}
+		sel = s.KindSelector(c.ID())
 		attrs, _ = s.cats.AttrSet(c.ID(), nil)
 	}
 	if len(q.Filters) > 0 {
@@ -858,12 +952,47 @@ func (s *Service) List(ctx context.Context, q ListQuery) ([]*model.Entity, error
 			ors = append(ors, model.Selector("", normalizeFilter(attrs, f)))
 		}
 		if len(ors) == 1 {
-			sel = map[string]any{"$and": []any{sel, ors[0]}}
+			sel = and(sel, ors[0].(map[string]any))
 		} else {
-			sel = map[string]any{"$and": []any{sel, map[string]any{"$or": ors}}}
+			sel = and(sel, map[string]any{"$or": ors})
 		}
 	}
-	return s.find(ctx, sel, q.Limit, q.Skip)
+	return and(append([]map[string]any{sel}, q.Where...)...)
+}
+
+// and is the conjunction of selectors, as one flat $and: nested ones are
+// the same to CouchDB, but the PouchDB-based test peer fails on them.
+func and(sels ...map[string]any) map[string]any {
+	if len(sels) == 1 {
+		return sels[0]
+	}
+	var all []any
+	for _, s := range sels {
+		if kids, ok := s["$and"].([]any); ok && len(s) == 1 {
+			all = append(all, kids...)
+			continue
+		}
+		all = append(all, s)
+	}
+	return map[string]any{"$and": all}
+}
+
+// KindSelector is the Mango selector of the entities of a kind and of the
+// kinds derived from it.
+func (s *Service) KindSelector(kindID string) map[string]any {
+	switch kindID {
+	case categories.ResourceKind:
+		return map[string]any{"type": model.TypeResource}
+	case categories.LinkKind:
+		return map[string]any{"type": model.TypeLink}
+	case categories.EntityKind:
+		return map[string]any{"type": map[string]any{"$in": []string{model.TypeResource, model.TypeLink}}}
+	}
+	kinds := s.descendants(kindID)
+	if len(kinds) == 1 {
+		return map[string]any{"kind": kinds[0]}
+	}
+	return map[string]any{"kind": map[string]any{"$in": kinds}}
 }
 
 // normalizeFilter brings a filter's attributes into the stored (nested) form
@@ -912,6 +1041,16 @@ func (s *Service) find(ctx context.Context, sel map[string]any, limit, skip int)
 	if err := s.Settle(ctx); err != nil {
 		return nil, err
 	}
+	docs, err := s.findDocs(ctx, sel, limit, skip)
+	if err != nil {
+		return nil, err
+	}
+	return s.decode(docs), nil
+}
+
+// findDocs runs a store query; a query the store refuses is the request's
+// fault (400).
+func (s *Service) findDocs(ctx context.Context, sel map[string]any, limit, skip int) ([]store.Document, error) {
 	raw, err := json.Marshal(sel)
 	if err != nil {
 		return nil, err
@@ -923,6 +1062,11 @@ func (s *Service) find(ctx context.Context, sel map[string]any, limit, skip int)
 		}
 		return nil, fmt.Errorf("find entities: %w", err)
 	}
+	return docs, nil
+}
+
+// decode reads entity documents; unreadable ones are logged and left out.
+func (s *Service) decode(docs []store.Document) []*model.Entity {
 	out := make([]*model.Entity, 0, len(docs))
 	for _, d := range docs {
 		e, err := model.DecodeEntity(d.ID, d.Rev, d.Body)
@@ -932,7 +1076,7 @@ func (s *Service) find(ctx context.Context, sel map[string]any, limit, skip int)
 		}
 		out = append(out, e)
 	}
-	return out, nil
+	return out
 }
 
 // Associate tags the entities at the locations with a mixin (idempotent).

@@ -26,7 +26,20 @@ func (s *Store) Changes(ctx context.Context, opts store.ChangesOptions) ([]store
 	deadline := time.Now().Add(opts.Wait)
 	for {
 		wait := time.Until(deadline)
-		changes, last, seen, err := s.changes(ctx, since, opts.Limit, opts.Wait > 0 && wait > 0, wait)
+		var changes []store.Change
+		var last string
+		var seen int
+		restored, err := s.retry(ctx, func() error {
+			var err error
+			changes, last, seen, err = s.changes(ctx, since, opts.Limit, opts.Wait > 0 && wait > 0, wait)
+			return err
+		})
+		if restored {
+			// Positions of the lost database mean nothing in the new one;
+			// the retry above ran from "since" and may have skipped some.
+			since = "0"
+			continue
+		}
 		if err != nil {
 			return nil, "", err
 		}

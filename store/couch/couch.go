@@ -12,7 +12,13 @@
 //   - Find's default order is _id ascending, and ties of Sort fields are
 //     broken by _id ascending in both directions;
 //   - Find without a Limit returns every match (CouchDB's _find stops at 25);
-//   - design documents never show up, in Find or in Changes.
+//   - design documents never show up, in Find or in Changes;
+//   - a database that disappears while the store is open (CouchDB restarted
+//     empty, the database deleted) is recreated, with the indexes
+//     EnsureIndex made, by the first call that finds it missing; if it
+//     cannot be, calls fail with store.ErrUnavailable, never ErrNotFound;
+//   - selectors are parsed with store/mango before they are sent, so the
+//     ones the embedded store refuses are refused here too.
 package couch
 
 import (
@@ -24,10 +30,12 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	kivik "github.com/go-kivik/kivik/v4"
 	"github.com/go-kivik/kivik/v4/couchdb"
+	"github.com/go-kivik/kivik/v4/couchdb/chttp"
 
 	"github.com/cmbs/cmbs/store"
 )
@@ -44,6 +52,16 @@ type Store struct {
 	name      string
 	transport *http.Transport
 	log       *slog.Logger
+
+	// restoreMu serialises restoring a database that disappeared;
+	// indexes (guarded by it) are the EnsureIndex calls to repeat then.
+	restoreMu sync.Mutex
+	indexes   []index
+}
+
+type index struct {
+	name   string
+	fields []string
 }
 
 var _ store.Store = (*Store)(nil)
@@ -147,6 +165,57 @@ func (s *Store) ensureDB(ctx context.Context) error {
 	return nil
 }
 
+// missingDB reports whether err is CouchDB saying the database itself does
+// not exist (CouchDB 2 and later: "Database does not exist."; CouchDB 1
+// and the PouchDB test peer: "no_db_file"), as opposed to a missing
+// document. A HEAD request carries no reason and is never recognised.
+func missingDB(err error) bool {
+	var he *chttp.HTTPError
+	if !errors.As(err, &he) || he.Response == nil || he.HTTPStatus() != http.StatusNotFound {
+		return false
+	}
+	return he.Reason == "no_db_file" || he.Reason == "Database does not exist."
+}
+
+// retry runs op, and once more after restoring the database if op found it
+// missing (the CouchDB server restarted empty, or someone deleted it). It
+// returns whether the database was restored for this call.
+func (s *Store) retry(ctx context.Context, op func() error) (restored bool, err error) {
+	err = op()
+	if err == nil || !missingDB(err) {
+		return false, err
+	}
+	if rerr := s.restore(ctx); rerr != nil {
+		return false, fmt.Errorf("%w (restoring it: %w)", err, rerr)
+	}
+	return true, op()
+}
+
+// restore recreates the missing database and the indexes EnsureIndex made,
+// once for all the calls that found it missing at the same time.
+func (s *Store) restore(ctx context.Context) error {
+	s.restoreMu.Lock()
+	defer s.restoreMu.Unlock()
+	exists, err := s.client.DBExists(ctx, s.name)
+	if err != nil {
+		return mapError(ctx, err)
+	}
+	if exists {
+		return nil // restored by a call that got here first (or by someone else)
+	}
+	s.log.Warn("couch: the database is gone (CouchDB restarted empty or it was deleted): recreating it and its indexes; documents stored before are lost",
+		"db", s.name, "indexes", len(s.indexes))
+	if err := s.ensureDB(ctx); err != nil {
+		return err
+	}
+	for _, ix := range s.indexes {
+		if err := s.db.CreateIndex(ctx, ix.name, ix.name, map[string]any{"fields": ix.fields}); err != nil {
+			return fmt.Errorf("recreating index %q: %w", ix.name, mapError(ctx, err))
+		}
+	}
+	return nil
+}
+
 // Close releases the store's connections. In-flight calls fail.
 func (s *Store) Close() error {
 	err := s.client.Close()
@@ -168,16 +237,19 @@ func mapError(ctx context.Context, err error) error {
 		return err
 	}
 	var sentinel error
-	switch status := kivik.HTTPStatus(err); status {
-	case http.StatusNotFound:
+	switch status := kivik.HTTPStatus(err); {
+	case missingDB(err):
+		// Not a missing document: the store itself cannot serve.
+		return fmt.Errorf("%w: the CouchDB database does not exist: %w", store.ErrUnavailable, err)
+	case status == http.StatusNotFound:
 		sentinel = store.ErrNotFound
-	case http.StatusConflict, http.StatusPreconditionFailed:
+	case status == http.StatusConflict || status == http.StatusPreconditionFailed:
 		sentinel = store.ErrConflict
-	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+	case status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge:
 		sentinel = store.ErrInvalid
-	case http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	case status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout:
 		sentinel = store.ErrUnavailable
-	case http.StatusBadGateway:
+	case status == http.StatusBadGateway:
 		// kivik's status for a failed round trip (refused, reset, DNS);
 		// also used for a malformed answer, which is not unavailability.
 		var uerr *url.Error

@@ -16,15 +16,22 @@ func (s *Store) Get(ctx context.Context, id string) (store.Document, error) {
 	if err := checkID(id); err != nil {
 		return store.Document{}, fmt.Errorf("couch: get: %w", err)
 	}
-	doc := s.db.Get(ctx, id)
-	defer doc.Close()
-	rev, err := doc.Rev()
-	if err != nil {
-		return store.Document{}, fmt.Errorf("couch: get %q: %w", id, mapError(ctx, err))
-	}
+	var rev string
 	var raw json.RawMessage
-	if err := doc.ScanDoc(&raw); err != nil {
-		return store.Document{}, fmt.Errorf("couch: get %q: reading body: %w", id, mapError(ctx, err))
+	_, err := s.retry(ctx, func() error {
+		doc := s.db.Get(ctx, id)
+		defer doc.Close()
+		var err error
+		if rev, err = doc.Rev(); err != nil {
+			return fmt.Errorf("couch: get %q: %w", id, mapError(ctx, err))
+		}
+		if err := doc.ScanDoc(&raw); err != nil {
+			return fmt.Errorf("couch: get %q: reading body: %w", id, mapError(ctx, err))
+		}
+		return nil
+	})
+	if err != nil {
+		return store.Document{}, err
 	}
 	body, _, bodyRev, err := stripUnderscore(raw)
 	if err != nil {
@@ -50,11 +57,16 @@ func (s *Store) Put(ctx context.Context, doc store.Document) (string, error) {
 	if doc.Rev != "" {
 		opts = append(opts, kivik.Rev(doc.Rev))
 	}
-	rev, err := s.db.Put(ctx, doc.ID, json.RawMessage(body), opts...)
+	var rev string
+	_, err = s.retry(ctx, func() error {
+		var err error
+		rev, err = s.db.Put(ctx, doc.ID, json.RawMessage(body), opts...)
+		return err
+	})
 	if err != nil {
 		// A rev for a document that does not exist is a stale rev to us;
 		// CouchDB says 409, the PouchDB peer 404.
-		if doc.Rev != "" && kivik.HTTPStatus(err) == http.StatusNotFound {
+		if doc.Rev != "" && kivik.HTTPStatus(err) == http.StatusNotFound && !missingDB(err) {
 			return "", fmt.Errorf("couch: put %q: %w: %w", doc.ID, store.ErrConflict, err)
 		}
 		return "", fmt.Errorf("couch: put %q: %w", doc.ID, mapError(ctx, err))
@@ -75,7 +87,12 @@ func (s *Store) Delete(ctx context.Context, id, rev string) (string, error) {
 		}
 		return "", fmt.Errorf("couch: delete %q: %w: no revision given", id, store.ErrConflict)
 	}
-	newRev, err := s.db.Delete(ctx, id, rev)
+	var newRev string
+	_, err := s.retry(ctx, func() error {
+		var err error
+		newRev, err = s.db.Delete(ctx, id, rev)
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("couch: delete %q: %w", id, mapError(ctx, err))
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cmbs/cmbs/store"
+	"github.com/cmbs/cmbs/store/mango"
 )
 
 // allRows is the _find limit that means "no limit": CouchDB's _find returns
@@ -36,7 +37,11 @@ func (s *Store) Find(ctx context.Context, q store.Query) ([]store.Document, erro
 	if len(sel) == 0 || string(sel) == "null" {
 		sel = []byte("{}")
 	}
-	if err := validateSelector(sel); err != nil {
+	// CouchDB and its PouchDB test peer accept selectors the embedded store
+	// refuses ($beginsWith, PCRE-only regexps), and the peer notices some
+	// mistakes only when it meets a document with the field: one parser
+	// decides for both stores.
+	if _, err := mango.Parse(sel); err != nil {
 		return nil, fmt.Errorf("couch: find: %w: %w", store.ErrInvalid, err)
 	}
 	limit := q.Limit
@@ -89,7 +94,11 @@ func (s *Store) Find(ctx context.Context, q store.Query) ([]store.Document, erro
 func (s *Store) findDesc(ctx context.Context, sel json.RawMessage, sortSpec []map[string]string, q store.Query) ([]store.Document, error) {
 	paths := make([][]string, len(q.Sort))
 	for i, f := range q.Sort {
-		paths[i] = splitField(f.Field)
+		p, err := mango.SplitField(f.Field)
+		if err != nil {
+			return nil, fmt.Errorf("couch: find: %w: sort: %w", store.ErrInvalid, err)
+		}
+		paths[i] = p
 	}
 	fetch := allRows
 	if q.Limit > 0 && q.Skip+q.Limit < allRows-1 {
@@ -131,7 +140,16 @@ func (s *Store) findDesc(ctx context.Context, sel json.RawMessage, sortSpec []ma
 }
 
 // find runs one _find and returns the documents, design documents left out.
-func (s *Store) find(ctx context.Context, q findQuery) ([]store.Document, error) {
+func (s *Store) find(ctx context.Context, q findQuery) (docs []store.Document, err error) {
+	_, err = s.retry(ctx, func() error {
+		var err error
+		docs, err = s.find1(ctx, q)
+		return err
+	})
+	return docs, err
+}
+
+func (s *Store) find1(ctx context.Context, q findQuery) ([]store.Document, error) {
 	rs := s.db.Find(ctx, q)
 	defer rs.Close()
 	var docs []store.Document
@@ -164,30 +182,21 @@ func (s *Store) EnsureIndex(ctx context.Context, name string, fields []string) e
 	if name == "" || len(fields) == 0 || slices.Contains(fields, "") {
 		return fmt.Errorf("couch: ensure index %q: %w: need a name and non-empty fields", name, store.ErrInvalid)
 	}
-	err := s.db.CreateIndex(ctx, name, name, map[string]any{"fields": fields})
+	s.restoreMu.Lock()
+	i := slices.IndexFunc(s.indexes, func(ix index) bool { return ix.name == name })
+	if i < 0 {
+		s.indexes = append(s.indexes, index{name: name, fields: slices.Clone(fields)})
+	} else {
+		s.indexes[i].fields = slices.Clone(fields)
+	}
+	s.restoreMu.Unlock()
+	_, err := s.retry(ctx, func() error {
+		return s.db.CreateIndex(ctx, name, name, map[string]any{"fields": fields})
+	})
 	if err != nil {
 		return fmt.Errorf("couch: ensure index %q: %w", name, mapError(ctx, err))
 	}
 	return nil
-}
-
-// splitField splits a Mango field path at unescaped dots ("a.b\.c" → a, b.c).
-func splitField(field string) []string {
-	var parts []string
-	var cur strings.Builder
-	for i := 0; i < len(field); i++ {
-		switch {
-		case field[i] == '\\' && i+1 < len(field) && field[i+1] == '.':
-			cur.WriteByte('.')
-			i++
-		case field[i] == '.':
-			parts = append(parts, cur.String())
-			cur.Reset()
-		default:
-			cur.WriteByte(field[i])
-		}
-	}
-	return append(parts, cur.String())
 }
 
 // sortKey extracts the values at paths from a JSON object body; a missing

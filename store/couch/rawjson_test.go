@@ -65,19 +65,6 @@ func TestCheckBody(t *testing.T) {
 	}
 }
 
-func TestSplitField(t *testing.T) {
-	for in, want := range map[string][]string{
-		"a":                                {"a"},
-		"a.b":                              {"a", "b"},
-		`attributes.occi\.compute\.cores`:  {"attributes", "occi.compute.cores"},
-		`attributes.cmbs.member.l3\.1_soc`: {"attributes", "cmbs", "member", "l3.1_soc"},
-	} {
-		if got := splitField(in); !reflect.DeepEqual(got, want) {
-			t.Errorf("splitField(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // FuzzStripUnderscore checks the hand-written scanner against encoding/json:
 // the result is the input object without its underscore members.
 func FuzzStripUnderscore(f *testing.F) {
@@ -113,29 +100,4 @@ func FuzzStripUnderscore(f *testing.F) {
 			t.Fatalf("stripUnderscore(%q): id %q rev %q, want %q %q", in, id, rev, wantID, wantRev)
 		}
 	})
-}
-
-func TestValidateSelector(t *testing.T) {
-	valid := []string{
-		`{}`, `{"a":1}`, `{"a":{"b":{"$gt":1}}}`, `{"a":{"$in":[1,2]},"b":{"$exists":false}}`,
-		`{"$or":[{"a":1},{"b":{"$regex":"^x"}}]}`, `{"a":{"$elemMatch":{"$eq":"m"}}}`,
-		`{"l":{"$elemMatch":{"t":"/e2","w":{"$gte":2}}}}`, `{"$not":{"a":1}}`, `{"a":{"$not":{"$gt":1}}}`,
-		`{"a":{"$size":2}}`, `{"a":{"$mod":[3,1]}}`, `{"a":{"$or":[{"b":1},{"$gt":2}]}}`,
-		`{"a":{"$type":"string"}}`, `{"a":{"$all":["x"]}}`, `{"attributes.occi\\.compute\\.cores":{"$gt":1}}`,
-	}
-	for _, s := range valid {
-		if err := validateSelector([]byte(s)); err != nil {
-			t.Errorf("validateSelector(%s): %v", s, err)
-		}
-	}
-	invalid := []string{
-		`{"n":{"$foo":1}}`, `{"$foo":[{"n":1}]}`, `{"n":{"$in":1}}`, `{"$or":{"n":1}}`, `[{"n":1}]`, `{"n":`,
-		`{"$and":[1]}`, `{"$not":[]}`, `{"a":{"$exists":1}}`, `{"a":{"$size":1.5}}`, `{"a":{"$mod":[0,1]}}`,
-		`{"a":{"$regex":1}}`, `{"a":{"$elemMatch":{"$bad":1}}}`, `{"a":{"b":{"$lt":1,"$x":2}}}`, `null`,
-	}
-	for _, s := range invalid {
-		if err := validateSelector([]byte(s)); err == nil {
-			t.Errorf("validateSelector(%s) accepted it", s)
-		}
-	}
 }

@@ -26,6 +26,18 @@ import (
 // otherwise add a row per leaf to every write, and the rows, not the
 // document, were most of the cost of storing one.
 //
+// A document's rows are capped, so that one huge document (an array of
+// 300,000 topics, a result with 150,000 members) cannot hold the single
+// writer for seconds: an array of more than maxIndexedElements elements and
+// an object of more than maxIndexedMembers members get their marker row and
+// a "partial" row at their path, and nothing for what is inside them; a
+// document with more than maxDocRows rows even so gets only one partial row,
+// at the empty path. A condition on a path also admits the documents with a
+// partial row at that path or any of its prefixes (the empty one included),
+// so lookups still give a superset, and the matcher decides. Paths that ever
+// had a partial row are listed in the partial_paths table, so queries look
+// for partial rows only where there can be some.
+//
 // Values keep their JSON type through SQLite's storage classes: numbers are
 // REAL, strings TEXT, and null, booleans and the container markers small
 // BLOBs. SQLite orders NULL < numbers < TEXT < BLOB, which agrees with CouchDB
@@ -38,7 +50,24 @@ var (
 	tagTrue   = []byte{0x02}
 	tagArray  = []byte{0x10}
 	tagObject = []byte{0x11}
+	// tagPartial: the values at or below this path are not all indexed.
+	tagPartial = []byte{0x20}
 )
+
+// Row caps; see above.
+const (
+	maxIndexedElements = 1000
+	maxIndexedMembers  = 1000
+	maxDocRows         = 10000
+)
+
+// capRows applies the document cap to a finished set of rows.
+func capRows(rows map[fieldRow]struct{}) map[fieldRow]struct{} {
+	if len(rows) <= maxDocRows {
+		return rows
+	}
+	return map[fieldRow]struct{}{{path: "", val: tagValue(tagPartial)}: {}}
+}
 
 // Value kinds of an index row.
 const (
@@ -142,6 +171,10 @@ func indexRows(body map[string]any) (map[fieldRow]struct{}, error) {
 			if depth == maxIndexDepth {
 				return nil
 			}
+			if len(t) > maxIndexedMembers {
+				rows[fieldRow{prefix, tagValue(tagPartial)}] = struct{}{}
+				return nil
+			}
 			for k, c := range t {
 				if err := walk(string(appendSegment([]byte(prefix), k)), depth+1, c); err != nil {
 					return err
@@ -149,6 +182,10 @@ func indexRows(body map[string]any) (map[fieldRow]struct{}, error) {
 			}
 		case []any:
 			rows[fieldRow{prefix, tagValue(tagArray)}] = struct{}{}
+			if len(t) > maxIndexedElements {
+				rows[fieldRow{prefix, tagValue(tagPartial)}] = struct{}{}
+				return nil
+			}
 			for _, e := range t {
 				if err := walk(prefix, depth, e); err != nil {
 					return err
@@ -168,7 +205,7 @@ func indexRows(body map[string]any) (map[fieldRow]struct{}, error) {
 			return nil, err
 		}
 	}
-	return rows, nil
+	return capRows(rows), nil
 }
 
 // errBody marks a document body that is not a JSON object; callers wrap it

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cmbs/cmbs/store"
+	"github.com/cmbs/cmbs/store/mango"
 )
 
 // Find answers a selector in two steps. First the selector is turned into a
@@ -53,12 +54,13 @@ const (
 
 // narrowing is a superset of the documents a selector matches.
 type narrowing struct {
-	kind narrowKind
-	path string // pathKey (nField)
-	pid  int64  // interned path (nField)
-	pred string // SQL condition on value (nField, may be empty) or id (nID)
-	args []any
-	kids []*narrowing
+	kind    narrowKind
+	partial bool   // nField: the lookup of partial rows, resolved only where some exist
+	path    string // pathKey (nField)
+	pid     int64  // interned path (nField)
+	pred    string // SQL condition on value (nField, may be empty) or id (nID)
+	args    []any
+	kids    []*narrowing
 }
 
 var (
@@ -126,29 +128,29 @@ func orNarrowing(kids ...*narrowing) *narrowing {
 
 // narrow computes the narrowing of a normalised selector node; prefix is the
 // path of the array an $elemMatch applies to.
-func narrow(n *node, prefix []string) *narrowing {
-	switch n.op {
-	case opAnd:
-		kids := make([]*narrowing, 0, len(n.args))
-		for _, a := range n.args {
+func narrow(n *mango.Node, prefix []string) *narrowing {
+	switch n.Op {
+	case mango.OpAnd:
+		kids := make([]*narrowing, 0, len(n.Args))
+		for _, a := range n.Args {
 			kids = append(kids, narrow(a, prefix))
 		}
 		return andNarrowing(kids...)
-	case opOr:
-		if len(n.args) == 0 {
+	case mango.OpOr:
+		if len(n.Args) == 0 {
 			return narrowAll
 		}
-		kids := make([]*narrowing, 0, len(n.args))
-		for _, a := range n.args {
+		kids := make([]*narrowing, 0, len(n.Args))
+		for _, a := range n.Args {
 			kids = append(kids, narrow(a, prefix))
 		}
 		return orNarrowing(kids...)
 	case "":
-		path := slices.Concat(prefix, n.path)
+		path := slices.Concat(prefix, n.Path)
 		if len(prefix) == 0 && len(path) == 1 {
 			switch path[0] {
 			case "_id":
-				return idNarrowing(n.cond)
+				return idNarrowing(n.Cond)
 			case "_rev":
 				return narrowAll
 			}
@@ -163,15 +165,28 @@ func narrow(n *node, prefix []string) *narrowing {
 				return narrowAll
 			}
 		}
-		return condNarrowing(path, n.cond)
+		return withPartial(path, condNarrowing(path, n.Cond))
 	}
 	// $not and $nor survive normalisation only inside $elemMatch.
 	return narrowAll
 }
 
-func condNarrowing(path []string, c *node) *narrowing {
+// withPartial widens a field condition's narrowing to the documents whose
+// rows were capped at the path or one of its prefixes (see fields.go).
+func withPartial(path []string, n *narrowing) *narrowing {
+	if n.kind == nAll || n.kind == nNone {
+		return n
+	}
+	kids := []*narrowing{n}
+	for i := 0; i <= min(len(path), maxIndexDepth); i++ {
+		kids = append(kids, &narrowing{kind: nField, partial: true, path: pathKey(path[:i]), pred: "value = ?", args: []any{tagPartial}})
+	}
+	return orNarrowing(kids...)
+}
+
+func condNarrowing(path []string, c *mango.Node) *narrowing {
 	if len(path) > maxIndexDepth {
-		if c.op == opExists && !c.val.(bool) {
+		if c.Op == mango.OpExists && !c.Val.(bool) {
 			return narrowAll
 		}
 		// Every other condition needs the field, so an object where the
@@ -180,24 +195,24 @@ func condNarrowing(path []string, c *node) *narrowing {
 	}
 	key := pathKey(path)
 	exists := fieldNarrowing(key, "")
-	switch c.op {
-	case opEq:
-		return eqNarrowing(key, c.val)
-	case opIn:
-		args := c.val.([]any)
+	switch c.Op {
+	case mango.OpEq:
+		return eqNarrowing(key, c.Val)
+	case mango.OpIn:
+		args := c.Val.([]any)
 		kids := make([]*narrowing, 0, len(args))
 		for _, a := range args {
 			kids = append(kids, eqNarrowing(key, a))
 		}
 		return orNarrowing(kids...)
-	case opGt, opGte:
+	case mango.OpGt, mango.OpGte:
 		// Everything that collates after the argument: for a number, larger
 		// numbers and every string, array and object; for a string, every
 		// string (SQLite compares bytes, CouchDB by UCA), array and object.
-		switch v := c.val.(type) {
+		switch v := c.Val.(type) {
 		case float64:
 			op := ">"
-			if c.op == opGte {
+			if c.Op == mango.OpGte {
 				op = ">="
 			}
 			return fieldNarrowing(key, "value "+op+" ?", v)
@@ -209,18 +224,18 @@ func condNarrowing(path []string, c *node) *narrowing {
 			return fieldNarrowing(key, "value >= ?", tagObject)
 		}
 		return exists
-	case opLt, opLte:
-		if v, ok := c.val.(float64); ok {
+	case mango.OpLt, mango.OpLte:
+		if v, ok := c.Val.(float64); ok {
 			op := "<"
-			if c.op == opLte {
+			if c.Op == mango.OpLte {
 				op = "<="
 			}
 			// null and booleans collate before numbers but are BLOBs here.
 			return orNarrowing(fieldNarrowing(key, "value "+op+" ?", v), fieldNarrowing(key, "value IN (?, ?, ?)", tagNull, tagFalse, tagTrue))
 		}
 		return exists
-	case opAll:
-		args := c.val.([]any)
+	case mango.OpAll:
+		args := c.Val.([]any)
 		if len(args) == 0 {
 			return narrowNone
 		}
@@ -231,17 +246,17 @@ func condNarrowing(path []string, c *node) *narrowing {
 			}
 		}
 		return andNarrowing(kids...)
-	case opSize:
+	case mango.OpSize:
 		return fieldNarrowing(key, "value = ?", tagArray)
-	case opElemMatch, opAllMatch:
-		return andNarrowing(fieldNarrowing(key, "value = ?", tagArray), narrow(c.cond, path))
-	case opKeyMapMatch:
+	case mango.OpElemMatch, mango.OpAllMatch:
+		return andNarrowing(fieldNarrowing(key, "value = ?", tagArray), narrow(c.Cond, path))
+	case mango.OpKeyMapMatch:
 		return fieldNarrowing(key, "value = ?", tagObject)
-	case opRegex:
+	case mango.OpRegex:
 		// Strings only: all TEXT values sort before the smallest BLOB.
 		return fieldNarrowing(key, "value >= '' AND value < x''")
-	case opExists:
-		if c.val.(bool) {
+	case mango.OpExists:
+		if c.Val.(bool) {
 			return exists
 		}
 		return narrowAll
@@ -271,16 +286,16 @@ func eqNarrowing(key string, v any) *narrowing {
 
 // idNarrowing narrows on _id, which CouchDB compares byte-wise, as SQLite
 // does.
-func idNarrowing(c *node) *narrowing {
-	switch c.op {
-	case opEq:
-		if s, ok := c.val.(string); ok {
+func idNarrowing(c *mango.Node) *narrowing {
+	switch c.Op {
+	case mango.OpEq:
+		if s, ok := c.Val.(string); ok {
 			return &narrowing{kind: nID, pred: "id = ?", args: []any{s}}
 		}
 		return narrowNone
-	case opIn:
+	case mango.OpIn:
 		var ids []any
-		for _, a := range c.val.([]any) {
+		for _, a := range c.Val.([]any) {
 			if s, ok := a.(string); ok {
 				ids = append(ids, s)
 			}
@@ -289,9 +304,9 @@ func idNarrowing(c *node) *narrowing {
 			return narrowNone
 		}
 		return &narrowing{kind: nID, pred: "id IN (" + placeholders(len(ids)) + ")", args: ids}
-	case opGt, opGte, opLt, opLte:
-		if s, ok := c.val.(string); ok {
-			op := map[string]string{opGt: ">", opGte: ">=", opLt: "<", opLte: "<="}[c.op]
+	case mango.OpGt, mango.OpGte, mango.OpLt, mango.OpLte:
+		if s, ok := c.Val.(string); ok {
+			op := map[string]string{mango.OpGt: ">", mango.OpGte: ">=", mango.OpLt: "<", mango.OpLte: "<="}[c.Op]
 			return &narrowing{kind: nID, pred: "id " + op + " ?", args: []any{s}}
 		}
 	}
@@ -307,6 +322,15 @@ func placeholders(n int) string {
 func (s *Store) resolve(ctx context.Context, n *narrowing) (*narrowing, error) {
 	switch n.kind {
 	case nField:
+		if n.partial {
+			pid, ok := s.partialPath(n.path)
+			if !ok {
+				return narrowNone, nil
+			}
+			out := *n
+			out.pid = pid
+			return &out, nil
+		}
 		pid, ok, err := s.lookupPath(ctx, n.path)
 		if err != nil {
 			return nil, err
@@ -332,6 +356,51 @@ func (s *Store) resolve(ctx context.Context, n *narrowing) (*narrowing, error) {
 		return orNarrowing(kids...), nil
 	}
 	return n, nil
+}
+
+// maxLookups bounds the index lookups one query uses. SQLite refuses an
+// expression deeper than 1000, a compound SELECT of more than 500 terms and
+// more than 32766 variables; a selector with more alternatives (an $or of
+// thousands of objects) is narrowed less and matched in Go instead of
+// failing.
+const maxLookups = 200
+
+// bound returns a narrowing of at most budget lookups that still admits
+// every document n admits, and the lookups it uses: an AND keeps the kids
+// that fit, an OR that does not fit admits everything.
+func bound(n *narrowing, budget int) (*narrowing, int) {
+	switch n.kind {
+	case nField, nID:
+		cost := 1 + len(n.args)/100 // an _id $in list is one lookup of many variables
+		if cost > budget {
+			return narrowAll, 0
+		}
+		return n, cost
+	case nAnd:
+		kept := make([]*narrowing, 0, len(n.kids))
+		used, changed := 0, false
+		for _, k := range n.kids {
+			b, c := bound(k, budget-used)
+			kept = append(kept, b)
+			used += c
+			changed = changed || b != k
+		}
+		if !changed {
+			return n, used
+		}
+		return andNarrowing(kept...), used
+	case nOr:
+		used := 0
+		for _, k := range n.kids {
+			b, c := bound(k, budget-used)
+			if b != k {
+				return narrowAll, 0
+			}
+			used += c
+		}
+		return n, used
+	}
+	return n, 0
 }
 
 // driver is a subquery listing candidate rids, with its estimated size.
@@ -365,7 +434,7 @@ func (s *Store) drive(ctx context.Context, n *narrowing, limit int) (*driver, er
 		err = stmt.QueryRowContext(ctx, append(slices.Clone(d.args), limit+1)...).Scan(&d.est)
 		release()
 		if err != nil {
-			return nil, dbError(ctx, err)
+			return nil, queryError(ctx, err)
 		}
 		return d, nil
 	case nAnd:
@@ -452,7 +521,7 @@ type sortOrder struct {
 func parseSort(sort []store.SortField) (sortOrder, error) {
 	o := sortOrder{byID: true}
 	for i, f := range sort {
-		p, err := splitField(f.Field)
+		p, err := mango.SplitField(f.Field)
 		if err != nil {
 			return o, err
 		}
@@ -469,13 +538,14 @@ func parseSort(sort []store.SortField) (sortOrder, error) {
 
 // plan chooses the query for a selector. want is skip+limit when the caller
 // has a limit, else 0.
-func (s *Store) plan(ctx context.Context, sel *selector, order sortOrder, want int) (*findPlan, error) {
+func (s *Store) plan(ctx context.Context, sel *mango.Selector, order sortOrder, want int) (*findPlan, error) {
 	n := narrowAll
-	if sel.root != nil {
+	if sel.Root != nil {
 		var err error
-		if n, err = s.resolve(ctx, narrow(sel.root, nil)); err != nil {
+		if n, err = s.resolve(ctx, narrow(sel.Root, nil)); err != nil {
 			return nil, err
 		}
+		n, _ = bound(n, maxLookups)
 	}
 	if n.kind == nNone {
 		return nil, nil
@@ -572,7 +642,7 @@ func (s *Store) Find(ctx context.Context, q store.Query) ([]store.Document, erro
 	if q.Limit < 0 || q.Skip < 0 {
 		return nil, fmt.Errorf("find: %w: negative limit or skip", store.ErrInvalid)
 	}
-	sel, err := parseSelector(q.Selector)
+	sel, err := mango.Parse(q.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("find: %w: %w", store.ErrInvalid, err)
 	}
@@ -600,7 +670,7 @@ func (s *Store) Find(ctx context.Context, q store.Query) ([]store.Document, erro
 	defer release()
 	rows, err := stmt.QueryContext(ctx, p.args...)
 	if err != nil {
-		return nil, fmt.Errorf("find: %w", dbError(ctx, err))
+		return nil, fmt.Errorf("find: %w", queryError(ctx, err))
 	}
 	defer rows.Close()
 	var hits []hit
@@ -608,14 +678,14 @@ func (s *Store) Find(ctx context.Context, q store.Query) ([]store.Document, erro
 		var h hit
 		var body []byte
 		if err := rows.Scan(&h.doc.ID, &h.doc.Rev, &body); err != nil {
-			return nil, fmt.Errorf("find: %w", dbError(ctx, err))
+			return nil, fmt.Errorf("find: %w", queryError(ctx, err))
 		}
 		var doc map[string]any
 		if err := json.Unmarshal(body, &doc); err != nil {
 			return nil, fmt.Errorf("find: %w: stored body of %q: %w", store.ErrUnavailable, h.doc.ID, err)
 		}
 		doc["_id"], doc["_rev"] = h.doc.ID, h.doc.Rev
-		if !sel.match(doc) {
+		if !sel.Match(doc) {
 			continue
 		}
 		h.doc.Body = body
@@ -623,8 +693,8 @@ func (s *Store) Find(ctx context.Context, q store.Query) ([]store.Document, erro
 			h.keys = make([]any, len(order.fields))
 			h.miss = make([]bool, len(order.fields))
 			for i, f := range order.fields {
-				v, st := getField(doc, f)
-				h.keys[i], h.miss[i] = v, st != found
+				v, st := mango.GetField(doc, f)
+				h.keys[i], h.miss[i] = v, st != mango.Found
 			}
 		}
 		hits = append(hits, h)
@@ -633,7 +703,7 @@ func (s *Store) Find(ctx context.Context, q store.Query) ([]store.Document, erro
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("find: %w", dbError(ctx, err))
+		return nil, fmt.Errorf("find: %w", queryError(ctx, err))
 	}
 	if !p.ordered {
 		sortHits(hits, order)
@@ -682,9 +752,24 @@ func compareSortKey(a any, aMiss bool, b any, bMiss bool, raw bool) int {
 	case bMiss:
 		return 1
 	case raw:
-		return compareRaw(a, b)
+		return mango.CompareRaw(a, b)
 	}
-	return compareJSON(a, b)
+	return mango.Compare(a, b)
+}
+
+// queryError is dbError for a query: SQLite's refusal of a query it finds
+// too large or too deep (which bound should prevent) is the request's
+// fault, not an outage.
+func queryError(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		msg := err.Error()
+		for _, s := range []string{"too many terms", "too many SQL variables", "too large (maximum depth", "stack overflow", "too complex", "too big"} {
+			if strings.Contains(msg, s) {
+				return fmt.Errorf("%w: the query is too large for the embedded store: %w", store.ErrInvalid, err)
+			}
+		}
+	}
+	return dbError(ctx, err)
 }
 
 // maxCachedStmts bounds the prepared query cache. Query texts depend on the
@@ -703,7 +788,7 @@ func (s *Store) queryStmt(ctx context.Context, query string) (*sql.Stmt, func(),
 	}
 	st, err := s.reader.PrepareContext(ctx, query)
 	if err != nil {
-		return nil, nil, dbError(ctx, err)
+		return nil, nil, queryError(ctx, err)
 	}
 	if len(s.stmts) < maxCachedStmts {
 		s.stmts[query] = st

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/store"
+	"github.com/cmbs/cmbs/store/mango"
 )
 
 // Get implements store.Store.
@@ -48,7 +49,7 @@ func (s *Store) EnsureIndex(ctx context.Context, name string, fields []string) e
 		return fmt.Errorf("ensure index %q: %w: need a name and at least one field", name, store.ErrInvalid)
 	}
 	for _, f := range fields {
-		if _, err := splitField(f); err != nil {
+		if _, err := mango.SplitField(f); err != nil {
 			return fmt.Errorf("ensure index %q: %w: %w", name, store.ErrInvalid, err)
 		}
 	}

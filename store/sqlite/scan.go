@@ -22,30 +22,31 @@ func scanBody(raw []byte) (body []byte, rows map[fieldRow]struct{}, ok bool) {
 	if !ok {
 		return nil, nil, false
 	}
+	rows = s.rowSet()
 	if s.Spaced {
 		var buf bytes.Buffer
 		buf.Grow(len(raw))
 		if json.Compact(&buf, raw) != nil {
 			return nil, nil, false
 		}
-		return buf.Bytes(), s.rows, true
+		return buf.Bytes(), rows, true
 	}
-	return bytes.Clone(raw), s.rows, true
-}
-
-// scanRows is scanBody's rows alone, for a stored (already compact) body.
-func scanRows(raw []byte) (map[fieldRow]struct{}, bool) {
-	s, ok := scan(raw)
-	if !ok {
-		return nil, false
-	}
-	return s.rows, true
+	return bytes.Clone(raw), rows, true
 }
 
 // scan reads a whole body, listing its rows.
 func scan(raw []byte) (*bodyScanner, bool) {
-	s := &bodyScanner{Scanner: jsonscan.Scanner{Data: raw}, rows: make(map[fieldRow]struct{}, 32)}
+	s := &bodyScanner{Scanner: jsonscan.Scanner{Data: raw}, rows: make([]fieldRow, 0, 32)}
 	return s, s.root()
+}
+
+// rowSet is the scanned rows as a set, with the document cap applied.
+func (s *bodyScanner) rowSet() map[fieldRow]struct{} {
+	set := make(map[fieldRow]struct{}, len(s.rows))
+	for _, r := range s.rows {
+		set[r] = struct{}{}
+	}
+	return capRows(set)
 }
 
 // maxScanKeys bounds the members of one indexed object checked for
@@ -56,7 +57,9 @@ type bodyScanner struct {
 	jsonscan.Scanner
 	path []byte // pathKey of the value being scanned
 	keys [][]string
-	rows map[fieldRow]struct{}
+	// rows in scan order, repeats included: an array found too long
+	// drops the rows of its elements by truncating.
+	rows []fieldRow
 }
 
 // root scans the top-level object, whose members are at depth 1.
@@ -68,7 +71,7 @@ func (s *bodyScanner) root() bool {
 }
 
 func (s *bodyScanner) row(v fieldValue) {
-	s.rows[fieldRow{path: string(s.path), val: v}] = struct{}{}
+	s.rows = append(s.rows, fieldRow{path: string(s.path), val: v})
 }
 
 // value scans one value at the current path; depth counts its path
@@ -195,7 +198,15 @@ func (s *bodyScanner) array(depth int, indexed bool) bool {
 	if s.Consume(']') {
 		return true
 	}
+	mark, n := len(s.rows), 0
 	for {
+		if n++; indexed && n > maxIndexedElements {
+			// Too long to index: what its elements added goes, a
+			// partial row stands for them, and the rest is only read.
+			s.rows = s.rows[:mark]
+			s.row(tagValue(tagPartial))
+			indexed = false
+		}
 		if !s.value(depth, indexed) {
 			return false
 		}

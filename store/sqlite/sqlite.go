@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -50,6 +51,7 @@ type Store struct {
 
 	// Prepared statements, on writer (w*) or reader (r*).
 	wSelectDoc, wMaxSeq, wInsertDoc, wUpdateDoc, wSelectPath, wInsertPath *sql.Stmt
+	wSelectRows, wInsertPartial                                           *sql.Stmt
 	rGet, rChanges, rMaxSeq, rMaxRID, rSelectPath                         *sql.Stmt
 	// wInsertFields[i] and wDeleteFields[i] insert or delete
 	// fieldChunks[i] index rows in one statement: a document has dozens of
@@ -60,6 +62,10 @@ type Store struct {
 	// added only after the transaction that created them committed.
 	pathsMu sync.RWMutex
 	paths   map[string]int64
+	// partial maps the keys of the paths that ever had a partial row
+	// (table partial_paths) to their pids, added after the transaction
+	// committed.
+	partial map[string]int64
 
 	// changed is closed and replaced after every commit, to wake long polls.
 	changedMu sync.Mutex
@@ -140,7 +146,10 @@ func WithBusyTimeout(d time.Duration) Option {
 
 // schemaVersion is stored in PRAGMA user_version.
 // 2: the index stops at maxIndexDepth segments.
-const schemaVersion = 2
+// 3: partial rows (capped documents) and partial_paths; a version 2
+// database needs nothing done, and older programs must not read version 3
+// (they would miss the documents partial rows stand for).
+const schemaVersion = 3
 
 // schema: see the package comment and fields.go. docs.rid is the internal
 // document number the index refers to; it never changes for an id, because
@@ -169,6 +178,9 @@ CREATE TABLE IF NOT EXISTS fields (
 	PRIMARY KEY (pid, value, rid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS fields_by_doc ON fields(rid, pid, value);
+CREATE TABLE IF NOT EXISTS partial_paths (
+	pid INTEGER PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS mango_indexes (
 	name   TEXT PRIMARY KEY,
 	fields TEXT NOT NULL
@@ -195,6 +207,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		log:            o.logger.With("store", "sqlite", "path", path),
 		path:           path,
 		paths:          make(map[string]int64),
+		partial:        make(map[string]int64),
 		changed:        make(chan struct{}),
 		closed:         make(chan struct{}),
 		writeQueue:     make(chan *writeRequest),
@@ -316,7 +329,7 @@ func (s *Store) open(ctx context.Context, o options) error {
 		}
 		*dst, err = db.PrepareContext(ctx, query)
 	}
-	prepare(s.writer, &s.wSelectDoc, `SELECT rid, rev, deleted, body FROM docs WHERE id = ?`)
+	prepare(s.writer, &s.wSelectDoc, `SELECT rid, rev, deleted FROM docs WHERE id = ?`)
 	prepare(s.writer, &s.wMaxSeq, `SELECT coalesce(max(seq), 0) FROM docs`)
 	prepare(s.writer, &s.wInsertDoc, `INSERT INTO docs(id, rev, deleted, seq, body) VALUES (?, ?, ?, ?, ?)`)
 	prepare(s.writer, &s.wUpdateDoc, `UPDATE docs SET rev = ?, deleted = ?, seq = ?, body = ? WHERE rid = ?`)
@@ -327,12 +340,34 @@ func (s *Store) open(ctx context.Context, o options) error {
 	}
 	prepare(s.writer, &s.wSelectPath, `SELECT pid FROM paths WHERE path = ?`)
 	prepare(s.writer, &s.wInsertPath, `INSERT INTO paths(path) VALUES (?)`)
+	prepare(s.writer, &s.wSelectRows, `SELECT pid, value FROM fields WHERE rid = ?`)
+	prepare(s.writer, &s.wInsertPartial, `INSERT OR IGNORE INTO partial_paths(pid) VALUES (?)`)
 	prepare(s.reader, &s.rGet, `SELECT rev, body FROM docs WHERE id = ? AND deleted = 0`)
 	prepare(s.reader, &s.rChanges, `SELECT seq, id, rev, deleted FROM docs WHERE seq > ? ORDER BY seq LIMIT ?`)
 	prepare(s.reader, &s.rMaxSeq, `SELECT coalesce(max(seq), 0) FROM docs`)
 	prepare(s.reader, &s.rMaxRID, `SELECT coalesce(max(rid), 0) FROM docs`)
 	prepare(s.reader, &s.rSelectPath, `SELECT pid FROM paths WHERE path = ?`)
 	if err != nil {
+		return dbError(ctx, err)
+	}
+	return s.loadPartial(ctx)
+}
+
+func (s *Store) loadPartial(ctx context.Context) error {
+	rows, err := s.writer.QueryContext(ctx, `SELECT p.path, p.pid FROM partial_paths pp JOIN paths p ON p.pid = pp.pid`)
+	if err != nil {
+		return dbError(ctx, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key []byte
+		var pid int64
+		if err := rows.Scan(&key, &pid); err != nil {
+			return dbError(ctx, err)
+		}
+		s.partial[string(key)] = pid
+	}
+	if err := rows.Err(); err != nil {
 		return dbError(ctx, err)
 	}
 	return nil
@@ -364,6 +399,7 @@ func (s *Store) closeDBs() error {
 	s.stmtsMu.Unlock()
 	for _, st := range slices.Concat([]*sql.Stmt{
 		s.wSelectDoc, s.wMaxSeq, s.wInsertDoc, s.wUpdateDoc, s.wSelectPath, s.wInsertPath,
+		s.wSelectRows, s.wInsertPartial,
 		s.rGet, s.rChanges, s.rMaxSeq, s.rMaxRID, s.rSelectPath,
 	}, s.wInsertFields[:], s.wDeleteFields[:]) {
 		if st != nil {
@@ -428,6 +464,23 @@ func (s *Store) cachedPath(key string) (int64, bool) {
 	defer s.pathsMu.RUnlock()
 	pid, ok := s.paths[key]
 	return pid, ok
+}
+
+// partialPath returns the pid of a path key that ever had a partial row.
+func (s *Store) partialPath(key string) (int64, bool) {
+	s.pathsMu.RLock()
+	defer s.pathsMu.RUnlock()
+	pid, ok := s.partial[key]
+	return pid, ok
+}
+
+func (s *Store) cachePartial(m map[string]int64) {
+	if len(m) == 0 {
+		return
+	}
+	s.pathsMu.Lock()
+	defer s.pathsMu.Unlock()
+	maps.Copy(s.partial, m)
 }
 
 func (s *Store) cachePaths(m map[string]int64) {

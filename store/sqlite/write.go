@@ -235,6 +235,7 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 		return
 	}
 	newPaths := make(map[string]int64)
+	newPartial := make(map[string]int64)
 	single := len(batch) == 1
 	for _, req := range batch {
 		err = nil
@@ -248,7 +249,7 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 				return
 			}
 		}
-		w := txWriter{s: s, ctx: ctx, tx: tx, paths: newPaths, newPaths: make(map[string]int64)}
+		w := txWriter{s: s, ctx: ctx, tx: tx, paths: newPaths, newPaths: make(map[string]int64), partial: newPartial, newPartial: make(map[string]int64)}
 		revs := make([]string, len(req.ops))
 		reqSeq := seq
 		for i, op := range req.ops {
@@ -282,6 +283,7 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 		seq = reqSeq
 		req.revs = revs
 		maps.Copy(newPaths, w.newPaths)
+		maps.Copy(newPartial, w.newPartial)
 		applied = append(applied, req)
 	}
 	if len(applied) == 0 {
@@ -304,6 +306,7 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 	}
 	s.cache.committed(docs)
 	s.cachePaths(newPaths)
+	s.cachePartial(newPartial)
 	s.notifyCommit()
 }
 
@@ -314,6 +317,15 @@ type txWriter struct {
 	tx       *sql.Tx
 	paths    map[string]int64 // paths interned by earlier requests of the transaction
 	newPaths map[string]int64 // paths interned by this request
+	// partial and newPartial: the same for partial_paths entries.
+	partial, newPartial map[string]int64
+}
+
+// pidRow is an index row with its path interned: what the fields table
+// holds for a document.
+type pidRow struct {
+	pid int64
+	val fieldValue
 }
 
 // apply writes one document at change number seq.
@@ -327,9 +339,8 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
 		rid     int64
 		curRev  string
 		deleted bool
-		oldBody []byte
 	)
-	err := w.tx.StmtContext(ctx, s.wSelectDoc).QueryRowContext(ctx, op.id).Scan(&rid, &curRev, &deleted, &oldBody)
+	err := w.tx.StmtContext(ctx, s.wSelectDoc).QueryRowContext(ctx, op.id).Scan(&rid, &curRev, &deleted)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fail(dbError(ctx, err))
@@ -358,18 +369,28 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
 	// Like CouchDB, a write after a tombstone continues its revision history.
 	rev := nextRev(curRev, op.delete, body)
 
-	var oldRows map[fieldRow]struct{}
+	// The document's current rows are read from the index, not computed
+	// from its stored body: a huge body is not parsed again inside the
+	// commit, and rows an older version of this program wrote go too.
+	var oldRows map[pidRow]struct{}
 	if exists && !deleted {
-		var ok bool
-		if oldRows, ok = scanRows(oldBody); !ok {
-			obj, err := decodeBody(oldBody)
-			if err == nil {
-				oldRows, err = indexRows(obj)
-			}
-			if err != nil {
-				return fail(fmt.Errorf("%w: stored body: %w", store.ErrUnavailable, err))
+		var err error
+		if oldRows, err = w.storedRows(rid); err != nil {
+			return fail(err)
+		}
+	}
+	newRows := make(map[pidRow]struct{}, len(op.rows))
+	for r := range op.rows {
+		pid, err := w.pathID(r.path)
+		if err != nil {
+			return fail(err)
+		}
+		if r.val.kind == kindTag && r.val.str == string(tagPartial) {
+			if err := w.markPartial(r.path, pid); err != nil {
+				return fail(err)
 			}
 		}
+		newRows[pidRow{pid, r.val}] = struct{}{}
 	}
 
 	if exists {
@@ -387,13 +408,13 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
 
 	// Only the difference between the old and the new index rows is written:
 	// an update usually changes a few attributes of a document.
-	var gone, added []fieldRow
+	var gone, added []pidRow
 	for r := range oldRows {
-		if _, keep := op.rows[r]; !keep {
+		if _, keep := newRows[r]; !keep {
 			gone = append(gone, r)
 		}
 	}
-	for r := range op.rows {
+	for r := range newRows {
 		if _, had := oldRows[r]; !had {
 			added = append(added, r)
 		}
@@ -414,14 +435,10 @@ var fieldChunks = [...]int{32, 16, 8, 4, 2, 1}
 // changeRows inserts or deletes (stmts: wInsertFields or wDeleteFields)
 // the index rows of document rid, as few statements as the chunk sizes
 // allow.
-func (w *txWriter) changeRows(stmts [len(fieldChunks)]*sql.Stmt, rows []fieldRow, rid int64) error {
+func (w *txWriter) changeRows(stmts [len(fieldChunks)]*sql.Stmt, rows []pidRow, rid int64) error {
 	args := make([]any, 0, 3*len(rows))
 	for _, r := range rows {
-		pid, err := w.pathID(r.path)
-		if err != nil {
-			return err
-		}
-		args = append(args, pid, r.val.sqlValue(), rid)
+		args = append(args, r.pid, r.val.sqlValue(), rid)
 	}
 	for i, n := range fieldChunks {
 		var st *sql.Stmt
@@ -435,6 +452,58 @@ func (w *txWriter) changeRows(stmts [len(fieldChunks)]*sql.Stmt, rows []fieldRow
 			args = args[3*n:]
 		}
 	}
+	return nil
+}
+
+// storedRows reads the index rows of document rid.
+func (w *txWriter) storedRows(rid int64) (map[pidRow]struct{}, error) {
+	rows, err := w.tx.StmtContext(w.ctx, w.s.wSelectRows).QueryContext(w.ctx, rid)
+	if err != nil {
+		return nil, dbError(w.ctx, err)
+	}
+	defer rows.Close()
+	out := make(map[pidRow]struct{})
+	for rows.Next() {
+		var r pidRow
+		var v any
+		if err := rows.Scan(&r.pid, &v); err != nil {
+			return nil, dbError(w.ctx, err)
+		}
+		switch t := v.(type) {
+		case float64:
+			r.val = fieldValue{kind: kindNumber, num: t}
+		case int64:
+			r.val = fieldValue{kind: kindNumber, num: float64(t)}
+		case string:
+			r.val = fieldValue{kind: kindString, str: t}
+		case []byte:
+			r.val = fieldValue{kind: kindTag, str: string(t)}
+		default:
+			return nil, fmt.Errorf("%w: index row of type %T", store.ErrUnavailable, v)
+		}
+		out[r] = struct{}{}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbError(w.ctx, err)
+	}
+	return out, nil
+}
+
+// markPartial records in partial_paths that path pid has a partial row.
+func (w *txWriter) markPartial(key string, pid int64) error {
+	if _, ok := w.partial[key]; ok {
+		return nil
+	}
+	if _, ok := w.newPartial[key]; ok {
+		return nil
+	}
+	if _, ok := w.s.partialPath(key); ok {
+		return nil
+	}
+	if _, err := w.tx.StmtContext(w.ctx, w.s.wInsertPartial).ExecContext(w.ctx, pid); err != nil {
+		return dbError(w.ctx, err)
+	}
+	w.newPartial[key] = pid
 	return nil
 }
 

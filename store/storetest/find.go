@@ -130,6 +130,15 @@ func testFind(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OrNotArray", `{"$or":{"n":1}}`},
 		{"NotAnObject", `[{"n":1}]`},
 		{"Malformed", `{"n":`},
+		// Both stores parse selectors with store/mango: an operator newer
+		// than CouchDB 3.3 and PCRE-only regular expressions are refused
+		// by each, not only by the one that would evaluate them.
+		{"BeginsWith", `{"title":{"$beginsWith":"al"}}`},
+		{"RegexLookahead", `{"title":{"$regex":"^(?=a)"}}`},
+		{"RegexBackreference", `{"title":{"$regex":"(a)\\1"}}`},
+		{"RegexBad", `{"title":{"$regex":"("}}`},
+		{"SizeFraction", `{"tags":{"$size":1.5}}`},
+		{"EmptyFieldSegment", `{"a..b":1}`},
 	}
 	for _, c := range invalid {
 		t.Run("Invalid"+c.name, func(t *testing.T) {

@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 	t.Run("Find", func(t *testing.T) { testFind(t, open) })
 	t.Run("FindOrder", func(t *testing.T) { testFindOrder(t, open) })
+	t.Run("BigDocuments", func(t *testing.T) { testBigDocuments(t, open) })
 	t.Run("EnsureIndex", func(t *testing.T) { testEnsureIndex(t, open) })
 	t.Run("Changes", func(t *testing.T) { testChanges(t, open) })
 }

@@ -1,4 +1,4 @@
-package sqlite
+package mango
 
 import (
 	"encoding/json"
@@ -92,7 +92,7 @@ func TestSelectorMatch(t *testing.T) {
 		{`{"_id":{"$gt":"B"}}`, `{"_id":"a"}`, true}, // raw comparison for _id
 	}
 	for _, c := range cases {
-		sel, err := parseSelector(json.RawMessage(c.selector))
+		sel, err := Parse(json.RawMessage(c.selector))
 		if err != nil {
 			t.Errorf("parse %s: %v", c.selector, err)
 			continue
@@ -101,7 +101,7 @@ func TestSelectorMatch(t *testing.T) {
 		if err := json.Unmarshal([]byte(c.doc), &doc); err != nil {
 			t.Fatal(err)
 		}
-		if got := sel.match(doc); got != c.want {
+		if got := sel.Match(doc); got != c.want {
 			t.Errorf("%s on %s = %v, want %v", c.selector, c.doc, got, c.want)
 		}
 	}
@@ -115,8 +115,11 @@ func TestSelectorInvalid(t *testing.T) {
 		`{"a":{"$exists":1}}`, `{"a":{"$type":1}}`, `{"a":{"$size":-1}}`, `{"a":{"$size":1.5}}`,
 		`{"a":{"$mod":[0,1]}}`, `{"a":{"$mod":[2]}}`, `{"a":{"$regex":"("}}`, `{"a":{"$regex":1}}`,
 		`{"a":{"$all":1}}`, `{"a":{"$elemMatch":1}}`, `{"a..b":1}`, `{"$gt":1}`,
+		// CouchDB 3.4's $beginsWith, and PCRE constructs RE2 lacks.
+		`{"a":{"$beginsWith":"x"}}`, `{"a":{"$regex":"^(?=x)"}}`, `{"a":{"$regex":"(x)\\1"}}`,
+		`{"a":{"$regex":"(?<!x)y"}}`, `{"$and":[1]}`, `{"a":{"b":{"$lt":1,"$x":2}}}`,
 	} {
-		if _, err := parseSelector(json.RawMessage(s)); !errors.Is(err, errSelector) {
+		if _, err := Parse(json.RawMessage(s)); !errors.Is(err, ErrSelector) {
 			t.Errorf("parse %s: %v, want an invalid-selector error", s, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package sqlite
+package mango
 
 import (
 	"cmp"
@@ -31,9 +31,9 @@ func typeRank(v any) int {
 	return 7
 }
 
-// compareJSON compares two decoded JSON values in CouchDB collation order
+// Compare compares two decoded JSON values in CouchDB collation order
 // (strings by the Unicode Collation Algorithm, through kivik's x/collate).
-func compareJSON(a, b any) int {
+func Compare(a, b any) int {
 	ra, rb := typeRank(a), typeRank(b)
 	if ra != rb {
 		return cmp.Compare(ra, rb)
@@ -51,7 +51,7 @@ func compareJSON(a, b any) int {
 	case []any:
 		y := b.([]any)
 		for i := range min(len(x), len(y)) {
-			if c := compareJSON(x[i], y[i]); c != 0 {
+			if c := Compare(x[i], y[i]); c != 0 {
 				return c
 			}
 		}
@@ -62,10 +62,10 @@ func compareJSON(a, b any) int {
 		y := b.(map[string]any)
 		xk, yk := sortedKeys(x), sortedKeys(y)
 		for i := range min(len(xk), len(yk)) {
-			if c := compareJSON(xk[i], yk[i]); c != 0 {
+			if c := Compare(xk[i], yk[i]); c != 0 {
 				return c
 			}
-			if c := compareJSON(x[xk[i]], y[yk[i]]); c != 0 {
+			if c := Compare(x[xk[i]], y[yk[i]]); c != 0 {
 				return c
 			}
 		}
@@ -74,15 +74,15 @@ func compareJSON(a, b any) int {
 	return 0
 }
 
-// compareRaw is CouchDB's raw collation, used for _id: strings compare
+// CompareRaw is CouchDB's raw collation, used for _id: strings compare
 // byte-wise.
-func compareRaw(a, b any) int {
+func CompareRaw(a, b any) int {
 	x, xok := a.(string)
 	y, yok := b.(string)
 	if xok && yok {
 		return strings.Compare(x, y)
 	}
-	return compareJSON(a, b)
+	return Compare(a, b)
 }
 
 func sortedKeys(m map[string]any) []string {
@@ -90,6 +90,6 @@ func sortedKeys(m map[string]any) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b string) int { return compareJSON(a, b) })
+	slices.SortFunc(keys, func(a, b string) int { return Compare(a, b) })
 	return keys
 }

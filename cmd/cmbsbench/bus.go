@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+
+	"github.com/cmbs/cmbs/cmbs/bus"
+	"github.com/cmbs/cmbs/cmbs/choria"
+)
+
+// benchBus measures the bus against raw zmq4 sockets moving the same bytes:
+// rpcutil#ping round trips over --rpc vs REQ/REP (rpc_rtt_vs_zmq, goal ≤ 2),
+// and events-in → events-out rebroadcast to one subscriber vs PUB/SUB
+// (events_vs_zmq, goal ≥ 0.5).
+func benchBus(ctx context.Context, cfg config, log *slog.Logger, out func(string, ...any), results map[string]any) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	agents := choria.NewRegistry()
+	if err := agents.Add(ctx, choria.Ping{}); err != nil {
+		return err
+	}
+	d, err := choria.NewDispatcher(agents, nil, log)
+	if err != nil {
+		return err
+	}
+	b, err := bus.Start(ctx, bus.Options{RPC: "tcp://127.0.0.1:0", EventsOut: "tcp://127.0.0.1:0", EventsIn: "tcp://127.0.0.1:0", Dispatcher: d, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	ping, _ := json.Marshal(choria.Request{Schema: choria.RequestSchemaURL, Protocol: choria.ProtocolRPCRequest, Agent: "rpcutil", Action: "ping",
+		RequestID: "bench", SenderID: "bench", CallerID: "bench", Collective: "mcollective", TTL: 60, MsgTime: time.Now().Unix(), Data: map[string]any{}})
+	count := cfg.l1Count
+	busRTT, reply, err := busPing(ctx, b.RPCAddr(), count, ping)
+	if err != nil {
+		return fmt.Errorf("bus ping: %w", err)
+	}
+	rawRTT, err := rawReqRep(ctx, count, ping, reply)
+	if err != nil {
+		return fmt.Errorf("zmq4 REQ/REP: %w", err)
+	}
+	ratio := busRTT.Seconds() / rawRTT.Seconds()
+	out("   rpcutil#ping over --rpc: %v median of %d; zmq4 REQ/REP same bytes: %v; ratio %.2f (goal ≤ 2)", busRTT, count, rawRTT, ratio)
+	results["rpc_ping_rtt_us"] = busRTT.Microseconds()
+	results["rpc_zmq_rtt_us"] = rawRTT.Microseconds()
+	results["rpc_rtt_vs_zmq"] = ratio
+
+	n := cfg.fanoutMsgs * 10
+	body := make([]byte, 256)
+	busRes, err := busRebroadcast(ctx, b, n, body)
+	if err != nil {
+		return fmt.Errorf("events rebroadcast: %w", err)
+	}
+	rawRes, err := rawPubSub(ctx, 1, n, body)
+	if err != nil {
+		return fmt.Errorf("zmq4 PUB/SUB: %w", err)
+	}
+	eratio := busRes.rate() / rawRes.rate()
+	out("   events-in → events-out: %.0f msg/s (%d); zmq4 PUB/SUB: %.0f msg/s; ratio %.2f (goal ≥ 0.5)", busRes.rate(), busRes.delivered, rawRes.rate(), eratio)
+	results["events_rebroadcast_per_s"] = busRes.rate()
+	results["events_zmq_per_s"] = rawRes.rate()
+	results["events_vs_zmq"] = eratio
+	return nil
+}
+
+// busPing times count sequential rpcutil#ping round trips from a zmq4 REQ
+// socket, as a Choria client on ZeroMQ would send them; it returns the
+// median and the reply body (for the baseline to send back).
+func busPing(ctx context.Context, endpoint string, count int, ping []byte) (time.Duration, []byte, error) {
+	req := zmq4.NewReq(ctx, zmq4.WithDialerMaxRetries(20))
+	defer req.Close()
+	if err := req.Dial(endpoint); err != nil {
+		return 0, nil, err
+	}
+	stopWatch := context.AfterFunc(ctx, func() { req.Close() })
+	defer stopWatch()
+	var reply []byte
+	ds := make([]time.Duration, 0, count)
+	for i := 0; i < count+count/10; i++ {
+		start := time.Now()
+		if err := req.Send(zmq4.NewMsgFrom([]byte(strconv.Itoa(i)), []byte(bus.JSONMimeType), ping)); err != nil {
+			return 0, nil, err
+		}
+		m, err := req.Recv()
+		if err != nil {
+			return 0, nil, err
+		}
+		if i >= count/10 {
+			ds = append(ds, time.Since(start))
+		}
+		if len(m.Frames) != 3 {
+			return 0, nil, fmt.Errorf("reply of %d frames", len(m.Frames))
+		}
+		reply = m.Frames[2]
+	}
+	var r choria.Reply
+	if err := json.Unmarshal(reply, &r); err != nil || r.StatusCode != 0 {
+		return 0, nil, fmt.Errorf("ping reply %s", reply)
+	}
+	return median(ds), reply, nil
+}
+
+// busRebroadcast pushes n envelopes to events-in and counts what one SUB
+// on events-out receives.
+func busRebroadcast(ctx context.Context, b *bus.Bus, n int, body []byte) (fanoutResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	sub := zmq4.NewSub(ctx, zmq4.WithDialerMaxRetries(20))
+	defer sub.Close()
+	if err := sub.Dial(b.EventsOutAddr()); err != nil {
+		return fanoutResult{}, err
+	}
+	if err := sub.SetOption(zmq4.OptionSubscribe, ""); err != nil {
+		return fanoutResult{}, err
+	}
+	push := zmq4.NewPush(ctx, zmq4.WithDialerMaxRetries(20))
+	defer push.Close()
+	if err := push.Dial(b.EventsInAddr()); err != nil {
+		return fanoutResult{}, err
+	}
+	var measuring, warm atomic.Bool
+	var got, lastAt atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			msg, err := sub.Recv()
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				continue
+			}
+			if len(msg.Frames) > 0 && string(msg.Frames[0]) == "warmup" {
+				warm.Store(true)
+				continue
+			}
+			if measuring.Load() {
+				got.Add(1)
+				lastAt.Store(time.Now().UnixNano())
+			}
+		}
+	}()
+	defer func() { cancel(); sub.Close(); <-done }()
+	for !warm.Load() {
+		if ctx.Err() != nil {
+			return fanoutResult{}, errors.New("the subscriber never received the warm-up")
+		}
+		if err := push.Send(zmq4.NewMsgFrom([]byte("warmup"), []byte("text/plain"), []byte("w"))); err != nil {
+			return fanoutResult{}, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	measuring.Store(true)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if err := push.Send(zmq4.NewMsgFrom([]byte("bench"), []byte("application/octet-stream"), body)); err != nil {
+			return fanoutResult{}, err
+		}
+	}
+	return awaitDeliveries(ctx, "bus events", &got, &lastAt, int64(n), start)
+}
