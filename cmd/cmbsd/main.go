@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/console"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
 	processreg "github.com/cmbs/cmbs/providers/process"
@@ -154,8 +155,20 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 
 	defer ln.Close() // in case serveHTTP returns before Serve took it over
 
+	// The console follows the changes feed until ctx ends (a signal), which
+	// also ends its event streams so that they do not hold the shutdown.
+	cons := console.New(console.Options{Feed: st, Logger: logger})
+	cons.Start(ctx)
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if cerr := cons.Stop(stopCtx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("stop console: %w", cerr))
+		}
+	}()
+
 	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, started: time.Now()}
-	handler := withStatus(status, withProcessRegistry(srv, cfg, logger, srv.Handler()))
+	handler := cons.Mount(withStatus(status, withProcessRegistry(srv, cfg, logger, srv.Handler())))
 	if cfg.Users != nil {
 		handler = cfg.Users.Middleware(handler)
 	}
