@@ -17,6 +17,16 @@ if ! /usr/bin/python3 -c 'import zmq' >/dev/null 2>&1; then
   fi
 fi
 
+# Debian's chromium, headless, for the console's browser tests (console/).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ||
+      echo "warning: could not install chromium; the console's browser tests will say so"
+  else
+    echo "warning: chromium is missing (apt-get install chromium); the console's browser tests will say so"
+  fi
+fi
+
 echo "== gofmt and go vet"
 unformatted=$(gofmt -l . | grep -v '/testdata/' || true)
 if [ -n "$unformatted" ]; then
