@@ -2,11 +2,11 @@ package console_test
 
 import (
 	"context"
-	"strings"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,5 +150,3 @@ func TestBrowserEventsShowCreatedEntity(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
-
