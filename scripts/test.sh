@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (the
 # CouchDB-API test peer from npm, Debian's python3-zmq for the ZeroMQ interop
-# test, Debian's chromium for the console's browser tests), then vets, runs every test with the race detector, runs the README's
-# walk-throughs (scripts/readme.sh), and runs each fuzz target briefly.
+# test, Debian's chromium for the console's browser tests), then vets, runs
+# every test with the race detector, runs the README's walk-throughs
+# (scripts/readme.sh), and runs each fuzz target briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
