@@ -2,6 +2,8 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -56,7 +58,7 @@ func browser(t *testing.T) context.Context {
 // screenshot saves the page to the test's temp dir.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Errorf("screenshot %s: %v", name, err)
 		return
@@ -66,6 +68,10 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Error(err)
 	}
 	t.Logf("screenshot: %s", p)
+	// To look at them after the test: CONSOLE_SCREENSHOTS=DIR keeps a copy.
+	if dir := os.Getenv("CONSOLE_SCREENSHOTS"); dir != "" {
+		_ = os.WriteFile(filepath.Join(dir, t.Name()+"-"+name+".png"), png, 0o644)
+	}
 }
 
 // text waits for sel and returns its text.
@@ -150,3 +156,48 @@ func TestBrowserEventsShowCreatedEntity(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestBrowserMemberGraph: three members stored (one hosted here, two
+// remote, neighbours of it) are drawn as three nodes, the local one
+// marked, with a line to each neighbour.
+func TestBrowserMemberGraph(t *testing.T) {
+	ctx := browser(t)
+	srv := startConsole(t, testserver.OpenSQLite(t))
+	postFile(t, srv.URL+"/-/", "post_category_cmbs_member.json")
+	member := func(id, local string, port int, neighbors ...string) {
+		b, _ := json.Marshal(map[string]any{"resources": []any{map[string]any{
+			"kind": "http://houssem.org/cmbs#member", "id": id,
+			"attributes": map[string]any{"cmbs": map[string]any{"member": map[string]any{
+				"local": local, "l1_socket": fmt.Sprintf("tcp://127.0.0.1:%d", port), "neighbors_socket": neighbors}}},
+		}}})
+		if c, body := do(t, "POST", srv.URL+"/cmbs/member/", string(b)); c != http.StatusCreated && c != http.StatusOK {
+			t.Fatalf("POST member %s: %d %s", id, c, body)
+		}
+	}
+	member("alpha", "true", 5010, "tcp://127.0.0.1:6010", "tcp://127.0.0.1:7010")
+	member("beta", "false", 6010)
+	member("gamma", "false", 7010)
+
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/console/#/members"), chromedp.WaitVisible(`#member-graph`)); err != nil {
+		t.Fatalf("members page: %v", err)
+	}
+	type graph struct {
+		Nodes  int `json:"nodes"`
+		Local  int `json:"local"`
+		Remote int `json:"remote"`
+		Lines  int `json:"lines"`
+	}
+	g, err := chromedp.Run(ctx, chromedp.Evaluate[graph](`({nodes: document.querySelectorAll("#member-graph g.node").length,
+		local: document.querySelectorAll("#member-graph g.local").length,
+		remote: document.querySelectorAll("#member-graph g.remote").length,
+		lines: document.querySelectorAll("#member-graph line").length})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "members")
+	if g != (graph{Nodes: 3, Local: 1, Remote: 2, Lines: 2}) {
+		t.Fatalf("member graph %+v, want 3 nodes (1 local, 2 remote) and 2 lines", g)
+	}
+}

@@ -122,7 +122,7 @@ async function showBrowse(path) {
 
 async function showMembers() {
   main.replaceChildren(el("h2", {}, "Members"));
-  const [status, coll] = await Promise.all([getJSON("/-/status"), getJSON("/cmbs/member/").catch(() => ({ "X-OCCI-Location": [] }))]);
+  const [status, coll] = await Promise.all([getJSON("/-/status").catch(() => ({ layers: [] })), getJSON("/cmbs/member/").catch(() => ({ "X-OCCI-Location": [] }))]);
   const locs = (coll["X-OCCI-Location"] || []).slice(0, 200);
   const members = (await Promise.all(locs.map(l => getJSON(pathOf(l) || l).catch(() => null)))).filter(Boolean).map((m, i) => {
     const a = flatten(m.attributes || {});
