@@ -7,8 +7,8 @@
 //
 // The console is read-only and sits behind the same handler chain as the
 // API, so it has the same authentication. One goroutine follows the
-// changes feed from Start until the context given to Start ends; Stop
-// waits for it. Each browser gets a bounded buffer of events: one that
+// changes feed, while at least one browser listens, from Start until the
+// context given to Start ends; Stop waits for it. Each browser gets a bounded buffer of events: one that
 // falls behind is disconnected (EventSource reconnects it) rather than
 // slowing the feed for everyone.
 package console
@@ -16,6 +16,7 @@ package console
 import (
 	"context"
 	"embed"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -120,20 +121,41 @@ func (c *Console) Stop(ctx context.Context) error {
 	}
 }
 
-// follow long-polls the changes feed and publishes each change.
+// follow long-polls the changes feed while someone listens and publishes
+// each change; with nobody listening it costs the store nothing.
 func (c *Console) follow(ctx context.Context) {
-	since := "now"
+	since := ""
 	for ctx.Err() == nil {
-		changes, last, err := c.opts.Feed.Changes(ctx, store.ChangesOptions{Since: since, Limit: 512, Wait: c.opts.PollWait})
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			c.opts.Logger.Warn("console: changes feed", "err", err)
+		if c.hub.idle() {
+			since = ""
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(time.Second):
+			case <-c.hub.wanted:
+				continue // idle again checks there still is a subscriber
+			}
+		}
+		if since == "" {
+			// Find the current position, then let subscribers in: they
+			// see every change after it.
+			_, last, err := c.opts.Feed.Changes(ctx, store.ChangesOptions{Since: "now", Limit: 1})
+			if err == nil && last == "" {
+				err = errors.New("the store gave no position for \"now\"")
+			}
+			if err != nil {
+				if !c.retry(ctx, err) {
+					return
+				}
+				continue
+			}
+			since = last
+			c.hub.setFollowing()
+			continue
+		}
+		changes, last, err := c.opts.Feed.Changes(ctx, store.ChangesOptions{Since: since, Limit: 512, Wait: c.opts.PollWait})
+		if err != nil {
+			if !c.retry(ctx, err) {
+				return
 			}
 			continue
 		}
@@ -143,6 +165,20 @@ func (c *Console) follow(ctx context.Context) {
 		if last != "" {
 			since = last
 		}
+	}
+}
+
+// retry logs a feed error and waits a second; false when ctx ended.
+func (c *Console) retry(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	c.opts.Logger.Warn("console: changes feed", "err", err)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(time.Second):
+		return true
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,5 +202,55 @@ func TestEventsEndWhenConsoleStops(t *testing.T) {
 	}
 	if c, _ := do(t, "GET", srv.URL+console.EventsPath, ""); c != http.StatusServiceUnavailable {
 		t.Errorf("GET events after Stop: %d, want 503", c)
+	}
+}
+
+// countingFeed counts the changes requests made of a store.
+type countingFeed struct {
+	store.Store
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *countingFeed) Changes(ctx context.Context, opts store.ChangesOptions) ([]store.Change, string, error) {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+	return f.Store.Changes(ctx, opts)
+}
+
+func (f *countingFeed) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// TestNoFeedWithoutListeners: the console asks the store nothing while no
+// browser follows the events, and does once one does.
+func TestNoFeedWithoutListeners(t *testing.T) {
+	st := testserver.OpenSQLite(t)
+	feed := &countingFeed{Store: st}
+	c := console.New(console.Options{Feed: feed, PollWait: time.Second})
+	srv := testserver.Start(t, testserver.Options{Store: st, Wrap: func(_ *occi.Server, next http.Handler) http.Handler { return c.Mount(next) }})
+	c.Start(context.Background())
+	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+	createCounter(t, srv.URL, "/counter/unwatched")
+	if n := feed.count(); n != 0 {
+		t.Fatalf("%d changes requests with nobody listening", n)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+console.EventsPath, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// The stream opens once the console has its position in the feed.
+	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	if n := feed.count(); n == 0 {
+		t.Fatal("no changes request with a listener")
 	}
 }

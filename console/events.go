@@ -18,26 +18,67 @@ type event struct {
 
 // hub fans events out to subscribers, each with a bounded buffer; a
 // subscriber whose buffer is full is dropped (its channel closed).
+//
+// The feed is only followed while someone listens: wanted is signalled
+// when the first subscriber arrives, and following is closed once the
+// follower has its position, so a subscriber sees every change made after
+// it was told the stream is open.
 type hub struct {
-	mu     sync.Mutex
-	size   int
-	subs   map[chan event]struct{}
-	closed bool
+	mu        sync.Mutex
+	size      int
+	subs      map[chan event]struct{}
+	closed    bool
+	wanted    chan struct{} // capacity 1: a subscriber is waiting for the follower
+	following chan struct{} // closed while the follower has a position
 }
 
-func newHub(size int) *hub { return &hub{size: size, subs: map[chan event]struct{}{}} }
+func newHub(size int) *hub {
+	return &hub{size: size, subs: map[chan event]struct{}{}, wanted: make(chan struct{}, 1), following: make(chan struct{})}
+}
 
 // subscribe returns a channel of events, closed when the subscriber is
-// dropped or the hub closes; ok is false once the hub is closed.
-func (h *hub) subscribe() (ch chan event, ok bool) {
+// dropped or the hub closes, and a channel closed once the feed is being
+// followed; ok is false once the hub is closed.
+func (h *hub) subscribe() (ch chan event, following <-chan struct{}, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return nil, false
+		return nil, nil, false
 	}
 	ch = make(chan event, h.size)
 	h.subs[ch] = struct{}{}
-	return ch, true
+	select {
+	case h.wanted <- struct{}{}:
+	default:
+	}
+	return ch, h.following, true
+}
+
+// setFollowing tells waiting subscribers the follower has its position.
+func (h *hub) setFollowing() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-h.following:
+	default:
+		close(h.following)
+	}
+}
+
+// idle reports whether nobody listens; if so, the follower stops, and
+// later subscribers wait for it to find its position again.
+func (h *hub) idle() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.subs) > 0 {
+		return false
+	}
+	select {
+	case <-h.following:
+		h.following = make(chan struct{})
+	default:
+	}
+	return true
 }
 
 func (h *hub) unsubscribe(ch chan event) {
@@ -80,12 +121,22 @@ func (c *Console) serveEvents(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method "+r.Method+" is not allowed on "+EventsPath, http.StatusMethodNotAllowed)
 		return
 	}
-	ch, ok := c.hub.subscribe()
+	ch, following, ok := c.hub.subscribe()
 	if !ok {
 		http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	defer c.hub.unsubscribe(ch)
+	select {
+	case <-following:
+	case <-r.Context().Done():
+		return
+	case _, open := <-ch: // closed: the console stopped
+		if !open {
+			http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
+			return
+		}
+	}
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

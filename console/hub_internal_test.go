@@ -6,8 +6,8 @@ import "testing"
 // (its channel closed) while others keep receiving.
 func TestSlowSubscriberDropped(t *testing.T) {
 	h := newHub(2)
-	slow, _ := h.subscribe()
-	fast, _ := h.subscribe()
+	slow, _, _ := h.subscribe()
+	fast, _, _ := h.subscribe()
 	for i := range 3 {
 		h.publish(event{ID: string(rune('a' + i))})
 		<-fast
@@ -27,7 +27,7 @@ func TestSlowSubscriberDropped(t *testing.T) {
 	if _, ok := <-fast; ok {
 		t.Fatal("channel open after close")
 	}
-	if _, ok := h.subscribe(); ok {
+	if _, _, ok := h.subscribe(); ok {
 		t.Fatal("subscribe after close succeeded")
 	}
 }
