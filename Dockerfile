@@ -8,7 +8,7 @@
 #
 # The image listens on 0.0.0.0:8090, which cmbsd refuses to do without
 # --users (CMBS_USERS) unless --insecure (CMBS_INSECURE=true) is given: the
-# image does not choose for you (README, "Operations").
+# image does not choose for you (README, "Packaging").
 #
 # The build command below is also what cmd/cmbsd's TestReleaseBinary runs,
 # read from this file, so that the release binary CI checks is this one.
