@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (the
 # CouchDB-API test peer from npm, Debian's python3-zmq for the ZeroMQ interop
-# test), then vets, runs every test with the race detector, runs the README's
-# walk-throughs (scripts/readme.sh), and runs each fuzz target briefly.
+# test, Debian's chromium for the console's browser tests), then vets, runs
+# every test with the race detector, runs the README's walk-throughs
+# (scripts/readme.sh), and runs each fuzz target briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,16 @@ if ! /usr/bin/python3 -c 'import zmq' >/dev/null 2>&1; then
       echo "warning: could not install python3-zmq; the ZeroMQ interop test will say so"
   else
     echo "warning: python3-zmq is missing (apt-get install python3-zmq); the ZeroMQ interop test will say so"
+  fi
+fi
+
+# Debian's chromium, headless, for the console's browser tests (console/).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ||
+      echo "warning: could not install chromium; the console's browser tests will say so"
+  else
+    echo "warning: chromium is missing (apt-get install chromium); the console's browser tests will say so"
   fi
 fi
 

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/console"
 	"github.com/cmbs/cmbs/internal/metrics"
 	"github.com/cmbs/cmbs/internal/requestlog"
 	"github.com/cmbs/cmbs/occi"
@@ -203,11 +204,23 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 
 	defer ln.Close() // in case serveHTTP returns before Serve took it over
 
+	// The console follows the changes feed until ctx ends (a signal), which
+	// also ends its event streams so that they do not hold the shutdown.
+	cons := console.New(console.Options{Feed: st, Logger: logger})
+	cons.Start(ctx)
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if cerr := cons.Stop(stopCtx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("stop console: %w", cerr))
+		}
+	}()
+
 	if err := mreg.Register(metrics.NewBrokerCollector(broker)); err != nil {
 		return err
 	}
 	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, bus: b, feed: follower, started: time.Now()}
-	handler := withStatus(status, withProcessRegistry(srv, procs, cfg, logger, srv.Handler()))
+	handler := cons.Mount(withStatus(status, withProcessRegistry(srv, procs, cfg, logger, srv.Handler())))
 	handler = withMetrics(mreg.Handler(), handler)
 	if cfg.Users != nil {
 		handler = cfg.Users.MiddlewareWith(handler, srv.WriteError)

@@ -542,7 +542,9 @@ func TestBinaryUsers(t *testing.T) {
 		{"alice", "wonderland", false},
 		{"bob", "builder", false},
 	}
-	for _, u := range []string{url, url + "status"} {
+	// The console is behind the same authentication as the API.
+	base := strings.TrimSuffix(url, "/-/")
+	for _, u := range []string{url, url + "status", base + "/console/", base + "/console/app.js"} {
 		for _, tt := range tests {
 			got := get(t, u, tt.user, tt.pass)
 			if (got == http.StatusUnauthorized) != tt.want401 {
