@@ -72,6 +72,18 @@ func startConsole(t *testing.T, st store.Store) *testserver.Server {
 	return srv
 }
 
+// openEvents opens the console's event stream on the server at base;
+// the caller closes the body.
+func openEvents(t *testing.T, ctx context.Context, base string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+console.EventsPath, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 const counterKind = `{"kinds":[{"term":"counter","scheme":"http://example.org/console#","title":"Counter","location":"/counter/",
   "attributes":{"test":{"counter":{"value":{"type":"number","mutable":true,"required":true}}}}}]}`
 
@@ -111,11 +123,7 @@ func TestEventsStreamEntityChanges(t *testing.T) {
 		srv := startConsole(t, st)
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+console.EventsPath, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := openEvents(t, ctx, srv.URL)
 		defer resp.Body.Close()
 		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
 			t.Fatalf("GET %s: %d %s", console.EventsPath, resp.StatusCode, ct)
@@ -187,11 +195,7 @@ func TestEventsEndWhenConsoleStops(t *testing.T) {
 	c.Start(context.Background())
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+console.EventsPath, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := openEvents(t, ctx, srv.URL)
 	defer resp.Body.Close()
 	bufio.NewReader(resp.Body).ReadString('\n')
 	if err := c.Stop(ctx); err != nil {
@@ -240,11 +244,7 @@ func TestNoFeedWithoutListeners(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+console.EventsPath, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := openEvents(t, ctx, srv.URL)
 	defer resp.Body.Close()
 	// The stream opens once the console has its position in the feed.
 	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
