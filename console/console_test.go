@@ -89,21 +89,8 @@ const counterKind = `{"kinds":[{"term":"counter","scheme":"http://example.org/co
 
 func do(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/occi+json")
-	req.Header.Set("Accept", "application/occi+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	c, b := testserver.Request(t, 10*time.Second, method, url, []byte(body))
+	return c, string(b)
 }
 
 func createCounter(t *testing.T, base, path string) {
