@@ -198,31 +198,11 @@ func Infrastructure() []*model.Category {
 		})
 	}
 
-	var out []*model.Category
-	add := func(class model.Class, desc map[string]any) {
+	return parseBuiltin("infrastructure", InfrastructureProvider, actions, kinds, mixins, func(desc map[string]any) {
 		if attrs, ok := desc["attributes"].(map[string]any); ok {
 			desc["attributes"] = nestStateMessages(attrs)
 		}
-		c, err := model.ParseCategory(class, desc)
-		if err != nil {
-			panic("categories: infrastructure " + string(class) + ": " + err.Error()) // a programming error, caught by tests
-		}
-		c.Builtin = true
-		if class == model.ClassKind {
-			c.Provider = model.Provider{Local: []string{InfrastructureProvider}}
-		}
-		out = append(out, c)
-	}
-	for _, a := range actions {
-		add(model.ClassAction, a)
-	}
-	for _, k := range kinds {
-		add(model.ClassKind, k)
-	}
-	for _, m := range mixins {
-		add(model.ClassMixin, m)
-	}
-	return out
+	})
 }
 
 // nestStateMessages moves "x.state.message" definitions under their parent

@@ -85,26 +85,5 @@ func Process() []*model.Category {
 				"process.definition_ref": str(true, true, "id or location of a definition registered on the receiving server (it runs only when that definition has run_on_message true)"),
 			}},
 	}
-	var out []*model.Category
-	add := func(class model.Class, desc map[string]any) {
-		c, err := model.ParseCategory(class, desc)
-		if err != nil {
-			panic("categories: process " + string(class) + ": " + err.Error()) // a programming error, caught by tests
-		}
-		c.Builtin = true
-		if class == model.ClassKind {
-			c.Provider = model.Provider{Local: []string{ProcessProvider}}
-		}
-		out = append(out, c)
-	}
-	for _, a := range actions {
-		add(model.ClassAction, a)
-	}
-	for _, k := range kinds {
-		add(model.ClassKind, k)
-	}
-	for _, m := range mixins {
-		add(model.ClassMixin, m)
-	}
-	return out
+	return parseBuiltin("process", ProcessProvider, actions, kinds, mixins, nil)
 }

@@ -72,26 +72,25 @@ func startConsole(t *testing.T, st store.Store) *testserver.Server {
 	return srv
 }
 
+// openEvents opens the console's event stream on the server at base;
+// the caller closes the body.
+func openEvents(t *testing.T, ctx context.Context, base string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+console.EventsPath, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 const counterKind = `{"kinds":[{"term":"counter","scheme":"http://example.org/console#","title":"Counter","location":"/counter/",
   "attributes":{"test":{"counter":{"value":{"type":"number","mutable":true,"required":true}}}}}]}`
 
 func do(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/occi+json")
-	req.Header.Set("Accept", "application/occi+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	c, b := testserver.Request(t, 10*time.Second, method, url, []byte(body))
+	return c, string(b)
 }
 
 func createCounter(t *testing.T, base, path string) {
@@ -111,11 +110,7 @@ func TestEventsStreamEntityChanges(t *testing.T) {
 		srv := startConsole(t, st)
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+console.EventsPath, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := openEvents(t, ctx, srv.URL)
 		defer resp.Body.Close()
 		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
 			t.Fatalf("GET %s: %d %s", console.EventsPath, resp.StatusCode, ct)
@@ -187,11 +182,7 @@ func TestEventsEndWhenConsoleStops(t *testing.T) {
 	c.Start(context.Background())
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+console.EventsPath, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := openEvents(t, ctx, srv.URL)
 	defer resp.Body.Close()
 	bufio.NewReader(resp.Body).ReadString('\n')
 	if err := c.Stop(ctx); err != nil {
@@ -240,11 +231,7 @@ func TestNoFeedWithoutListeners(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+console.EventsPath, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := openEvents(t, ctx, srv.URL)
 	defer resp.Body.Close()
 	// The stream opens once the console has its position in the feed.
 	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {

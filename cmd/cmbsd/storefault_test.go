@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"syscall"
@@ -17,26 +16,14 @@ import (
 const faultKind = `{"kinds":[{"term":"thing","scheme":"http://example.org/fault#","title":"Thing","location":"/thing/",
   "attributes":{"t":{"n":{"type":"number","mutable":true}}}}]}`
 
-// call sends one request and returns the status and decoded JSON body.
+// call sends one request (see occiCall) and returns the status and the
+// decoded JSON body.
 func call(t *testing.T, method, url, body string) (int, map[string]any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/occi+json")
-	req.Header.Set("Accept", "application/occi+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	status, b := occiCall(t, method, url, []byte(body))
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
-	return resp.StatusCode, m
+	return status, m
 }
 
 // cmbsd on CouchDB survives CouchDB faults without a restart: a CouchDB

@@ -2,11 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/internal/loopback"
+	"github.com/cmbs/cmbs/internal/testserver"
 )
 
 // threeNodes holds the README's three-node fixtures with every ZeroMQ
@@ -62,21 +60,7 @@ func loadThreeNodes(t *testing.T) threeNodes {
 // occiCall sends an OCCI JSON request and returns the status and the body.
 func occiCall(t *testing.T, method, url string, body []byte) (int, []byte) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/occi+json")
-	req.Header.Set("Accept", "application/occi+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, out
+	return testserver.Request(t, 30*time.Second, method, url, body)
 }
 
 func mustCall(t *testing.T, method, url string, body []byte, want int) map[string]any {

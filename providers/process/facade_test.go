@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cmbs/cmbs/providers/process/internal/processtest"
 	"github.com/cmbs/cmbs/store"
 )
 
@@ -148,7 +149,7 @@ func TestRegistryAPI(t *testing.T) {
 		expect(t, alice.do("POST", "/api/process_definition/", strings.Replace(example, "},\n}}", "}\n}}", 1)), http.StatusCreated)
 
 		// The API's definitions are the OCCI entities: execute one.
-		tr := post(alice, trDefinition)
+		tr := post(alice, processtest.TrDefinition)
 		id := strings.TrimSuffix(strings.TrimPrefix(tr, "/api/process_definition/"), "/")
 		res := alice.execute("/process/definition/"+id, map[string]any{"input": "xaxbxcx\n"})
 		if res["output"] != "abc\n" {

@@ -11,34 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cmbs/cmbs/providers/process/internal/processtest"
 	"github.com/cmbs/cmbs/store"
-)
-
-// trDefinition is the Process Registry README's tr example, verbatim.
-const trDefinition = `{
-    "exec": "/usr/bin/tr",
-    "argv": ["-d", "x"],
-    "input_adapter": {
-        "input_type": "file",
-        "input_parameters": {
-            "file_type": "stream",
-            "stream_name": "STDIN"
-        }
-    },
-    "output_adapter": {
-        "output_type": "file",
-        "output_parameters": {
-            "file_type": "stream",
-            "stream_name": "STDOUT"
-        }
-    }
-}`
-
-const (
-	stdinIn   = `{"input_type":"file","input_parameters":{"file_type":"stream","stream_name":"STDIN"}}`
-	stdoutOut = `{"output_type":"file","output_parameters":{"file_type":"stream","stream_name":"STDOUT"}}`
-	fileIn    = `{"input_type":"file","input_parameters":{"file_path":"${input_file}"}}`
-	fileOut   = `{"output_type":"file","output_parameters":{"file_path":"${output_file}"}}`
 )
 
 // PR-V1…V7, V9 through the OCCI interface: 400 naming the field.
@@ -50,7 +24,7 @@ func TestDefinitionValidation(t *testing.T) {
 		{"PR-V3", `{"exec":"cat","environment":{"A":1}}`, "environment"},
 		{"PR-V4", `{"exec":"cat","input_adapter":{"input_type":"tcp"}}`, "input_type"},
 		{"PR-V5", `{"exec":"cat","input_adapter":{"input_type":"file","input_parameters":{"file_type":"stream","stream_name":"STDOUT"}}}`, "stream_name"},
-		{"PR-V6", `{"exec":"cat","argv":["${input_file}"],"input_adapter":` + stdinIn + `}`, "argv"},
+		{"PR-V6", `{"exec":"cat","argv":["${input_file}"],"input_adapter":` + processtest.StdinIn + `}`, "argv"},
 		{"PR-V7 zero", `{"exec":"cat","timeout":0}`, "timeout"},
 		{"PR-V7 negative", `{"exec":"cat","timeout":-5}`, "timeout"},
 	} {
@@ -106,7 +80,7 @@ func TestExecute(t *testing.T) {
 			}
 
 			// PR-E1: the README's tr example.
-			trLoc = n.createDefinition(trDefinition)
+			trLoc = n.createDefinition(processtest.TrDefinition)
 			trResult = n.execute(trLoc, map[string]any{"input": "xaxbxcx\n"})
 			if trResult["status"] != "succeeded" || trResult["exit_code"] != 0.0 || trResult["output"] != "abc\n" {
 				t.Fatalf("tr: %v", trResult)
@@ -132,7 +106,7 @@ func TestExecute(t *testing.T) {
 			for i := range in {
 				in[i] = byte(i)
 			}
-			cp := n.createDefinition(`{"exec":"cp","argv":["${input_file}","${output_file}"],"input_adapter":` + fileIn + `,"output_adapter":` + fileOut + `}`)
+			cp := n.createDefinition(`{"exec":"cp","argv":["${input_file}","${output_file}"],"input_adapter":` + processtest.FileIn + `,"output_adapter":` + processtest.FileOut + `}`)
 			res := n.execute(cp, map[string]any{"input_base64": base64.StdEncoding.EncodeToString(in)})
 			if res["status"] != "succeeded" || res["output_base64"] != base64.StdEncoding.EncodeToString(in) {
 				t.Errorf("cp: %v", res)
@@ -141,9 +115,9 @@ func TestExecute(t *testing.T) {
 			// PR-E3, E4, E5.
 			dir := t.TempDir()
 			for _, tc := range []struct{ def, input, output string }{
-				{`{"exec":"sh","argv":["-c","tr a-z A-Z > \"$0\"","${output_file}"],"input_adapter":` + stdinIn + `,"output_adapter":` + fileOut + `}`, "hello", "HELLO"},
-				{`{"exec":"cat","argv":["${input_file}"],"input_adapter":` + fileIn + `,"output_adapter":` + stdoutOut + `}`, "abc", "abc"},
-				{`{"exec":"sh","argv":["-c","printf '%s|%s' \"$FOO\" \"$(pwd)\""],"environment":{"FOO":"bar"},"cwd":"` + dir + `","output_adapter":` + stdoutOut + `}`, "", "bar|" + dir},
+				{`{"exec":"sh","argv":["-c","tr a-z A-Z > \"$0\"","${output_file}"],"input_adapter":` + processtest.StdinIn + `,"output_adapter":` + processtest.FileOut + `}`, "hello", "HELLO"},
+				{`{"exec":"cat","argv":["${input_file}"],"input_adapter":` + processtest.FileIn + `,"output_adapter":` + processtest.StdoutOut + `}`, "abc", "abc"},
+				{`{"exec":"sh","argv":["-c","printf '%s|%s' \"$FOO\" \"$(pwd)\""],"environment":{"FOO":"bar"},"cwd":"` + dir + `","output_adapter":` + processtest.StdoutOut + `}`, "", "bar|" + dir},
 			} {
 				res := n.execute(n.createDefinition(tc.def), map[string]any{"input": tc.input})
 				if res["status"] != "succeeded" || res["output"] != tc.output {
@@ -176,7 +150,7 @@ func TestExecute(t *testing.T) {
 				t.Errorf("missing exec: %v", res)
 			}
 			// PR-E9 and PR-E11: no shell; the run directory is gone.
-			res = n.execute(n.createDefinition(`{"exec":"echo","argv":["$(id)",";","${input_file}x"],"input_adapter":`+fileIn+`}`), map[string]any{"input": "i"})
+			res = n.execute(n.createDefinition(`{"exec":"echo","argv":["$(id)",";","${input_file}x"],"input_adapter":`+processtest.FileIn+`}`), map[string]any{"input": "i"})
 			out, _ := res["output"].(string)
 			runInput, ok := strings.CutPrefix(strings.TrimSuffix(out, "x\n"), "$(id) ; ")
 			if res["status"] != "succeeded" || !ok || !strings.HasSuffix(runInput, "/input") {
@@ -185,7 +159,7 @@ func TestExecute(t *testing.T) {
 				t.Errorf("run directory of %s still there (%v)", runInput, err)
 			}
 			// PR-E10: output file never produced.
-			res = n.execute(n.createDefinition(`{"exec":"true","output_adapter":`+fileOut+`}`), nil)
+			res = n.execute(n.createDefinition(`{"exec":"true","output_adapter":`+processtest.FileOut+`}`), nil)
 			if e, _ := res["error"].(string); res["status"] != "failed" || !strings.Contains(e, "output file") {
 				t.Errorf("no output file: %v", res)
 			}
@@ -221,7 +195,7 @@ func TestExecute(t *testing.T) {
 // PR-E12: ten concurrent executes each get their own output.
 func TestExecuteConcurrent(t *testing.T) {
 	n := startNode(t, nil, nodeOptions{})
-	loc := n.createDefinition(`{"exec":"cat","argv":["${input_file}"],"input_adapter":` + fileIn + `,"output_adapter":` + stdoutOut + `}`)
+	loc := n.createDefinition(`{"exec":"cat","argv":["${input_file}"],"input_adapter":` + processtest.FileIn + `,"output_adapter":` + processtest.StdoutOut + `}`)
 	var wg sync.WaitGroup
 	results := make([]map[string]any, 10)
 	for i := range results {
@@ -250,7 +224,7 @@ func TestExecuteConcurrent(t *testing.T) {
 // PR-E14: the output cap (here 1 MiB, the default) truncates and flags.
 func TestExecuteOutputCap(t *testing.T) {
 	n := startNode(t, nil, nodeOptions{})
-	res := n.execute(n.createDefinition(`{"exec":"head","argv":["-c","5000000","/dev/zero"],"output_adapter":`+stdoutOut+`}`), nil)
+	res := n.execute(n.createDefinition(`{"exec":"head","argv":["-c","5000000","/dev/zero"],"output_adapter":`+processtest.StdoutOut+`}`), nil)
 	if out, _ := res["output"].(string); res["status"] != "succeeded" || res["truncated"] != true || len(out) != 1<<20 {
 		t.Errorf("status %v truncated %v, %d bytes", res["status"], res["truncated"], len(out))
 	}

@@ -17,36 +17,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/cmbs/cmbs/providers/process/engine"
+	"github.com/cmbs/cmbs/providers/process/internal/processtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// trDefinition is the registry's own tr example, verbatim.
-const trDefinition = `{
-    "exec": "/usr/bin/tr",
-    "argv": ["-d", "x"],
-    "input_adapter": {
-        "input_type": "file",
-        "input_parameters": {
-            "file_type": "stream",
-            "stream_name": "STDIN"
-        }
-    },
-    "output_adapter": {
-        "output_type": "file",
-        "output_parameters": {
-            "file_type": "stream",
-            "stream_name": "STDOUT"
-        }
-    }
-}`
-
-const (
-	stdinIn   = `{"input_type":"file","input_parameters":{"file_type":"stream","stream_name":"STDIN"}}`
-	stdoutOut = `{"output_type":"file","output_parameters":{"file_type":"stream","stream_name":"STDOUT"}}`
-	fileIn    = `{"input_type":"file","input_parameters":{"file_path":"${input_file}"}}`
-	fileOut   = `{"output_type":"file","output_parameters":{"file_path":"${output_file}"}}`
-)
 
 func parse(t *testing.T, doc string) *engine.Definition {
 	t.Helper()
@@ -97,7 +71,7 @@ func TestParseValidation(t *testing.T) {
 		{"unsupported output type", `{"exec":"cat","output_adapter":{"output_type":"pipe","output_parameters":{}}}`, "output_adapter.output_type"},
 		{"PR-V5 STDOUT as input", `{"exec":"cat","input_adapter":{"input_type":"file","input_parameters":{"file_type":"stream","stream_name":"STDOUT"}}}`, "input_adapter.input_parameters.stream_name"},
 		{"STDIN as output", `{"exec":"cat","output_adapter":{"output_type":"file","output_parameters":{"file_type":"stream","stream_name":"STDIN"}}}`, "output_adapter.output_parameters.stream_name"},
-		{"PR-V6 input_file without a file adapter", `{"exec":"cat","argv":["${input_file}"],"input_adapter":` + stdinIn + `}`, "argv"},
+		{"PR-V6 input_file without a file adapter", `{"exec":"cat","argv":["${input_file}"],"input_adapter":` + processtest.StdinIn + `}`, "argv"},
 		{"PR-V6 input_file without any adapter", `{"exec":"cat","argv":["--in=${input_file}"]}`, "argv"},
 		{"output_file without a file adapter", `{"exec":"cp","argv":["a","${output_file}"]}`, "argv"},
 		{"PR-V7 timeout 0", `{"exec":"cat","timeout":0}`, "timeout"},
@@ -154,7 +128,7 @@ func TestParseCanonicalSpellings(t *testing.T) {
 
 // PR-E1: the registry's tr example, verbatim.
 func TestRunTr(t *testing.T) {
-	res := run(t, &engine.Runner{}, parse(t, trDefinition), engine.Request{Input: []byte("xaxbxcx\n")})
+	res := run(t, &engine.Runner{}, parse(t, processtest.TrDefinition), engine.Request{Input: []byte("xaxbxcx\n")})
 	wantStatus(t, res, engine.StatusSucceeded, 0)
 	if string(res.Output) != "abc\n" {
 		t.Errorf("output %q", res.Output)
@@ -171,7 +145,7 @@ func TestRunFileInFileOut(t *testing.T) {
 	for i := range in {
 		in[i] = byte(i)
 	}
-	d := parse(t, `{"exec":"cp","argv":["${input_file}","${output_file}"],"input_adapter":`+fileIn+`,"output_adapter":`+fileOut+`}`)
+	d := parse(t, `{"exec":"cp","argv":["${input_file}","${output_file}"],"input_adapter":`+processtest.FileIn+`,"output_adapter":`+processtest.FileOut+`}`)
 	res := run(t, &engine.Runner{}, d, engine.Request{Input: in})
 	wantStatus(t, res, engine.StatusSucceeded, 0)
 	if !bytes.Equal(res.Output, in) {
@@ -187,9 +161,9 @@ func TestRunAdapters(t *testing.T) {
 	for _, tc := range []struct {
 		name, doc, input, output string
 	}{
-		{"PR-E3 stdin in, file out", `{"exec":"sh","argv":["-c","tr a-z A-Z > \"$0\"","${output_file}"],"input_adapter":` + stdinIn + `,"output_adapter":` + fileOut + `}`, "hello", "HELLO"},
-		{"PR-E4 file in, stdout out", `{"exec":"cat","argv":["${input_file}"],"input_adapter":` + fileIn + `,"output_adapter":` + stdoutOut + `}`, "abc", "abc"},
-		{"PR-E5 environment and cwd", `{"exec":"sh","argv":["-c","printf '%s|%s' \"$FOO\" \"$(pwd)\""],"environment":{"FOO":"bar"},"cwd":"` + dir + `","output_adapter":` + stdoutOut + `}`, "", "bar|" + dir},
+		{"PR-E3 stdin in, file out", `{"exec":"sh","argv":["-c","tr a-z A-Z > \"$0\"","${output_file}"],"input_adapter":` + processtest.StdinIn + `,"output_adapter":` + processtest.FileOut + `}`, "hello", "HELLO"},
+		{"PR-E4 file in, stdout out", `{"exec":"cat","argv":["${input_file}"],"input_adapter":` + processtest.FileIn + `,"output_adapter":` + processtest.StdoutOut + `}`, "abc", "abc"},
+		{"PR-E5 environment and cwd", `{"exec":"sh","argv":["-c","printf '%s|%s' \"$FOO\" \"$(pwd)\""],"environment":{"FOO":"bar"},"cwd":"` + dir + `","output_adapter":` + processtest.StdoutOut + `}`, "", "bar|" + dir},
 		{"no input adapter: stdin is empty", `{"exec":"cat"}`, "ignored", ""},
 		{"stderr as output", `{"exec":"sh","argv":["-c","echo out; echo err >&2"],"output_adapter":{"output_type":"file","output_parameters":{"file_type":"stream","stream_name":"STDERR"}}}`, "", "err\n"},
 		{"minimal environment", `{"exec":"sh","argv":["-c","env | cut -d= -f1 | sort | tr '\\n' ' '"]}`, "", "HOME PATH PWD TMPDIR "},
@@ -314,7 +288,7 @@ func TestRunFailures(t *testing.T) {
 		}
 	})
 	t.Run("PR-E10 output file never produced", func(t *testing.T) {
-		res := run(t, &engine.Runner{}, parse(t, `{"exec":"true","output_adapter":`+fileOut+`}`), engine.Request{})
+		res := run(t, &engine.Runner{}, parse(t, `{"exec":"true","output_adapter":`+processtest.FileOut+`}`), engine.Request{})
 		wantStatus(t, res, engine.StatusFailed, 0)
 		if !strings.Contains(res.Error, "output file") {
 			t.Errorf("error %q", res.Error)
@@ -337,7 +311,7 @@ func TestRunFailures(t *testing.T) {
 
 // PR-E9: no shell, and substitution inside a string.
 func TestRunNoShell(t *testing.T) {
-	d := parse(t, `{"exec":"echo","argv":["$(id)",";","${input_file}x"],"input_adapter":`+fileIn+`}`)
+	d := parse(t, `{"exec":"echo","argv":["$(id)",";","${input_file}x"],"input_adapter":`+processtest.FileIn+`}`)
 	res := run(t, &engine.Runner{}, d, engine.Request{Input: []byte("in")})
 	wantStatus(t, res, engine.StatusSucceeded, 0)
 	want := "$(id) ; " + filepath.Join(res.RunDir, "input") + "x\n"
@@ -349,7 +323,7 @@ func TestRunNoShell(t *testing.T) {
 // PR-E14: output beyond the cap is dropped and flagged; the run still
 // succeeds (the process was not held up).
 func TestRunOutputCap(t *testing.T) {
-	d := parse(t, `{"exec":"head","argv":["-c","5000000","/dev/zero"],"output_adapter":`+stdoutOut+`}`)
+	d := parse(t, `{"exec":"head","argv":["-c","5000000","/dev/zero"],"output_adapter":`+processtest.StdoutOut+`}`)
 	res := run(t, &engine.Runner{}, d, engine.Request{})
 	wantStatus(t, res, engine.StatusSucceeded, 0)
 	if !res.Truncated || len(res.Output) != engine.DefaultMaxOutput {
@@ -363,7 +337,7 @@ func TestRunOutputCap(t *testing.T) {
 
 // PR-E12: concurrent runs each get their own output.
 func TestRunConcurrent(t *testing.T) {
-	d := parse(t, `{"exec":"cat","argv":["${input_file}"],"input_adapter":`+fileIn+`,"output_adapter":`+stdoutOut+`}`)
+	d := parse(t, `{"exec":"cat","argv":["${input_file}"],"input_adapter":`+processtest.FileIn+`,"output_adapter":`+processtest.StdoutOut+`}`)
 	r := &engine.Runner{}
 	var wg sync.WaitGroup
 	outs := make([]string, 10)

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/cmbs/cmbs/providers/process/internal/procgroup"
 )
 
 // Statuses of a run.
@@ -157,7 +159,7 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 	var interrupted atomic.Bool // the run was stopped (timeout or cancellation)
 	cmd.Cancel = func() error {
 		interrupted.Store(true)
-		return signalGroup(cmd.Process.Pid, syscall.SIGTERM)
+		return procgroup.Signal(cmd.Process.Pid, syscall.SIGTERM)
 	}
 	cmd.WaitDelay = r.grace()
 
@@ -193,7 +195,7 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 		}
 		select {
 		case <-time.After(r.grace()):
-			_ = signalGroup(res.Pid, syscall.SIGKILL)
+			_ = procgroup.Signal(res.Pid, syscall.SIGKILL)
 		case <-waited:
 		}
 	}()
@@ -201,7 +203,7 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 	close(waited)
 	<-killed
 	// Nothing of the run survives it: leftover children in the group too.
-	_ = signalGroup(res.Pid, syscall.SIGKILL)
+	_ = procgroup.Signal(res.Pid, syscall.SIGKILL)
 
 	res.Stderr, res.StderrTruncated = stderr.buf.Bytes(), stderr.dropped
 	var exitErr *exec.ExitError
@@ -383,18 +385,6 @@ func absIn(dir, p string) string {
 		return p
 	}
 	return filepath.Join(dir, p)
-}
-
-// signalGroup signals the process group pgid; a group that is gone is not
-// an error.
-func signalGroup(pgid int, sig syscall.Signal) error {
-	if pgid <= 0 {
-		return nil
-	}
-	if err := syscall.Kill(-pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return err
-	}
-	return nil
 }
 
 // capped keeps the first max bytes written and drops the rest, still

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cmbs/cmbs/providers/process/internal/procgroup"
 )
 
 // States of a process. The provisioning states (pending to unknown process
@@ -370,7 +372,7 @@ func (p *Process) runOnce() (up time.Duration, requested bool) {
 	}
 	up = time.Since(started)
 	// Nothing of the run survives it: leftover children in the group too.
-	_ = signalGroup(pid, syscall.SIGKILL)
+	_ = procgroup.Signal(pid, syscall.SIGKILL)
 	// Leftovers outside the group may hold the pipe: give them the grace,
 	// then stop reading.
 	select {
@@ -412,14 +414,14 @@ func (p *Process) runOnce() (up time.Duration, requested bool) {
 // returns the leader's wait result.
 func (p *Process) terminate(pid int, waited <-chan error, state string) error {
 	p.set(func(st *Status) { st.State = state })
-	_ = signalGroup(pid, syscall.SIGTERM)
+	_ = procgroup.Signal(pid, syscall.SIGTERM)
 	t := time.NewTimer(p.sup.opts.KillGrace)
 	defer t.Stop()
 	select {
 	case err := <-waited:
 		return err
 	case <-t.C:
-		_ = signalGroup(pid, syscall.SIGKILL)
+		_ = procgroup.Signal(pid, syscall.SIGKILL)
 		return <-waited
 	}
 }
@@ -429,16 +431,4 @@ func (p *Process) failed(err error) {
 	p.set(func(st *Status) { st.Error, st.LastExitCode, st.LastSignal = err.Error(), nil, "" })
 	p.log.Event("cannot start: " + err.Error())
 	p.sup.log.Warn("cannot start", "id", p.id, "err", err)
-}
-
-// signalGroup signals the process group pgid; a group that is gone is not
-// an error.
-func signalGroup(pgid int, sig syscall.Signal) error {
-	if pgid <= 0 {
-		return nil
-	}
-	if err := syscall.Kill(-pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return err
-	}
-	return nil
 }
