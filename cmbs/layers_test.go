@@ -286,7 +286,12 @@ func TestL2ThousandBroadcasts(t *testing.T) {
 		receivers = append(receivers, r)
 		neighbours = append(neighbours, r.sockets["l1"])
 	}
-	s := startPeer(t, "s", member{"neighbors_socket": neighbours}, testOptions(), "l1")
+	// No peer here is dead or slow on purpose: under -race on a loaded
+	// machine a delivery can take longer than testOptions' 1 s, which
+	// failed this test while it tests counts, not timeouts.
+	opts := testOptions()
+	opts.RequestTimeout = 15 * time.Second
+	s := startPeer(t, "s", member{"neighbors_socket": neighbours}, opts, "l1")
 	s.c.expect("POST", s.loc+"?action=check_neighbors", "{}", 200)
 
 	const workers, each = 4, 250
