@@ -83,6 +83,18 @@ func (s *seen) waitFor(t *testing.T, id string) {
 	}
 }
 
+// eventually polls cond until it holds, for at most 20 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20 s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func put(t *testing.T, st store.Store, id string) {
 	t.Helper()
 	if _, err := st.Put(t.Context(), store.Document{ID: id, Body: []byte(`{}`)}); err != nil {
@@ -126,6 +138,8 @@ func TestFollowerHandsOverChangesAfterNew(t *testing.T) {
 	if fmt.Sprint(a.ids) != "[between after]" {
 		t.Fatalf("handed over %v, want [between after]", a.ids)
 	}
+	// The position advances just after the handler returns.
+	eventually(t, "two changes applied", func() bool { return f.Stats().Applied >= 2 })
 	if s := f.Stats(); s.Applied != 2 || s.Seq == "" {
 		t.Fatalf("stats = %+v", s)
 	}
@@ -147,9 +161,7 @@ func TestFollowerResumesAfterLostFeed(t *testing.T) {
 	st.down.Store(true)
 	put(t, st, "two")
 	put(t, st, "three")
-	for f.Stats().Failures == 0 {
-		time.Sleep(5 * time.Millisecond) // bounded by the test's timeout; the poll waits 50 ms
-	}
+	eventually(t, "a failed read", func() bool { return f.Stats().Failures > 0 })
 	st.down.Store(false)
 	s.waitFor(t, "three")
 	s.mu.Lock()
@@ -178,9 +190,8 @@ func TestFollowerRetriesFailedBatch(t *testing.T) {
 	start(t, f)
 	put(t, st, "x")
 	s.waitFor(t, "x")
-	for f.Stats().Applied == 0 {
-		time.Sleep(time.Millisecond) // the position advances just after the handler returns
-	}
+	// The position advances just after the handler returns.
+	eventually(t, "a change applied", func() bool { return f.Stats().Applied > 0 })
 	if got := f.Stats(); got.Failures != 1 || got.Applied != 1 {
 		t.Fatalf("stats = %+v, want one failure then one change applied", got)
 	}
