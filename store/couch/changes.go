@@ -26,17 +26,12 @@ func (s *Store) Changes(ctx context.Context, opts store.ChangesOptions) ([]store
 	deadline := time.Now().Add(opts.Wait)
 	for {
 		wait := time.Until(deadline)
-		var changes []store.Change
-		var last string
-		var seen int
-		restored, err := s.retry(ctx, func() error {
-			var err error
-			changes, last, seen, err = s.changes(ctx, since, opts.Limit, opts.Wait > 0 && wait > 0, wait)
-			return err
-		})
+		changes, last, seen, err := s.changes(ctx, since, opts.Limit, opts.Wait > 0 && wait > 0, wait)
+		restored, err := s.restoreMissing(ctx, err)
 		if restored {
-			// Positions of the lost database mean nothing in the new one;
-			// the retry above ran from "since" and may have skipped some.
+			// Positions of the lost database mean nothing in the new one:
+			// read it from the start (not from "since", which could skip
+			// some).
 			since = "0"
 			continue
 		}

@@ -178,17 +178,25 @@ func missingDB(err error) bool {
 }
 
 // retry runs op, and once more after restoring the database if op found it
-// missing (the CouchDB server restarted empty, or someone deleted it). It
-// returns whether the database was restored for this call.
-func (s *Store) retry(ctx context.Context, op func() error) (restored bool, err error) {
-	err = op()
+// missing (the CouchDB server restarted empty, or someone deleted it).
+func (s *Store) retry(ctx context.Context, op func() error) error {
+	restored, err := s.restoreMissing(ctx, op())
+	if restored {
+		return op()
+	}
+	return err
+}
+
+// restoreMissing restores the database if err says it is missing, and
+// reports whether it did; otherwise (or if restoring fails) it returns err.
+func (s *Store) restoreMissing(ctx context.Context, err error) (restored bool, _ error) {
 	if err == nil || !missingDB(err) {
 		return false, err
 	}
 	if rerr := s.restore(ctx); rerr != nil {
 		return false, fmt.Errorf("%w (restoring it: %w)", err, rerr)
 	}
-	return true, op()
+	return true, nil
 }
 
 // restore recreates the missing database and the indexes EnsureIndex made,

@@ -18,7 +18,7 @@ func (s *Store) Get(ctx context.Context, id string) (store.Document, error) {
 	}
 	var rev string
 	var raw json.RawMessage
-	_, err := s.retry(ctx, func() error {
+	err := s.retry(ctx, func() error {
 		doc := s.db.Get(ctx, id)
 		defer doc.Close()
 		var err error
@@ -58,7 +58,7 @@ func (s *Store) Put(ctx context.Context, doc store.Document) (string, error) {
 		opts = append(opts, kivik.Rev(doc.Rev))
 	}
 	var rev string
-	_, err = s.retry(ctx, func() error {
+	err = s.retry(ctx, func() error {
 		var err error
 		rev, err = s.db.Put(ctx, doc.ID, json.RawMessage(body), opts...)
 		return err
@@ -88,7 +88,7 @@ func (s *Store) Delete(ctx context.Context, id, rev string) (string, error) {
 		return "", fmt.Errorf("couch: delete %q: %w: no revision given", id, store.ErrConflict)
 	}
 	var newRev string
-	_, err := s.retry(ctx, func() error {
+	err := s.retry(ctx, func() error {
 		var err error
 		newRev, err = s.db.Delete(ctx, id, rev)
 		return err

@@ -141,7 +141,7 @@ func (s *Store) findDesc(ctx context.Context, sel json.RawMessage, sortSpec []ma
 
 // find runs one _find and returns the documents, design documents left out.
 func (s *Store) find(ctx context.Context, q findQuery) (docs []store.Document, err error) {
-	_, err = s.retry(ctx, func() error {
+	err = s.retry(ctx, func() error {
 		var err error
 		docs, err = s.find1(ctx, q)
 		return err
@@ -190,7 +190,7 @@ func (s *Store) EnsureIndex(ctx context.Context, name string, fields []string) e
 		s.indexes[i].fields = slices.Clone(fields)
 	}
 	s.restoreMu.Unlock()
-	_, err := s.retry(ctx, func() error {
+	err := s.retry(ctx, func() error {
 		return s.db.CreateIndex(ctx, name, name, map[string]any{"fields": fields})
 	})
 	if err != nil {
