@@ -5,13 +5,8 @@ package pyzmqtest
 
 import (
 	"context"
-	_ "embed"
-	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,34 +38,15 @@ func Python(t testing.TB) string {
 	return ""
 }
 
-//go:embed req.py
-var reqScript []byte
-
 // REQ sends frames as one multipart message count times from a pyzmq REQ
 // socket (REQ adds the empty delimiter) to endpoint, and returns the frames
 // of the last reply. ctx bounds the run; the script gives up after 10 s
-// without a reply.
+// without a reply. It is CurveREQ's NULL client.
 func REQ(t testing.TB, ctx context.Context, py, endpoint string, count int, frames ...string) []string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "req.py")
-	if err := os.WriteFile(path, reqScript, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, py, append([]string{path, endpoint, strconv.Itoa(count)}, frames...)...)
-	// Keep anything the script spawns on the system's interpreters too.
-	cmd.Env = append(os.Environ(), "PATH=/usr/local/bin:/usr/bin:/bin")
-	out, err := cmd.Output()
+	reply, err := CurveREQ(t, ctx, py, endpoint, CurveKeys{}, 10*time.Second, count, frames...)
 	if err != nil {
-		var stderr string
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("python req.py: %v\n%s", err, stderr)
-	}
-	var reply []string
-	if err := json.Unmarshal(out, &reply); err != nil {
-		t.Fatalf("python req.py output %q: %v", out, err)
+		t.Fatalf("python req: %v", err)
 	}
 	return reply
 }
