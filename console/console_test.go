@@ -116,7 +116,9 @@ func TestEventsStreamEntityChanges(t *testing.T) {
 			t.Fatalf("GET %s: %d %s", console.EventsPath, resp.StatusCode, ct)
 		}
 		lines := bufio.NewScanner(resp.Body)
-		lines.Scan() // "retry: …": the stream is subscribed once the first bytes arrive
+		if !lines.Scan() { // "retry: …": the stream is subscribed once the first bytes arrive
+			t.Fatalf("stream ended before its first line: %v", lines.Err())
+		}
 
 		createCounter(t, srv.URL, "/counter/c1")
 		if c, b := do(t, "DELETE", srv.URL+"/counter/c1", ""); c/100 != 2 {
@@ -184,7 +186,12 @@ func TestEventsEndWhenConsoleStops(t *testing.T) {
 	defer cancel()
 	resp := openEvents(t, ctx, srv.URL)
 	defer resp.Body.Close()
-	bufio.NewReader(resp.Body).ReadString('\n')
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", console.EventsPath, resp.StatusCode)
+	}
+	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+		t.Fatalf("stream before Stop: %v", err)
+	}
 	if err := c.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +231,13 @@ func TestNoFeedWithoutListeners(t *testing.T) {
 	c := console.New(console.Options{Feed: feed, PollWait: time.Second})
 	srv := testserver.Start(t, testserver.Options{Store: st, Wrap: func(_ *occi.Server, next http.Handler) http.Handler { return c.Mount(next) }})
 	c.Start(context.Background())
-	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			t.Errorf("stop console: %v", err)
+		}
+	})
 	createCounter(t, srv.URL, "/counter/unwatched")
 	if n := feed.count(); n != 0 {
 		t.Fatalf("%d changes requests with nobody listening", n)
