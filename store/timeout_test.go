@@ -33,7 +33,7 @@ func TestWithTimeout(t *testing.T) {
 	defer cancelShort()
 	_, _, err = s.Changes(short, store.ChangesOptions{Since: "now", Wait: time.Hour})
 	var te *store.TimeoutError
-	if err != nil && (errors.As(err, &te) || errors.Is(err, store.ErrUnavailable)) {
+	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &te) || errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("the caller's deadline reported as the store's: %v", err)
 	}
 	// A limit of 0 leaves the store as it is.
