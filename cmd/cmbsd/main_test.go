@@ -136,6 +136,14 @@ func startCmbsdVia(t *testing.T, dir string, extraEnv, wrapper []string, args ..
 		cmd = exec.Command(wrapper[0], append(append(wrapper[1:len(wrapper):len(wrapper)], cmbsdBinary(t)), args...)...)
 	}
 	cmd.Dir = dir
+	return runProcess(t, cmd, extraEnv)
+}
+
+// runProcess starts cmd (cmbsd, directly or through a wrapper) with the
+// test's environment less CMBS_* plus extraEnv, and kills and reaps it at
+// cleanup if it is still running.
+func runProcess(t *testing.T, cmd *exec.Cmd, extraEnv []string) *process {
+	t.Helper()
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, envPrefix) {
 			cmd.Env = append(cmd.Env, kv)
