@@ -607,6 +607,37 @@ func rawStatus(t *testing.T, addr, raw string) int {
 	return resp.StatusCode
 }
 
+// runInProcess runs run with args in the test's process and returns its
+// base URL once it listens; at cleanup its context is cancelled and run
+// must return 0 within exitTimeout.
+func runInProcess(t *testing.T, args []string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	stderr := &stderrWatcher{addr: make(chan string, 1)}
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, args, env(nil), &bytes.Buffer{}, stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case c := <-code:
+			if c != 0 {
+				t.Errorf("run = %d:\n%s", c, stderr.String())
+			}
+		case <-time.After(exitTimeout):
+			t.Error("run did not return after cancel")
+		}
+	})
+	select {
+	case addr := <-stderr.addr:
+		return "http://" + addr
+	case c := <-code:
+		t.Fatalf("run returned %d before listening:\n%s", c, stderr.String())
+	case <-time.After(testStartTimeout):
+		t.Fatalf("not listening:\n%s", stderr.String())
+	}
+	return ""
+}
+
 // TestRunInProcess drives run directly: a cancelled context is the signal.
 func TestRunInProcess(t *testing.T) {
 	t.Chdir(t.TempDir())
