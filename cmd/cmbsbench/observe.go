@@ -16,7 +16,6 @@ import (
 	kivik "github.com/go-kivik/kivik/v4"
 	_ "github.com/go-kivik/kivik/v4/couchdb" // the "couch" driver
 
-	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/internal/metrics"
 	"github.com/cmbs/cmbs/internal/requestlog"
 	"github.com/cmbs/cmbs/occi"
@@ -70,15 +69,11 @@ func benchObserve(ctx context.Context, cfg config, log *slog.Logger, out func(st
 	}
 
 	// CouchDB: a fresh database per server.
-	url := cfg.couchURL
-	if url == "" {
-		peer, err := couchpeer.Start(ctx, couchpeer.Options{})
-		if err != nil {
-			return fmt.Errorf("start the CouchDB-API test peer (run testdata/couchpeer/install.sh, or pass -couch URL): %w", err)
-		}
-		defer peer.Stop()
-		url = peer.URL()
+	url, stopPeer, err := benchCouch(ctx, cfg)
+	if err != nil {
+		return err
 	}
+	defer stopPeer()
 	client, err := kivik.New("couch", url)
 	if err != nil {
 		return err

@@ -11,7 +11,6 @@ import (
 	kivik "github.com/go-kivik/kivik/v4"
 	_ "github.com/go-kivik/kivik/v4/couchdb" // the "couch" driver
 
-	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/store/couch"
 	"github.com/cmbs/cmbs/store/feed"
@@ -22,15 +21,11 @@ import (
 // one CouchDB database and follow its changes feed, wired as cmbsd wires
 // them. Goal: p99 ≤ 1000 ms.
 func benchPropagation(ctx context.Context, cfg config, log *slog.Logger, out func(string, ...any), results map[string]any) error {
-	url := cfg.couchURL
-	if url == "" {
-		peer, err := couchpeer.Start(ctx, couchpeer.Options{})
-		if err != nil {
-			return fmt.Errorf("start the CouchDB-API test peer (run testdata/couchpeer/install.sh, or pass -couch URL): %w", err)
-		}
-		defer peer.Stop()
-		url = peer.URL()
+	url, stopPeer, err := benchCouch(ctx, cfg)
+	if err != nil {
+		return err
 	}
+	defer stopPeer()
 	db := fmt.Sprintf("bench_feed_%d", rand.Int64N(1<<40))
 	defer func() {
 		if client, err := kivik.New("couch", url); err == nil {

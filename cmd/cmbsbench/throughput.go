@@ -16,18 +16,29 @@ import (
 	"github.com/cmbs/cmbs/store/couch"
 )
 
+// benchCouch returns the CouchDB a benchmark uses: cfg.couchURL, or else
+// a CouchDB-API test peer started for it, which stop stops.
+func benchCouch(ctx context.Context, cfg config) (url string, stop func(), err error) {
+	if cfg.couchURL != "" {
+		return cfg.couchURL, func() {}, nil
+	}
+	peer, err := couchpeer.Start(ctx, couchpeer.Options{})
+	if err != nil {
+		return "", nil, fmt.Errorf("start the CouchDB-API test peer (run testdata/couchpeer/install.sh, or pass -couch URL): %w", err)
+	}
+	return peer.URL(), func() { peer.Stop() }, nil
+}
+
 // benchThroughput compares OCCI create/get (HTTP → cmbs → CouchDB) with raw
 // kivik Put/Get of the same documents on the same CouchDB, both at
 // cfg.clients concurrent clients.
 func benchThroughput(ctx context.Context, cfg config, log *slog.Logger, out func(string, ...any), results map[string]any) error {
-	url := cfg.couchURL
-	if url == "" {
-		peer, err := couchpeer.Start(ctx, couchpeer.Options{})
-		if err != nil {
-			return fmt.Errorf("start the CouchDB-API test peer (run testdata/couchpeer/install.sh, or pass -couch URL): %w", err)
-		}
-		defer peer.Stop()
-		url = peer.URL()
+	url, stopPeer, err := benchCouch(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer stopPeer()
+	if cfg.couchURL == "" {
 		out("   CouchDB-API test peer at %s", url)
 	} else {
 		out("   CouchDB at %s", url)

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -58,33 +56,7 @@ func TestRunBus(t *testing.T) {
 		}
 	}
 	rpc, out, in := loopback.FreeEndpoint(t), loopback.FreeEndpoint(t), loopback.FreeEndpoint(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	stderr := &stderrWatcher{addr: make(chan string, 1)}
-	code := make(chan int, 1)
-	go func() {
-		code <- run(ctx, []string{"--listen", "127.0.0.1:0", "--rpc", rpc, "--events-out", out, "--events-in", in, "--agents", agents}, env(nil), &bytes.Buffer{}, stderr)
-	}()
-	var base string
-	select {
-	case addr := <-stderr.addr:
-		base = "http://" + addr
-	case c := <-code:
-		t.Fatalf("run returned %d:\n%s", c, stderr.String())
-	case <-time.After(testStartTimeout):
-		t.Fatalf("not listening:\n%s", stderr.String())
-	}
-	defer func() {
-		cancel()
-		select {
-		case c := <-code:
-			if c != 0 {
-				t.Errorf("run = %d:\n%s", c, stderr.String())
-			}
-		case <-time.After(exitTimeout):
-			t.Error("run did not return")
-		}
-	}()
+	base := runInProcess(t, []string{"--listen", "127.0.0.1:0", "--rpc", rpc, "--events-out", out, "--events-in", in, "--agents", agents})
 
 	dealer := zmtpPeer(t, rpc, zmq4.Dealer)
 	ask := func(id string, body []byte) []byte {

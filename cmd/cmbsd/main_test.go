@@ -136,6 +136,14 @@ func startCmbsdVia(t *testing.T, dir string, extraEnv, wrapper []string, args ..
 		cmd = exec.Command(wrapper[0], append(append(wrapper[1:len(wrapper):len(wrapper)], cmbsdBinary(t)), args...)...)
 	}
 	cmd.Dir = dir
+	return runProcess(t, cmd, extraEnv)
+}
+
+// runProcess starts cmd (cmbsd, directly or through a wrapper) with the
+// test's environment less CMBS_* plus extraEnv, and kills and reaps it at
+// cleanup if it is still running.
+func runProcess(t *testing.T, cmd *exec.Cmd, extraEnv []string) *process {
+	t.Helper()
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, envPrefix) {
 			cmd.Env = append(cmd.Env, kv)
@@ -597,6 +605,37 @@ func rawStatus(t *testing.T, addr, raw string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// runInProcess runs run with args in the test's process and returns its
+// base URL once it listens; at cleanup its context is cancelled and run
+// must return 0 within exitTimeout.
+func runInProcess(t *testing.T, args []string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	stderr := &stderrWatcher{addr: make(chan string, 1)}
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, args, env(nil), &bytes.Buffer{}, stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case c := <-code:
+			if c != 0 {
+				t.Errorf("run = %d:\n%s", c, stderr.String())
+			}
+		case <-time.After(exitTimeout):
+			t.Error("run did not return after cancel")
+		}
+	})
+	select {
+	case addr := <-stderr.addr:
+		return "http://" + addr
+	case c := <-code:
+		t.Fatalf("run returned %d before listening:\n%s", c, stderr.String())
+	case <-time.After(testStartTimeout):
+		t.Fatalf("not listening:\n%s", stderr.String())
+	}
+	return ""
 }
 
 // TestRunInProcess drives run directly: a cancelled context is the signal.

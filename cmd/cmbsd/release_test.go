@@ -143,33 +143,7 @@ func runUnprivileged(t *testing.T, dir, bin string) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: unprivilegedUID, Gid: unprivilegedUID}}
 	}
 	cmd.Dir = data
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envPrefix) {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	w := &stderrWatcher{addr: make(chan string, 1)}
-	cmd.Stderr = w
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &process{cmd: cmd, stderr: w, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("cmbsd stderr:\n%s", w.String())
-		}
-	})
+	p := runProcess(t, cmd, nil)
 	addr := p.waitListening(t)
 
 	if uid := processUID(t, cmd.Process.Pid); uid != wantUID || uid == 0 {

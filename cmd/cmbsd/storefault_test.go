@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -33,33 +31,8 @@ func call(t *testing.T, method, url, body string) (int, map[string]any) {
 // unavailable, until it runs again.
 func TestRunSurvivesCouchFaults(t *testing.T) {
 	peer := couchpeer.StartForTest(t, 0)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	var stdout bytes.Buffer
-	stderr := &stderrWatcher{addr: make(chan string, 1)}
-	code := make(chan int, 1)
 	args := []string{"--listen", "127.0.0.1:0", "--store", peer.URL(), "--store-timeout", "1s", "--layers-file", "none"}
-	go func() { code <- run(ctx, args, env(nil), &stdout, stderr) }()
-	defer func() {
-		cancel()
-		select {
-		case c := <-code:
-			if c != 0 {
-				t.Errorf("run = %d:\n%s", c, stderr.String())
-			}
-		case <-time.After(exitTimeout):
-			t.Error("run did not return after cancel")
-		}
-	}()
-	var base string
-	select {
-	case addr := <-stderr.addr:
-		base = "http://" + addr
-	case c := <-code:
-		t.Fatalf("run returned %d before listening:\n%s", c, stderr.String())
-	case <-time.After(testStartTimeout):
-		t.Fatalf("not listening:\n%s", stderr.String())
-	}
+	base := runInProcess(t, args)
 	if c, m := call(t, "POST", base+"/-/", faultKind); c != http.StatusOK {
 		t.Fatalf("POST /-/: %d %v", c, m)
 	}

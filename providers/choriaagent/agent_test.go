@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -76,21 +74,10 @@ func TestInstallTwice(t *testing.T) {
 	}
 }
 
+// do sends one OCCI JSON request, answered within 30 s.
 func do(t *testing.T, method, url, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/occi+json")
-	req.Header.Set("Accept", "application/occi+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return testserver.Request(t, 30*time.Second, method, url, []byte(body))
 }
 
 // CH-18: the rpc action answers what the bus answers; the agents are

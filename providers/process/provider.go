@@ -151,6 +151,23 @@ func (p *Provider) Stop(ctx context.Context) error {
 	return p.stopServices(ctx)
 }
 
+// beginRun looks up the execution kind and counts a run (or a service
+// start) in flight, which Stop waits for; unless it fails, the caller
+// calls p.runs.Done once the run is recorded.
+func (p *Provider) beginRun() (*model.Category, error) {
+	kind, ok := p.ents.Categories().Get(categories.ProcessExecutionKind)
+	if !ok {
+		return nil, model.Errorf(http.StatusInternalServerError, "kind %s is not registered", categories.ProcessExecutionKind)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return nil, model.Errorf(http.StatusServiceUnavailable, "the server is shutting down")
+	}
+	p.runs.Add(1)
+	return kind, nil
+}
+
 // internalKey marks the provider's own writes of execution records.
 type internalKey struct{}
 
@@ -358,18 +375,10 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 		err.Attribute = "process.definition.process_type"
 		return nil, err
 	}
-	kind, ok := p.ents.Categories().Get(categories.ProcessExecutionKind)
-	if !ok {
-		return nil, model.Errorf(http.StatusInternalServerError, "kind %s is not registered", categories.ProcessExecutionKind)
+	kind, err := p.beginRun()
+	if err != nil {
+		return nil, err
 	}
-
-	p.mu.Lock()
-	if p.stopped {
-		p.mu.Unlock()
-		return nil, model.Errorf(http.StatusServiceUnavailable, "the server is shutting down")
-	}
-	p.runs.Add(1)
-	p.mu.Unlock()
 	defer p.runs.Done()
 
 	// The process starts at once. A run still going after

@@ -8,7 +8,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/providers"
 	"github.com/cmbs/cmbs/providers/process/engine"
@@ -41,17 +40,10 @@ func (p *Provider) Console(location string) *supervisor.Log {
 // execution record is created running, and the answer is 202 with the
 // record's location. Input is not given to services.
 func (p *Provider) startService(ctx context.Context, e *model.Entity, def *engine.Definition, input []byte, trigger string) (any, error) {
-	kind, ok := p.ents.Categories().Get(categories.ProcessExecutionKind)
-	if !ok {
-		return nil, model.Errorf(http.StatusInternalServerError, "kind %s is not registered", categories.ProcessExecutionKind)
+	kind, err := p.beginRun()
+	if err != nil {
+		return nil, err
 	}
-	p.mu.Lock()
-	if p.stopped {
-		p.mu.Unlock()
-		return nil, model.Errorf(http.StatusServiceUnavailable, "the server is shutting down")
-	}
-	p.runs.Add(1) // Stop waits for a start in flight
-	p.mu.Unlock()
 	defer p.runs.Done()
 
 	runDir, err := os.MkdirTemp(p.runner.TempDir, "cmbs-service-")

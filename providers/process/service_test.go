@@ -10,7 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/cmbs/cmbs/providers/process/supervisor"
+	"github.com/cmbs/cmbs/providers/process/internal/procgroup"
 	"github.com/cmbs/cmbs/store"
 )
 
@@ -102,7 +102,7 @@ func waitPid(t *testing.T, pid func() int) int {
 // groupGone waits (bounded) until process group pgid has no live process.
 func groupGone(pgid int) bool {
 	deadline := time.Now().Add(10 * time.Second)
-	for supervisor.GroupMembers(pgid) != 0 {
+	for procgroup.Members(pgid) != 0 {
 		if time.Now().After(deadline) {
 			return false
 		}

@@ -138,7 +138,7 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 	if err != nil {
 		return fail("%v", err)
 	}
-	cwd, env, path, argv := c.Dir, c.Env, c.Path, c.Args[1:]
+	cwd := c.Dir
 
 	timeout := req.Timeout
 	if timeout <= 0 && d.Timeout > 0 {
@@ -151,10 +151,8 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 		defer cancel()
 	}
 
-	cmd := exec.CommandContext(runCtx, path, argv...)
-	cmd.Args[0] = d.Exec // argv[0] as given, as execvp passes it
-	cmd.Dir = cwd
-	cmd.Env = env
+	cmd := exec.CommandContext(runCtx, c.Path)
+	cmd.Args, cmd.Dir, cmd.Env = c.Args, c.Dir, c.Env // Args[0] as given in exec, as execvp passes it
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var interrupted atomic.Bool // the run was stopped (timeout or cancellation)
 	cmd.Cancel = func() error {

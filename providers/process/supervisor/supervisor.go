@@ -300,15 +300,13 @@ func (p *Process) loop() {
 			return
 		default:
 		}
-		p.set(func(st *Status) { st.Restarts++ })
+		p.set(func(st *Status) { st.Restarts, st.State = st.Restarts+1, StateRestarting })
 		if requested {
 			delay = 0
-			p.set(func(st *Status) { st.State = StateRestarting })
 			p.log.Event("restarting now")
 			continue
 		}
 		delay = p.sup.opts.backoff(delay, up)
-		p.set(func(st *Status) { st.State = StateRestarting })
 		p.log.Event("restarting in " + delay.String())
 		t := time.NewTimer(delay)
 		select {

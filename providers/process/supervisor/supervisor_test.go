@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/cmbs/cmbs/providers/process/internal/procgroup"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -50,7 +52,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func groupGone(pgid int) bool {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if GroupMembers(pgid) == 0 {
+		if procgroup.Members(pgid) == 0 {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -147,7 +149,7 @@ func TestStopKillsTheWholeGroup(t *testing.T) {
 	}
 	eventually(t, "ready", func() bool { return contains(p.Log().Tail(10), "ready") })
 	pid := p.Status().Pid
-	if pid == 0 || GroupMembers(pid) != 3 {
+	if pid == 0 || procgroup.Members(pid) != 3 {
 		t.Fatalf("no running group (pid %d)", pid)
 	}
 	if err := s.Remove(context.Background(), "group"); err != nil {
