@@ -389,9 +389,13 @@ func (r *Registry) KindChain(kindID string) []*model.Category {
 }
 
 // IsLinkKind reports whether the kind derives from OCCI core's link kind.
-func (r *Registry) IsLinkKind(kindID string) bool {
+func (r *Registry) IsLinkKind(kindID string) bool { return r.IsKindOf(kindID, LinkKind) }
+
+// IsKindOf reports whether the kind is ancestorID or derives from it
+// (false when the kind is not registered).
+func (r *Registry) IsKindOf(kindID, ancestorID string) bool {
 	for _, c := range r.KindChain(kindID) {
-		if c.ID() == LinkKind {
+		if c.ID() == ancestorID {
 			return true
 		}
 	}

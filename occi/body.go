@@ -52,11 +52,10 @@ func tooLarge(limit int64) error {
 // the body and nothing after it.
 type deadlineBody struct {
 	io.ReadCloser
-	rc        *http.ResponseController
-	idle      time.Duration
-	end       time.Time
-	done      bool
-	supported bool
+	rc   *http.ResponseController
+	idle time.Duration
+	end  time.Time
+	done bool
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
@@ -68,11 +67,11 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 		dl = b.end
 	}
 	// Not every ResponseWriter has a connection (httptest's recorder).
-	b.supported = b.rc.SetReadDeadline(dl) == nil
+	supported := b.rc.SetReadDeadline(dl) == nil
 	n, err := b.ReadCloser.Read(p)
 	if err != nil {
 		b.done = true
-		if b.supported {
+		if supported {
 			if errors.Is(err, io.EOF) {
 				_ = b.rc.SetReadDeadline(time.Time{})
 			} else {

@@ -270,7 +270,7 @@ func TestListingStreams(t *testing.T) {
 		return nil
 	}
 	st.start()
-	resp, err := http.Get(srv.URL + "/compute/")
+	resp, err := testHTTP.Get(srv.URL + "/compute/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func TestListingStreams(t *testing.T) {
 		st.start()
 		req, _ := http.NewRequest("GET", srv.URL+"/compute/", nil)
 		req.Header.Set("Accept", accept)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := testHTTP.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

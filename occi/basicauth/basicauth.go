@@ -197,9 +197,12 @@ func (u *Users) Check(name, password string) bool {
 // ends), so response times do not tell unknown users from wrong passwords.
 func (u *Users) Verify(ctx context.Context, name, password string) bool {
 	key := pairKey(name, password)
-	if u.cached(key) {
-		return true
-	}
+	return u.cached(key) || u.verify(ctx, key, name, password)
+}
+
+// verify is Verify past the cache: key is the pair's pairKey, which a
+// success is remembered under.
+func (u *Users) verify(ctx context.Context, key [sha256.Size]byte, name, password string) bool {
 	c, known := u.creds[name]
 	var ok bool
 	switch {
@@ -406,7 +409,7 @@ func (u *Users) MiddlewareWith(next http.Handler, writeErr ErrorWriter) http.Han
 			unauthorized(w, r, writeErr, "authentication required")
 			return
 		}
-		if !u.cached(pairKey(name, password)) {
+		if key := pairKey(name, password); !u.cached(key) {
 			// Every attempt that needs verifying spends one of the source's
 			// attempts; a success gives it back, so only failures count.
 			source := sourceKey(r.RemoteAddr)
@@ -414,7 +417,7 @@ func (u *Users) MiddlewareWith(next http.Handler, writeErr ErrorWriter) http.Han
 				tooManyFailures(w, r, writeErr, retry)
 				return
 			}
-			if !u.Verify(r.Context(), name, password) {
+			if !u.verify(r.Context(), key, name, password) {
 				unauthorized(w, r, writeErr, "invalid credentials")
 				return
 			}

@@ -360,12 +360,7 @@ func (s *Service) setTargetKind(l *model.Entity, kind string) error {
 
 // isKindOf tells whether id names kind or one of its ancestors.
 func (s *Service) isKindOf(id, kind string) bool {
-	for _, k := range s.cats.KindChain(kind) {
-		if k.ID() == id {
-			return true
-		}
-	}
-	return id == kind
+	return id == kind || s.cats.IsKindOf(kind, id)
 }
 
 func linkEndError(end, loc string, err error) error {
@@ -376,12 +371,7 @@ func linkEndError(end, loc string, err error) error {
 }
 
 func isResourceKind(cats *categories.Registry, kindID string) bool {
-	for _, k := range cats.KindChain(kindID) {
-		if k.ID() == categories.ResourceKind {
-			return true
-		}
-	}
-	return false
+	return cats.IsKindOf(kindID, categories.ResourceKind)
 }
 
 // takeCoreAttributes moves occi.core.* attributes (as text renderings and

@@ -63,12 +63,17 @@ func checkValueBounds(leaves []Leaf, max int) error {
 // checkNested bounds the arrays and objects in v; name says whose value it
 // is ("attribute a.b", "links"), and an attribute's error names it.
 func checkNested(v any, max int, name string) error {
+	tooLarge := func(format string, n int) error {
+		e := TooLarge(format, name, n, max)
+		if attr, ok := strings.CutPrefix(name, "attribute "); ok {
+			e.Attribute = attr
+		}
+		return e
+	}
 	switch t := v.(type) {
 	case []any:
 		if len(t) > max {
-			e := TooLarge("%s has an array of %d elements; the limit is %d", name, len(t), max)
-			e.Attribute = strings.TrimPrefix(name, "attribute ")
-			return e
+			return tooLarge("%s has an array of %d elements; the limit is %d", len(t))
 		}
 		for _, x := range t {
 			if err := checkNested(x, max, name); err != nil {
@@ -77,9 +82,7 @@ func checkNested(v any, max int, name string) error {
 		}
 	case map[string]any:
 		if len(t) > max {
-			e := TooLarge("%s has an object of %d members; the limit is %d", name, len(t), max)
-			e.Attribute = strings.TrimPrefix(name, "attribute ")
-			return e
+			return tooLarge("%s has an object of %d members; the limit is %d", len(t))
 		}
 		for _, x := range t {
 			if err := checkNested(x, max, name); err != nil {
@@ -111,7 +114,6 @@ func CheckEntityBounds(e *Entity, max int) error {
 		}
 		for _, v := range m.list {
 			if err := checkNested(v, max, m.name); err != nil {
-				err.(*Error).Attribute = ""
 				return err
 			}
 		}
