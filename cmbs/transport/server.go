@@ -106,21 +106,11 @@ func Listen(ctx context.Context, endpoint string, h Handler, opts ...Option) (*S
 	if h == nil {
 		return nil, errors.New("transport: Listen: nil handler")
 	}
-	addr, err := hostPort(endpoint)
+	ln, addr, err := listen(ctx, endpoint)
 	if err != nil {
-		return nil, fmt.Errorf("transport: listen: %w", err)
+		return nil, err
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		var opErr *net.OpError
-		if errors.As(err, &opErr) {
-			err = opErr
-		}
-		return nil, fmt.Errorf("transport: listen %s: %w", endpoint, err)
-	}
-	s := &Server{ln: ln, handler: h, opts: buildOptions(opts), conns: make(map[*guardedConn]struct{}), pending: make(map[netip.Addr][]*pendingConn)}
-	s.addr = "tcp://" + ln.Addr().String()
+	s := &Server{ln: ln, addr: addr, handler: h, opts: buildOptions(opts), conns: make(map[*guardedConn]struct{}), pending: make(map[netip.Addr][]*pendingConn)}
 	s.log = s.opts.logger.With("component", "transport.server", "endpoint", s.addr)
 	s.slots = make(chan struct{}, s.opts.maxConcurrent)
 	s.jobs = make(chan job)
