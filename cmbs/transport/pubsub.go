@@ -8,7 +8,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/go-zeromq/zmq4"
 )
@@ -277,18 +276,9 @@ func listenOneWay(ctx context.Context, endpoint string, typ zmq4.SocketType, com
 func (a *acceptor) loop() {
 	defer a.wg.Done()
 	for {
-		c, err := a.ln.Accept()
-		if err != nil {
-			if a.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			a.log.Warn("accept failed; retrying", "err", err)
-			select {
-			case <-time.After(50 * time.Millisecond):
-			case <-a.ctx.Done():
-				return
-			}
-			continue
+		c := accept(a.ctx, a.ln, a.log)
+		if c == nil {
+			return
 		}
 		gc := newGuardedConn(c, a.opts.maxMessageSize)
 		a.mu.Lock()

@@ -161,24 +161,11 @@ func (s *Server) Close() error {
 
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
-	var backoff time.Duration
 	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.ctx.Done():
-				return
-			}
-			continue
+		c := accept(s.ctx, s.ln, s.log)
+		if c == nil {
+			return
 		}
-		backoff = 0
 		now := time.Now()
 		source := sourceOf(c.RemoteAddr())
 		s.mu.Lock()
@@ -215,6 +202,29 @@ func (s *Server) acceptLoop() {
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.serveConn(pc, id)
+	}
+}
+
+// accept returns ln's next connection, retrying failed accepts (out of
+// file descriptors and the like) with a backoff as net/http does; nil once
+// ctx ends or ln is closed.
+func accept(ctx context.Context, ln net.Listener, log *slog.Logger) net.Conn {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err == nil {
+			return c
+		}
+		if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+		log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
 	}
 }
 
