@@ -104,13 +104,13 @@ func (d *directory) get(ctx context.Context) (*members, error) {
 // not once the list is Options.MembersMaxAge old. It never fails.
 func (b *Broker) ApplyChanges(_ context.Context, changes []store.Change) error {
 	prefix := ""
-	if k, ok := b.ents.Categories().Get(MemberKindID); ok && k.Location != "" {
+	if k, ok := b.ents.Categories().Get(MemberKindID); ok {
 		prefix = k.Location
 	}
 	for _, c := range changes {
 		if strings.HasPrefix(c.ID, categories.DocPrefix) || (prefix != "" && strings.HasPrefix(c.ID, prefix)) {
 			b.dir.changed()
-			return nil
+			break
 		}
 	}
 	return nil

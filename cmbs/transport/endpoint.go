@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -24,4 +26,24 @@ func hostPort(endpoint string) (string, error) {
 		host = "0.0.0.0"
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// listen binds endpoint for a Server, Publisher or Puller and returns the
+// listener and its bound endpoint (with the real port when endpoint asked
+// for port 0). ctx only bounds the bind.
+func listen(ctx context.Context, endpoint string) (net.Listener, string, error) {
+	addr, err := hostPort(endpoint)
+	if err != nil {
+		return nil, "", fmt.Errorf("transport: listen: %w", err)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) {
+			err = opErr
+		}
+		return nil, "", fmt.Errorf("transport: listen %s: %w", endpoint, err)
+	}
+	return ln, "tcp://" + ln.Addr().String(), nil
 }

@@ -14,40 +14,41 @@ import (
 // same thing only when it is next scheduled; asking the kernel lets a client
 // drop an idle connection to a restarted server before sending into it.
 func peerClosed(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	closed := false
-	err = raw.Control(func(fd uintptr) {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
-		n, perr := unix.Poll(fds, 0)
-		closed = perr == nil && n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
-	})
-	return err != nil || closed
+	rev, err := pollNow(c, unix.POLLRDHUP)
+	return err != nil || rev&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
 }
 
 // hasData reports whether bytes (or the peer's FIN) wait to be read on c.
 func hasData(c net.Conn) bool {
+	rev, err := pollNow(c, unix.POLLIN)
+	return err == nil && rev&unix.POLLIN != 0
+}
+
+// pollNow polls c's descriptor for events without waiting and returns
+// what the kernel reports (nothing for a c without a descriptor); the
+// error is that of reaching the descriptor, not of the poll.
+func pollNow(c net.Conn, events int16) (int16, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return false
+		return 0, nil
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return 0, err
 	}
-	ready := false
-	_ = raw.Control(func(fd uintptr) {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, perr := unix.Poll(fds, 0)
-		ready = perr == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0
-	})
-	return ready
+	var rev int16
+	err = raw.Control(func(fd uintptr) { rev, _ = pollFd(fd, events) })
+	return rev, err
+}
+
+// pollFd polls fd for events without waiting.
+func pollFd(fd uintptr, events int16) (int16, error) {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
+	n, err := unix.Poll(fds, 0)
+	if err != nil || n == 0 {
+		return 0, err
+	}
+	return fds[0].Revents, nil
 }
 
 // waitReadable waits, within c's read deadline, until bytes (or the peer's
@@ -68,9 +69,8 @@ func waitReadable(c net.Conn) error {
 			// The first call is made before waiting: only go on if data
 			// is already there, else wait for the poller to say so.
 			polled = true
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			n, perr := unix.Poll(fds, 0)
-			return perr != nil || (n > 0 && fds[0].Revents != 0)
+			rev, perr := pollFd(fd, unix.POLLIN)
+			return perr != nil || rev != 0
 		}
 		return true
 	})

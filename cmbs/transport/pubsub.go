@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/go-zeromq/zmq4"
 )
@@ -263,17 +261,11 @@ type acceptor struct {
 }
 
 func listenOneWay(ctx context.Context, endpoint string, typ zmq4.SocketType, component string, serve func(context.Context, *zconn), opts []Option) (*acceptor, error) {
-	addr, err := hostPort(endpoint)
+	ln, addr, err := listen(ctx, endpoint)
 	if err != nil {
-		return nil, fmt.Errorf("transport: listen: %w", err)
+		return nil, err
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("transport: listen %s: %w", endpoint, err)
-	}
-	a := &acceptor{ln: ln, typ: typ, opts: buildOptions(opts), serve: serve, conns: make(map[*guardedConn]struct{})}
-	a.addr = "tcp://" + ln.Addr().String()
+	a := &acceptor{ln: ln, addr: addr, typ: typ, opts: buildOptions(opts), serve: serve, conns: make(map[*guardedConn]struct{})}
 	a.log = a.opts.logger.With("component", component, "endpoint", a.addr)
 	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	a.wg.Add(1)
@@ -284,18 +276,9 @@ func listenOneWay(ctx context.Context, endpoint string, typ zmq4.SocketType, com
 func (a *acceptor) loop() {
 	defer a.wg.Done()
 	for {
-		c, err := a.ln.Accept()
-		if err != nil {
-			if a.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			a.log.Warn("accept failed; retrying", "err", err)
-			select {
-			case <-time.After(50 * time.Millisecond):
-			case <-a.ctx.Done():
-				return
-			}
-			continue
+		c := accept(a.ctx, a.ln, a.log)
+		if c == nil {
+			return
 		}
 		gc := newGuardedConn(c, a.opts.maxMessageSize)
 		a.mu.Lock()

@@ -106,21 +106,11 @@ func Listen(ctx context.Context, endpoint string, h Handler, opts ...Option) (*S
 	if h == nil {
 		return nil, errors.New("transport: Listen: nil handler")
 	}
-	addr, err := hostPort(endpoint)
+	ln, addr, err := listen(ctx, endpoint)
 	if err != nil {
-		return nil, fmt.Errorf("transport: listen: %w", err)
+		return nil, err
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		var opErr *net.OpError
-		if errors.As(err, &opErr) {
-			err = opErr
-		}
-		return nil, fmt.Errorf("transport: listen %s: %w", endpoint, err)
-	}
-	s := &Server{ln: ln, handler: h, opts: buildOptions(opts), conns: make(map[*guardedConn]struct{}), pending: make(map[netip.Addr][]*pendingConn)}
-	s.addr = "tcp://" + ln.Addr().String()
+	s := &Server{ln: ln, addr: addr, handler: h, opts: buildOptions(opts), conns: make(map[*guardedConn]struct{}), pending: make(map[netip.Addr][]*pendingConn)}
 	s.log = s.opts.logger.With("component", "transport.server", "endpoint", s.addr)
 	s.slots = make(chan struct{}, s.opts.maxConcurrent)
 	s.jobs = make(chan job)
@@ -171,24 +161,11 @@ func (s *Server) Close() error {
 
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
-	var backoff time.Duration
 	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.ctx.Done():
-				return
-			}
-			continue
+		c := accept(s.ctx, s.ln, s.log)
+		if c == nil {
+			return
 		}
-		backoff = 0
 		now := time.Now()
 		source := sourceOf(c.RemoteAddr())
 		s.mu.Lock()
@@ -225,6 +202,29 @@ func (s *Server) acceptLoop() {
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.serveConn(pc, id)
+	}
+}
+
+// accept returns ln's next connection, retrying failed accepts (out of
+// file descriptors and the like) with a backoff as net/http does; nil once
+// ctx ends or ln is closed.
+func accept(ctx context.Context, ln net.Listener, log *slog.Logger) net.Conn {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err == nil {
+			return c
+		}
+		if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+		log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
 	}
 }
 
