@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cmbs/cmbs/internal/procgroup"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -222,7 +223,7 @@ func (x *External) run(ctx context.Context, protocol string, request []byte) ([]
 	// Its own process group, killed whole on timeout: a shell agent's
 	// children must not outlive it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.Cancel = func() error { return procgroup.Signal(cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = killWait
 	log := x.opts.Logger.With("agent", name, "protocol", protocol)
 	stdout := &lineLogger{emit: func(l string) { log.Info(l) }}
@@ -233,7 +234,7 @@ func (x *External) run(ctx context.Context, protocol string, request []byte) ([]
 	stderr.flush()
 	// Whatever ran in the group is gone too.
 	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = procgroup.Signal(cmd.Process.Pid, syscall.SIGKILL)
 	}
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("executing %s failed: %w", filepath.Base(x.executable), ctx.Err())

@@ -10,7 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/cmbs/cmbs/providers/process/internal/procgroup"
+	"github.com/cmbs/cmbs/internal/procgroup"
 	"github.com/cmbs/cmbs/store"
 )
 

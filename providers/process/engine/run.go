@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cmbs/cmbs/providers/process/internal/procgroup"
+	"github.com/cmbs/cmbs/internal/procgroup"
 )
 
 // Statuses of a run.

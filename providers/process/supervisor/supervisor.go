@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cmbs/cmbs/providers/process/internal/procgroup"
+	"github.com/cmbs/cmbs/internal/procgroup"
 )
 
 // States of a process. The provisioning states (pending to unknown process

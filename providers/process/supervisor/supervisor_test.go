@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/cmbs/cmbs/providers/process/internal/procgroup"
+	"github.com/cmbs/cmbs/internal/procgroup"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,6 +1,7 @@
-// Package procgroup signals the process groups that the process engine
-// and the supervisor start their commands in (Setpgid), so that a stop
-// reaches every process a command forked, not only the leader.
+// Package procgroup signals the process groups that the process engine,
+// the supervisor and Choria external agents start their commands in
+// (Setpgid), so that a stop reaches every process a command forked, not
+// only the leader.
 package procgroup
 
 import (
