@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -15,9 +16,11 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/categories"
+	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/internal/testserver"
 	"github.com/cmbs/cmbs/occi/entities"
 	"github.com/cmbs/cmbs/store"
+	"github.com/cmbs/cmbs/store/couch"
 )
 
 // findCounter is a real store that counts its Find queries.
@@ -163,4 +166,60 @@ func TestResourceListsItsLinks(t *testing.T) {
 			t.Fatalf("%d links left after their target was deleted", len(docs))
 		}
 	})
+}
+
+// TestOutLinksAcrossServers: two servers on one CouchDB database create
+// links on one source at the same time; their writes of its list collide
+// across servers (no shared lock) and are read again, so every link shows
+// through either server.
+func TestOutLinksAcrossServers(t *testing.T) {
+	if only := os.Getenv(testserver.EnvStore); only != "" && only != "couchdb" {
+		t.Skip("CouchDB only")
+	}
+	url := couchServer.URL(t)
+	db := couchpeer.DBForTest(t, url)
+	var bases []string
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		st, err := couch.Open(ctx, url, db)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bases = append(bases, testserver.Start(t, testserver.Options{Store: st}).URL)
+	}
+	c := newClient(t, bases[0])
+	c.expect("PUT", "/compute/s", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`"}]}`), 201)
+	c.expect("PUT", "/network/n", []byte(`{"resources":[{"kind":"`+categories.NetworkKind+`"}]}`), 201)
+	var wg sync.WaitGroup
+	errs := make(chan error, 24)
+	var want []string
+	for i := range 24 {
+		id := fmt.Sprintf("x%02d", i)
+		want = append(want, "/networkinterface/"+id)
+		base := bases[i%2]
+		wg.Go(func() {
+			resp, err := http.Post(base+"/networkinterface/", "application/occi+json",
+				strings.NewReader(`{"links":[{"kind":"`+categories.NetworkInterfaceKind+`","id":"`+id+`","source":"/compute/s","target":"/network/n"}]}`))
+			if err != nil {
+				errs <- err
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				errs <- fmt.Errorf("create %s through %s: %d %s", id, base, resp.StatusCode, body)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, base := range bases {
+		if got := pyocniLinks(t, newClient(t, base), base, "/compute/s"); !slices.Equal(got, want) {
+			t.Fatalf("links of /compute/s through %s: %v", base, got)
+		}
+	}
 }
