@@ -34,6 +34,22 @@ func (f *findCounter) Find(ctx context.Context, q store.Query) ([]store.Document
 	return f.Store.Find(ctx, q)
 }
 
+// postLink creates a network interface from source to /network/n through
+// the server at base (safe to call from any goroutine).
+func postLink(base, id, source string) error {
+	resp, err := http.Post(base+"/networkinterface/", "application/occi+json",
+		strings.NewReader(`{"links":[{"kind":"`+categories.NetworkInterfaceKind+`","id":"`+id+`","source":"`+source+`","target":"/network/n"}]}`))
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("create %s through %s: %d %s", id, base, resp.StatusCode, body)
+	}
+	return nil
+}
+
 // pyocniLinks reads a resource's pyOCNI "links" as sorted paths.
 func pyocniLinks(t *testing.T, c *client, base, loc string) []string {
 	t.Helper()
@@ -111,16 +127,8 @@ func TestResourceListsItsLinks(t *testing.T) {
 			id := fmt.Sprintf("p%02d", i)
 			want = append(want, "/networkinterface/"+id)
 			wg.Go(func() {
-				resp, err := http.Post(base+"/networkinterface/", "application/occi+json",
-					strings.NewReader(`{"links":[{"kind":"`+categories.NetworkInterfaceKind+`","id":"`+id+`","source":"/compute/b","target":"/network/n"}]}`))
-				if err != nil {
+				if err := postLink(base, id, "/compute/b"); err != nil {
 					errs <- err
-					return
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusCreated {
-					errs <- fmt.Errorf("create %s: %d %s", id, resp.StatusCode, body)
 				}
 			})
 		}
@@ -199,16 +207,8 @@ func TestOutLinksAcrossServers(t *testing.T) {
 		want = append(want, "/networkinterface/"+id)
 		base := bases[i%2]
 		wg.Go(func() {
-			resp, err := http.Post(base+"/networkinterface/", "application/occi+json",
-				strings.NewReader(`{"links":[{"kind":"`+categories.NetworkInterfaceKind+`","id":"`+id+`","source":"/compute/s","target":"/network/n"}]}`))
-			if err != nil {
+			if err := postLink(base, id, "/compute/s"); err != nil {
 				errs <- err
-				return
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				errs <- fmt.Errorf("create %s through %s: %d %s", id, base, resp.StatusCode, body)
 			}
 		})
 	}
