@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -200,5 +201,40 @@ func TestProvisionCanceled(t *testing.T) {
 	_, err := Provision(ctx, nil, Request{URL: srv.URL + "/a.zip", ProcessType: "web", Dir: t.TempDir()}, nil)
 	if State(err) != "download failure" || !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// TestProvisionRuns runs the provisioned command as the supervisor will (`sh -c Cmd` in Root with
+// Env): SA-14's precedence in both Procfile forms and SA-15's working directory, on a real shell.
+func TestProvisionRuns(t *testing.T) {
+	forms := map[string]string{
+		"bare": `web: FOO=b sh -c 'echo "$FOO $BAR $ONLYREQ"; cat data.txt'`,
+		"env":  `web: env FOO=b sh -c 'echo "$FOO $BAR $ONLYREQ"; cat data.txt'`,
+	}
+	files := map[string][]byte{}
+	for name, procfile := range forms {
+		files["/"+name+".zip"] = buildZip(t, file("Procfile", procfile+"\n"),
+			file(".env", "BAR=fromenvfile\nFOO=a\n"), file("data.txt", "payload-123"))
+	}
+	srv := serveArchives(t, files, "application/zip")
+	for name := range forms {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			res, err := Provision(ctx, nil, Request{URL: srv.URL + "/" + name + ".zip", ProcessType: "web", Dir: t.TempDir(),
+				Env: map[string]string{"FOO": "c", "ONLYREQ": "r"}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.CommandContext(ctx, "sh", "-c", res.Cmd)
+			cmd.Dir, cmd.Env = res.Root, res.Env
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			if got, want := string(out), "c fromenvfile r\npayload-123"; got != want {
+				t.Fatalf("output %q, want %q", got, want)
+			}
+		})
 	}
 }
