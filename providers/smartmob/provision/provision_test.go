@@ -89,6 +89,23 @@ func TestProvisionZip(t *testing.T) {
 	if ids := srv.requestIDs(); !slices.Equal(ids, []string{"abc-1"}) {
 		t.Errorf("server saw X-Request-Id %q", ids)
 	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 1 || entries[0].Name() != SourceName {
+		t.Errorf("Dir holds %v (%v), want only the source tree", entries, err)
+	}
+}
+
+func TestProvisionRelativeDir(t *testing.T) {
+	srv := serveArchives(t, map[string][]byte{"/a.zip": buildZip(t, file("Procfile", "web: a"))}, "application/zip")
+	t.Chdir(t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := Provision(ctx, nil, Request{URL: srv.URL + "/a.zip", ProcessType: "web", Dir: "p"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(res.Root) || !slices.Contains(res.Env, "HOME="+filepath.Dir(res.Root)) {
+		t.Fatalf("root %q, env %q", res.Root, res.Env)
+	}
 }
 
 func TestProvisionStates(t *testing.T) {

@@ -81,6 +81,9 @@ func Unpack(ctx context.Context, path, dir string, lim Limits) error {
 		if err != nil && !errors.Is(err, zip.ErrInsecurePath) { // insecure names are refused per entry
 			return fmt.Errorf("%w: zip: %v", ErrUnpack, err)
 		}
+		if len(zr.File) > lim.MaxFiles {
+			return fmt.Errorf("%w: more than %d entries", ErrUnpack, lim.MaxFiles)
+		}
 		err = x.zip(zr)
 		if err != nil {
 			return err

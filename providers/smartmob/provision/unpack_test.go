@@ -242,6 +242,9 @@ func TestUnpackHostile(t *testing.T) {
 		{name: "zip over the file cap", lim: Limits{MaxFiles: 3}, mk: func(t *testing.T, _ string) []byte {
 			return buildZip(t, file("a", ""), file("b", ""), file("c", ""), file("d", ""))
 		}},
+		{name: "tar over the file cap", lim: Limits{MaxFiles: 3}, mk: func(t *testing.T, _ string) []byte {
+			return buildTar(t, file("a", ""), entry{name: "d/", kind: tar.TypeDir}, file("d/c", ""), file("e", ""))
+		}},
 		{name: "not an archive", mk: func(t *testing.T, _ string) []byte { return []byte("hello, this is text") }},
 		{name: "empty file", mk: func(t *testing.T, _ string) []byte { return nil }},
 		{name: "gzip that is not a tar", mk: func(t *testing.T, _ string) []byte {
