@@ -36,7 +36,8 @@ type Result struct {
 const DefaultPath = "/usr/local/bin:/usr/bin:/bin"
 
 // Provision fetches, unpacks, reads Procfile and .env, picks ProcessType. progress (may be nil) is
-// called with "downloading", "unpacking", "processing" as it goes. ctx cancels everything.
+// called with "downloading", "unpacking", "processing" as it goes. ctx cancels everything (the
+// error then also wraps ctx.Err()). f may be nil: a Fetcher with the defaults.
 //
 // The archive is saved as Dir/archive, unpacked into Dir/src, which is emptied first (a new
 // provisioning starts clean), and then removed. Root is absolute even when Dir is not. The source root is Dir/src, or its only entry when that is a

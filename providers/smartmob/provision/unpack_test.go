@@ -146,6 +146,16 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
+func TestUnpackZipBackslashes(t *testing.T) {
+	parent, err := unpackIn(t, "a.zip", buildZip(t, file(`bin\run`, "x")), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readTree(t, filepath.Join(parent, "out")); !mapsEqual(got, map[string]string{"bin": "dir", "bin/run": "x"}) {
+		t.Fatalf("tree %v", got)
+	}
+}
+
 func TestUnpackLaterEntryWins(t *testing.T) {
 	parent, err := unpackIn(t, "a.tar", buildTar(t, file("f", "one"), file("f", "two")), Limits{})
 	if err != nil {
@@ -176,6 +186,9 @@ func TestUnpackHostile(t *testing.T) {
 		}},
 		{name: "zip a/../../evil.txt", mk: func(t *testing.T, _ string) []byte {
 			return buildZip(t, file("a/../../evil.txt", "evil"))
+		}},
+		{name: "zip ..\\evil.txt (Windows separators)", mk: func(t *testing.T, _ string) []byte {
+			return buildZip(t, file(`..\evil.txt`, "evil"))
 		}},
 		{name: "tar dir/.. inside a name", mk: func(t *testing.T, _ string) []byte {
 			return buildTar(t, file("a/../b", "x"))
