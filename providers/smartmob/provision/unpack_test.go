@@ -156,6 +156,29 @@ func TestUnpackZipBackslashes(t *testing.T) {
 	}
 }
 
+func TestUnpackModes(t *testing.T) {
+	parent, err := unpackIn(t, "a.tar", buildTar(t,
+		entry{name: "locked/", kind: tar.TypeDir, mode: 0o500},
+		entry{name: "locked/f", body: "x", mode: 0o444},
+		entry{name: "suid", body: "x", mode: 0o4777},
+		entry{name: "none", body: "x", mode: 0o1000},
+	), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(parent, "out")
+	for name, want := range map[string]fs.FileMode{"locked": fs.ModeDir | 0o700, "locked/f": 0o644, "suid": 0o755, "none": 0o600} {
+		fi, err := os.Lstat(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The umask may only take bits away.
+		if got := fi.Mode(); got&^want != 0 || got&(fs.ModeDir|0o600) != want&(fs.ModeDir|0o600) {
+			t.Errorf("%s: mode %v, want %v", name, got, want)
+		}
+	}
+}
+
 func TestUnpackLaterEntryWins(t *testing.T) {
 	parent, err := unpackIn(t, "a.tar", buildTar(t, file("f", "one"), file("f", "two")), Limits{})
 	if err != nil {
@@ -226,6 +249,12 @@ func TestUnpackHostile(t *testing.T) {
 		}},
 		{name: "tar replace an inside symlink with a file", mk: func(t *testing.T, _ string) []byte {
 			return buildTar(t, file("f", "x"), entry{name: "l", kind: tar.TypeSymlink, link: "f"}, file("l", "y"))
+		}},
+		{name: "tar symlink replacing a directory", mk: func(t *testing.T, _ string) []byte {
+			return buildTar(t, entry{name: "d/", kind: tar.TypeDir}, entry{name: "d", kind: tar.TypeSymlink, link: "e"})
+		}},
+		{name: "tar file replacing a directory", mk: func(t *testing.T, _ string) []byte {
+			return buildTar(t, file("d/f", "x"), file("d", "y"))
 		}},
 		{name: "tar hardlink outside", mk: func(t *testing.T, _ string) []byte {
 			return buildTar(t, entry{name: "h", kind: tar.TypeLink, link: "../" + victim}, file("h", "evil"))
