@@ -161,12 +161,22 @@ func (p *Provider) Stop(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	p.cancel()
-	var errs []error
+	// All at once: each may take the kill grace.
+	var (
+		errs   []error
+		errsMu sync.Mutex
+		halts  sync.WaitGroup
+	)
 	for _, pr := range procs {
-		if err := p.halt(ctx, pr); err != nil {
-			errs = append(errs, err)
-		}
+		halts.Go(func() {
+			if err := p.halt(ctx, pr); err != nil {
+				errsMu.Lock()
+				errs = append(errs, err)
+				errsMu.Unlock()
+			}
+		})
 	}
+	halts.Wait()
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
 	select {
