@@ -19,6 +19,11 @@ import (
 // DefaultTail is how many past lines a console replays without ?tail=.
 const DefaultTail = 100
 
+// ClientBuffer is how many lines a client may lag behind the process
+// before it is dropped: room for a burst of output (a channel of this many
+// lines, 2 MiB of slots, per attached client).
+const ClientBuffer = 1 << 17
+
 // writeTimeout bounds one frame's write to a client; a client that takes
 // longer is disconnected.
 const writeTimeout = 10 * time.Second
@@ -45,7 +50,8 @@ type Source func(ctx context.Context) (*supervisor.Log, error)
 // Serve upgrades r to a WebSocket and streams the log source returns: the
 // last tail lines, then every new line, until the log closes (the process
 // stopped: close 1000), the client goes away, or the client falls too far
-// behind (close 1008: it is dropped, nobody else waits for it). The caller
+// behind (more than ClientBuffer lines: its connection is closed; nobody
+// else waits for it). The caller
 // answers errors that come before the upgrade (404, 400) itself.
 func Serve(w http.ResponseWriter, r *http.Request, tail int, source Source) {
 	c, err := websocket.Accept(w, r, nil)
@@ -63,12 +69,19 @@ func Serve(w http.ResponseWriter, r *http.Request, tail int, source Source) {
 		}
 		return
 	}
-	sub := log.Subscribe(tail)
+	sub := log.SubscribeBuffer(tail, ClientBuffer)
 	defer sub.Close()
-	// A write blocked on a client that does not read ends when the log
-	// drops that client (or after the write timeout).
-	stop := context.AfterFunc(evicted{sub.Evicted()}, cancel)
+	// Writes take no context (a cancellable one costs a registration per
+	// frame): a write blocked on a client that does not read ends when the
+	// connection is closed under it, once the log drops that client, the
+	// client goes away, or the write takes longer than writeTimeout.
+	stop := context.AfterFunc(evicted{sub.Evicted()}, func() { c.CloseNow() })
 	defer stop()
+	stopGone := context.AfterFunc(ctx, func() { c.CloseNow() })
+	defer stopGone()
+	watchdog := time.AfterFunc(writeTimeout, func() { c.CloseNow() })
+	watchdog.Stop()
+	defer watchdog.Stop()
 	for {
 		select {
 		case line, ok := <-sub.C:
@@ -80,9 +93,9 @@ func Serve(w http.ResponseWriter, r *http.Request, tail int, source Source) {
 				}
 				return
 			}
-			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
-			err := c.Write(wctx, websocket.MessageText, []byte(line))
-			cancel()
+			watchdog.Reset(writeTimeout)
+			err := c.Write(context.Background(), websocket.MessageText, []byte(line))
+			watchdog.Stop()
 			if err != nil {
 				return
 			}

@@ -38,7 +38,7 @@ func ConsoleExecution(path string) (string, bool) {
 // line (the process's stdout and stderr merged, and the supervisor's
 // "[supervisor] …" events), the last ?tail=N lines first (default 100),
 // then live lines until the service stops (close 1000) or the client falls
-// too far behind (close 1008: it is dropped, nobody else waits for it).
+// too far behind (it is disconnected; nobody else waits for it).
 func (p *Provider) ConsoleHandler() http.Handler {
 	return http.HandlerFunc(p.serveConsole)
 }

@@ -33,7 +33,7 @@ func ConsoleProcess(path string) (string, bool) {
 // ?tail=N lines first (default 100), then live lines. A client attached
 // while the process is being provisioned waits for it to start; the
 // console closes (1000) when the process stops, and a client that falls
-// too far behind is dropped (1008) without slowing the others.
+// too far behind is disconnected without slowing the others.
 func (p *Provider) ConsoleHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		loc, ok := ConsoleProcess(r.URL.Path)

@@ -387,10 +387,33 @@ func (p *Provider) publish(pr *proc, v any) {
 	}
 }
 
-// waitNewPid waits (bounded) until sp runs under a pid other than before.
-func waitNewPid(ctx context.Context, sp *supervisor.Process, before int) error {
+// restartAndWait restarts sp and waits (bounded) until it runs again: its
+// log shows the new spawn (or the process ended for good).
+func restartAndWait(ctx context.Context, sp *supervisor.Process) error {
 	ctx, cancel := context.WithTimeout(ctx, restartWait)
 	defer cancel()
+	before := sp.Status().Pid
+	sub := sp.Log().Subscribe(0)
+	defer sub.Close()
+	sp.Restart()
+	for {
+		select {
+		case line, ok := <-sub.C:
+			if !ok {
+				return waitNewPid(ctx, sp, before) // dropped, or the log closed
+			}
+			if strings.HasPrefix(line, supervisor.EventPrefix+"spawned ") {
+				return nil
+			}
+		case <-ctx.Done():
+			return model.Errorf(http.StatusGatewayTimeout, "the process did not start again within %v", restartWait)
+		}
+	}
+}
+
+// waitNewPid waits (until ctx ends) until sp runs under a pid other than
+// before, or has ended.
+func waitNewPid(ctx context.Context, sp *supervisor.Process, before int) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {

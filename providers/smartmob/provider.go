@@ -407,9 +407,7 @@ func (p *Provider) Action(ctx context.Context, e *model.Entity, inv providers.In
 	case "restart":
 		pr.setDesired(desiredRunning)
 		if sp := pr.current(); sp != nil && pr.active() {
-			before := sp.Status().Pid
-			sp.Restart()
-			if err := waitNewPid(ctx, sp, before); err != nil {
+			if err := restartAndWait(ctx, sp); err != nil {
 				return nil, err
 			}
 			p.persist(pr)
