@@ -296,9 +296,10 @@ func (n *node) noneLeft() {
 	}
 }
 
-// groupGone waits (bounded) until process group pgid has no live process.
+// groupGone waits (bounded: the kill grace and a margin) until process
+// group pgid has no live process.
 func groupGone(pgid int) bool {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(7 * time.Second)
 	for procgroup.Members(pgid) != 0 {
 		if time.Now().After(deadline) {
 			return false

@@ -234,6 +234,7 @@ func TestEventsSA24(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var line, running, downloading bool
+		var order []string // the states in the order published, without repeats
 		for _, e := range rec.snapshot() {
 			if e.id != "smartmob.foo.web.0" {
 				t.Fatalf("event id %q", e.id)
@@ -247,9 +248,15 @@ func TestEventsSA24(t *testing.T) {
 			case "state":
 				running = running || body["state"] == "running"
 				downloading = downloading || body["state"] == "downloading"
+				if st, _ := body["state"].(string); len(order) == 0 || order[len(order)-1] != st {
+					order = append(order, st)
+				}
 			}
 		}
 		if line && running && downloading {
+			if got := strings.Join(order, ","); !strings.HasPrefix(got, "downloading,unpacking,processing,running") {
+				t.Fatalf("states published in the order %s", got)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
