@@ -17,7 +17,7 @@ type entry struct {
 
 func file(name, body string) entry { return entry{name: name, body: body} }
 
-func buildZip(t *testing.T, entries ...entry) []byte {
+func buildZip(t testing.TB, entries ...entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
@@ -51,7 +51,7 @@ func buildZip(t *testing.T, entries ...entry) []byte {
 	return buf.Bytes()
 }
 
-func buildTar(t *testing.T, entries ...entry) []byte {
+func buildTar(t testing.TB, entries ...entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -81,7 +81,7 @@ func buildTar(t *testing.T, entries ...entry) []byte {
 	return buf.Bytes()
 }
 
-func gzipped(t *testing.T, b []byte) []byte {
+func gzipped(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)

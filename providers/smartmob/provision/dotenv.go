@@ -9,8 +9,8 @@ import (
 // ParseDotEnv parses a .env file per smartmob RFC 2: VAR=VAL lines, whitespace around '=' and at
 // the end of the line ignored, '#' comment lines and blank lines skipped, a trailing backslash
 // continuing the line (the backslash counts as one space, the next line's leading whitespace is
-// dropped). A value wholly enclosed in a matching pair of ' or " loses the quotes. A later
-// assignment of the same variable wins. Lines without '=' or with an invalid variable name, and
+// dropped). A leading "export " is ignored. A value wholly enclosed in a matching pair of ' or " loses the quotes. A later
+// assignment of the same variable wins; '#' after a value is part of the value. Lines without '=' or with an invalid variable name, and
 // invalid UTF-8, are errors.
 func ParseDotEnv(data []byte) (map[string]string, error) {
 	lines, err := logicalLines(data)
@@ -26,6 +26,9 @@ func ParseDotEnv(data []byte) (map[string]string, error) {
 		}
 		name, value, ok := strings.Cut(text, "=")
 		name = strings.TrimSpace(name)
+		if n, found := strings.CutPrefix(name, "export "); found { // shell-style files
+			name = strings.TrimSpace(n)
+		}
 		if !ok || !varNameRE.MatchString(name) {
 			errs = append(errs, fmt.Errorf("Line %d: invalid .env line %q.", l.no, truncate(text, 80)))
 			continue

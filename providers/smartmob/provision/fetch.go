@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"time"
 )
@@ -27,7 +28,8 @@ type Fetcher struct {
 // Fetch GETs url into w, sending X-Request-Id: requestID when non-empty. Non-2xx, a text/* or
 // HTML content type (SA-7: "200 with Content-Type: text/plain" is a download failure), over
 // MaxBytes, or the timeout → an error wrapping ErrDownload that names the cause. It returns the
-// number of bytes written to w.
+// number of bytes written to w, never more than MaxBytes. Redirects are followed (by the default
+// client: up to 10), keeping X-Request-Id. Error texts omit the URL's user info and query.
 func (f *Fetcher) Fetch(ctx context.Context, url, requestID string, w io.Writer) (int64, error) {
 	timeout, maxBytes, client := DefaultFetchTimeout, int64(DefaultFetchMaxBytes), http.DefaultClient
 	if f != nil {
@@ -52,6 +54,10 @@ func (f *Fetcher) Fetch(ctx context.Context, url, requestID string, w io.Writer)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		var ue *neturl.Error // its text holds the whole URL; name the redacted one instead
+		if errors.As(err, &ue) {
+			err = fmt.Errorf("GET %s: %w", redact(url), ue.Err)
+		}
 		return 0, downloadErr(ctx, timeout, err)
 	}
 	defer resp.Body.Close()
@@ -70,16 +76,21 @@ func (f *Fetcher) Fetch(ctx context.Context, url, requestID string, w io.Writer)
 	if resp.ContentLength > maxBytes {
 		return 0, fmt.Errorf("%w: GET %s: %d bytes announced, over the %d-byte cap", ErrDownload, redact(url), resp.ContentLength, maxBytes)
 	}
-	n, err := io.Copy(markWrites{w}, io.LimitReader(resp.Body, maxBytes+1))
+	n, err := io.Copy(markWrites{w}, io.LimitReader(resp.Body, maxBytes))
+	if err == nil && n == maxBytes { // at the cap: one more byte means over it
+		var one [1]byte
+		if k, rerr := io.ReadFull(resp.Body, one[:]); k > 0 {
+			return n, fmt.Errorf("%w: GET %s: body over the %d-byte cap", ErrDownload, redact(url), maxBytes)
+		} else if !errors.Is(rerr, io.EOF) {
+			err = rerr
+		}
+	}
 	if err != nil {
 		var we *writeError
 		if errors.As(err, &we) {
 			return n, fmt.Errorf("%w: writing the archive: %v", ErrDownload, we.err)
 		}
 		return n, downloadErr(ctx, timeout, err)
-	}
-	if n > maxBytes {
-		return n, fmt.Errorf("%w: GET %s: body over the %d-byte cap", ErrDownload, redact(url), maxBytes)
 	}
 	return n, nil
 }

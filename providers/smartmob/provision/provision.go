@@ -36,10 +36,11 @@ type Result struct {
 const DefaultPath = "/usr/local/bin:/usr/bin:/bin"
 
 // Provision fetches, unpacks, reads Procfile and .env, picks ProcessType. progress (may be nil) is
-// called with "downloading", "unpacking", "processing" as it goes. ctx cancels everything.
+// called with "downloading", "unpacking", "processing" as it goes. ctx cancels everything (the
+// error then also wraps ctx.Err()). f may be nil: a Fetcher with the defaults.
 //
-// The archive is saved as Dir/archive and unpacked into Dir/src, which is emptied first (a new
-// provisioning starts clean). The source root is Dir/src, or its only entry when that is a
+// The archive is saved as Dir/archive, unpacked into Dir/src, which is emptied first (a new
+// provisioning starts clean), and then removed. Root is absolute even when Dir is not. The source root is Dir/src, or its only entry when that is a
 // directory and Dir/src holds no Procfile (archives made of one top-level folder, as GitHub's are).
 // A Procfile or .env that does not parse gives ErrNoProcfile with the parser's text.
 func Provision(ctx context.Context, f *Fetcher, req Request, progress func(state string)) (Result, error) {
@@ -49,6 +50,11 @@ func Provision(ctx context.Context, f *Fetcher, req Request, progress func(state
 	if req.Dir == "" {
 		return Result{}, fmt.Errorf("%w: no directory given", ErrDownload)
 	}
+	dir, err := filepath.Abs(req.Dir)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %v", ErrDownload, err)
+	}
+	req.Dir = dir
 	progress("downloading")
 	if err := os.MkdirAll(req.Dir, 0o700); err != nil {
 		return Result{}, fmt.Errorf("%w: %v", ErrDownload, err)
@@ -71,7 +77,11 @@ func Provision(ctx context.Context, f *Fetcher, req Request, progress func(state
 	if err := os.RemoveAll(src); err != nil {
 		return Result{}, fmt.Errorf("%w: clearing the old source tree: %v", ErrUnpack, err)
 	}
-	if err := Unpack(ctx, archive, src, req.Limits); err != nil {
+	err = Unpack(ctx, archive, src, req.Limits)
+	if rerr := os.Remove(archive); err == nil && rerr != nil {
+		err = fmt.Errorf("%w: removing the archive: %v", ErrUnpack, rerr)
+	}
+	if err != nil {
 		return Result{}, err
 	}
 

@@ -81,6 +81,9 @@ func Unpack(ctx context.Context, path, dir string, lim Limits) error {
 		if err != nil && !errors.Is(err, zip.ErrInsecurePath) { // insecure names are refused per entry
 			return fmt.Errorf("%w: zip: %v", ErrUnpack, err)
 		}
+		if len(zr.File) > lim.MaxFiles {
+			return fmt.Errorf("%w: more than %d entries", ErrUnpack, lim.MaxFiles)
+		}
 		err = x.zip(zr)
 		if err != nil {
 			return err
@@ -160,20 +163,23 @@ type extractor struct {
 func (x *extractor) zip(zr *zip.Reader) error {
 	for _, zf := range zr.File {
 		mode := zf.Mode()
+		// Some Windows tools write '\' separators, against the zip spec; read them as '/', so
+		// that "..\x" is refused like "../x" rather than becoming an odd file name.
+		name := strings.ReplaceAll(zf.Name, `\`, "/")
 		var err error
 		switch {
 		case mode&fs.ModeSymlink != 0:
 			var target string
 			target, err = zipLinkTarget(zf)
 			if err == nil {
-				err = x.symlink(zf.Name, target)
+				err = x.symlink(name, target)
 			}
-		case mode.IsDir() || strings.HasSuffix(zf.Name, "/"):
-			err = x.dir(zf.Name, mode)
+		case mode.IsDir() || strings.HasSuffix(name, "/"):
+			err = x.dir(name, mode)
 		case mode.Type() != 0:
-			err = x.special(zf.Name)
+			err = x.special(name)
 		default:
-			err = x.file(zf.Name, mode, int64(zf.UncompressedSize64), zf.Open)
+			err = x.file(name, mode, int64(zf.UncompressedSize64), zf.Open)
 		}
 		if err != nil {
 			return err
