@@ -22,6 +22,10 @@ const (
 	desiredStopped = "stopped"
 )
 
+// watchBuffer is how many lines the watcher of a process may lag behind
+// its log (publishing them on the bus) before it skips ahead.
+const watchBuffer = 1 << 14
+
 // restartWait bounds how long the restart action waits for the new pid.
 const restartWait = 30 * time.Second
 
@@ -61,7 +65,8 @@ type proc struct {
 	changed  chan struct{} // closed (and replaced) at every change
 	removed  bool          // the entity is being deleted: no more writes
 
-	persistMu sync.Mutex // one store write at a time
+	persistMu sync.Mutex     // one store write at a time
+	persisted map[string]any // the last fields written (under persistMu)
 }
 
 func newProc(e *model.Entity, dir string) *proc {
@@ -288,13 +293,16 @@ func (p *Provider) run(ctx context.Context, pr *proc, reqID string) {
 // state to the store.
 func (p *Provider) watch(pr *proc, sp *supervisor.Process) {
 	log := sp.Log()
-	sub := log.Subscribe(supervisor.DefaultLogLines) // a fresh log: all its lines are this run's
+	// A fresh log: all its lines are this run's. Room for a burst, so that
+	// the bus mirror keeps up; past it, lines are skipped for the bus and
+	// the state written as it is then.
+	sub := log.SubscribeBuffer(supervisor.DefaultLogLines, watchBuffer)
 	for {
 		line, ok := <-sub.C
 		if !ok {
 			if sub.Dropped() {
 				// Fallen behind (a slow store): continue from now on.
-				sub = log.Subscribe(0)
+				sub = log.SubscribeBuffer(0, watchBuffer)
 				p.changedState(pr)
 				continue
 			}
@@ -348,34 +356,42 @@ func (p *Provider) halt(ctx context.Context, pr *proc) error {
 	return nil
 }
 
-// changedState writes pr's state to the store and publishes it.
+// changedState writes pr's state to the store and publishes it, when it
+// changed.
 func (p *Provider) changedState(pr *proc) {
-	f := p.persist(pr)
-	if f != nil {
+	if f, changed := p.persist(pr); changed {
 		p.publish(pr, map[string]any{"type": "state", "body": f})
 	}
 }
 
-// persist writes pr's read-only attributes to its entity and returns
-// them; nil once the entity is being deleted.
-func (p *Provider) persist(pr *proc) map[string]any {
+// persist writes pr's read-only attributes to its entity, unless they are
+// what was written last or the entity is being deleted, and returns them
+// and whether they changed.
+func (p *Provider) persist(pr *proc) (map[string]any, bool) {
 	pr.persistMu.Lock()
 	defer pr.persistMu.Unlock()
 	pr.mu.Lock()
 	removed := pr.removed
 	pr.mu.Unlock()
 	if removed {
-		return nil
+		return nil, false
 	}
 	f := pr.fields()
+	if reflect.DeepEqual(f, pr.persisted) {
+		return f, false
+	}
 	ctx, cancel := context.WithTimeout(internal(context.Background()), 30*time.Second)
 	defer cancel()
 	in := &model.EntityInput{Entity: model.Entity{Attributes: map[string]any{"smartmob": map[string]any{"process": f}}},
 		Present: map[string]bool{"attributes": true}}
-	if _, err := p.ents.Update(ctx, pr.loc, "", in); err != nil && model.StatusOf(err) != http.StatusNotFound {
-		p.log.Warn("cannot record a smartmob process's state", "slug", pr.slug, "err", err)
+	if _, err := p.ents.Update(ctx, pr.loc, "", in); err != nil {
+		if model.StatusOf(err) != http.StatusNotFound {
+			p.log.Warn("cannot record a smartmob process's state", "slug", pr.slug, "err", err)
+		}
+		return f, true
 	}
-	return f
+	pr.persisted = f
+	return f, true
 }
 
 func (p *Provider) publish(pr *proc, v any) {
