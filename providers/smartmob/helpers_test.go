@@ -284,7 +284,9 @@ func (n *node) saw(pid int) {
 	n.mu.Unlock()
 }
 
-// noneLeft checks that no process group the test saw has a live member.
+// noneLeft checks that no process group the test saw has a live member,
+// and that no process runs in the node's run directory (every smartmob
+// process's working directory is inside it).
 func (n *node) noneLeft() {
 	n.t.Helper()
 	n.mu.Lock()
@@ -294,6 +296,39 @@ func (n *node) noneLeft() {
 			n.t.Errorf("process group %d still has %d live processes", pid, procgroup.Members(pid))
 		}
 	}
+	deadline := time.Now().Add(7 * time.Second)
+	for {
+		left := inDir(n.runDir)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			n.t.Errorf("processes still running in %s: %v", n.runDir, left)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// inDir lists the live processes whose working directory is in dir.
+func inDir(dir string) []string {
+	cwds, _ := filepath.Glob("/proc/[0-9]*/cwd")
+	var out []string
+	for _, c := range cwds {
+		target, err := os.Readlink(c)
+		if err != nil || (target != dir && !strings.HasPrefix(target, dir+"/")) {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join(filepath.Dir(c), "stat"))
+		if err != nil {
+			continue
+		}
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
+			continue // a zombie, waiting for its parent
+		}
+		out = append(out, filepath.Base(filepath.Dir(c))+" in "+target)
+	}
+	return out
 }
 
 // groupGone waits (bounded: the kill grace and a margin) until process
