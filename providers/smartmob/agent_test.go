@@ -2,7 +2,9 @@ package smartmob_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/cmbs/cmbs/providers/smartmob"
 )
 
 const startedProcfile = "web: sh -c 'echo started; sleep 60'\n"
@@ -352,5 +356,54 @@ func TestAgentFinalLineSA23(t *testing.T) {
 	lines := dial(t, r.json(t)["attach"].(string)).until("[supervisor] exited status=0", 5*time.Second)
 	if len(lines) < 2 || lines[len(lines)-2] != "partial" {
 		t.Fatalf("lines %q: want partial right before the exit line", lines)
+	}
+}
+
+// The original client only follows links: from the index to create, from
+// the created status to its details, console and delete, and to the list.
+func TestAgentFollowsLinks(t *testing.T) {
+	n := startNode(t, nil, nodeOptions{})
+	f := newFiles(t)
+	u := f.serve("/app.zip", "application/zip", procfileApp(t, startedProcfile))
+	index := expect(t, n.do("GET", n.agent()+"/", ""), http.StatusOK).json(t)
+	created := expect(t, n.do("POST", index["create"].(string), `{"app":"links","node":"w","source_url":"`+u+`","process_type":"web"}`), http.StatusCreated).json(t)
+	details := expect(t, n.do("GET", created["details"].(string), ""), http.StatusOK).json(t)
+	if details["slug"] != "links.w" || details["details"] != created["details"] {
+		t.Fatalf("details %v", details)
+	}
+	dial(t, created["attach"].(string)).until("started", 5*time.Second)
+	list := expect(t, n.do("GET", index["list"].(string), ""), http.StatusOK).json(t)["processes"].([]any)
+	if len(list) != 1 || list[0].(map[string]any)["slug"] != "links.w" {
+		t.Fatalf("list %v", list)
+	}
+	expect(t, n.do("POST", created["delete"].(string), "{}"), http.StatusOK)
+	expect(t, n.do("GET", created["details"].(string), ""), http.StatusNotFound)
+	// Wrong methods are 405 with Allow; unknown routes 404.
+	for _, c := range []struct{ method, path, allow string }{
+		{"POST", "/", "GET"}, {"GET", "/create-process", "POST"}, {"POST", "/list-processes", "GET"},
+		{"DELETE", "/process-status/links.w", "GET"}, {"GET", "/delete-process/links.w", "POST"},
+	} {
+		r := n.do(c.method, n.agent()+c.path, "")
+		if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d, Allow %q", c.method, c.path, r.status, r.header.Get("Allow"))
+		}
+	}
+	expect(t, n.do("GET", n.agent()+"/nothing-here", ""), http.StatusNotFound)
+}
+
+// With a public URL, the links are built on it rather than on the Host.
+func TestAgentPublicURL(t *testing.T) {
+	a := smartmob.NewAgent(nil, smartmob.AgentOptions{PublicURL: "https://apps.example/base/"})
+	rec := httptest.NewRecorder()
+	a.ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1:9/smartmob-agent/", nil))
+	var m map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if m["create"] != "https://apps.example/base/smartmob-agent/create-process" || m["list"] != "https://apps.example/base/smartmob-agent/list-processes" {
+		t.Fatalf("index %v", m)
+	}
+	if rec.Header().Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id")
 	}
 }
