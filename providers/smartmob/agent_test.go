@@ -198,6 +198,13 @@ func TestAgentProvisioningFailuresSA7to9SA19(t *testing.T) {
 			t.Errorf("%s: agent state %v", c.node, status["state"])
 		}
 	}
+	// The console of a process that never ran closes normally at once.
+	c := dial(t, wsURL(n.agent())+"/attach-console/bad.missing")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := c.conn.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Errorf("console of a failed process: %v", err)
+	}
 	if b, err := os.ReadFile("/etc/passwd"); err != nil || strings.Contains(string(b), "overwritten") {
 		t.Fatalf("/etc/passwd: %v", err)
 	}
