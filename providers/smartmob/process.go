@@ -197,7 +197,7 @@ func (p *Provider) launch(pr *proc, reqID string) {
 		return
 	}
 	pr.mu.Lock()
-	if pr.running {
+	if pr.running || pr.removed {
 		pr.mu.Unlock()
 		p.mu.Unlock()
 		return
