@@ -167,6 +167,7 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 		}
 		return total
 	}
+	cpu := map[string]time.Duration{} // by layer, what its timed sends cost the process
 	runLayer := func(layer string, extra map[string]any) (fanoutResult, []byte, error) {
 		attrs := map[string]any{"message_content": map[string]any{"text": strings.Repeat("x", 64)}}
 		for k, v := range quietFlags {
@@ -214,11 +215,13 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 			return fanoutResult{}, nil, err
 		}
 		before := received(layer)
+		cpu0 := processCPU()
 		start := time.Now()
 		if err := sendAll(all[warm:]); err != nil {
 			return fanoutResult{}, nil, err
 		}
 		elapsed := time.Since(start)
+		cpu[layer] = processCPU() - cpu0
 		if failed > 0 {
 			out("   %s: %d deliveries failed", layer, failed)
 		}
@@ -250,7 +253,7 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 	results["l2_fanout_vs_zmq"] = l2.rate() / zmq.rate()
 	results["l32_fanout_vs_zmq"] = l32.rate() / zmq.rate()
 	out("   L2 / zmq %.3f (goal ≥ 0.5); L3.2 / zmq %.3f", l2.rate()/zmq.rate(), l32.rate()/zmq.rate())
-	jetstreamColumn(ctx, natsServerPath, cfg.jetstreamRuns, receivers, cfg.fanoutMsgs, l32Body, l32.rate(), out, results)
+	jetstreamColumn(ctx, natsServerPath, cfg.jetstreamRuns, receivers, cfg.fanoutMsgs, l32Body, l32.rate(), cpu["l32"], l32.delivered, out, results)
 
 	results["nats_fanout_per_s"] = nil
 	results["l2_fanout_vs_nats"] = nil

@@ -26,11 +26,18 @@ const jetstreamRuns = 3
 // fan-outs of count messages of body to subs durable consumers. With no
 // nats-server (lookup fails) or a baseline that cannot run, the keys are
 // null and the reason is printed and recorded: the bench goes on.
-func jetstreamColumn(ctx context.Context, lookup func() (string, error), runs, subs, count int, body []byte, l32Rate float64, out func(string, ...any), results map[string]any) {
+//
+// For information it also compares the CPU each spends per delivery
+// (l32CPU is what the L3.2 fan-out of l32Delivered deliveries cost the
+// bench process, every node being in it), which the machine's load does
+// not change as much as the rates.
+func jetstreamColumn(ctx context.Context, lookup func() (string, error), runs, subs, count int, body []byte, l32Rate float64, l32CPU time.Duration, l32Delivered int, out func(string, ...any), results map[string]any) {
 	results["jetstream_fanout_per_s"] = nil
 	results["jetstream_fanout_runs"] = nil
 	results["jetstream_fanout_spread"] = nil
 	results["l32_fanout_vs_jetstream"] = nil
+	results["l32_cpu_us_per_delivery"] = perDelivery(l32CPU, l32Delivered)
+	results["jetstream_cpu_us_per_delivery"] = nil
 	skip := func(err error) {
 		out("   JetStream column skipped: %v", err)
 		results["jetstream_skipped"] = err.Error()
@@ -42,8 +49,9 @@ func jetstreamColumn(ctx context.Context, lookup func() (string, error), runs, s
 	}
 	rates := make([]float64, 0, runs)
 	var last fanoutResult
+	var leastCPU time.Duration
 	for range runs {
-		r, err := jetstreamFanout(ctx, bin, subs, count, body)
+		r, cpu, err := jetstreamFanout(ctx, bin, subs, count, body)
 		if err != nil {
 			skip(fmt.Errorf("nats-server -js: %w", err))
 			return
@@ -54,6 +62,9 @@ func jetstreamColumn(ctx context.Context, lookup func() (string, error), runs, s
 		}
 		rates = append(rates, r.rate())
 		last = r
+		if cpu > 0 && (leastCPU == 0 || cpu < leastCPU) {
+			leastCPU = cpu
+		}
 	}
 	best := slices.Max(rates)
 	spread := (best - slices.Min(rates)) / best
@@ -61,6 +72,13 @@ func jetstreamColumn(ctx context.Context, lookup func() (string, error), runs, s
 		natsVersion(ctx, bin), subs, count, len(body), last.delivered)
 	out("   JetStream %.0f deliveries/s best of %d (runs %s; spread %.0f%%)", best, runs, fmtRates(rates), 100*spread)
 	out("   L3.2 / JetStream %.3f (goal ≥ 0.5)", l32Rate/best)
+	cmbsCPU, jsCPU := perDelivery(l32CPU, l32Delivered), perDelivery(leastCPU, last.delivered)
+	if c, ok := cmbsCPU.(float64); ok {
+		if j, ok := jsCPU.(float64); ok {
+			out("   CPU per delivery (all processes, timed part; information): L3.2 %.1f µs (sender, receivers and their stores), JetStream %.1f µs (nats-server and its clients, least of the runs): %.1f×", c, j, c/j)
+		}
+	}
+	results["jetstream_cpu_us_per_delivery"] = jsCPU
 	results["jetstream_fanout_per_s"] = best
 	results["jetstream_fanout_runs"] = rates
 	results["jetstream_fanout_spread"] = spread
@@ -76,27 +94,30 @@ func jetstreamColumn(ctx context.Context, lookup func() (string, error), runs, s
 // A delivery counts when its subscriber has acked it; the clock runs from
 // the first timed publish until the server reports every consumer's acks
 // complete.
-func jetstreamFanout(ctx context.Context, bin string, subs, count int, body []byte) (res fanoutResult, err error) {
+//
+// It also returns the CPU the timed part cost nats-server and this process
+// (its clients) together, or 0 when that cannot be read.
+func jetstreamFanout(ctx context.Context, bin string, subs, count int, body []byte) (res fanoutResult, cpu time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
-	url, stop, err := startNATS(ctx, bin, "-js")
+	url, server, stop, err := startNATS(ctx, bin, "-js")
 	if err != nil {
-		return fanoutResult{}, err
+		return fanoutResult{}, 0, err
 	}
 	defer stop()
 
 	const stream, subject = "BENCH", "bench"
 	pubConn, err := connectNATS(ctx, url)
 	if err != nil {
-		return fanoutResult{}, err
+		return fanoutResult{}, 0, err
 	}
 	defer pubConn.Close()
 	js, err := jetstream.New(pubConn)
 	if err != nil {
-		return fanoutResult{}, err
+		return fanoutResult{}, 0, err
 	}
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject}, Storage: jetstream.FileStorage}); err != nil {
-		return fanoutResult{}, fmt.Errorf("create stream: %w", err)
+		return fanoutResult{}, 0, fmt.Errorf("create stream: %w", err)
 	}
 
 	var acked atomic.Int64
@@ -104,12 +125,12 @@ func jetstreamFanout(ctx context.Context, bin string, subs, count int, body []by
 	for i := range subs {
 		nc, err := connectNATS(ctx, url)
 		if err != nil {
-			return fanoutResult{}, err
+			return fanoutResult{}, 0, err
 		}
 		defer nc.Close()
 		sjs, err := jetstream.New(nc)
 		if err != nil {
-			return fanoutResult{}, err
+			return fanoutResult{}, 0, err
 		}
 		c, err := sjs.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
 			Durable:       fmt.Sprintf("sub%02d", i),
@@ -117,7 +138,7 @@ func jetstreamFanout(ctx context.Context, bin string, subs, count int, body []by
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 		})
 		if err != nil {
-			return fanoutResult{}, fmt.Errorf("create consumer: %w", err)
+			return fanoutResult{}, 0, fmt.Errorf("create consumer: %w", err)
 		}
 		consumers[i] = c
 		cc, err := c.Consume(func(m jetstream.Msg) {
@@ -126,7 +147,7 @@ func jetstreamFanout(ctx context.Context, bin string, subs, count int, body []by
 			}
 		})
 		if err != nil {
-			return fanoutResult{}, fmt.Errorf("consume: %w", err)
+			return fanoutResult{}, 0, fmt.Errorf("consume: %w", err)
 		}
 		defer cc.Stop()
 	}
@@ -177,57 +198,65 @@ func jetstreamFanout(ctx context.Context, bin string, subs, count int, body []by
 
 	warm := max(count/10, 1)
 	if err := publish(warm); err != nil {
-		return fanoutResult{}, err
+		return fanoutResult{}, 0, err
 	}
 	if err := acksSent(int64(warm * subs)); err != nil {
-		return fanoutResult{}, err
+		return fanoutResult{}, 0, err
 	}
 	if err := acksStored(uint64(warm)); err != nil {
-		return fanoutResult{}, err
+		return fanoutResult{}, 0, err
 	}
+	serverCPU0, cpuErr := childCPU(server.Pid)
+	selfCPU0 := processCPU()
 	start := time.Now()
 	if err := publish(count); err != nil {
-		return fanoutResult{}, err
+		return fanoutResult{}, 0, err
 	}
 	if err := acksSent(int64((warm + count) * subs)); err != nil {
-		return fanoutResult{}, err
+		return fanoutResult{}, 0, err
 	}
 	if err := acksStored(uint64(warm + count)); err != nil {
-		return fanoutResult{}, err
+		return fanoutResult{}, 0, err
 	}
 	elapsed := time.Since(start)
-	return fanoutResult{delivered: int(acked.Load()) - warm*subs, elapsed: elapsed}, nil
+	selfCPU := processCPU() - selfCPU0
+	serverCPU, err := childCPU(server.Pid)
+	if cpuErr == nil && err == nil && selfCPU0 > 0 {
+		cpu = selfCPU + serverCPU - serverCPU0
+	}
+	return fanoutResult{delivered: int(acked.Load()) - warm*subs, elapsed: elapsed}, cpu, nil
 }
 
 // startNATS runs nats-server (with extra arguments) as a child process on
 // a free loopback port, with a store directory of its own, and returns its
-// URL and the function that stops it and removes the directory.
-func startNATS(ctx context.Context, bin string, extra ...string) (string, func(), error) {
+// URL, its process and the function that stops it and removes the
+// directory.
+func startNATS(ctx context.Context, bin string, extra ...string) (string, *os.Process, func(), error) {
 	endpoint, err := freeSocket()
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	_, port, err := net.SplitHostPort(strings.TrimPrefix(endpoint, "tcp://"))
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	dir, err := os.MkdirTemp("", "cmbsbench-nats-")
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	args := append([]string{"-a", "127.0.0.1", "-p", port, "-m", "0", "-sd", dir}, extra...)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	stop := func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		_ = os.RemoveAll(dir)
 	}
-	return "nats://127.0.0.1:" + port, stop, nil
+	return "nats://127.0.0.1:" + port, cmd.Process, stop, nil
 }
 
 // connectNATS connects to the nats-server at url, retrying for up to 10 s
