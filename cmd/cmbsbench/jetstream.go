@@ -154,7 +154,10 @@ func jetstreamFanout(ctx context.Context, bin string, subs, count int, body []by
 
 	publish := func(n int) error {
 		for range n {
-			if _, err := js.PublishAsync(subject, body); err != nil {
+			// With the client's bound on publishes in flight reached, a
+			// publish waits for acks (the default 200 ms stall wait fails
+			// on a loaded machine).
+			if _, err := js.PublishAsync(subject, body, jetstream.WithStallWait(30*time.Second)); err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
 		}
