@@ -20,9 +20,9 @@ func TestEntityAppendJSONMatchesMarshal(t *testing.T) {
 	normalized := Entity{Type: TypeResource, ID: "2", Kind: "k"}
 	normalized.Normalize()
 	for name, e := range map[string]*Entity{
-		"full":       &full,
-		"zero":       {},
-		"normalized": &normalized,
+		"full":                      &full,
+		"zero":                      {},
+		"normalized":                &normalized,
 		"empty strings kept by Has": {Type: TypeResource, HasTitle: true, Mixins: []string{}},
 	} {
 		want, err := json.Marshal(e)
