@@ -13,9 +13,13 @@
 //   - the CMBS broker between cmbsd nodes on 127.0.0.1, each with its own
 //     embedded store: send_l1 round trip against a raw zmq4 REQ/REP round
 //     trip (goal ≤ 1.5×); L2 and L3.2 fan-out from one member to 10,
-//     deliveries/s against raw zmq4 PUB → 10 SUB and against Debian's
-//     nats-server (goal ≥ 0.5×; skipped with a message when nats-server is
-//     not installed); check_neighbors over a chain of 50 members (goal < 1s);
+//     deliveries/s: L2 against raw zmq4 PUB → 10 SUB (goal ≥ 0.5×), L3.2
+//     against Debian's nats-server -js, JetStream with file storage, one
+//     durable consumer per subscriber and explicit acks, best of
+//     -jetstream-runs runs (l32_fanout_vs_jetstream, goal ≥ 0.5×; core
+//     NATS for information; skipped with a message and null keys when
+//     nats-server is not installed); check_neighbors over a chain of 50
+//     members (goal < 1s);
 //     L2 fan-out with CURVE on every socket against the same without it
 //     (goal ≥ 0.7×, best of 3 alternating rounds each).
 //   - process execute of a /bin/true definition through HTTP against the
@@ -66,6 +70,8 @@ type config struct {
 	l1Count      int
 	fanoutMsgs   int
 	fanoutWindow int
+
+	jetstreamRuns int
 }
 
 func main() {
@@ -88,9 +94,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.l1Count, "l1-rtts", 0, "timed send_l1 round trips (default 2000, quick 300); the raw baseline does 5×")
 	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 0, "messages per fan-out measurement, each to 10 members (default 5000, quick 300; the raw baselines send as many)")
 	fs.IntVar(&cfg.fanoutWindow, "fanout-window", 8, "concurrent send actions of the one sending member in the fan-out phase")
+	fs.IntVar(&cfg.jetstreamRuns, "jetstream-runs", jetstreamRuns, "NATS JetStream fan-out baseline runs; the best is the baseline, the spread is printed")
 	only := fs.String("phases", "", "run only the phases whose names contain one of these comma-separated words (e.g. L1,fan-out)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if cfg.jetstreamRuns < 1 {
+		fmt.Fprintln(stderr, "-jetstream-runs must be at least 1")
 		return 2
 	}
 	if cfg.docs == 0 {

@@ -497,7 +497,7 @@ func (s *Service) rollback(ctx context.Context, created []*model.Entity) {
 }
 
 func (s *Service) put(ctx context.Context, e *model.Entity, rev string) (string, error) {
-	body, err := json.Marshal(e)
+	body, err := e.AppendJSON(nil) // json.Marshal's bytes, without its reflection
 	if err != nil {
 		return "", err
 	}
