@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"reflect"
 	"testing"
 )
 
@@ -15,8 +16,9 @@ func TestEntityAppendJSONMatchesMarshal(t *testing.T) {
 		Attributes: map[string]any{"occi": map[string]any{"core": map[string]any{"title": "t"}}, "n": 1e21, "l": []any{"a", 2.5, nil, false}},
 		Actions:    []any{"http://s#a"}, Links: []any{map[string]any{"target": "/y"}},
 		Title: "title", Summary: "sum\n", Source: "/a", Target: "/b", TargetKind: "http://s#k2",
-		HasTitle: true, HasSummary: true,
+		HasTitle: true, HasSummary: true, OutLinks: &[]string{"/l/1", "/l/\u2028"},
 	}
+	noOut, emptyOut := []string(nil), []string{}
 	normalized := Entity{Type: TypeResource, ID: "2", Kind: "k"}
 	normalized.Normalize()
 	for name, e := range map[string]*Entity{
@@ -24,6 +26,8 @@ func TestEntityAppendJSONMatchesMarshal(t *testing.T) {
 		"zero":                      {},
 		"normalized":                &normalized,
 		"empty strings kept by Has": {Type: TypeResource, HasTitle: true, Mixins: []string{}},
+		"nil out-links list":        {Type: TypeResource, OutLinks: &noOut},
+		"empty out-links list":      {Type: TypeResource, OutLinks: &emptyOut},
 	} {
 		want, err := json.Marshal(e)
 		if err != nil {
@@ -32,6 +36,18 @@ func TestEntityAppendJSONMatchesMarshal(t *testing.T) {
 		got, err := e.AppendJSON([]byte("x"))
 		if err != nil || !bytes.Equal(got, append([]byte("x"), want...)) {
 			t.Errorf("%s: %v\n got %s\nwant x%s", name, err, got, want)
+		}
+	}
+	// "full" sets every field json.Marshal writes: a field added to Entity
+	// and not to AppendJSON (or to "full") fails here.
+	v := reflect.ValueOf(full)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if f.Tag.Get("json") == "-" {
+			continue
+		}
+		if v.Field(i).IsZero() {
+			t.Errorf("the test's full entity leaves %s unset: set it, and write it in AppendJSON", f.Name)
 		}
 	}
 	bad := Entity{Attributes: map[string]any{"nan": math.NaN()}}
