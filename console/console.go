@@ -16,6 +16,7 @@ package console
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -160,7 +161,8 @@ func (c *Console) follow(ctx context.Context) {
 			continue
 		}
 		for _, ch := range changes {
-			c.hub.publish(event{Seq: ch.Seq, ID: ch.ID, Rev: ch.Rev, Deleted: ch.Deleted})
+			b, _ := json.Marshal(change{Seq: ch.Seq, ID: ch.ID, Rev: ch.Rev, Deleted: ch.Deleted})
+			c.hub.publish(event{Name: "change", ID: ch.Seq, Data: b})
 		}
 		if last != "" {
 			since = last
@@ -180,6 +182,17 @@ func (c *Console) retry(ctx context.Context, err error) bool {
 	case <-time.After(time.Second):
 		return true
 	}
+}
+
+// Delivered shows a message a local member received on the open events
+// pages (cmbsd calls it from the broker's delivery hook). It never blocks:
+// a browser that falls behind is dropped, as for changes.
+func (c *Console) Delivered(d Delivery) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return
+	}
+	c.hub.publish(event{Name: "delivery", Data: b})
 }
 
 // ServeHTTP serves the pages under Prefix and the event stream.

@@ -1,19 +1,42 @@
 package console
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
 	"time"
 )
 
-// event is one store change as sent to browsers.
-type event struct {
+// change is one store change as sent to browsers ("change" events).
+type change struct {
 	Seq     string `json:"seq"`
 	ID      string `json:"id"`
 	Rev     string `json:"rev,omitempty"`
 	Deleted bool   `json:"deleted,omitempty"`
+}
+
+// Delivery is one message a member hosted on this server received, as the
+// events page shows it ("delivery" events).
+type Delivery struct {
+	// Layer is the layer it came in on (l1, l2, l31, l32, l4).
+	Layer string `json:"layer"`
+	// Member names the receiving member.
+	Member string `json:"member"`
+	// Message is the message's id.
+	Message string `json:"message"`
+	// Stored is where the message was stored here, if it was.
+	Stored string `json:"stored,omitempty"`
+	// Duplicate: the member had already handled it.
+	Duplicate bool `json:"duplicate,omitempty"`
+	// Errors says what went wrong on this side.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// event is one server-sent event, encoded once for every subscriber.
+type event struct {
+	Name string // the SSE event name
+	ID   string // the SSE id (a feed sequence), if any
+	Data []byte // JSON
 }
 
 // hub fans events out to subscribers, each with a bounded buffer; a
@@ -169,8 +192,11 @@ func (c *Console) serveEvents(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			b, _ := json.Marshal(e)
-			if !write("event: change\nid: " + e.Seq + "\ndata: " + string(b) + "\n\n") {
+			msg := "event: " + e.Name + "\n"
+			if e.ID != "" {
+				msg += "id: " + e.ID + "\n"
+			}
+			if !write(msg + "data: " + string(e.Data) + "\n\n") {
 				return
 			}
 		}

@@ -144,7 +144,7 @@ async function showMembers() {
   const svgEl = (tag, attrs) => { const e = document.createElementNS(svg.namespaceURI, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
   members.forEach((m, i) => m.neighbors.forEach(n => {
     const j = members.findIndex(o => o.l1 === n);
-    if (j >= 0 && j !== i) svg.append(svgEl("line", { x1: pos[i][0], y1: pos[i][1], x2: pos[j][0], y2: pos[j][1] }));
+    if (j >= 0 && j !== i) svg.append(svgEl("line", { x1: pos[i][0], y1: pos[i][1], x2: pos[j][0], y2: pos[j][1], "data-from": m.id, "data-to": members[j].id }));
   }));
   members.forEach((m, i) => {
     const g = svgEl("g", { class: "node " + (m.local ? "local" : "remote"), "data-member": m.id });
@@ -165,19 +165,30 @@ async function showMembers() {
 }
 
 function showEvents() {
-  const table = el("table", { id: "events" }, el("tr", {}, el("th", {}, "time"), el("th", {}, "document"), el("th", {}, "revision")));
+  const table = el("table", { id: "events" }, el("tr", {}, el("th", {}, "time"), el("th", {}, "event"), el("th", {}, "document / message"), el("th", {}, "detail")));
   const state = el("p", { id: "events-state" }, "connecting…");
-  main.replaceChildren(el("h2", {}, "Live events"), state, table);
+  main.replaceChildren(el("h2", {}, "Live events"), el("p", { class: "muted" }, "Store changes (any server sharing this store) and messages delivered to the members hosted here."), state, table);
+  const add = row => {
+    table.firstChild.after(row);
+    while (table.rows.length > 500) table.deleteRow(-1);
+  };
   events = new EventSource("/console/events");
-  events.onopen = () => { state.textContent = "connected: changes appear as they happen"; document.body.dataset.events = "open"; };
+  events.onopen = () => { state.textContent = "connected: events appear as they happen"; document.body.dataset.events = "open"; };
   events.onerror = () => { state.textContent = "disconnected; retrying…"; document.body.dataset.events = "closed"; };
   events.addEventListener("change", ev => {
     const c = JSON.parse(ev.data);
-    const row = el("tr", { class: c.deleted ? "deleted" : "", "data-id": c.id },
-      el("td", {}, new Date().toLocaleTimeString()), el("td", { class: "mono" }, c.deleted ? c.id + " (deleted)" : browseLink(c.id, c.id)),
-      el("td", { class: "mono" }, c.rev || ""));
-    table.firstChild.after(row);
-    while (table.rows.length > 500) table.deleteRow(-1);
+    add(el("tr", { class: "change" + (c.deleted ? " deleted" : ""), "data-id": c.id },
+      el("td", {}, new Date().toLocaleTimeString()), el("td", {}, c.deleted ? "deleted" : "change"),
+      el("td", { class: "mono" }, c.deleted ? c.id : browseLink(c.id, c.id)),
+      el("td", { class: "mono" }, c.rev || "")));
+  });
+  events.addEventListener("delivery", ev => {
+    const d = JSON.parse(ev.data);
+    const detail = "to " + d.member + (d.duplicate ? " (duplicate)" : "") + ((d.errors || []).length ? " · errors: " + d.errors.join("; ") : "");
+    add(el("tr", { class: "delivery" + ((d.errors || []).length ? " failed" : ""), "data-message": d.message || "", "data-layer": d.layer },
+      el("td", {}, new Date().toLocaleTimeString()), el("td", {}, "delivery " + d.layer),
+      el("td", { class: "mono" }, d.stored ? browseLink(d.stored, d.message || d.stored) : (d.message || "")),
+      el("td", { class: "mono" }, detail)));
   });
 }
 
