@@ -3,10 +3,14 @@
 // from elsewhere) that read the OCCI interface — the model from /-/, any
 // collection or entity, the CMBS members as a graph with the layers
 // /-/status lists — and a stream of live events at /console/events
-// (server-sent events) fed by the store's changes feed.
+// (server-sent events) fed by the store's changes feed and by the
+// deliveries Delivered is told about.
 //
-// The console is read-only and sits behind the same handler chain as the
-// API, so it has the same authentication. One goroutine follows the
+// The console's own routes are read-only and sit behind the same handler
+// chain as the API, so they have the same authentication. Its actions
+// (an entity's actions, such as a member's start_lN; creating and sending
+// a message) are API calls the page makes with the browser's credentials,
+// each after an in-page confirmation. One goroutine follows the
 // changes feed, while at least one browser listens, from Start until the
 // context given to Start ends; Stop waits for it. Each browser gets a bounded buffer of events: one that
 // falls behind is disconnected (EventSource reconnects it) rather than

@@ -4,15 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/cmbs/cmbs/internal/headless"
@@ -190,4 +194,121 @@ func TestBrowserMeshAfterDiscovery(t *testing.T) {
 			t.Errorf("delivery row %q does not name the receiving member-c", got)
 		}
 	})
+}
+
+// TestBrowserConsoleActions: the console's actions, in headless Chromium,
+// on a cmbsd that asks for credentials (--users; the browser sends alice's
+// as for reads): starting a layer and sending a message each wait for a
+// confirmation: cancel does nothing, confirm calls the API; an API error
+// is shown with the server's message.
+func TestBrowserConsoleActions(t *testing.T) {
+	ctx := headless.Browser(t)
+	tn := loadThreeNodes(t)
+	pycmbs := filepath.Join("..", "..", "testdata", "pycmbs")
+	users, err := filepath.Abs(filepath.Join("testdata", "users"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b, open, receives; a, behind --users, is driven from the console.
+	pb := startCmbsd(t, t.TempDir(), nil, "--listen", "127.0.0.1:0")
+	b := "http://" + pb.waitListening(t)
+	pa := startCmbsd(t, t.TempDir(), nil, "--listen", "127.0.0.1:0", "--users", users)
+	a := "http://" + pa.waitListening(t)
+	ctype := http.Header{"Content-Type": {"application/occi+json"}}
+	for _, f := range []struct{ method, file string }{
+		{"POST", "post_category_cmbs_member.json"}, {"PUT", "put_provider_cmbs_member.json"},
+		{"POST", "post_category_cmbs_message.json"}, {"PUT", "put_provider_cmbs_message.json"},
+	} {
+		body, err := os.ReadFile(filepath.Join(pycmbs, f.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustCall(t, f.method, b+"/-/", body, 200)
+		if resp, out := request(t, f.method, a+"/-/", string(body), ctype); resp.StatusCode != 200 {
+			t.Fatalf("%s %s on a: %d %s", f.method, f.file, resp.StatusCode, out)
+		}
+	}
+	mustCall(t, "POST", b+"/cmbs/member/", tn.files["member_b.json"], 201)
+	for _, l := range []string{"l1", "l2"} {
+		mustCall(t, "POST", b+"/cmbs/member/member-b?action=start_"+l, []byte("{}"), 200)
+	}
+	if resp, out := request(t, "POST", a+"/cmbs/member/", string(tn.files["member_a.json"]), ctype); resp.StatusCode != 201 {
+		t.Fatalf("member-a: %d %s", resp.StatusCode, out)
+	}
+	layersOnA := func() int {
+		resp, out := request(t, "GET", a+"/-/status", "", nil)
+		var st map[string]any
+		if err := json.Unmarshal(out, &st); resp.StatusCode != 200 || err != nil {
+			t.Fatalf("a's status: %d %v %s", resp.StatusCode, err, out)
+		}
+		return countLayers(st, "member-a")
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:wonderland"))
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": auth}}); err != nil {
+		t.Fatal(err)
+	}
+	// act clicks button, then the confirmation's ok or cancel, and waits
+	// for what follows.
+	act := func(button, answer, outcome string) string {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Click(button), chromedp.WaitVisible(`#confirm`), chromedp.Click(answer), chromedp.WaitVisible(outcome)); err != nil {
+			headless.Screenshot(t, ctx, "failed")
+			t.Fatalf("%s, then %s: no %s: %v", button, answer, outcome, err)
+		}
+		return headless.Text(t, ctx, outcome)
+	}
+	startL1 := `#actions button[data-action="start_l1"]`
+	if err := chromedp.Do(ctx, chromedp.Navigate(a+"/console/#/browse/cmbs/member/member-a"), chromedp.WaitVisible(startL1)); err != nil {
+		t.Fatalf("member-a's page: %v", err)
+	}
+	act(startL1, `#confirm-cancel`, `#action-cancelled`)
+	if n := layersOnA(); n != 0 {
+		t.Fatalf("cancelled start_l1 started %d layers", n)
+	}
+	act(startL1, `#confirm-ok`, `#action-done`)
+	headless.Screenshot(t, ctx, "started")
+	if n := layersOnA(); n != 1 {
+		t.Fatalf("confirmed start_l1: %d layers of member-a running, want 1", n)
+	}
+	if got := act(`#actions button[data-action="check_neighbors"]`, `#confirm-ok`, `#action-result pre`); !strings.Contains(got, "member-b") {
+		t.Fatalf("check_neighbors from the console: %s", got)
+	}
+
+	// A message from the members page: cancel, confirm, then the same id
+	// again, which the server refuses.
+	send := func(answer, outcome string) string {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Navigate(a+"/console/#/members"), chromedp.Reload(), chromedp.WaitVisible(`#send-submit`),
+			chromedp.SetValue(`#send-id`, "from-console"), chromedp.SetValue(`#send-layer`, "l2"), chromedp.SetValue(`#send-text`, "hello from the console")); err != nil {
+			t.Fatalf("members page: %v", err)
+		}
+		return act(`#send-submit`, answer, outcome)
+	}
+	send(`#confirm-cancel`, `#action-cancelled`)
+	if status, _ := occiCall(t, "GET", b+"/cmbs/message/from-console", nil); status != 404 {
+		t.Fatalf("cancelled send: b has the message (%d)", status)
+	}
+	send(`#confirm-ok`, `#action-done`)
+	headless.Screenshot(t, ctx, "sent")
+	onB := mustCall(t, "GET", b+"/cmbs/message/from-console", nil, 200)
+	if c, _ := messageAttr(onB, "message_content").(map[string]any); c["text"] != "hello from the console" {
+		t.Fatalf("the message on b: %v", onB)
+	}
+	got := send(`#confirm-ok`, `#action-error`)
+	headless.Screenshot(t, ctx, "refused")
+	resp, out := request(t, "POST", a+"/cmbs/message/", `{"resources":[{"kind":"http://houssem.org/cmbs#message","id":"from-console"}]}`, ctype)
+	var apiErr struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(out, &apiErr); err != nil || resp.StatusCode/100 != 4 || apiErr.Error.Message == "" {
+		t.Fatalf("creating from-console again through the API: %d %s", resp.StatusCode, out)
+	}
+	if !strings.Contains(got, strconv.Itoa(resp.StatusCode)) || !strings.Contains(got, apiErr.Error.Message) {
+		t.Fatalf("the console shows %q, want the server's %d %q", got, resp.StatusCode, apiErr.Error.Message)
+	}
 }
