@@ -160,8 +160,9 @@ func TestBrowserMeshAfterDiscovery(t *testing.T) {
 		if !slices.Equal(g.Local, []string{"member-a"}) || !slices.Equal(g.Remote, []string{"member-b", "member-c"}) {
 			t.Fatalf("graph nodes: local %v, remote %v; want member-a local, member-b and member-c remote", g.Local, g.Remote)
 		}
-		if !slices.Contains(g.Lines, "member-a>member-b") {
-			t.Errorf("graph lines %v lack a's neighbour line to b", g.Lines)
+		// a names b as its neighbour, b names c: the chain discovery followed.
+		if !slices.Contains(g.Lines, "member-a>member-b") || !slices.Contains(g.Lines, "member-b>member-c") {
+			t.Errorf("graph lines %v, want a's to b and b's to c", g.Lines)
 		}
 		if !strings.Contains(g.Layers, "l1") || !strings.Contains(g.Layers, "l2") {
 			t.Errorf("a's node %q does not name its running layers l1 and l2", g.Layers)
