@@ -27,6 +27,10 @@
 //     (cache_propagation_ms, the p99; goal ≤ 1000 ms), and entity creates
 //     on a database two servers follow against one nobody follows
 //     (feed_create_overhead).
+//   - a smartmob process printing 100k lines to 10 WebSocket console
+//     clients, lines/s per client against the same child writing to
+//     /dev/null (console_fanout_vs_devnull, reported), and the restart
+//     action's overhead over os/exec start+stop (restart_overhead_ms).
 //
 // The last line printed is one JSON object with every measured number.
 // -quick finishes in under a minute with smaller sizes (it says which).
@@ -128,6 +132,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"process execute vs os/exec", benchProcess},
 		{"bus rpc and events vs zmq4", benchBus},
 		{"cache propagation between two servers on one CouchDB", benchPropagation},
+		{"smartmob console fan-out and restart", benchSmartmob},
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

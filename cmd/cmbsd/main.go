@@ -42,6 +42,7 @@ import (
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
 	processreg "github.com/cmbs/cmbs/providers/process"
+	"github.com/cmbs/cmbs/providers/process/supervisor"
 	"github.com/cmbs/cmbs/store"
 )
 
@@ -145,6 +146,14 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		return fmt.Errorf("start OCCI server: %w", err)
 	}
 	events := &busEvents{}
+	// One supervisor for services and smartmob processes; closed after
+	// the providers stopped theirs.
+	sup := newSupervisor(logger)
+	defer func() {
+		if cerr := closeSupervisor(ctx, sup, cfg); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
 	// The console is started once the server listens; deliveries reach its
 	// events page (and the bus) from the broker's hook.
 	cons := console.New(console.Options{Feed: st, Logger: logger})
@@ -152,7 +161,11 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		events.delivered(m)
 		cons.Delivered(consoleDelivery(m))
 	}
-	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, onDelivery, follower != nil, logger)
+	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, sup, onDelivery, follower != nil, logger)
+	if err != nil {
+		return fmt.Errorf("register providers: %w", err)
+	}
+	apps, err := registerSmartmob(reg, srv, sup, cfg, events, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -226,7 +239,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		return err
 	}
 	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, bus: b, feed: follower, started: time.Now()}
-	handler := cons.Mount(withStatus(status, withProcessRegistry(srv, procs, cfg, logger, srv.Handler())))
+	handler := cons.Mount(withStatus(status, withSmartmob(apps, cfg, logger, withProcessRegistry(srv, procs, cfg, logger, srv.Handler()))))
 	handler = withMetrics(mreg.Handler(), handler)
 	if cfg.Users != nil {
 		handler = cfg.Users.MiddlewareWith(handler, srv.WriteError)
@@ -304,10 +317,10 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers the record in st
 // names) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, onDelivery func(cmbs.ReceivedMessage), following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, sup *supervisor.Supervisor, onDelivery func(cmbs.ReceivedMessage), following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile, Curve: cfg.Curve,
 		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: onDelivery}
-	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger})
+	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger, Supervisor: sup})
 	if err := procs.Register(reg); err != nil {
 		return nil, nil, err
 	}
