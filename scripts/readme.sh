@@ -16,11 +16,13 @@
 # repository; sessions are separated by "--", and the cmbsd installed by
 # the first stays installed for the next. With no arguments, the README's
 # walk-throughs: the three servers once beside the walk-through's server,
-# once alone, then CouchDB, then the two CURVE servers, then smartmob:
+# once alone, then CouchDB, then the two CURVE servers, then smartmob, then
+# three servers on one CouchDB behind a round-robin proxy:
 #
 #   bash scripts/readme.sh 'Set up' 'Installing cmbsd' 'Walk-through (pyCMBS README §4)' \
 #       'Three servers brokering messages' -- 'Three servers brokering messages' \
-#       -- 'On CouchDB' -- 'Two servers over CURVE' -- 'Deploy an app (smartmob)'
+#       -- 'On CouchDB' -- 'Two servers over CURVE' -- 'Deploy an app (smartmob)' \
+#       -- 'Several servers on one CouchDB'
 #
 # Where `unshare -rn` works, everything runs in a network namespace of its
 # own, so the README's fixed ports (8090–8094, 5984, the members' sockets)
@@ -34,7 +36,7 @@ readme=$root/README.md
 if [ $# -eq 0 ]; then
   set -- 'Set up' 'Installing cmbsd' 'Walk-through (pyCMBS README §4)' 'Three servers brokering messages' \
     -- 'Three servers brokering messages' -- 'On CouchDB' -- 'Two servers over CURVE' \
-    -- 'Deploy an app (smartmob)'
+    -- 'Deploy an app (smartmob)' -- 'Several servers on one CouchDB'
 fi
 
 # Outside the namespace: what needs the network or the original tree.

@@ -154,7 +154,14 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			err = errors.Join(err, cerr)
 		}
 	}()
-	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, sup, events, follower != nil, logger)
+	// The console is started once the server listens; deliveries reach its
+	// events page (and the bus) from the broker's hook.
+	cons := console.New(console.Options{Feed: st, Logger: logger})
+	onDelivery := func(m cmbs.ReceivedMessage) {
+		events.delivered(m)
+		cons.Delivered(consoleDelivery(m))
+	}
+	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, sup, onDelivery, follower != nil, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -219,7 +226,6 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 
 	// The console follows the changes feed until ctx ends (a signal), which
 	// also ends its event streams so that they do not hold the shutdown.
-	cons := console.New(console.Options{Feed: st, Logger: logger})
 	cons.Start(ctx)
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
@@ -311,9 +317,9 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers the record in st
 // names) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, sup *supervisor.Supervisor, events *busEvents, following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, sup *supervisor.Supervisor, onDelivery func(cmbs.ReceivedMessage), following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile, Curve: cfg.Curve,
-		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: events.delivered}
+		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: onDelivery}
 	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger, Supervisor: sup})
 	if err := procs.Register(reg); err != nil {
 		return nil, nil, err
