@@ -40,13 +40,15 @@ func (e *busEvents) delivered(m cmbs.ReceivedMessage) {
 //
 // The agents are also entities at /choria/agent/ (their rpc action and the
 // rpc socket share the dispatcher); those are installed with --rpc only.
-func startBus(ctx context.Context, cfg busConfig, insecure bool, srv *occi.Server, reg *providers.Registry, broker *cmbs.Broker, events *busEvents, logger *slog.Logger) (*bus.Bus, *choria.Dispatcher, error) {
+func startBus(ctx context.Context, cfg busConfig, insecure bool, srv *occi.Server, reg *providers.Registry, broker *cmbs.Broker, procs choriaagent.Processes, events *busEvents, logger *slog.Logger) (*bus.Bus, *choria.Dispatcher, error) {
 	if !cfg.enabled() {
 		return nil, nil, nil
 	}
 	agents := choria.NewRegistry()
-	if err := agents.Add(ctx, choria.Ping{}); err != nil {
-		return nil, nil, err
+	for _, a := range []choria.Agent{choria.Ping{}, choriaagent.ProcessAgent{Processes: procs}} {
+		if err := agents.Add(ctx, a); err != nil {
+			return nil, nil, err
+		}
 	}
 	if cfg.AgentsDir != "" {
 		external, err := choria.LoadExternal(cfg.AgentsDir, choria.ExternalOptions{Facts: broker.LocalFacts, Logger: logger.With("component", "choria.external")})

@@ -292,23 +292,30 @@ func (p *Provider) Delete(ctx context.Context, e *model.Entity) error {
 func (p *Provider) Action(ctx context.Context, e *model.Entity, inv providers.Invocation) (any, error) {
 	switch term := inv.ActionTerm(); {
 	case term == "execute" && e.Kind == categories.ProcessDefinitionKind:
-		input, timeout, err := executeInputs(inv.Attributes)
-		if err != nil {
-			return nil, err
-		}
-		def, err := Definition(e)
-		if err != nil {
-			return nil, err
-		}
-		if def.ProcessType == engine.TypeService {
-			return p.startService(ctx, e, def, input, "http")
-		}
-		return p.Execute(ctx, e, input, timeout, "http")
+		return p.execute(ctx, e, inv.Attributes, "http")
 	case term == "cancel" && e.Kind == categories.ProcessExecutionKind:
 		return p.cancelRun(ctx, e)
 	default:
 		return nil, model.BadRequest("action %q is not an action of %s", term, e.Kind)
 	}
+}
+
+// execute is the execute action on the definition e with its attributes:
+// a single definition runs once (the result), a service starts
+// (providers.Accepted). The bus's process agent runs it too (ExecuteRef).
+func (p *Provider) execute(ctx context.Context, e *model.Entity, attrs map[string]any, trigger string) (any, error) {
+	input, timeout, err := executeInputs(attrs)
+	if err != nil {
+		return nil, err
+	}
+	def, err := Definition(e)
+	if err != nil {
+		return nil, err
+	}
+	if def.ProcessType == engine.TypeService {
+		return p.startService(ctx, e, def, input, trigger)
+	}
+	return p.Execute(ctx, e, input, timeout, trigger)
 }
 
 // executeInputs reads execute's attributes: input or input_base64, and
