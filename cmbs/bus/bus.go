@@ -117,7 +117,7 @@ func Start(ctx context.Context, opts Options) (b *Bus, err error) {
 		}
 	}
 	if opts.RPC != "" {
-		if b.rpc, err = transport.Listen(ctx, opts.RPC, b.handle, append(topts, transport.WithHandlerTimeout(opts.RequestTimeout), transport.WithMaxConcurrent(opts.MaxConcurrent))...); err != nil {
+		if b.rpc, err = transport.Listen(ctx, opts.RPC, b.handle, append(topts, transport.WithHandlerTimeout(opts.RequestTimeout), transport.WithMaxConcurrent(opts.MaxConcurrent), transport.WithErrorReply(rpcErrorReply))...); err != nil {
 			return nil, fmt.Errorf("bus rpc: %w", err)
 		}
 	}
@@ -239,6 +239,25 @@ func (b *Bus) handle(ctx context.Context, req transport.Envelope) (transport.Env
 		return req.Reply(JSONMimeType, body), nil
 	}
 	return req.Reply(JSONMimeType, b.opts.Dispatcher.Handle(ctx, req.Body)), nil
+}
+
+// rpcErrorReply answers what the handler does not (DP-13) with an
+// rpc_reply, so that an rpc client reads every answer the same way: a
+// malformed envelope is 4 with statusmsg "malformed envelope: …" (dploy's
+// REP-style error reply), no free handler slot or a request past its
+// deadline 1 (Aborted), a failed handler 5 (Unknown error).
+func rpcErrorReply(_ string, e *transport.RemoteError) (string, []byte) {
+	code, msg := 5, "Unknown error: "+e.Message
+	switch e.Code {
+	case transport.CodeMalformed:
+		code, msg = 4, e.Message // already "malformed envelope: …"
+	case transport.CodeOverloaded:
+		code, msg = 1, "Aborted: server overloaded: "+e.Message
+	case transport.CodeTimeout:
+		code, msg = 1, "Aborted: "+e.Message
+	}
+	body, _ := json.Marshal(map[string]any{"statuscode": code, "statusmsg": msg, "data": map[string]any{}})
+	return JSONMimeType, body
 }
 
 // eventIn republishes an events-in message unchanged, if it is an envelope.
