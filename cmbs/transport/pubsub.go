@@ -310,7 +310,7 @@ func (a *acceptor) conn(gc *guardedConn) {
 	}()
 	// A subscriber sends nothing after subscribing, so only a PULL
 	// socket's peers are closed for idleness.
-	z, err := handshake(a.ctx, gc, a.typ, a.opts.handshakeTimeout, replySendTimeout, a.opts.readLimits(a.typ != zmq4.Pub), nil)
+	z, err := handshake(a.ctx, gc, a.typ, a.opts.handshakeTimeout, replySendTimeout, a.opts.readLimits(a.typ != zmq4.Pub), a.opts.curve.forServer(a.opts.maxMessageSize))
 	if err != nil {
 		a.log.Debug("ZMTP handshake failed", "remote", gc.RemoteAddr().String(), "err", err)
 		return
