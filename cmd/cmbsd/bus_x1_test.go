@@ -171,3 +171,55 @@ func testX1(t *testing.T, storeArgs []string) {
 		t.Errorf("last event %v", stream[5])
 	}
 }
+
+// Every run streams, not only the bus's: a failing definition run over
+// HTTP publishes its stderr line (marked stream stderr) and ends with a
+// status of type error carrying the result.
+func TestBusExecutionEventsOfAFailingHTTPRun(t *testing.T) {
+	t.Chdir(t.TempDir())
+	out, in := loopback.FreeEndpoint(t), loopback.FreeEndpoint(t)
+	base := runInProcess(t, []string{"--listen", "127.0.0.1:0", "--events-out", out, "--events-in", in})
+	defineProcess(t, base, "fails", `{"exec":"sh","argv":["-c","echo out; echo oops >&2; exit 3"]}`)
+	events := subscribe(t, out, in, "execution.")
+	res := mustCall(t, "POST", base+"/process/definition/fails?action=execute", []byte(`{"attributes":{}}`), 200)
+	exe, _ := res["execution"].(string)
+	id, ok := strings.CutPrefix(exe, "/process/execution/")
+	if !ok || res["status"] != "failed" {
+		t.Fatalf("result %v", res)
+	}
+	var lines []any
+	for {
+		select {
+		case f, ok := <-events:
+			if !ok {
+				t.Fatal("subscriber ended")
+			}
+			if string(f[0]) != "execution."+id {
+				continue
+			}
+			var ev map[string]any
+			if err := json.Unmarshal(f[2], &ev); err != nil {
+				t.Fatal(err)
+			}
+			body := ev["body"].(map[string]any)
+			switch {
+			case ev["type"] == "output":
+				lines = append(lines, body)
+			case body["type"] == "info":
+			default:
+				data := body["data"].(map[string]any)
+				if body["type"] != "error" || data["status"] != "failed" || data["exit_code"] != 3.0 || data["execution"] != exe {
+					t.Fatalf("last event %v", ev)
+				}
+				// stdout and stderr are read concurrently: order across them is free.
+				want := []any{map[string]any{"type": "line", "data": "out"}, map[string]any{"type": "line", "data": "oops", "stream": "stderr"}}
+				if len(lines) != 2 || !(reflect.DeepEqual(lines, want) || reflect.DeepEqual(lines, []any{want[1], want[0]})) {
+					t.Fatalf("lines %v", lines)
+				}
+				return
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("stream incomplete: %v", lines)
+		}
+	}
+}
