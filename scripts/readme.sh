@@ -12,17 +12,19 @@
 # (job control on), and the whole group is killed, so the server that
 # `go run` starts goes with it.
 #
+# A here-document in a block (cat > f <<'END' … END) is written as is.
+#
 # Each session is one shell, as a reader's terminal, in a fresh copy of the
 # repository; sessions are separated by "--", and the cmbsd installed by
 # the first stays installed for the next. With no arguments, the README's
 # walk-throughs: the three servers once beside the walk-through's server,
 # once alone, then CouchDB, then the two CURVE servers, then smartmob, then
-# three servers on one CouchDB behind a round-robin proxy:
+# three servers on one CouchDB behind a round-robin proxy, then the bus:
 #
 #   bash scripts/readme.sh 'Set up' 'Installing cmbsd' 'Walk-through (pyCMBS README §4)' \
 #       'Three servers brokering messages' -- 'Three servers brokering messages' \
 #       -- 'On CouchDB' -- 'Two servers over CURVE' -- 'Deploy an app (smartmob)' \
-#       -- 'Several servers on one CouchDB'
+#       -- 'Several servers on one CouchDB' -- 'The bus: Choria RPC and events on ZeroMQ'
 #
 # Where `unshare -rn` works, everything runs in a network namespace of its
 # own, so the README's fixed ports (8090–8094, 5984, the members' sockets)
@@ -36,7 +38,8 @@ readme=$root/README.md
 if [ $# -eq 0 ]; then
   set -- 'Set up' 'Installing cmbsd' 'Walk-through (pyCMBS README §4)' 'Three servers brokering messages' \
     -- 'Three servers brokering messages' -- 'On CouchDB' -- 'Two servers over CURVE' \
-    -- 'Deploy an app (smartmob)' -- 'Several servers on one CouchDB'
+    -- 'Deploy an app (smartmob)' -- 'Several servers on one CouchDB' \
+    -- 'The bus: Choria RPC and events on ZeroMQ'
 fi
 
 # Outside the namespace: what needs the network or the original tree.
@@ -82,6 +85,8 @@ extract() {
     }
     !fence && /^#+ / { heading = $0; sub(/^#+ /, "", heading); next }
     !run { next }
+    # A here-document body is passed through as written, up to its end word.
+    heredoc != "" { print; if ($0 == heredoc) heredoc = ""; next }
     {
       line = $0; code = ""; once = 0
       if (line ~ /^[ \t]*#[ \t]+[1-5][0-9][0-9]([^0-9]|$)/) {
@@ -109,6 +114,9 @@ extract() {
         print line
       }
       if (code != "") print "expect_status " code " " NR
+      if (match(line, /<<[\047"]?[A-Za-z_][A-Za-z_0-9]*[\047"]?/) && substr(line, RSTART + 2, 1) != "<") {
+        heredoc = substr(line, RSTART + 2, RLENGTH - 2); gsub(/[\047"]/, "", heredoc)
+      }
     }
     END { if (blocks == 0) { print "no ```sh block under the headings given" > "/dev/stderr"; exit 1 } }
   ' "$readme"

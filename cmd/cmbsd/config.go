@@ -172,7 +172,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.db, "db", defaultDB, "CouchDB database `name`")
 	fs.StringVar(&raw.publicURL, "public-url", "", "base `URL` for absolute locations (default: from each request's Host)")
 	fs.StringVar(&raw.users, "users", "", "basic-auth users `file` (user:password or user:bcrypt-hash per line); when set, every request needs valid credentials")
-	fs.BoolVar(&raw.insecure, "insecure", false, "allow a non-loopback --listen address without --users, and CMBS layer sockets on non-loopback addresses (without --curve-key they do not authenticate peers)")
+	fs.BoolVar(&raw.insecure, "insecure", false, "allow a non-loopback --listen address without --users, and CMBS layer and bus sockets on non-loopback addresses (without --curve-key they do not authenticate peers)")
 	fs.StringVar(&raw.logLevel, "log-level", "info", "minimum log `level`: debug, info, warn or error")
 	fs.StringVar(&raw.logFormat, "log-format", "text", "log line `format`: text (key=value) or json (one object per line)")
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
@@ -392,7 +392,7 @@ func (raw rawConfig) validate() (config, error) {
 	if raw.storeTimeout <= 0 {
 		return config{}, badConfig("store-timeout", "%v: must be positive", raw.storeTimeout)
 	}
-	if cfg.Bus, err = raw.bus.validate(cfg.Insecure); err != nil {
+	if cfg.Bus, err = raw.bus.validate(cfg.Insecure || cfg.Curve != nil); err != nil {
 		return config{}, err
 	}
 	return cfg, nil

@@ -161,7 +161,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		events.delivered(m)
 		cons.Delivered(consoleDelivery(m))
 	}
-	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, sup, onDelivery, follower != nil, logger)
+	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, sup, events, onDelivery, follower != nil, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -202,7 +202,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			}
 		}()
 	}
-	b, _, err := startBus(startCtx, cfg.Bus, cfg.Insecure, srv, reg, broker, events, logger)
+	b, _, err := startBus(startCtx, cfg.Bus, cfg.Insecure, cfg.Curve, srv, reg, broker, procs, events, logger)
 	if err != nil {
 		return fmt.Errorf("start bus: %w", err)
 	}
@@ -317,10 +317,14 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers the record in st
 // names) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, sup *supervisor.Supervisor, onDelivery func(cmbs.ReceivedMessage), following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, sup *supervisor.Supervisor, events *busEvents, onDelivery func(cmbs.ReceivedMessage), following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile, Curve: cfg.Curve,
 		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: onDelivery}
-	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger, Supervisor: sup})
+	popts := processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger, Supervisor: sup}
+	if cfg.Bus.EventsOut != "" {
+		popts.Events = events // execution.<uuid> on --events-out
+	}
+	procs := processreg.New(srv.Entities(), popts)
 	if err := procs.Register(reg); err != nil {
 		return nil, nil, err
 	}
