@@ -54,6 +54,12 @@ type Options struct {
 	// KillGrace is the time between SIGTERM and SIGKILL on timeout or
 	// cancel (default 2s).
 	KillGrace time.Duration
+	// MaxRecordOutput caps the output and stderr an execution record
+	// stores, each, in bytes (default DefaultMaxRecordOutput); the action's
+	// answer still carries them up to MaxOutput. A record that keeps less
+	// says record_truncated, with output_size and stderr_size the full
+	// lengths. Negative: the record keeps what the answer has.
+	MaxRecordOutput int64
 	// TempDir holds the private run directories ("" = the system's).
 	TempDir string
 	// Logger receives the provider's logs; nil discards them.
@@ -65,9 +71,10 @@ type Options struct {
 
 // Provider serves the definition and execution kinds.
 type Provider struct {
-	ents   Entities
-	runner engine.Runner
-	log    *slog.Logger
+	ents      Entities
+	runner    engine.Runner
+	log       *slog.Logger
+	maxRecord int64 // see Options.MaxRecordOutput; < 0: no cap
 
 	// ctx is cancelled by Stop: every run in flight ends with it.
 	ctx    context.Context
@@ -114,6 +121,10 @@ func New(ents Entities, opts Options) *Provider {
 		completing: map[string]map[string]any{},
 		sup:        opts.Supervisor,
 		services:   map[string]*service{},
+		maxRecord:  opts.MaxRecordOutput,
+	}
+	if p.maxRecord == 0 {
+		p.maxRecord = DefaultMaxRecordOutput
 	}
 	if p.sup == nil {
 		grace := opts.KillGrace
@@ -411,7 +422,7 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 			return nil, o.err
 		}
 		result := resultFields(o.res)
-		for k, v := range storedFields(result, o.res) {
+		for k, v := range p.storedFields(result, o.res) {
 			record[k] = v
 		}
 		loc, err := p.createRecord(ctx, kind, record)
@@ -446,7 +457,7 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 	}
 	res := o.res
 	result := resultFields(res)
-	stored := storedFields(result, res)
+	stored := p.storedFields(result, res)
 	// The record is completed even when the caller has gone away.
 	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancelSave()
@@ -469,9 +480,14 @@ type outcome struct {
 	err error
 }
 
+// DefaultMaxRecordOutput is the default of Options.MaxRecordOutput.
+const DefaultMaxRecordOutput = 64 << 10
+
 // storedFields is a result as its execution record stores it: without
-// null values, with the pid.
-func storedFields(result map[string]any, res *engine.Result) map[string]any {
+// null values, with the pid, and with output and stderr capped at
+// p.maxRecord (a document of megabytes costs every store far more than
+// the run, and CouchDB refuses one over its max_document_size).
+func (p *Provider) storedFields(result map[string]any, res *engine.Result) map[string]any {
 	stored := map[string]any{}
 	for k, v := range result {
 		if v != nil {
@@ -479,7 +495,35 @@ func storedFields(result map[string]any, res *engine.Result) map[string]any {
 		}
 	}
 	stored["pid"] = float64(res.Pid)
+	if p.maxRecord < 0 || (int64(len(res.Output)) <= p.maxRecord && int64(len(res.Stderr)) <= p.maxRecord) {
+		return stored
+	}
+	stored["record_truncated"] = true
+	stored["output_size"] = float64(len(res.Output))
+	stored["stderr_size"] = float64(len(res.Stderr))
+	if int64(len(res.Output)) > p.maxRecord {
+		out := res.Output[:p.maxRecord]
+		if _, text := stored["output"]; text {
+			stored["output"] = string(runePrefix(out))
+		} else {
+			stored["output_base64"] = base64.StdEncoding.EncodeToString(out)
+		}
+	}
+	if int64(len(res.Stderr)) > p.maxRecord {
+		stored["stderr"] = strings.ToValidUTF8(string(runePrefix(res.Stderr[:p.maxRecord])), "\uFFFD")
+	}
 	return stored
+}
+
+// runePrefix drops an incomplete UTF-8 sequence a cut left at the end of b.
+func runePrefix(b []byte) []byte {
+	for i := 0; i < utf8.UTFMax && i < len(b); i++ {
+		r, size := utf8.DecodeLastRune(b[:len(b)-i])
+		if r != utf8.RuneError || size > 1 {
+			return b[:len(b)-i]
+		}
+	}
+	return b
 }
 
 // createRecord stores a new execution record.
