@@ -36,6 +36,18 @@ type response struct {
 
 type textLine struct{ name, value string }
 
+// encodedJSON is a response's JSON already encoded by encodeJSON, written
+// as it is (an action's result of megabytes is encoded once).
+type encodedJSON []byte
+
+// encodeJSON is how JSON responses are encoded: unescaped HTML, a newline
+// at the end.
+func encodeJSON(buf *bytes.Buffer, v any) error {
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
 func (s *Server) write(w http.ResponseWriter, resp *response) {
 	h := w.Header()
 	for k, vs := range resp.header {
@@ -76,10 +88,14 @@ func (s *Server) write(w http.ResponseWriter, resp *response) {
 			w.WriteHeader(resp.status)
 			return
 		}
+		if raw, ok := resp.json.(encodedJSON); ok {
+			h.Set("Content-Type", resp.rend.contentType(resp.ctype))
+			w.WriteHeader(resp.status)
+			_, _ = w.Write(raw)
+			return
+		}
 		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(resp.json); err != nil {
+		if err := encodeJSON(&buf, resp.json); err != nil {
 			s.log.Error("render JSON", "err", err)
 			w.WriteHeader(http.StatusInternalServerError)
 			return
