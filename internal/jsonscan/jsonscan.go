@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -111,6 +112,16 @@ func (s *Scanner) String(want bool) (string, bool) {
 	s.Pos++ // '"'
 	plain := true
 	for s.Pos < len(s.Data) {
+		// Runs of bytes that need nothing, the bulk of a long text, at
+		// a table lookup each.
+		data, i := s.Data, s.Pos
+		for i < len(data) && plainByte[data[i]] {
+			i++
+		}
+		s.Pos = i
+		if s.Pos == len(s.Data) {
+			break
+		}
 		c := s.Data[s.Pos]
 		switch {
 		case c == '"':
@@ -146,6 +157,15 @@ func (s *Scanner) String(want bool) (string, bool) {
 	return "", false
 }
 
+// plainByte tells the bytes a string holds as they are: not a quote, a
+// backslash, a control character or outside ASCII.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // escape checks the escape sequence at Pos and moves past it.
 func (s *Scanner) escape() bool {
 	if s.Pos+1 >= len(s.Data) {
@@ -179,14 +199,15 @@ func unquote(b []byte) (string, bool) {
 	if !utf8.Valid(b) {
 		return "", false
 	}
-	out := make([]byte, 0, len(b))
+	var out strings.Builder
+	out.Grow(len(b))
 	for {
 		i := bytes.IndexByte(b, '\\')
 		if i < 0 {
-			out = append(out, b...)
-			return string(out), true
+			out.Write(b)
+			return out.String(), true
 		}
-		out = append(out, b[:i]...)
+		out.Write(b[:i])
 		c := b[i+1]
 		switch c {
 		case 'b':
@@ -204,11 +225,11 @@ func unquote(b []byte) (string, bool) {
 			if err != nil || utf16.IsSurrogate(rune(r)) {
 				return "", false
 			}
-			out = utf8.AppendRune(out, rune(r))
+			out.WriteRune(rune(r))
 			b = b[i+6:]
 			continue
 		}
-		out = append(out, c) // '"', '\\', '/' stand for themselves
+		out.WriteByte(c) // '"', '\\', '/' stand for themselves
 		b = b[i+2:]
 	}
 }

@@ -87,3 +87,14 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkDecodeLongText(b *testing.B) {
+	text := strings.Repeat("the quick brown fox jumps over the lazy dog x\n", 1<<16)
+	data, _ := json.Marshal(map[string]any{"attributes": map[string]any{"input": text}})
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, ok := DecodeValue(data); !ok {
+			b.Fatal("left to encoding/json")
+		}
+	}
+}
