@@ -50,7 +50,7 @@ func headerDoc(r *http.Request, b *requestBody) (*textDoc, error) {
 // A missing type, and the form type curl sends by default with -d, are
 // sniffed: a body starting with '{' is JSON, anything else OCCI text.
 func readBody(r *http.Request) (*requestBody, error) {
-	raw, err := io.ReadAll(r.Body)
+	raw, err := readAll(r)
 	if err != nil {
 		return nil, bodyError(err)
 	}
@@ -119,6 +119,29 @@ func readBody(r *http.Request) (*requestBody, error) {
 	}
 	return nil, model.Errorf(http.StatusUnsupportedMediaType,
 		"%s is not a request format this server reads: use application/occi+json, application/json, text/plain, text/occi or text/uri-list", mt)
+}
+
+// readAll reads a request body into one allocation of its Content-Length
+// when it has one (limited by the body limit before, see body.go), instead
+// of growing a buffer through a body of megabytes.
+func readAll(r *http.Request) ([]byte, error) {
+	if r.ContentLength <= 0 {
+		return io.ReadAll(r.Body)
+	}
+	raw := make([]byte, r.ContentLength)
+	n := 0
+	for n < len(raw) {
+		m, err := r.Body.Read(raw[n:])
+		n += m
+		switch {
+		case err == io.EOF:
+			return raw[:n], nil // shorter than announced: what there is, as io.ReadAll
+		case err != nil:
+			return nil, err
+		}
+	}
+	more, err := io.ReadAll(r.Body)
+	return append(raw, more...), err
 }
 
 func mergeText(dst, src *textDoc) {
