@@ -36,16 +36,23 @@ type response struct {
 
 type textLine struct{ name, value string }
 
-// encodedJSON is a response's JSON already encoded by encodeJSON, written
+// encodedJSON is a response's JSON already encoded by marshalJSON, written
 // as it is (an action's result of megabytes is encoded once).
 type encodedJSON []byte
 
-// encodeJSON is how JSON responses are encoded: unescaped HTML, a newline
+// marshalJSON is how JSON responses are encoded: unescaped HTML, a newline
 // at the end.
-func encodeJSON(buf *bytes.Buffer, v any) error {
-	enc := json.NewEncoder(buf)
+func marshalJSON(v any) ([]byte, error) {
+	if out, ok := appendJSON(nil, v); ok {
+		return append(out, '\n'), nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 func (s *Server) write(w http.ResponseWriter, resp *response) {
@@ -94,15 +101,15 @@ func (s *Server) write(w http.ResponseWriter, resp *response) {
 			_, _ = w.Write(raw)
 			return
 		}
-		var buf bytes.Buffer
-		if err := encodeJSON(&buf, resp.json); err != nil {
+		body, err := marshalJSON(resp.json)
+		if err != nil {
 			s.log.Error("render JSON", "err", err)
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
 		h.Set("Content-Type", resp.rend.contentType(resp.ctype))
 		w.WriteHeader(resp.status)
-		_, _ = w.Write(buf.Bytes())
+		_, _ = w.Write(body)
 	case renderTextOCCI:
 		for _, l := range resp.lines {
 			h.Add(l.name, l.value)
