@@ -314,7 +314,7 @@ func (p *Provider) Action(ctx context.Context, e *model.Entity, inv providers.In
 		if def.ProcessType == engine.TypeService {
 			return p.startService(ctx, e, def, input, "http")
 		}
-		return p.Execute(ctx, e, input, timeout, "http")
+		return p.execute(ctx, e, def, input, timeout, "http")
 	case term == "cancel" && e.Kind == categories.ProcessExecutionKind:
 		return p.cancelRun(ctx, e)
 	default:
@@ -381,6 +381,11 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 	if err != nil {
 		return nil, err
 	}
+	return p.execute(ctx, e, def, input, timeout, trigger)
+}
+
+// execute is Execute with the definition parsed.
+func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Definition, input []byte, timeout time.Duration, trigger string) (map[string]any, error) {
 	if def.ProcessType == engine.TypeService {
 		err := model.Conflict("definition %s has process_type service: a service is started by POST %s?action=execute and runs until its execution is cancelled", e.Location, e.Location)
 		err.Attribute = "process.definition.process_type"
@@ -697,5 +702,5 @@ func (p *Provider) RunForMessage(ctx context.Context, ref string, input []byte, 
 	if !def.RunOnMessage {
 		return nil, fmt.Errorf("definition %s does not allow running on a message (run_on_message is not true)", loc)
 	}
-	return p.Execute(ctx, e, input, 0, trigger)
+	return p.execute(ctx, e, def, input, 0, trigger)
 }
