@@ -62,6 +62,8 @@ type config struct {
 	l1Count      int
 	fanoutMsgs   int
 	fanoutWindow int
+
+	processStore string
 }
 
 func main() {
@@ -84,6 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.l1Count, "l1-rtts", 0, "timed send_l1 round trips (default 2000, quick 300); the raw baseline does 5×")
 	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 0, "messages per fan-out measurement, each to 10 members (default 5000, quick 300; the raw baselines send as many)")
 	fs.IntVar(&cfg.fanoutWindow, "fanout-window", 8, "concurrent send actions of the one sending member in the fan-out phase")
+	fs.StringVar(&cfg.processStore, "process-store", "sqlite", "store of the process phase: sqlite (embedded) or couch (-couch, or the CouchDB-API test peer)")
 	only := fs.String("phases", "", "run only the phases whose names contain one of these comma-separated words (e.g. L1,fan-out)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {

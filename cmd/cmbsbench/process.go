@@ -19,6 +19,8 @@ import (
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
 	"github.com/cmbs/cmbs/providers/process"
+	"github.com/cmbs/cmbs/store"
+	"github.com/cmbs/cmbs/store/couch"
 	"github.com/cmbs/cmbs/store/sqlite"
 )
 
@@ -38,11 +40,25 @@ func benchProcess(ctx context.Context, cfg config, log *slog.Logger, out func(st
 		return err
 	}
 	defer os.RemoveAll(dir)
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "cmbs.db"), sqlite.WithLogger(log))
+	var st store.Store
+	switch cfg.processStore {
+	case "sqlite":
+		st, err = sqlite.Open(ctx, filepath.Join(dir, "cmbs.db"), sqlite.WithLogger(log))
+	case "couch":
+		url, stopPeer, cerr := benchCouch(ctx, cfg)
+		if cerr != nil {
+			return cerr
+		}
+		defer stopPeer()
+		st, err = couch.Open(ctx, url, fmt.Sprintf("bench_process_%d", time.Now().UnixNano()), couch.WithLogger(log))
+	default:
+		return fmt.Errorf("-process-store %q: sqlite or couch", cfg.processStore)
+	}
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	results["process_store"] = cfg.processStore
 	reg := providers.NewRegistry()
 	srv, err := occi.NewServer(ctx, occi.Options{Store: st, Providers: reg, Logger: log, MaxBodyBytes: 4 * trInput})
 	if err != nil {
