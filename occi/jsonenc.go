@@ -84,8 +84,9 @@ func appendJSONFloat(dst []byte, f float64) ([]byte, bool) {
 	return dst, true
 }
 
-// jsonPlain tells the ASCII bytes a JSON string holds as they are.
-var jsonPlain = func() (t [utf8.RuneSelf]bool) {
+// jsonPlain tells the bytes a JSON string holds as they are: ASCII but
+// for controls, quote and backslash.
+var jsonPlain = func() (t [256]bool) {
 	for c := 0x20; c < utf8.RuneSelf; c++ {
 		t[c] = c != '"' && c != '\\'
 	}
@@ -97,14 +98,17 @@ const jsonHex = "0123456789abcdef"
 // appendJSONString quotes s as encoding/json does without HTML escaping:
 // invalid UTF-8 becomes \ufffd, U+2028 and U+2029 are escaped.
 func appendJSONString(dst []byte, s string) []byte {
+	dst = slices.Grow(dst, len(s)+2)
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i < len(s) && jsonPlain[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		if c := s[i]; c < utf8.RuneSelf {
-			if jsonPlain[c] {
-				i++
-				continue
-			}
 			dst = append(dst, s[start:i]...)
 			switch c {
 			case '\\', '"':
