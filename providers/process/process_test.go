@@ -1,7 +1,9 @@
 package process_test
 
 import (
+	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -280,6 +282,34 @@ func TestExecuteRecordCap(t *testing.T) {
 		t.Run("after a restart", func(t *testing.T) {
 			check(startNode(t, open(t), nodeOptions{maxRecord: 1001}))
 		})
+	})
+}
+
+// A run long enough to get a running record has its result stored before
+// the answer: the store itself (not only reads through the server, which
+// wait for pending writes) holds it when the answer arrives. Both stores.
+func TestExecuteLongRunStoredBeforeAnswer(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		st := open(t)
+		n := startNode(t, st, nodeOptions{})
+		loc := n.createDefinition(`{"exec":"sh","argv":["-c","sleep 0.3; echo slow"],"output_adapter":` + processtest.StdoutOut + `}`)
+		for range 2 {
+			res := n.execute(loc, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			doc, err := st.Get(ctx, res["execution"].(string))
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body map[string]any
+			if err := json.Unmarshal(doc.Body, &body); err != nil {
+				t.Fatal(err)
+			}
+			rec, _ := path(body, "attributes", "process", "execution").(map[string]any)
+			if res["status"] != "succeeded" || rec["status"] != "succeeded" || rec["output"] != "slow\n" {
+				t.Fatalf("answer %v; stored record %v", res["status"], rec)
+			}
+		}
 	})
 }
 

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -38,7 +37,6 @@ type Entities interface {
 	Create(ctx context.Context, kind *model.Category, typ string, inputs []*model.EntityInput) ([]string, error)
 	Update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error)
 	Replace(ctx context.Context, location, ifMatch, typ string, in *model.EntityInput) (*model.Entity, bool, error)
-	UpdateLater(ctx context.Context, current *model.Entity, in *model.EntityInput) error
 	Delete(ctx context.Context, location, ifMatch string) error
 	List(ctx context.Context, q entities.ListQuery) ([]*model.Entity, error)
 	Categories() *categories.Registry
@@ -84,11 +82,6 @@ type Provider struct {
 	stopped bool
 	running map[string]*run // by execution location
 	runs    sync.WaitGroup
-	// completing holds, by execution location, the result a deferred
-	// update is about to store: the one change to an execution record the
-	// provider accepts outside its own calls (UpdateLater stores it in the
-	// background, without the caller's context).
-	completing map[string]map[string]any
 
 	sup      *supervisor.Supervisor
 	ownSup   bool
@@ -105,7 +98,6 @@ var (
 	_ providers.Provider = (*Provider)(nil)
 	_ providers.Preparer = (*Provider)(nil)
 	_ providers.Stopper  = (*Provider)(nil)
-	_ providers.Observer = (*Provider)(nil)
 )
 
 // New returns the provider, storing through ents.
@@ -114,14 +106,13 @@ func New(ents Entities, opts Options) *Provider {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Provider{
-		ents:       ents,
-		runner:     engine.Runner{MaxOutput: opts.MaxOutput, KillGrace: opts.KillGrace, TempDir: opts.TempDir},
-		log:        opts.Logger.With("component", "process"),
-		running:    map[string]*run{},
-		completing: map[string]map[string]any{},
-		sup:        opts.Supervisor,
-		services:   map[string]*service{},
-		maxRecord:  opts.MaxRecordOutput,
+		ents:      ents,
+		runner:    engine.Runner{MaxOutput: opts.MaxOutput, KillGrace: opts.KillGrace, TempDir: opts.TempDir},
+		log:       opts.Logger.With("component", "process"),
+		running:   map[string]*run{},
+		sup:       opts.Supervisor,
+		services:  map[string]*service{},
+		maxRecord: opts.MaxRecordOutput,
 	}
 	if p.maxRecord == 0 {
 		p.maxRecord = DefaultMaxRecordOutput
@@ -243,43 +234,11 @@ func (p *Provider) Update(ctx context.Context, old, updated *model.Entity) error
 			proc["owner"] = owner
 		}
 	case categories.ProcessExecutionKind:
-		if !isInternal(ctx) && !p.isCompletion(updated) {
+		if !isInternal(ctx) {
 			return errReadOnly()
 		}
 	}
 	return nil
-}
-
-// isCompletion reports whether an execution update stores exactly the
-// result the provider queued for it.
-func (p *Provider) isCompletion(e *model.Entity) bool {
-	p.mu.Lock()
-	want := p.completing[e.Location]
-	p.mu.Unlock()
-	if want == nil {
-		return false
-	}
-	got := subMapOrNil(subMapOrNil(e.Attributes, "process"), "execution")
-	for k, v := range want {
-		if !reflect.DeepEqual(got[k], v) {
-			return false
-		}
-	}
-	return true
-}
-
-// Committed forgets a queued result once it is stored (or its record
-// deleted).
-func (p *Provider) Committed(location string, e *model.Entity) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	want := p.completing[location]
-	if want == nil {
-		return
-	}
-	if e == nil || subMapOrNil(subMapOrNil(e.Attributes, "process"), "execution")["status"] == want["status"] {
-		delete(p.completing, location)
-	}
 }
 
 // Delete allows deleting definitions and executions; a running execution
@@ -399,8 +358,9 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Def
 
 	// The process starts at once. A run still going after
 	// runningRecordAfter gets a running record (which cancel and GET find),
-	// completed in the background once the result is answered: the entity
-	// service makes every later read of the record wait for that write.
+	// written while it runs and completed with the result before the
+	// result is answered. Either way the answer is sent once the record
+	// holding it is stored.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopAfter := context.AfterFunc(p.ctx, cancel)
@@ -545,24 +505,13 @@ func (p *Provider) createRecord(ctx context.Context, kind *model.Category, recor
 	return locs[0], nil
 }
 
-// complete queues the update that stores a run's result in its record.
+// complete stores a run's result in its record, before the result is
+// answered: once answered, it is stored.
 func (p *Provider) complete(ctx context.Context, loc string, stored map[string]any) error {
-	current, err := p.ents.Get(ctx, loc)
-	if err != nil {
-		return err
-	}
 	upd := &model.EntityInput{Entity: model.Entity{Attributes: map[string]any{"process": map[string]any{"execution": stored}}},
 		Present: map[string]bool{"attributes": true}}
-	p.mu.Lock()
-	p.completing[loc] = stored
-	p.mu.Unlock()
-	if err := p.ents.UpdateLater(internal(ctx), current, upd); err != nil {
-		p.mu.Lock()
-		delete(p.completing, loc)
-		p.mu.Unlock()
-		return err
-	}
-	return nil
+	_, err := p.ents.Update(internal(ctx), loc, "", upd)
+	return err
 }
 
 // resultFields is a run's result as the action answers it.
