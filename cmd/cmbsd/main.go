@@ -301,7 +301,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, events *busEvents, following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile, Curve: cfg.Curve,
 		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: events.delivered}
-	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger})
+	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, MaxRecordOutput: cfg.MaxRecordOutput, TempDir: cfg.RunDir, Logger: logger})
 	if err := procs.Register(reg); err != nil {
 		return nil, nil, err
 	}
