@@ -215,8 +215,14 @@ func TestExecuteConcurrent(t *testing.T) {
 	for i, r := range results {
 		if r["output"] != fmt.Sprintf("n=%d", i) {
 			t.Errorf("execute %d: %v", i, r)
+			continue
 		}
 		seen[r["execution"]] = true
+		// Each record, written concurrently with the others, holds its own run.
+		rec, _ := path(n.entity(r["execution"].(string)), "attributes", "process", "execution").(map[string]any)
+		if rec["output"] != r["output"] || rec["status"] != "succeeded" || rec["input_size"] != float64(len(r["output"].(string))) {
+			t.Errorf("execute %d: record %v", i, rec)
+		}
 	}
 	if len(seen) != 10 {
 		t.Errorf("%d distinct execution records, want 10", len(seen))
