@@ -10,10 +10,22 @@ import (
 // appendJSON appends v as encoding/json encodes it without HTML escaping,
 // for the values decoded JSON and providers' results are made of
 // (map[string]any, []any, string, float64, bool, nil); ok is false for
-// anything else (and for NaN and infinities), which the caller leaves to
-// encoding/json. An action's result of megabytes of text is encoded three
-// times faster, in one buffer.
+// anything else (and for NaN and infinities, and nesting deeper than
+// maxAppendDepth, where encoding/json detects cycles), which the caller
+// leaves to encoding/json. An action's result of megabytes of text is
+// encoded three times faster, in one buffer.
 func appendJSON(dst []byte, v any) ([]byte, bool) {
+	return appendJSONValue(dst, v, 0)
+}
+
+// maxAppendDepth bounds appendJSON's nesting: a map that contains itself
+// is encoding/json's error, not a stack overflow.
+const maxAppendDepth = 1000
+
+func appendJSONValue(dst []byte, v any, depth int) ([]byte, bool) {
+	if depth > maxAppendDepth {
+		return dst, false
+	}
 	switch t := v.(type) {
 	case nil:
 		return append(dst, "null"...), true
@@ -40,7 +52,7 @@ func appendJSON(dst []byte, v any) ([]byte, bool) {
 			dst = appendJSONString(dst, k)
 			dst = append(dst, ':')
 			var ok bool
-			if dst, ok = appendJSON(dst, t[k]); !ok {
+			if dst, ok = appendJSONValue(dst, t[k], depth+1); !ok {
 				return dst, false
 			}
 		}
@@ -55,7 +67,7 @@ func appendJSON(dst []byte, v any) ([]byte, bool) {
 				dst = append(dst, ',')
 			}
 			var ok bool
-			if dst, ok = appendJSON(dst, e); !ok {
+			if dst, ok = appendJSONValue(dst, e, depth+1); !ok {
 				return dst, false
 			}
 		}

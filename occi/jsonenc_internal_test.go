@@ -56,6 +56,18 @@ func TestAppendJSONAgreesWithEncodingJSON(t *testing.T) {
 		checkJSON(t, string(b))
 		checkJSON(t, math.Float64frombits(r.Uint64()&^(0x7ff<<52)|uint64(r.IntN(0x7ff))<<52))
 	}
+	cyclic := map[string]any{}
+	cyclic["self"] = cyclic
+	if _, err := marshalJSON(cyclic); err == nil {
+		t.Error("a map that contains itself was encoded")
+	}
+	deep := any("x")
+	for range 1500 {
+		deep = []any{deep}
+	}
+	if got, err := marshalJSON(deep); err != nil || !bytes.Equal(got, referenceJSON(t, deep)) {
+		t.Errorf("1500 nested arrays: %v", err)
+	}
 	for _, v := range []any{math.NaN(), math.Inf(1), 1, []string{"x"}, map[string]string{}, json.Number("1"), map[string]any{"a": []any{math.Inf(-1)}}} {
 		if _, ok := appendJSON(nil, v); ok {
 			t.Errorf("%#v: encoded, want it left to encoding/json", v)
