@@ -356,38 +356,42 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Def
 	}
 	defer p.runs.Done()
 
-	// The process starts at once. A run still going after
-	// runningRecordAfter gets a running record (which cancel and GET find),
-	// written while it runs and completed with the result before the
-	// result is answered. Either way the answer is sent once the record
-	// holding it is stored.
+	// The process starts at once, in this goroutine. A run still going
+	// after runningRecordAfter gets a running record (which cancel and GET
+	// find), written by a timer while it runs and completed with the
+	// result before the result is answered. Either way the answer is sent
+	// once the record holding it is stored.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopAfter := context.AfterFunc(p.ctx, cancel)
 	defer stopAfter()
-	ran := make(chan outcome, 1)
 	started := time.Now().UTC()
-	go func() {
-		res, err := p.runner.Run(runCtx, def, engine.Request{Input: input, Timeout: timeout})
-		ran <- outcome{res, err}
-	}()
-
 	record := map[string]any{
 		"definition": e.Location, "status": engine.StatusRunning, "started_at": started.Format(time.RFC3339Nano),
 		"input_size": float64(len(input)), "trigger": trigger,
 	}
-	// A run that ends quickly is recorded once, with its result: nobody
-	// could have cancelled it anyway.
-	var o outcome
-	quick := time.NewTimer(runningRecordAfter)
-	select {
-	case o = <-ran:
-		quick.Stop()
-		if o.err != nil {
-			return nil, o.err
+	r := &run{cancel: cancel, done: make(chan struct{})}
+	recorded := make(chan runningRecord, 1)
+	timer := time.AfterFunc(runningRecordAfter, func() {
+		loc, err := p.createRecord(ctx, kind, record)
+		if err != nil {
+			cancel() // a run nobody could find or cancel does not go on
+		} else {
+			p.mu.Lock()
+			p.running[loc] = r
+			p.mu.Unlock()
 		}
-		result := resultFields(o.res)
-		for k, v := range p.storedFields(result, o.res) {
+		recorded <- runningRecord{loc, err}
+	})
+	res, err := p.runner.Run(runCtx, def, engine.Request{Input: input, Timeout: timeout})
+	if timer.Stop() {
+		// A run that ended quickly is recorded once, with its result:
+		// nobody could have cancelled it anyway.
+		if err != nil {
+			return nil, err
+		}
+		result := resultFields(res)
+		for k, v := range p.storedFields(result, res) {
 			record[k] = v
 		}
 		loc, err := p.createRecord(ctx, kind, record)
@@ -397,30 +401,21 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Def
 		result["execution"] = loc
 		result["definition"] = e.Location
 		return result, nil
-	case <-quick.C:
 	}
-	loc, err := p.createRecord(ctx, kind, record)
-	if err != nil {
-		cancel()
-		<-ran
-		return nil, err
+	rec := <-recorded
+	if rec.err != nil {
+		return nil, rec.err
 	}
-	r := &run{cancel: cancel, done: make(chan struct{})}
-	p.mu.Lock()
-	p.running[loc] = r
-	p.mu.Unlock()
+	loc := rec.loc
 	defer func() {
 		p.mu.Lock()
 		delete(p.running, loc)
 		p.mu.Unlock()
 		close(r.done)
 	}()
-
-	o = <-ran
-	if o.err != nil {
-		return nil, o.err
+	if err != nil {
+		return nil, err
 	}
-	res := o.res
 	result := resultFields(res)
 	stored := p.storedFields(result, res)
 	// The record is completed even when the caller has gone away.
@@ -439,9 +434,9 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Def
 // execution record; a quicker one is recorded once, with its result.
 const runningRecordAfter = 50 * time.Millisecond
 
-// outcome is what a run returned.
-type outcome struct {
-	res *engine.Result
+// runningRecord is the record a long run got, or why it got none.
+type runningRecord struct {
+	loc string
 	err error
 }
 
