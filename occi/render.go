@@ -36,6 +36,25 @@ type response struct {
 
 type textLine struct{ name, value string }
 
+// encodedJSON is a response's JSON already encoded by marshalJSON, written
+// as it is (an action's result of megabytes is encoded once).
+type encodedJSON []byte
+
+// marshalJSON is how JSON responses are encoded: unescaped HTML, a newline
+// at the end.
+func marshalJSON(v any) ([]byte, error) {
+	if out, ok := appendJSON(nil, v); ok {
+		return append(out, '\n'), nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 func (s *Server) write(w http.ResponseWriter, resp *response) {
 	h := w.Header()
 	for k, vs := range resp.header {
@@ -76,17 +95,21 @@ func (s *Server) write(w http.ResponseWriter, resp *response) {
 			w.WriteHeader(resp.status)
 			return
 		}
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(resp.json); err != nil {
+		if raw, ok := resp.json.(encodedJSON); ok {
+			h.Set("Content-Type", resp.rend.contentType(resp.ctype))
+			w.WriteHeader(resp.status)
+			_, _ = w.Write(raw)
+			return
+		}
+		body, err := marshalJSON(resp.json)
+		if err != nil {
 			s.log.Error("render JSON", "err", err)
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
 		h.Set("Content-Type", resp.rend.contentType(resp.ctype))
 		w.WriteHeader(resp.status)
-		_, _ = w.Write(buf.Bytes())
+		_, _ = w.Write(body)
 	case renderTextOCCI:
 		for _, l := range resp.lines {
 			h.Add(l.name, l.value)

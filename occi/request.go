@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cmbs/cmbs/categories"
+	"github.com/cmbs/cmbs/internal/jsonscan"
 	"github.com/cmbs/cmbs/occi/model"
 )
 
@@ -49,7 +50,7 @@ func headerDoc(r *http.Request, b *requestBody) (*textDoc, error) {
 // A missing type, and the form type curl sends by default with -d, are
 // sniffed: a body starting with '{' is JSON, anything else OCCI text.
 func readBody(r *http.Request) (*requestBody, error) {
-	raw, err := io.ReadAll(r.Body)
+	raw, err := readAll(r)
 	if err != nil {
 		return nil, bodyError(err)
 	}
@@ -120,6 +121,29 @@ func readBody(r *http.Request) (*requestBody, error) {
 		"%s is not a request format this server reads: use application/occi+json, application/json, text/plain, text/occi or text/uri-list", mt)
 }
 
+// readAll reads a request body into one allocation of its Content-Length
+// when it has one (limited by the body limit before, see body.go), instead
+// of growing a buffer through a body of megabytes.
+func readAll(r *http.Request) ([]byte, error) {
+	if r.ContentLength <= 0 {
+		return io.ReadAll(r.Body)
+	}
+	raw := make([]byte, r.ContentLength)
+	n := 0
+	for n < len(raw) {
+		m, err := r.Body.Read(raw[n:])
+		n += m
+		switch {
+		case err == io.EOF:
+			return raw[:n], nil // shorter than announced: what there is, as io.ReadAll
+		case err != nil:
+			return nil, err
+		}
+	}
+	more, err := io.ReadAll(r.Body)
+	return append(raw, more...), err
+}
+
 func mergeText(dst, src *textDoc) {
 	dst.Categories = append(dst.Categories, src.Categories...)
 	for k, v := range src.Attributes {
@@ -130,6 +154,15 @@ func mergeText(dst, src *textDoc) {
 }
 
 func decodeJSON(raw []byte) (*requestBody, error) {
+	// The common case without reflection (a 10 MiB process input in a
+	// tenth of the time); anything unusual, errors among it, as before.
+	if v, ok := jsonscan.DecodeValue(raw); ok {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil, model.BadRequest("request body must be a JSON object")
+		}
+		return &requestBody{JSON: obj}, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	var v any
 	if err := dec.Decode(&v); err != nil {

@@ -927,10 +927,11 @@ func (s *Server) entityAction(r *http.Request, p string, body *requestBody) (*re
 	if acc, ok := res.(providers.Accepted); ok {
 		status, location, res = http.StatusAccepted, acc.Location, acc.Result
 	}
-	if _, err := json.Marshal(res); err != nil {
+	encoded, err := marshalJSON(res)
+	if err != nil {
 		return nil, fmt.Errorf("action %s result: %w", term, err)
 	}
-	resp := &response{status: status, rend: renderPyOCNI, ctype: "application/json", json: res}
+	resp := &response{status: status, rend: renderPyOCNI, ctype: "application/json", json: encodedJSON(encoded)}
 	if location != "" {
 		resp.header = http.Header{"Location": {s.base(r) + location}}
 	}

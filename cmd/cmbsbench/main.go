@@ -72,6 +72,7 @@ type config struct {
 	fanoutWindow int
 
 	jetstreamRuns int
+	processStore string
 }
 
 func main() {
@@ -95,6 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 0, "messages per fan-out measurement, each to 10 members (default 5000, quick 300; the raw baselines send as many)")
 	fs.IntVar(&cfg.fanoutWindow, "fanout-window", 8, "concurrent send actions of the one sending member in the fan-out phase")
 	fs.IntVar(&cfg.jetstreamRuns, "jetstream-runs", jetstreamRuns, "NATS JetStream fan-out baseline runs; the best is the baseline, the spread is printed")
+	fs.StringVar(&cfg.processStore, "process-store", "sqlite", "store of the process phase: sqlite (embedded) or couch (-couch, or the CouchDB-API test peer)")
 	only := fs.String("phases", "", "run only the phases whose names contain one of these comma-separated words (e.g. L1,fan-out)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {

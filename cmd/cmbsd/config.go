@@ -32,6 +32,7 @@ const (
 	defaultDB              = "cmbs"
 	defaultMaxBody         = 4 << 20
 	defaultMaxOutput       = 1 << 20
+	defaultMaxRecordOutput = 64 << 10
 	defaultShutdownTimeout = 10 * time.Second
 	defaultStoreTimeout    = 10 * time.Second
 	defaultPeerTimeout     = 3 * time.Second
@@ -105,6 +106,9 @@ type config struct {
 	Curve *cmbs.CurveOptions
 	// MaxOutput caps a process execution's output and stderr, each, in bytes.
 	MaxOutput int64
+	// MaxRecordOutput caps the output and stderr an execution record
+	// keeps, each, in bytes (the execute answer has up to MaxOutput).
+	MaxRecordOutput int64
 	// RunDir is where process executions get their private run
 	// directories; "" means the system's temporary directory.
 	RunDir string
@@ -146,7 +150,7 @@ type rawConfig struct {
 	runDir                                                    string
 	logFormat                                                 string
 	insecure                                                  bool
-	maxBody, maxOutput                                        int64
+	maxBody, maxOutput, maxRecordOutput                       int64
 	maxAttributes                                             int
 	shutdownTimeout, peerTimeout, storeTimeout                time.Duration
 	zmq                                                       zmqLimits
@@ -180,6 +184,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.layersRecord, "layers-record", cmbs.DefaultLayersID, "`id` of the store document recording which member layers run, so that a restart binds them again (servers sharing a CouchDB database each need their own; \"none\" disables)")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "layers.json `file` of an earlier cmbsd, imported into the store when it holds no record yet (default: layers.json beside the sqlite database; none with CouchDB; \"none\" for none)")
 	fs.Int64Var(&raw.maxOutput, "max-output", defaultMaxOutput, "cap in `bytes` of a process execution's output and of its stderr; beyond it they are truncated (truncated:true)")
+	fs.Int64Var(&raw.maxRecordOutput, "max-record-output", defaultMaxRecordOutput, "cap in `bytes` of the output and of the stderr an execution record keeps; beyond it the record says record_truncated, with the full sizes (the execute answer has them up to --max-output)")
 	fs.StringVar(&raw.runDir, "run-dir", "", "`directory` in which each process execution gets its private run directory, and each smartmob process its own (smartmob/<id>) (default: the system's temporary directory; a tmpfs such as /dev/shm makes short runs faster)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
 	fs.DurationVar(&raw.storeTimeout, "store-timeout", defaultStoreTimeout, "how long one store call may take before the request fails with 503 (a frozen CouchDB, a stalled disk)")
@@ -244,6 +249,7 @@ func (raw rawConfig) validate() (config, error) {
 		ZMQ:             raw.zmq,
 		StoreTimeout:    raw.storeTimeout,
 		MaxOutput:       raw.maxOutput,
+		MaxRecordOutput: raw.maxRecordOutput,
 		RunDir:          raw.runDir,
 	}
 
@@ -368,6 +374,9 @@ func (raw rawConfig) validate() (config, error) {
 	}
 	if raw.maxOutput <= 0 {
 		return config{}, badConfig("max-output", "%d: must be a positive number of bytes", raw.maxOutput)
+	}
+	if raw.maxRecordOutput <= 0 {
+		return config{}, badConfig("max-record-output", "%d: must be a positive number of bytes", raw.maxRecordOutput)
 	}
 	if raw.shutdownTimeout <= 0 {
 		return config{}, badConfig("shutdown-timeout", "%v: must be positive", raw.shutdownTimeout)

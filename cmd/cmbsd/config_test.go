@@ -44,6 +44,7 @@ func TestParseConfig(t *testing.T) {
 					LayersRecord:     "cmbs-layers",
 					ImportLayersFile: filepath.Join("cmbs-data", "layers.json"),
 					MaxOutput:        1 << 20,
+					MaxRecordOutput:  64 << 10,
 					ZMQ: zmqLimits{MaxConns: 512, IdleTimeout: 5 * time.Minute, MaxMessage: 16<<20 + 64<<10,
 						ReadBudget: 32 << 20, MessageTimeout: 10 * time.Second},
 				}
@@ -242,6 +243,7 @@ func TestParseConfigErrors(t *testing.T) {
 			[]string{"--log-level (CMBS_LOG_LEVEL)", `"verbose"`}},
 		{"max body zero", []string{"--max-body", "0"}, nil, []string{"--max-body (CMBS_MAX_BODY)"}},
 		{"max output zero", []string{"--max-output", "0"}, nil, []string{"--max-output (CMBS_MAX_OUTPUT)"}},
+		{"max record output zero", []string{"--max-record-output", "0"}, nil, []string{"--max-record-output (CMBS_MAX_RECORD_OUTPUT)"}},
 		{"run dir missing", []string{"--run-dir", "/no/such/dir"}, nil, []string{"--run-dir (CMBS_RUN_DIR)", `"/no/such/dir"`}},
 		{"max attributes zero", []string{"--max-attributes", "0"}, nil, []string{"--max-attributes (CMBS_MAX_ATTRIBUTES)"}},
 		{"max body not a number", []string{"--max-body", "4MiB"}, nil, []string{"max-body"}},

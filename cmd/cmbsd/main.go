@@ -320,7 +320,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, sup *supervisor.Supervisor, events *busEvents, onDelivery func(cmbs.ReceivedMessage), following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile, Curve: cfg.Curve,
 		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: onDelivery}
-	popts := processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger, Supervisor: sup}
+	popts := processreg.Options{MaxOutput: cfg.MaxOutput, MaxRecordOutput: cfg.MaxRecordOutput, TempDir: cfg.RunDir, Logger: logger, Supervisor: sup}
 	if cfg.Bus.EventsOut != "" {
 		popts.Events = events // execution.<uuid> on --events-out
 	}

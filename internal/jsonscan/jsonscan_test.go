@@ -13,6 +13,7 @@ var seeds = []string{
 	`"x"`, `"\u00e9\n\"\\\/"`, `"\ud800"`, "\"\xff\"", "\"\t\"", `"\x"`, `"\u12"`,
 	`{"a":1,"a":2}`, `{"a":[1,{"b":null}],"c":{"d":"e"}}`, ` { "a" : [ 1 , 2 ] } `,
 	`{"a":1}x`, `{"a":}`, `{"a" 1}`, `{1:2}`, `[1,]`, `[1 2]`, `tru`, `nul`, `{"a":1e400,"b":2}`,
+	`"a\nb\tc\r\b\f\/\\\"d"`, `"\u0041\u00e9\u20ac\uFFFD\u0000x"`, `"é\n✓\u2028"`, `"\ud83d\ude00"`, `"x\udc00y"`, "\"\\n\xff\"", `{"a\nb":"c\u0022"}`,
 	`{"id":"m1","kind":"http://houssem.org/cmbs#message","attributes":{"cmbs":{"message":{"storable":"False","message_content":{"text":"hé"}}}}}`,
 }
 
@@ -47,6 +48,24 @@ func check(t *testing.T, data []byte) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("%q: %#v, encoding/json gives %#v", data, got, want)
 	}
+	if v, ok := DecodeValue(data); ok && (wantErr != nil || !reflect.DeepEqual(v, want)) {
+		t.Fatalf("%q: DecodeValue gives %#v, encoding/json %#v, %v", data, v, want, wantErr)
+	}
+}
+
+// A text of a megabyte with escapes throughout decodes as encoding/json
+// decodes it, without being left to it.
+func TestDecodeLongEscapedText(t *testing.T) {
+	text := strings.Repeat("the quick brown fox \"jumps\"\tover the lazy dog é ✓\n", 20000)
+	data, _ := json.Marshal(map[string]any{"attributes": map[string]any{"input": text}})
+	v, ok := DecodeValue(data)
+	if !ok {
+		t.Fatal("DecodeValue left it to encoding/json")
+	}
+	if got := v.(map[string]any)["attributes"].(map[string]any)["input"]; got != text {
+		t.Fatalf("decoded %d bytes, want %d", len(got.(string)), len(text))
+	}
+	check(t, data)
 }
 
 func BenchmarkDecode(b *testing.B) {
@@ -67,4 +86,15 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+func BenchmarkDecodeLongText(b *testing.B) {
+	text := strings.Repeat("the quick brown fox jumps over the lazy dog x\n", 1<<16)
+	data, _ := json.Marshal(map[string]any{"attributes": map[string]any{"input": text}})
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, ok := DecodeValue(data); !ok {
+			b.Fatal("left to encoding/json")
+		}
+	}
 }

@@ -25,7 +25,7 @@ func (p *Provider) ExecuteRef(ctx context.Context, ref string, attrs map[string]
 	if err != nil || e.Kind != categories.ProcessDefinitionKind {
 		return nil, model.NotFound("no process definition %s on this server", loc)
 	}
-	res, err := p.execute(ctx, e, attrs, trigger)
+	res, err := p.executeAction(ctx, e, attrs, trigger)
 	if err != nil {
 		return nil, err
 	}

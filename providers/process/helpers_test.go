@@ -98,6 +98,7 @@ type node struct {
 type nodeOptions struct {
 	users     string // users file content; "" = no authentication
 	maxOutput int64
+	maxRecord int64 // Options.MaxRecordOutput
 }
 
 func startNode(t *testing.T, st store.Store, o nodeOptions) *node {
@@ -117,7 +118,7 @@ func startNode(t *testing.T, st store.Store, o nodeOptions) *node {
 	srv := testserver.Start(t, testserver.Options{
 		Store: st,
 		Register: func(reg *providers.Registry, srv *occi.Server) error {
-			n.prov = process.New(srv.Entities(), process.Options{MaxOutput: o.maxOutput, KillGrace: 500 * time.Millisecond})
+			n.prov = process.New(srv.Entities(), process.Options{MaxOutput: o.maxOutput, MaxRecordOutput: o.maxRecord, KillGrace: 500 * time.Millisecond})
 			return n.prov.Register(reg)
 		},
 		Wrap: func(srv *occi.Server, next http.Handler) http.Handler {

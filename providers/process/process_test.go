@@ -1,7 +1,9 @@
 package process_test
 
 import (
+	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -213,8 +215,14 @@ func TestExecuteConcurrent(t *testing.T) {
 	for i, r := range results {
 		if r["output"] != fmt.Sprintf("n=%d", i) {
 			t.Errorf("execute %d: %v", i, r)
+			continue
 		}
 		seen[r["execution"]] = true
+		// Each record, written concurrently with the others, holds its own run.
+		rec, _ := path(n.entity(r["execution"].(string)), "attributes", "process", "execution").(map[string]any)
+		if rec["output"] != r["output"] || rec["status"] != "succeeded" || rec["input_size"] != float64(len(r["output"].(string))) {
+			t.Errorf("execute %d: record %v", i, rec)
+		}
 	}
 	if len(seen) != 10 {
 		t.Errorf("%d distinct execution records, want 10", len(seen))
@@ -233,6 +241,82 @@ func TestExecuteOutputCap(t *testing.T) {
 	if res["output"] != "hell" || res["truncated"] != true {
 		t.Errorf("cap 4: %v", res)
 	}
+}
+
+// An execution record keeps output and stderr up to its own cap (cut on a
+// character boundary), says so and gives the full sizes, while the answer
+// carries all of them; a record within the cap keeps everything. Both
+// stores, the record read back after a restart.
+func TestExecuteRecordCap(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		var res map[string]any
+		var smallExec string
+		check := func(n *node) {
+			t.Helper()
+			rec := path(n.entity(res["execution"].(string)), "attributes", "process", "execution").(map[string]any)
+			if got, _ := rec["output"].(string); got != strings.Repeat("✓\n", 250) {
+				t.Errorf("record output: %d bytes %.20q", len(got), got)
+			}
+			if got, _ := rec["stderr"].(string); got != strings.Repeat("e", 1001) {
+				t.Errorf("record stderr: %d bytes", len(got))
+			}
+			if rec["record_truncated"] != true || rec["output_size"] != 120000.0 || rec["stderr_size"] != 2000.0 || rec["status"] != "succeeded" || rec["exit_code"] != 0.0 {
+				t.Errorf("record %v %v %v %v %v", rec["record_truncated"], rec["output_size"], rec["stderr_size"], rec["status"], rec["exit_code"])
+			}
+			rec = path(n.entity(smallExec), "attributes", "process", "execution").(map[string]any)
+			if _, ok := rec["record_truncated"]; ok || rec["output"] != "small\n" {
+				t.Errorf("small record %v", rec)
+			}
+		}
+		t.Run("run", func(t *testing.T) {
+			n := startNode(t, open(t), nodeOptions{maxRecord: 1001})
+			// 30000 lines of "✓\n" (4 bytes each) on stdout, 2000 bytes of "e" on stderr.
+			loc := n.createDefinition(`{"exec":"sh","argv":["-c","yes ✓ | head -n 30000; head -c 2000 /dev/zero | tr '\\0' e >&2"],"output_adapter":` + processtest.StdoutOut + `}`)
+			res = n.execute(loc, nil)
+			out, _ := res["output"].(string)
+			if res["status"] != "succeeded" || len(out) != 120000 || res["truncated"] != false || len(res["stderr"].(string)) != 2000 {
+				t.Fatalf("status %v, %d bytes of output, truncated %v, stderr %d bytes", res["status"], len(out), res["truncated"], len(res["stderr"].(string)))
+			}
+			if _, ok := res["record_truncated"]; ok {
+				t.Errorf("the answer says record_truncated")
+			}
+			small := n.createDefinition(`{"exec":"echo","argv":["small"]}`)
+			smallExec = n.execute(small, nil)["execution"].(string)
+
+			check(n)
+		})
+		t.Run("after a restart", func(t *testing.T) {
+			check(startNode(t, open(t), nodeOptions{maxRecord: 1001}))
+		})
+	})
+}
+
+// A run long enough to get a running record has its result stored before
+// the answer: the store itself (not only reads through the server, which
+// wait for pending writes) holds it when the answer arrives. Both stores.
+func TestExecuteLongRunStoredBeforeAnswer(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		st := open(t)
+		n := startNode(t, st, nodeOptions{})
+		loc := n.createDefinition(`{"exec":"sh","argv":["-c","sleep 0.3; echo slow"],"output_adapter":` + processtest.StdoutOut + `}`)
+		for range 2 {
+			res := n.execute(loc, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			doc, err := st.Get(ctx, res["execution"].(string))
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body map[string]any
+			if err := json.Unmarshal(doc.Body, &body); err != nil {
+				t.Fatal(err)
+			}
+			rec, _ := path(body, "attributes", "process", "execution").(map[string]any)
+			if res["status"] != "succeeded" || rec["status"] != "succeeded" || rec["output"] != "slow\n" {
+				t.Fatalf("answer %v; stored record %v", res["status"], rec)
+			}
+		}
+	})
 }
 
 // cancel stops a running execution; its record says cancelled.

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -40,7 +39,6 @@ type Entities interface {
 	Create(ctx context.Context, kind *model.Category, typ string, inputs []*model.EntityInput) ([]string, error)
 	Update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error)
 	Replace(ctx context.Context, location, ifMatch, typ string, in *model.EntityInput) (*model.Entity, bool, error)
-	UpdateLater(ctx context.Context, current *model.Entity, in *model.EntityInput) error
 	Delete(ctx context.Context, location, ifMatch string) error
 	List(ctx context.Context, q entities.ListQuery) ([]*model.Entity, error)
 	Categories() *categories.Registry
@@ -56,6 +54,12 @@ type Options struct {
 	// KillGrace is the time between SIGTERM and SIGKILL on timeout or
 	// cancel (default 2s).
 	KillGrace time.Duration
+	// MaxRecordOutput caps the output and stderr an execution record
+	// stores, each, in bytes (default DefaultMaxRecordOutput); the action's
+	// answer still carries them up to MaxOutput. A record that keeps less
+	// says record_truncated, with output_size and stderr_size the full
+	// lengths. Negative: the record keeps what the answer has.
+	MaxRecordOutput int64
 	// TempDir holds the private run directories ("" = the system's).
 	TempDir string
 	// Logger receives the provider's logs; nil discards them.
@@ -70,10 +74,11 @@ type Options struct {
 
 // Provider serves the definition and execution kinds.
 type Provider struct {
-	ents   Entities
-	runner engine.Runner
-	log    *slog.Logger
-	events Events
+	ents      Entities
+	runner    engine.Runner
+	log       *slog.Logger
+	maxRecord int64 // see Options.MaxRecordOutput; < 0: no cap
+	events    Events
 
 	// ctx is cancelled by Stop: every run in flight ends with it.
 	ctx    context.Context
@@ -83,11 +88,6 @@ type Provider struct {
 	stopped bool
 	running map[string]*run // by execution location
 	runs    sync.WaitGroup
-	// completing holds, by execution location, the result a deferred
-	// update is about to store: the one change to an execution record the
-	// provider accepts outside its own calls (UpdateLater stores it in the
-	// background, without the caller's context).
-	completing map[string]map[string]any
 
 	sup      *supervisor.Supervisor
 	ownSup   bool
@@ -104,7 +104,6 @@ var (
 	_ providers.Provider = (*Provider)(nil)
 	_ providers.Preparer = (*Provider)(nil)
 	_ providers.Stopper  = (*Provider)(nil)
-	_ providers.Observer = (*Provider)(nil)
 )
 
 // New returns the provider, storing through ents.
@@ -113,14 +112,17 @@ func New(ents Entities, opts Options) *Provider {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Provider{
-		ents:       ents,
-		runner:     engine.Runner{MaxOutput: opts.MaxOutput, KillGrace: opts.KillGrace, TempDir: opts.TempDir},
-		log:        opts.Logger.With("component", "process"),
-		events:     opts.Events,
-		running:    map[string]*run{},
-		completing: map[string]map[string]any{},
-		sup:        opts.Supervisor,
-		services:   map[string]*service{},
+		ents:      ents,
+		runner:    engine.Runner{MaxOutput: opts.MaxOutput, KillGrace: opts.KillGrace, TempDir: opts.TempDir},
+		log:       opts.Logger.With("component", "process"),
+		running:   map[string]*run{},
+		sup:       opts.Supervisor,
+		services:  map[string]*service{},
+		maxRecord: opts.MaxRecordOutput,
+		events:    opts.Events,
+	}
+	if p.maxRecord == 0 {
+		p.maxRecord = DefaultMaxRecordOutput
 	}
 	if p.sup == nil {
 		grace := opts.KillGrace
@@ -239,43 +241,11 @@ func (p *Provider) Update(ctx context.Context, old, updated *model.Entity) error
 			proc["owner"] = owner
 		}
 	case categories.ProcessExecutionKind:
-		if !isInternal(ctx) && !p.isCompletion(updated) {
+		if !isInternal(ctx) {
 			return errReadOnly()
 		}
 	}
 	return nil
-}
-
-// isCompletion reports whether an execution update stores exactly the
-// result the provider queued for it.
-func (p *Provider) isCompletion(e *model.Entity) bool {
-	p.mu.Lock()
-	want := p.completing[e.Location]
-	p.mu.Unlock()
-	if want == nil {
-		return false
-	}
-	got := subMapOrNil(subMapOrNil(e.Attributes, "process"), "execution")
-	for k, v := range want {
-		if !reflect.DeepEqual(got[k], v) {
-			return false
-		}
-	}
-	return true
-}
-
-// Committed forgets a queued result once it is stored (or its record
-// deleted).
-func (p *Provider) Committed(location string, e *model.Entity) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	want := p.completing[location]
-	if want == nil {
-		return
-	}
-	if e == nil || subMapOrNil(subMapOrNil(e.Attributes, "process"), "execution")["status"] == want["status"] {
-		delete(p.completing, location)
-	}
 }
 
 // Delete allows deleting definitions and executions; a running execution
@@ -299,7 +269,7 @@ func (p *Provider) Delete(ctx context.Context, e *model.Entity) error {
 func (p *Provider) Action(ctx context.Context, e *model.Entity, inv providers.Invocation) (any, error) {
 	switch term := inv.ActionTerm(); {
 	case term == "execute" && e.Kind == categories.ProcessDefinitionKind:
-		return p.execute(ctx, e, inv.Attributes, "http")
+		return p.executeAction(ctx, e, inv.Attributes, "http")
 	case term == "cancel" && e.Kind == categories.ProcessExecutionKind:
 		return p.cancelRun(ctx, e)
 	default:
@@ -307,10 +277,10 @@ func (p *Provider) Action(ctx context.Context, e *model.Entity, inv providers.In
 	}
 }
 
-// execute is the execute action on the definition e with its attributes:
-// a single definition runs once (the result), a service starts
-// (providers.Accepted). The bus's process agent runs it too (ExecuteRef).
-func (p *Provider) execute(ctx context.Context, e *model.Entity, attrs map[string]any, trigger string) (any, error) {
+// executeAction is the execute action on the definition e with its
+// attributes: a single definition runs once (the result), a service starts
+// (providers.Accepted). The bus's process agent runs it too.
+func (p *Provider) executeAction(ctx context.Context, e *model.Entity, attrs map[string]any, trigger string) (any, error) {
 	input, timeout, err := executeInputs(attrs)
 	if err != nil {
 		return nil, err
@@ -322,7 +292,7 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, attrs map[strin
 	if def.ProcessType == engine.TypeService {
 		return p.startService(ctx, e, def, input, trigger)
 	}
-	return p.Execute(ctx, e, input, timeout, trigger)
+	return p.execute(ctx, e, def, input, timeout, trigger)
 }
 
 // executeInputs reads execute's attributes: input or input_base64, and
@@ -384,6 +354,11 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 	if err != nil {
 		return nil, err
 	}
+	return p.execute(ctx, e, def, input, timeout, trigger)
+}
+
+// execute is Execute with the definition parsed.
+func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Definition, input []byte, timeout time.Duration, trigger string) (map[string]any, error) {
 	if def.ProcessType == engine.TypeService {
 		err := model.Conflict("definition %s has process_type service: a service is started by POST %s?action=execute and runs until its execution is cancelled", e.Location, e.Location)
 		err.Attribute = "process.definition.process_type"
@@ -395,43 +370,48 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 	}
 	defer p.runs.Done()
 
-	// The process starts at once. A run still going after
-	// runningRecordAfter gets a running record (which cancel and GET find),
-	// completed in the background once the result is answered: the entity
-	// service makes every later read of the record wait for that write.
+	// The process starts at once, in this goroutine. A run still going
+	// after runningRecordAfter gets a running record (which cancel and GET
+	// find), written by a timer while it runs and completed with the
+	// result before the result is answered. Either way the answer is sent
+	// once the record holding it is stored.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopAfter := context.AfterFunc(p.ctx, cancel)
 	defer stopAfter()
-	ran := make(chan outcome, 1)
 	started := time.Now().UTC()
 	// The record's id is chosen now, so that the run's events carry it
 	// from the first line on.
 	id := uuid.NewString()
 	ev := p.executionEvents(id, kind.Location+id, e.Location)
 	ev.started(started)
-	go func() {
-		res, err := p.runner.Run(runCtx, def, engine.Request{Input: input, Timeout: timeout, Lines: ev.lines()})
-		ran <- outcome{res, err}
-	}()
-
 	record := map[string]any{
 		"definition": e.Location, "status": engine.StatusRunning, "started_at": started.Format(time.RFC3339Nano),
 		"input_size": float64(len(input)), "trigger": trigger,
 	}
-	// A run that ends quickly is recorded once, with its result: nobody
-	// could have cancelled it anyway.
-	var o outcome
-	quick := time.NewTimer(runningRecordAfter)
-	select {
-	case o = <-ran:
-		quick.Stop()
-		if o.err != nil {
-			ev.finished(nil, o.err)
-			return nil, o.err
+	r := &run{cancel: cancel, done: make(chan struct{})}
+	recorded := make(chan runningRecord, 1)
+	timer := time.AfterFunc(runningRecordAfter, func() {
+		loc, err := p.createRecord(ctx, kind, id, record)
+		if err != nil {
+			cancel() // a run nobody could find or cancel does not go on
+		} else {
+			p.mu.Lock()
+			p.running[loc] = r
+			p.mu.Unlock()
 		}
-		result := resultFields(o.res)
-		for k, v := range storedFields(result, o.res) {
+		recorded <- runningRecord{loc, err}
+	})
+	res, err := p.runner.Run(runCtx, def, engine.Request{Input: input, Timeout: timeout, Lines: ev.lines()})
+	if timer.Stop() {
+		// A run that ended quickly is recorded once, with its result:
+		// nobody could have cancelled it anyway.
+		if err != nil {
+			ev.finished(nil, err)
+			return nil, err
+		}
+		result := resultFields(res)
+		for k, v := range p.storedFields(result, res) {
 			record[k] = v
 		}
 		loc, err := p.createRecord(ctx, kind, id, record)
@@ -443,34 +423,25 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 		result["definition"] = e.Location
 		ev.finished(result, nil)
 		return result, nil
-	case <-quick.C:
 	}
-	loc, err := p.createRecord(ctx, kind, id, record)
-	if err != nil {
-		cancel()
-		<-ran
-		ev.finished(nil, err)
-		return nil, err
+	rec := <-recorded
+	if rec.err != nil {
+		ev.finished(nil, rec.err)
+		return nil, rec.err
 	}
-	r := &run{cancel: cancel, done: make(chan struct{})}
-	p.mu.Lock()
-	p.running[loc] = r
-	p.mu.Unlock()
+	loc := rec.loc
 	defer func() {
 		p.mu.Lock()
 		delete(p.running, loc)
 		p.mu.Unlock()
 		close(r.done)
 	}()
-
-	o = <-ran
-	if o.err != nil {
-		ev.finished(nil, o.err)
-		return nil, o.err
+	if err != nil {
+		ev.finished(nil, err)
+		return nil, err
 	}
-	res := o.res
 	result := resultFields(res)
-	stored := storedFields(result, res)
+	stored := p.storedFields(result, res)
 	// The record is completed even when the caller has gone away.
 	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancelSave()
@@ -488,15 +459,20 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 // execution record; a quicker one is recorded once, with its result.
 const runningRecordAfter = 50 * time.Millisecond
 
-// outcome is what a run returned.
-type outcome struct {
-	res *engine.Result
+// runningRecord is the record a long run got, or why it got none.
+type runningRecord struct {
+	loc string
 	err error
 }
 
+// DefaultMaxRecordOutput is the default of Options.MaxRecordOutput.
+const DefaultMaxRecordOutput = 64 << 10
+
 // storedFields is a result as its execution record stores it: without
-// null values, with the pid.
-func storedFields(result map[string]any, res *engine.Result) map[string]any {
+// null values, with the pid, and with output and stderr capped at
+// p.maxRecord (a document of megabytes costs every store far more than
+// the run, and CouchDB refuses one over its max_document_size).
+func (p *Provider) storedFields(result map[string]any, res *engine.Result) map[string]any {
 	stored := map[string]any{}
 	for k, v := range result {
 		if v != nil {
@@ -504,7 +480,35 @@ func storedFields(result map[string]any, res *engine.Result) map[string]any {
 		}
 	}
 	stored["pid"] = float64(res.Pid)
+	if p.maxRecord < 0 || (int64(len(res.Output)) <= p.maxRecord && int64(len(res.Stderr)) <= p.maxRecord) {
+		return stored
+	}
+	stored["record_truncated"] = true
+	stored["output_size"] = float64(len(res.Output))
+	stored["stderr_size"] = float64(len(res.Stderr))
+	if int64(len(res.Output)) > p.maxRecord {
+		out := res.Output[:p.maxRecord]
+		if _, text := stored["output"]; text {
+			stored["output"] = string(runePrefix(out))
+		} else {
+			stored["output_base64"] = base64.StdEncoding.EncodeToString(out)
+		}
+	}
+	if int64(len(res.Stderr)) > p.maxRecord {
+		stored["stderr"] = strings.ToValidUTF8(string(runePrefix(res.Stderr[:p.maxRecord])), "\uFFFD")
+	}
 	return stored
+}
+
+// runePrefix drops an incomplete UTF-8 sequence a cut left at the end of b.
+func runePrefix(b []byte) []byte {
+	for i := 0; i < utf8.UTFMax && i < len(b); i++ {
+		r, size := utf8.DecodeLastRune(b[:len(b)-i])
+		if r != utf8.RuneError || size > 1 {
+			return b[:len(b)-i]
+		}
+	}
+	return b
 }
 
 // createRecord stores a new execution record with that id ("": a new
@@ -522,24 +526,13 @@ func (p *Provider) createRecord(ctx context.Context, kind *model.Category, id st
 	return locs[0], nil
 }
 
-// complete queues the update that stores a run's result in its record.
+// complete stores a run's result in its record, before the result is
+// answered: once answered, it is stored.
 func (p *Provider) complete(ctx context.Context, loc string, stored map[string]any) error {
-	current, err := p.ents.Get(ctx, loc)
-	if err != nil {
-		return err
-	}
 	upd := &model.EntityInput{Entity: model.Entity{Attributes: map[string]any{"process": map[string]any{"execution": stored}}},
 		Present: map[string]bool{"attributes": true}}
-	p.mu.Lock()
-	p.completing[loc] = stored
-	p.mu.Unlock()
-	if err := p.ents.UpdateLater(internal(ctx), current, upd); err != nil {
-		p.mu.Lock()
-		delete(p.completing, loc)
-		p.mu.Unlock()
-		return err
-	}
-	return nil
+	_, err := p.ents.Update(internal(ctx), loc, "", upd)
+	return err
 }
 
 // resultFields is a run's result as the action answers it.
@@ -679,5 +672,5 @@ func (p *Provider) RunForMessage(ctx context.Context, ref string, input []byte, 
 	if !def.RunOnMessage {
 		return nil, fmt.Errorf("definition %s does not allow running on a message (run_on_message is not true)", loc)
 	}
-	return p.Execute(ctx, e, input, 0, trigger)
+	return p.execute(ctx, e, def, input, 0, trigger)
 }

@@ -177,6 +177,11 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 	}
 	stdout := &capped{max: r.maxOutput()}
 	stderr := &capped{max: r.maxOutput()}
+	if cmd.Stdin != nil && !d.Output.IsFile() && d.Output.Stream != StreamStderr {
+		// A filter's output is about as long as its input: one buffer of
+		// that size (within the cap) instead of doubling through it.
+		stdout.buf.Grow(int(min(int64(len(req.Input)), r.maxOutput())))
+	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if req.Lines != nil {
 		outLines := &lineWriter{stream: StreamStdoutName, fn: req.Lines}
