@@ -24,6 +24,11 @@ const DefaultTail = 100
 // lines, 2 MiB of slots, per attached client).
 const ClientBuffer = 1 << 17
 
+// ClientBytes is how many bytes of lines a client may lag behind the
+// process before it is dropped, whatever their number (lines are up to
+// 16 KiB: ClientBuffer of them could hold 2 GiB).
+const ClientBytes = 8 << 20
+
 // writeTimeout bounds one frame's write to a client; a client that takes
 // longer is disconnected.
 const writeTimeout = 10 * time.Second
@@ -50,7 +55,8 @@ type Source func(ctx context.Context) (*supervisor.Log, error)
 // Serve upgrades r to a WebSocket and streams the log source returns: the
 // last tail lines, then every new line, until the log closes (the process
 // stopped: close 1000), the client goes away, or the client falls too far
-// behind (more than ClientBuffer lines: its connection is closed; nobody
+// behind (more than ClientBuffer lines or ClientBytes bytes: its
+// connection is closed; nobody
 // else waits for it). The caller
 // answers errors that come before the upgrade (404, 400) itself.
 func Serve(w http.ResponseWriter, r *http.Request, tail int, source Source) {
@@ -69,7 +75,7 @@ func Serve(w http.ResponseWriter, r *http.Request, tail int, source Source) {
 		}
 		return
 	}
-	sub := log.SubscribeBuffer(tail, ClientBuffer)
+	sub := log.SubscribeBytes(tail, ClientBuffer, ClientBytes)
 	defer sub.Close()
 	// Writes take no context (a cancellable one costs a registration per
 	// frame): a write blocked on a client that does not read ends when the
@@ -96,6 +102,7 @@ func Serve(w http.ResponseWriter, r *http.Request, tail int, source Source) {
 			watchdog.Reset(writeTimeout)
 			err := c.Write(context.Background(), websocket.MessageText, []byte(line))
 			watchdog.Stop()
+			sub.Took(line)
 			if err != nil {
 				return
 			}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Defaults of a process log.
@@ -56,7 +57,16 @@ type Subscription struct {
 	log     *Log
 	dropped bool          // under log.mu
 	evicted chan struct{} // closed when dropped
+	// maxBytes, when > 0, bounds the bytes of the lines sent to C and not
+	// yet marked Took: lines are up to DefaultMaxLine long, so a bound in
+	// lines alone lets one reader that does not read hold gigabytes.
+	maxBytes int64
+	pending  atomic.Int64
 }
+
+// Took tells a subscription with a byte bound (SubscribeBytes) that the
+// reader is done with a line it received, freeing its bytes.
+func (s *Subscription) Took(line string) { s.pending.Add(-int64(len(line))) }
 
 // Evicted is closed when the subscription is dropped for not reading, at
 // once, even while lines are still buffered in C: a reader blocked
@@ -94,6 +104,13 @@ func (l *Log) Subscribe(tail int) *Subscription {
 // lines behind is dropped. A WebSocket console, whose writes can lag a
 // burst of output by many lines, asks for more than the default.
 func (l *Log) SubscribeBuffer(tail, buf int) *Subscription {
+	return l.SubscribeBytes(tail, buf, 0)
+}
+
+// SubscribeBytes is SubscribeBuffer that also drops the subscriber once the
+// lines it has received and not marked Took come to more than maxBytes
+// (no byte bound when maxBytes <= 0). The tail counts too.
+func (l *Log) SubscribeBytes(tail, buf int, maxBytes int64) *Subscription {
 	if buf <= 0 {
 		buf = DefaultSubscriberBuf
 	}
@@ -101,10 +118,11 @@ func (l *Log) SubscribeBuffer(tail, buf int) *Subscription {
 	defer l.mu.Unlock()
 	past := l.tailLocked(tail)
 	c := make(chan string, len(past)+buf)
+	s := &Subscription{C: c, c: c, log: l, evicted: make(chan struct{}), maxBytes: maxBytes}
 	for _, line := range past {
 		c <- line
+		s.pending.Add(int64(len(line)))
 	}
-	s := &Subscription{C: c, c: c, log: l, evicted: make(chan struct{})}
 	if l.closed {
 		close(c)
 		return s
@@ -169,15 +187,24 @@ func (l *Log) Write(line string) {
 		l.next, l.full = 0, true
 	}
 	for s := range l.subs {
+		if s.maxBytes > 0 && s.pending.Add(int64(len(line))) > s.maxBytes {
+			s.drop()
+			continue
+		}
 		select {
 		case s.c <- line:
 		default:
-			s.dropped = true
-			delete(l.subs, s)
-			close(s.c)
-			close(s.evicted)
+			s.drop()
 		}
 	}
+}
+
+// drop ends a subscription whose reader fell behind (under log.mu).
+func (s *Subscription) drop() {
+	s.dropped = true
+	delete(s.log.subs, s)
+	close(s.c)
+	close(s.evicted)
 }
 
 func utf8Start(b byte) bool { return b&0xC0 != 0x80 }

@@ -128,3 +128,40 @@ func TestProcessLogFanOut(t *testing.T) {
 		}
 	}
 }
+
+// A subscriber with a byte bound is dropped once the lines it holds and
+// has not marked Took pass the bound, however few they are; lines it took
+// no longer count.
+func TestSubscriberByteBound(t *testing.T) {
+	l := NewLog(10, 1000)
+	line := strings.Repeat("x", 100)
+	l.Write(line)
+	reader := l.SubscribeBytes(1, 1<<10, 350) // the tail line counts: 100
+	idle := l.SubscribeBytes(0, 1<<10, 350)
+	for range 3 {
+		l.Write(line)
+		got := <-reader.C
+		reader.Took(got)
+	}
+	// reader took every line as it came; idle holds 300 bytes.
+	l.Write(line) // idle: 400 > 350
+	if !idle.Dropped() {
+		t.Fatal("a subscriber holding more bytes than its bound was not dropped")
+	}
+	select {
+	case <-idle.Evicted():
+	default:
+		t.Fatal("Evicted not closed")
+	}
+	if reader.Dropped() {
+		t.Fatal("a subscriber that took its lines was dropped")
+	}
+	n := 0
+	for range idle.C {
+		n++
+	}
+	if n != 3 {
+		t.Fatalf("the dropped subscriber's channel held %d lines, want the 3 sent before the bound", n)
+	}
+	reader.Close()
+}
