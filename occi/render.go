@@ -2,8 +2,6 @@ package occi
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -11,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cmbs/cmbs/internal/jsonenc"
 	"github.com/cmbs/cmbs/occi/model"
 )
 
@@ -43,16 +42,11 @@ type encodedJSON []byte
 // marshalJSON is how JSON responses are encoded: unescaped HTML, a newline
 // at the end.
 func marshalJSON(v any) ([]byte, error) {
-	if out, ok := appendJSON(nil, v); ok {
-		return append(out, '\n'), nil
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	out, err := jsonenc.AppendUnescaped(nil, v)
+	if err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return append(out, '\n'), nil
 }
 
 func (s *Server) write(w http.ResponseWriter, resp *response) {
