@@ -72,7 +72,7 @@ type config struct {
 	fanoutWindow int
 
 	jetstreamRuns int
-	processStore string
+	processStore  string
 }
 
 func main() {
