@@ -15,7 +15,7 @@ const (
 // SmartmobReadOnly are the smartmob process attributes (under
 // smartmob.process.) the server writes; a client giving one on create or
 // changing one on update gets 400.
-var SmartmobReadOnly = []string{"slug", "state", "pid", "restarts", "last_exit_code", "started_at", "desired"}
+var SmartmobReadOnly = []string{"slug", "state", "pid", "restarts", "last_exit_code", "started_at", "desired", "server", "restart_request"}
 
 // Smartmob returns the smartmob kind and its actions as built-in
 // categories: supervised Procfile processes at /smartmob/process/ (the
@@ -37,18 +37,20 @@ func Smartmob() []*model.Category {
 		{"term": "process", "scheme": SmartmobScheme, "title": "Supervised Procfile process (smartmob-agent)", "parent": ResourceKind,
 			"location": "/smartmob/process/",
 			"attributes": map[string]any{
-				"smartmob.process.app":            str(true, "application name (letters, digits, _ . -)", "pattern", name),
-				"smartmob.process.node":           str(true, "node name within the application, e.g. web.0 (letters, digits, _ . -)", "pattern", name),
-				"smartmob.process.process_type":   str(true, "Procfile process type to run, e.g. web"),
-				"smartmob.process.source_url":     str(true, "http(s) URL of the application archive (zip or tar, optionally gzip-compressed)", "pattern", "^https?://.+$"),
-				"smartmob.process.env":            attr("object", true, false, "environment variables (strings); they win over .env and the Procfile's"),
-				"smartmob.process.slug":           str(false, "app.node, unique on this server (read-only)"),
-				"smartmob.process.state":          str(false, "pending, downloading, download failure, unpacking, unpack failure, processing, no procfile, unknown process type, running, restarting, stopping or stopped (read-only)"),
-				"smartmob.process.pid":            attr("number", true, false, "process (and process group) id while running (read-only)"),
-				"smartmob.process.restarts":       attr("number", true, false, "how many times the process was restarted (read-only)"),
-				"smartmob.process.last_exit_code": attr("number", true, false, "exit status of the last run that exited by itself (read-only)"),
-				"smartmob.process.started_at":     str(false, "RFC 3339 time the running process was spawned (read-only)"),
-				"smartmob.process.desired":        str(false, "running or stopped: what the server keeps the process at, also across restarts (read-only; set by start and stop)"),
+				"smartmob.process.app":             str(true, "application name (letters, digits, _ . -)", "pattern", name),
+				"smartmob.process.node":            str(true, "node name within the application, e.g. web.0 (letters, digits, _ . -)", "pattern", name),
+				"smartmob.process.process_type":    str(true, "Procfile process type to run, e.g. web"),
+				"smartmob.process.source_url":      str(true, "http(s) URL of the application archive (zip or tar, optionally gzip-compressed)", "pattern", "^https?://.+$"),
+				"smartmob.process.env":             attr("object", true, false, "environment variables (strings); they win over .env and the Procfile's"),
+				"smartmob.process.slug":            str(false, "app.node, unique in the database (read-only)"),
+				"smartmob.process.state":           str(false, "pending, downloading, download failure, unpacking, unpack failure, processing, no procfile, unknown process type, running, restarting, stopping or stopped (read-only)"),
+				"smartmob.process.pid":             attr("number", true, false, "process (and process group) id while running (read-only)"),
+				"smartmob.process.restarts":        attr("number", true, false, "how many times the process was restarted (read-only)"),
+				"smartmob.process.last_exit_code":  attr("number", true, false, "exit status of the last run that exited by itself (read-only)"),
+				"smartmob.process.started_at":      str(false, "RFC 3339 time the running process was spawned (read-only)"),
+				"smartmob.process.desired":         str(false, "running or stopped: what the server keeps the process at, also across restarts (read-only; set by start and stop)"),
+				"smartmob.process.server":          str(false, "the server that runs the process: the one that received its create (cmbsd --server-id; read-only)"),
+				"smartmob.process.restart_request": str(false, "id of the last restart asked through another server than the one running the process (read-only)"),
 			},
 			"actions": []any{SmartmobActions + "start", SmartmobActions + "stop", SmartmobActions + "restart"}},
 	}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/cmbs/transport"
@@ -112,6 +113,9 @@ type config struct {
 	// RunDir is where process executions get their private run
 	// directories; "" means the system's temporary directory.
 	RunDir string
+	// ServerID names this server among those sharing a database: the
+	// smartmob processes it creates are run by it alone.
+	ServerID string
 	// Bus is the bus sockets and agents (busconfig.go).
 	Bus busConfig
 	// ZMQ bounds what ZeroMQ peers may make the broker hold.
@@ -148,6 +152,7 @@ type rawConfig struct {
 	listen, store, db, publicURL, users, logLevel, layersFile string
 	layersRecord                                              string
 	runDir                                                    string
+	serverID                                                  string
 	logFormat                                                 string
 	insecure                                                  bool
 	maxBody, maxOutput, maxRecordOutput                       int64
@@ -185,6 +190,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.layersFile, "layers-file", "", "layers.json `file` of an earlier cmbsd, imported into the store when it holds no record yet (default: layers.json beside the sqlite database; none with CouchDB; \"none\" for none)")
 	fs.Int64Var(&raw.maxOutput, "max-output", defaultMaxOutput, "cap in `bytes` of a process execution's output and of its stderr; beyond it they are truncated (truncated:true)")
 	fs.Int64Var(&raw.maxRecordOutput, "max-record-output", defaultMaxRecordOutput, "cap in `bytes` of the output and of the stderr an execution record keeps; beyond it the record says record_truncated, with the full sizes (the execute answer has them up to --max-output)")
+	fs.StringVar(&raw.serverID, "server-id", "", "`name` of this server among those sharing one database: the smartmob processes it creates run on it alone, also after a restart (default: the host name and the --listen port, e.g. web1:8080)")
 	fs.StringVar(&raw.runDir, "run-dir", "", "`directory` in which each process execution gets its private run directory, and each smartmob process its own (smartmob/<id>) (default: the system's temporary directory; a tmpfs such as /dev/shm makes short runs faster)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
 	fs.DurationVar(&raw.storeTimeout, "store-timeout", defaultStoreTimeout, "how long one store call may take before the request fails with 503 (a frozen CouchDB, a stalled disk)")
@@ -251,6 +257,7 @@ func (raw rawConfig) validate() (config, error) {
 		MaxOutput:       raw.maxOutput,
 		MaxRecordOutput: raw.maxRecordOutput,
 		RunDir:          raw.runDir,
+		ServerID:        raw.serverID,
 	}
 
 	loopback, err := checkListen(raw.listen)
@@ -371,6 +378,17 @@ func (raw rawConfig) validate() (config, error) {
 		if fi, err := os.Stat(raw.runDir); err != nil || !fi.IsDir() {
 			return config{}, badConfig("run-dir", "%q is not a directory", raw.runDir)
 		}
+	}
+	if cfg.ServerID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "localhost"
+		}
+		_, port, _ := net.SplitHostPort(raw.listen)
+		cfg.ServerID = host + ":" + port
+	}
+	if len(cfg.ServerID) > 200 || strings.ContainsFunc(cfg.ServerID, unicode.IsControl) {
+		return config{}, badConfig("server-id", "%q: at most 200 characters, none of them control characters", cfg.ServerID)
 	}
 	if raw.maxOutput <= 0 {
 		return config{}, badConfig("max-output", "%d: must be a positive number of bytes", raw.maxOutput)

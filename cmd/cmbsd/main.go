@@ -165,7 +165,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
-	apps, err := registerSmartmob(reg, srv, sup, cfg, events, logger)
+	apps, err := registerSmartmob(reg, srv, st, sup, cfg, events, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -191,6 +191,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		// The categories first: a member batch may need the member kind.
 		follower.Add("categories", srv.Categories().ApplyChanges)
 		follower.Add("members", broker.ApplyChanges)
+		follower.Add("smartmob", apps.ApplyChanges)
 		if err := follower.Start(ctx); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/cmbs/cmbs/providers"
 	"github.com/cmbs/cmbs/providers/process/supervisor"
 	"github.com/cmbs/cmbs/providers/smartmob"
+	"github.com/cmbs/cmbs/store"
 )
 
 // newSupervisor is the one supervisor of the server: the Process
@@ -29,8 +30,14 @@ func closeSupervisor(ctx context.Context, sup *supervisor.Supervisor, cfg config
 // registerSmartmob registers the smartmob provider: processes on sup,
 // their directories under --run-dir, their console lines and state changes
 // published on --events-out as smartmob.<slug>.
-func registerSmartmob(reg *providers.Registry, srv *occi.Server, sup *supervisor.Supervisor, cfg config, events *busEvents, logger *slog.Logger) (*smartmob.Provider, error) {
-	p := smartmob.New(srv.Entities(), smartmob.Options{Supervisor: sup, RunDir: cfg.RunDir, Events: events, Logger: logger})
+//
+// Each process is run by the server that created it (--server-id), its
+// slug reserved in st so that it is unique across the servers sharing the
+// database; the provider follows the changes feed (ApplyChanges) for the
+// actions the others write to its processes.
+func registerSmartmob(reg *providers.Registry, srv *occi.Server, st store.Store, sup *supervisor.Supervisor, cfg config, events *busEvents, logger *slog.Logger) (*smartmob.Provider, error) {
+	p := smartmob.New(srv.Entities(), smartmob.Options{Supervisor: sup, RunDir: cfg.RunDir, Events: events, Logger: logger,
+		Server: cfg.ServerID, Slugs: st})
 	return p, p.Register(reg)
 }
 

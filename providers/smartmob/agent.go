@@ -239,7 +239,7 @@ func (a *Agent) list(w http.ResponseWriter, r *http.Request) error {
 
 // bySlug returns the entity of the process with slug (404 when none).
 func (a *Agent) bySlug(r *http.Request, slug string) (*model.Entity, error) {
-	loc := a.p.Lookup(slug)
+	loc := a.p.lookup(r.Context(), slug)
 	if loc == "" {
 		return nil, model.NotFound("no process %s", slug)
 	}
@@ -273,9 +273,16 @@ func (a *Agent) delete(w http.ResponseWriter, r *http.Request, slug string) erro
 }
 
 func (a *Agent) attach(w http.ResponseWriter, r *http.Request, slug string) error {
-	loc := a.p.Lookup(slug)
+	loc := a.p.lookup(r.Context(), slug)
+	if loc == "" {
+		return model.NotFound("no process %s", slug)
+	}
 	pr := a.p.proc(loc)
-	if loc == "" || pr == nil {
+	if pr == nil {
+		e, err := a.p.ents.Get(r.Context(), loc)
+		if err == nil && a.p.serverOf(e) != a.p.opts.Server {
+			return misdirected(e, a.p.serverOf(e))
+		}
 		return model.NotFound("no process %s", slug)
 	}
 	tail, err := wsconsole.Tail(r)

@@ -58,7 +58,11 @@ func (p *Provider) serveConsole(w http.ResponseWriter, r *http.Request, loc stri
 	}
 	pr := p.proc(loc)
 	if pr == nil {
-		writeError(w, p.log, model.NotFound("no smartmob process at %s", loc))
+		var err error = model.NotFound("no smartmob process at %s", loc)
+		if e, gerr := p.ents.Get(r.Context(), loc); gerr == nil && p.serverOf(e) != p.opts.Server {
+			err = misdirected(e, p.serverOf(e))
+		}
+		writeError(w, p.log, err)
 		return
 	}
 	wsconsole.Serve(w, r, tail, pr.console)

@@ -49,6 +49,10 @@ type spec struct {
 type proc struct {
 	loc, slug, dir string
 
+	// actMu serializes the actions on the process: those of this server's
+	// clients and those another server wrote to the entity (follow).
+	actMu sync.Mutex
+
 	mu       sync.Mutex
 	spec     spec
 	desired  string
@@ -64,9 +68,17 @@ type proc struct {
 	watched  chan struct{} // closed when the watcher of sp returns
 	changed  chan struct{} // closed (and replaced) at every change
 	removed  bool          // the entity is being deleted: no more writes
+	// restartReq is the last restart request of another server seen
+	// (smartmob.process.restart_request).
+	restartReq string
+	// following: a follow of the stored entity is queued.
+	following bool
 
 	persistMu sync.Mutex     // one store write at a time
-	persisted map[string]any // the last fields written (under persistMu)
+	persisted map[string]any // the last fields written but desired (under persistMu)
+	// persistedDesired is the desired state last written or read
+	// (under persistMu).
+	persistedDesired string
 }
 
 func newProc(e *model.Entity, dir string) *proc {
@@ -77,6 +89,8 @@ func newProc(e *model.Entity, dir string) *proc {
 	if pr.desired == "" {
 		pr.desired = desiredRunning
 	}
+	pr.persistedDesired = pr.desired
+	pr.restartReq, _ = a["restart_request"].(string)
 	if n, ok := a["restarts"].(float64); ok {
 		pr.base = int(n)
 	}
@@ -359,15 +373,17 @@ func (p *Provider) halt(ctx context.Context, pr *proc) error {
 // changedState writes pr's state to the store and publishes it, when it
 // changed.
 func (p *Provider) changedState(pr *proc) {
-	if f, changed := p.persist(pr); changed {
+	if f, changed := p.persist(pr, false); changed {
 		p.publish(pr, map[string]any{"type": "state", "body": f})
 	}
 }
 
 // persist writes pr's read-only attributes to its entity, unless they are
 // what was written last or the entity is being deleted, and returns them
-// and whether they changed.
-func (p *Provider) persist(pr *proc) (map[string]any, bool) {
+// and whether they changed. The desired state is written only by an
+// action (withDesired): the state writes of a run must not undo an action
+// another server wrote meanwhile, before this one applied it.
+func (p *Provider) persist(pr *proc, withDesired bool) (map[string]any, bool) {
 	pr.persistMu.Lock()
 	defer pr.persistMu.Unlock()
 	pr.mu.Lock()
@@ -377,12 +393,23 @@ func (p *Provider) persist(pr *proc) (map[string]any, bool) {
 		return nil, false
 	}
 	f := pr.fields()
-	if reflect.DeepEqual(f, pr.persisted) {
+	w := make(map[string]any, len(f))
+	for k, v := range f {
+		if k != "desired" {
+			w[k] = v
+		}
+	}
+	sameDesired := !withDesired || f["desired"] == pr.persistedDesired
+	if sameDesired && reflect.DeepEqual(w, pr.persisted) {
 		return f, false
+	}
+	written := w
+	if withDesired {
+		written = f
 	}
 	ctx, cancel := context.WithTimeout(internal(context.Background()), 30*time.Second)
 	defer cancel()
-	in := &model.EntityInput{Entity: model.Entity{Attributes: map[string]any{"smartmob": map[string]any{"process": f}}},
+	in := &model.EntityInput{Entity: model.Entity{Attributes: map[string]any{"smartmob": map[string]any{"process": written}}},
 		Present: map[string]bool{"attributes": true}}
 	if _, err := p.ents.Update(ctx, pr.loc, "", in); err != nil {
 		if model.StatusOf(err) != http.StatusNotFound {
@@ -390,7 +417,10 @@ func (p *Provider) persist(pr *proc) (map[string]any, bool) {
 		}
 		return f, true
 	}
-	pr.persisted = f
+	pr.persisted = w
+	if withDesired {
+		pr.persistedDesired, _ = f["desired"].(string)
+	}
 	return f, true
 }
 

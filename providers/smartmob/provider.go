@@ -19,6 +19,7 @@ import (
 	"github.com/cmbs/cmbs/providers"
 	"github.com/cmbs/cmbs/providers/process/supervisor"
 	"github.com/cmbs/cmbs/providers/smartmob/provision"
+	"github.com/cmbs/cmbs/store"
 )
 
 // Entities is what the provider needs from the OCCI entity service: it
@@ -59,6 +60,22 @@ type Options struct {
 	Events Publisher
 	// Logger receives the provider's logs; nil discards them.
 	Logger *slog.Logger
+	// Server names this server among those sharing the store: it is
+	// written to every process it creates (smartmob.process.server), and
+	// only the processes named so are run here. "" = "local".
+	Server string
+	// Slugs, when set, is the store the slugs are reserved in, one
+	// document per slug (smartmob-slug:<slug>), so that a slug is unique
+	// across every server sharing it; nil = the provider's own index only.
+	Slugs SlugStore
+}
+
+// SlugStore is what the provider needs from the store to reserve slugs;
+// store.Store satisfies it.
+type SlugStore interface {
+	Get(ctx context.Context, id string) (store.Document, error)
+	Put(ctx context.Context, doc store.Document) (string, error)
+	Delete(ctx context.Context, id, rev string) (string, error)
 }
 
 // Provider serves the smartmob process kind.
@@ -75,8 +92,11 @@ type Provider struct {
 
 	mu      sync.Mutex
 	stopped bool
-	procs   map[string]*proc  // by location
-	slugs   map[string]string // slug → location
+	procs   map[string]*proc  // by location: the processes this server runs
+	slugs   map[string]string // slug → location, of procs
+	// released are the slugs of processes another server runs that this
+	// one is deleting (by location): freed once the deletion is stored.
+	released map[string]string
 }
 
 var (
@@ -99,8 +119,11 @@ func New(ents Entities, opts Options) *Provider {
 	if opts.Fetcher == nil {
 		opts.Fetcher = &provision.Fetcher{}
 	}
+	if opts.Server == "" {
+		opts.Server = "local"
+	}
 	p := &Provider{ents: ents, opts: opts, sup: opts.Supervisor, log: opts.Logger.With("component", "smartmob"),
-		procs: map[string]*proc{}, slugs: map[string]string{}}
+		procs: map[string]*proc{}, slugs: map[string]string{}, released: map[string]string{}}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p
 }
@@ -114,9 +137,22 @@ func (p *Provider) Register(reg *providers.Registry) error {
 // Supervisor is the supervisor the processes run on.
 func (p *Provider) Supervisor() *supervisor.Supervisor { return p.sup }
 
-// Start takes over the stored processes: their slugs are reserved again,
-// and each one whose desired state is running is provisioned and started
-// again (in the background: Start returns at once).
+// Server is the name of this server (Options.Server).
+func (p *Provider) Server() string { return p.opts.Server }
+
+// serverOf is the server that runs the process of e: the one named in it,
+// or, for a process stored before servers were named, this one.
+func (p *Provider) serverOf(e *model.Entity) string {
+	if s, _ := attrs(e)["server"].(string); s != "" {
+		return s
+	}
+	return p.opts.Server
+}
+
+// Start takes over the stored processes this server runs (see serverOf):
+// their slugs are reserved again, and each one whose desired state is
+// running is provisioned and started again (in the background: Start
+// returns at once). The processes of other servers are left to them.
 func (p *Provider) Start(ctx context.Context) error {
 	if p.sup == nil {
 		p.sup = supervisor.New(supervisor.Options{Logger: p.opts.Logger})
@@ -130,8 +166,16 @@ func (p *Provider) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list smartmob processes: %w", err)
 	}
+	own := 0
 	for _, e := range list {
+		if p.serverOf(e) != p.opts.Server {
+			continue
+		}
+		own++
 		pr := newProc(e, p.dirOf(e))
+		if err := p.reserveSlug(ctx, pr.slug, pr.loc); err != nil {
+			p.log.Warn("a restored process's slug is taken", "slug", pr.slug, "location", pr.loc, "err", err)
+		}
 		p.mu.Lock()
 		p.procs[pr.loc] = pr
 		p.slugs[pr.slug] = pr.loc
@@ -143,10 +187,10 @@ func (p *Provider) Start(ctx context.Context) error {
 		// What the store says ran before the restart runs no more.
 		if pr.state != supervisor.StateStopped && !failed(pr.state) {
 			pr.setState(supervisor.StateStopped)
-			p.persist(pr)
+			p.persist(pr, false)
 		}
 	}
-	p.log.Info("smartmob processes restored", "count", len(list))
+	p.log.Info("smartmob processes restored", "count", own, "server", p.opts.Server, "others", len(list)-own)
 	return nil
 }
 
@@ -265,6 +309,7 @@ func (p *Provider) Prepare(ctx context.Context, e *model.Entity) error {
 	}
 	a["state"] = supervisor.StatePending
 	a["desired"] = desiredRunning
+	a["server"] = p.opts.Server
 	a["restarts"] = float64(0)
 	a["pid"] = float64(0)
 	return nil
@@ -297,9 +342,21 @@ func (p *Provider) Create(ctx context.Context, e *model.Entity) error {
 	}
 	if other, ok := p.slugs[pr.slug]; ok && other != pr.loc {
 		p.mu.Unlock()
-		err := model.Conflict("a process with slug %s exists already (%s)", pr.slug, other)
-		err.Attribute = "smartmob.process.slug"
+		return slugConflict(pr.slug, other)
+	}
+	p.mu.Unlock()
+	if err := p.reserveSlug(ctx, pr.slug, pr.loc); err != nil {
 		return err
+	}
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		p.releaseSlug(pr.slug, pr.loc)
+		return model.Errorf(http.StatusServiceUnavailable, "the server is shutting down")
+	}
+	if other, ok := p.slugs[pr.slug]; ok && other != pr.loc {
+		p.mu.Unlock()
+		return slugConflict(pr.slug, other)
 	}
 	p.slugs[pr.slug] = pr.loc
 	p.procs[pr.loc] = pr
@@ -339,10 +396,18 @@ func (p *Provider) Update(ctx context.Context, old, updated *model.Entity) error
 }
 
 // Delete stops the process (TERM to its group, KILL after the grace) and
-// removes its directory before the entity goes.
+// removes its directory before the entity goes. A process another server
+// runs is stopped there, when that server sees the deletion in the
+// changes feed (ApplyChanges); its slug is freed here once the deletion
+// is stored.
 func (p *Provider) Delete(ctx context.Context, e *model.Entity) error {
 	p.mu.Lock()
 	pr := p.procs[e.Location]
+	if pr == nil {
+		if slug, _ := attrs(e)["slug"].(string); slug != "" {
+			p.released[e.Location] = slug
+		}
+	}
 	p.mu.Unlock()
 	if pr == nil {
 		return nil
@@ -367,9 +432,14 @@ func (p *Provider) Delete(ctx context.Context, e *model.Entity) error {
 // source, process type and env for its next start.
 func (p *Provider) Committed(location string, e *model.Entity) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	slug, releasing := p.released[location]
+	delete(p.released, location)
 	pr := p.procs[location]
 	if pr == nil {
+		p.mu.Unlock()
+		if e == nil && releasing {
+			p.releaseSlug(slug, location)
+		}
 		return
 	}
 	if e == nil {
@@ -377,57 +447,79 @@ func (p *Provider) Committed(location string, e *model.Entity) {
 		if p.slugs[pr.slug] == location {
 			delete(p.slugs, pr.slug)
 		}
+		p.mu.Unlock()
+		p.releaseSlug(pr.slug, location)
 		return
 	}
+	p.mu.Unlock()
 	pr.refresh(e)
 }
 
 // Action runs start, stop and restart and answers the process's status.
+//
+// On a server that does not run the process, the action is written to
+// the entity (its desired state; a restart request) for the server that
+// runs it to apply from the changes feed, and the answer is the process's
+// read-only attributes as written.
 func (p *Provider) Action(ctx context.Context, e *model.Entity, inv providers.Invocation) (any, error) {
+	term := inv.ActionTerm()
+	if term != "start" && term != "stop" && term != "restart" {
+		return nil, model.BadRequest("action %q is not an action of %s", inv.Term, e.Kind)
+	}
 	p.mu.Lock()
 	pr := p.procs[e.Location]
 	p.mu.Unlock()
 	if pr == nil {
+		if owner := p.serverOf(e); owner != p.opts.Server {
+			return p.remoteAction(ctx, e, term)
+		}
 		return nil, model.NotFound("no smartmob process at %s", e.Location)
 	}
-	switch inv.ActionTerm() {
+	pr.actMu.Lock()
+	defer pr.actMu.Unlock()
+	if err := p.act(ctx, pr, term, requestID(ctx)); err != nil {
+		p.persist(pr, true)
+		return nil, err
+	}
+	p.persist(pr, true)
+	return pr.fields(), nil
+}
+
+// act runs an action on a process of this server (under pr.actMu).
+func (p *Provider) act(ctx context.Context, pr *proc, term, reqID string) error {
+	switch term {
 	case "start":
 		pr.setDesired(desiredRunning)
 		if !pr.active() {
-			p.launch(pr, requestID(ctx))
-		} else {
-			p.persist(pr)
+			p.launch(pr, reqID)
 		}
 	case "stop":
 		pr.setDesired(desiredStopped)
 		if err := p.halt(ctx, pr); err != nil {
-			return nil, err
+			return err
 		}
-		p.persist(pr)
 	case "restart":
 		pr.setDesired(desiredRunning)
 		if sp := pr.current(); sp != nil && pr.active() {
 			if err := restartAndWait(ctx, sp); err != nil {
-				return nil, err
+				return err
 			}
-			p.persist(pr)
 		} else {
-			p.launch(pr, requestID(ctx))
+			p.launch(pr, reqID)
 		}
-	default:
-		return nil, model.BadRequest("action %q is not an action of %s", inv.Term, e.Kind)
 	}
-	return pr.fields(), nil
+	return nil
 }
 
-// Lookup returns the location of the process with slug, or "".
+// Lookup returns the location of the process with slug this server runs,
+// or "".
 func (p *Provider) Lookup(slug string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.slugs[slug]
 }
 
-// Slugs lists the slugs of the processes, sorted.
+// Slugs lists the slugs of the processes this server runs, sorted.
 func (p *Provider) Slugs() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
