@@ -114,7 +114,8 @@ type config struct {
 	// directories; "" means the system's temporary directory.
 	RunDir string
 	// ServerID names this server among those sharing a database: the
-	// smartmob processes it creates are run by it alone.
+	// smartmob processes it creates are run by it alone; "" = the host
+	// name and the --listen port (serverID).
 	ServerID string
 	// Bus is the bus sockets and agents (busconfig.go).
 	Bus busConfig
@@ -378,14 +379,6 @@ func (raw rawConfig) validate() (config, error) {
 		if fi, err := os.Stat(raw.runDir); err != nil || !fi.IsDir() {
 			return config{}, badConfig("run-dir", "%q is not a directory", raw.runDir)
 		}
-	}
-	if cfg.ServerID == "" {
-		host, err := os.Hostname()
-		if err != nil || host == "" {
-			host = "localhost"
-		}
-		_, port, _ := net.SplitHostPort(raw.listen)
-		cfg.ServerID = host + ":" + port
 	}
 	if len(cfg.ServerID) > 200 || strings.ContainsFunc(cfg.ServerID, unicode.IsControl) {
 		return config{}, badConfig("server-id", "%q: at most 200 characters, none of them control characters", cfg.ServerID)

@@ -245,6 +245,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"max output zero", []string{"--max-output", "0"}, nil, []string{"--max-output (CMBS_MAX_OUTPUT)"}},
 		{"max record output zero", []string{"--max-record-output", "0"}, nil, []string{"--max-record-output (CMBS_MAX_RECORD_OUTPUT)"}},
 		{"run dir missing", []string{"--run-dir", "/no/such/dir"}, nil, []string{"--run-dir (CMBS_RUN_DIR)", `"/no/such/dir"`}},
+		{"server id with a newline", nil, map[string]string{"CMBS_SERVER_ID": "a\nb"}, []string{"--server-id (CMBS_SERVER_ID)", "control characters"}},
 		{"max attributes zero", []string{"--max-attributes", "0"}, nil, []string{"--max-attributes (CMBS_MAX_ATTRIBUTES)"}},
 		{"max body not a number", []string{"--max-body", "4MiB"}, nil, []string{"max-body"}},
 		{"shutdown timeout negative", []string{"--shutdown-timeout", "-1s"}, nil,

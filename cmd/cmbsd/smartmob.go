@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/cmbs/cmbs/occi"
@@ -37,8 +39,23 @@ func closeSupervisor(ctx context.Context, sup *supervisor.Supervisor, cfg config
 // actions the others write to its processes.
 func registerSmartmob(reg *providers.Registry, srv *occi.Server, st store.Store, sup *supervisor.Supervisor, cfg config, events *busEvents, logger *slog.Logger) (*smartmob.Provider, error) {
 	p := smartmob.New(srv.Entities(), smartmob.Options{Supervisor: sup, RunDir: cfg.RunDir, Events: events, Logger: logger,
-		Server: cfg.ServerID, Slugs: st})
+		Server: serverID(cfg), Slugs: st})
 	return p, p.Register(reg)
+}
+
+// serverID is --server-id, by default the host name and the --listen port
+// (web1:8080): stable across restarts, and distinct for servers on one
+// host.
+func serverID(cfg config) string {
+	if cfg.ServerID != "" {
+		return cfg.ServerID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	_, port, _ := net.SplitHostPort(cfg.Listen)
+	return host + ":" + port
 }
 
 // withSmartmob serves smartmob-agent's API (/smartmob-agent/) and the
