@@ -31,6 +31,7 @@ import (
 	"github.com/cmbs/cmbs/providers/smartmob"
 	"github.com/cmbs/cmbs/store"
 	"github.com/cmbs/cmbs/store/couch"
+	"github.com/cmbs/cmbs/store/feed"
 	"github.com/cmbs/cmbs/store/sqlite"
 )
 
@@ -227,6 +228,11 @@ type node struct {
 type nodeOptions struct {
 	runDir string
 	events smartmob.Publisher
+	// server names the node (smartmob.Options.Server); "" = the default.
+	server string
+	// follow: the provider follows the store's changes feed, as cmbsd
+	// does on CouchDB.
+	follow bool
 }
 
 // startNode starts a node on st (nil: a fresh embedded store). Its
@@ -248,10 +254,25 @@ func startNode(t *testing.T, st store.Store, o nodeOptions) *node {
 		}
 		n.noneLeft()
 	})
+	if st == nil {
+		st = testserver.OpenDefault(t)
+	}
+	var follower *feed.Follower
+	if o.follow {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		f, err := feed.New(ctx, st, feed.Options{})
+		if err != nil {
+			_ = st.Close()
+			t.Fatal(err)
+		}
+		follower = f
+	}
 	n.srv = testserver.Start(t, testserver.Options{
 		Store: st,
 		Register: func(reg *providers.Registry, srv *occi.Server) error {
-			n.prov = smartmob.New(srv.Entities(), smartmob.Options{Supervisor: n.sup, RunDir: o.runDir, Events: o.events})
+			n.prov = smartmob.New(srv.Entities(), smartmob.Options{Supervisor: n.sup, RunDir: o.runDir, Events: o.events,
+				Server: o.server, Slugs: st})
 			return n.prov.Register(reg)
 		},
 		Wrap: func(srv *occi.Server, next http.Handler) http.Handler {
@@ -271,6 +292,20 @@ func startNode(t *testing.T, st store.Store, o nodeOptions) *node {
 		},
 	})
 	n.url = n.srv.URL
+	if follower != nil {
+		follower.Add("smartmob", n.prov.ApplyChanges)
+		if err := follower.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		// Registered after the server: stopped before it.
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := follower.Stop(ctx); err != nil {
+				t.Errorf("stop the follower: %v", err)
+			}
+		})
+	}
 	return n
 }
 
