@@ -254,3 +254,61 @@ func TestRunSmartmobEventsSA24(t *testing.T) {
 		}
 	}
 }
+
+// Two cmbsd on one CouchDB-API database (--server-id a and b): a process
+// created through a runs on a; b refuses its slug (409), sends its console
+// to a (421), and its stop, start and DELETE are carried out by a, which
+// follows the changes feed.
+func TestBinarySharedCouchSmartmob(t *testing.T) {
+	app := smartmobApp(t)
+	url := couchpeer.URLForTest(t)
+	db := couchpeer.DBForTest(t, url)
+	start := func(id string) (*process, string) {
+		p := startCmbsd(t, t.TempDir(), nil, "--listen", "127.0.0.1:0", "--run-dir", t.TempDir(), "--store", url, "--db", db, "--server-id", id)
+		return p, "http://" + p.waitListening(t)
+	}
+	pa, a := start("a")
+	pb, b := start("b")
+	defer func() {
+		for _, p := range []*process{pb, pa} {
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Error(err)
+			}
+			if code := p.waitExit(t); code != 0 {
+				t.Errorf("exit code %d after SIGTERM", code)
+			}
+		}
+	}()
+	body, _ := json.Marshal(map[string]any{"app": "foo", "node": "web.0", "source_url": app, "process_type": "web"})
+	mustCall(t, "POST", a+"/smartmob-agent/create-process", body, 201)
+	pid := smartmobPid(t, a, "foo.web.0", 10*time.Second)
+	coll := mustCall(t, "GET", b+"/smartmob/process/", nil, 200)
+	locs, _ := coll["X-OCCI-Location"].([]any)
+	if len(locs) != 1 {
+		t.Fatalf("b lists %v", locs)
+	}
+	loc := strings.Replace(locs[0].(string), b, "", 1)
+	e := mustCall(t, "GET", b+loc, nil, 200)
+	if sm := e["attributes"].(map[string]any)["smartmob"].(map[string]any)["process"].(map[string]any); sm["server"] != "a" {
+		t.Fatalf("the process through b: %v", sm)
+	}
+	if code, out := occiCall(t, "POST", b+"/smartmob-agent/create-process", body); code != 409 {
+		t.Fatalf("the same slug through b: %d %s", code, out)
+	}
+	if code, out := occiCall(t, "GET", b+loc+"/console", nil); code != 421 || !strings.Contains(string(out), "server a") {
+		t.Fatalf("the console through b: %d %s", code, out)
+	}
+	mustCall(t, "POST", b+loc+"?action=stop", []byte(`{}`), 200)
+	if !groupEmpty(pid) {
+		t.Fatalf("process group %d survived a stop through b", pid)
+	}
+	mustCall(t, "POST", b+loc+"?action=start", []byte(`{}`), 200)
+	pid2 := smartmobPid(t, a, "foo.web.0", 10*time.Second)
+	if pid2 == pid || !groupEmpty(pid) {
+		t.Fatalf("after a start through b: pid %d (was %d)", pid2, pid)
+	}
+	mustCall(t, "POST", b+"/smartmob-agent/delete-process/foo.web.0", nil, 200)
+	if !groupEmpty(pid2) {
+		t.Fatalf("process group %d survived a DELETE through b", pid2)
+	}
+}

@@ -411,7 +411,7 @@ func (p *Provider) persist(pr *proc, withDesired bool) (map[string]any, bool) {
 	defer cancel()
 	in := &model.EntityInput{Entity: model.Entity{Attributes: map[string]any{"smartmob": map[string]any{"process": written}}},
 		Present: map[string]bool{"attributes": true}}
-	if _, err := p.ents.Update(ctx, pr.loc, "", in); err != nil {
+	if _, err := updateRetrying(ctx, p.ents, pr.loc, in); err != nil {
 		if model.StatusOf(err) != http.StatusNotFound {
 			p.log.Warn("cannot record a smartmob process's state", "slug", pr.slug, "err", err)
 		}

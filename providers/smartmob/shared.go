@@ -143,7 +143,7 @@ func (p *Provider) remoteAction(ctx context.Context, e *model.Entity, term strin
 	}
 	in := &model.EntityInput{Entity: model.Entity{Attributes: map[string]any{"smartmob": map[string]any{"process": f}}},
 		Present: map[string]bool{"attributes": true}}
-	cur, err := p.ents.Update(internal(ctx), e.Location, "", in)
+	cur, err := updateRetrying(internal(ctx), p.ents, e.Location, in)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +152,21 @@ func (p *Provider) remoteAction(ctx context.Context, e *model.Entity, term strin
 		out[k] = v
 	}
 	return out, nil
+}
+
+// updateRetrying is a partial update of the provider's attributes that
+// reads the entity again when another write came in between (409): the
+// server running a process and the others write to it concurrently, and
+// neither overwrites what the other wrote.
+func updateRetrying(ctx context.Context, ents Entities, loc string, in *model.EntityInput) (*model.Entity, error) {
+	var err error
+	for range 10 {
+		var e *model.Entity
+		if e, err = ents.Update(ctx, loc, "", in); model.StatusOf(err) != http.StatusConflict {
+			return e, err
+		}
+	}
+	return nil, err
 }
 
 // ApplyChanges is the provider's handler of the store's changes feed
