@@ -27,6 +27,10 @@ const slugDocPrefix = "smartmob-slug:"
 // client's request (the feed, releases).
 const storeTimeout = 30 * time.Second
 
+// releaseTimeout bounds the freeing of a slug, done while a deletion is
+// answered.
+const releaseTimeout = 5 * time.Second
+
 // slugDoc is the body of a slug's reservation.
 type slugDoc struct {
 	Location string `json:"location"`
@@ -100,7 +104,7 @@ func (p *Provider) releaseSlug(slug, loc string) {
 	if p.opts.Slugs == nil || slug == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
 	held, rev, err := p.slugHolder(ctx, slug)
 	if err == nil && held.Location == loc {
@@ -184,12 +188,14 @@ func (p *Provider) ApplyChanges(_ context.Context, changes []store.Change) error
 		if pr == nil {
 			continue
 		}
+		// Its own writes too: the feed may show only the latest revision
+		// of a document, one of this server's written over another's.
 		pr.mu.Lock()
 		queued := pr.following
 		pr.following = true
 		pr.mu.Unlock()
 		if queued {
-			continue
+			continue // the follow queued will read it
 		}
 		p.wg.Add(1)
 		go func() {
