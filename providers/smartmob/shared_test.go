@@ -122,9 +122,11 @@ func TestSharedStoreOneServerPerProcess(t *testing.T) {
 		if st := b.action(t, locA, "stop"); st["desired"] != "stopped" {
 			t.Fatalf("stop through b answered %v", st)
 		}
+		asked := time.Now()
 		if !groupGone(pid) {
 			t.Fatalf("process group %d survived a stop through b", pid)
 		}
+		t.Logf("stop through b: a's process group gone %v after the answer (for information)", time.Since(asked))
 		if at := b.waitLoc(locA, "stopped", 0); at["desired"] != "stopped" {
 			t.Fatalf("after a stop through b: %v", at)
 		}
@@ -132,7 +134,9 @@ func TestSharedStoreOneServerPerProcess(t *testing.T) {
 		if st := b.action(t, locA, "start"); st["desired"] != "running" {
 			t.Fatalf("start through b answered %v", st)
 		}
+		asked = time.Now()
 		pid2 := int(b.waitLoc(locA, "running", pid)["pid"].(float64))
+		t.Logf("start through b: running on a, seen through b, %v after the answer (for information)", time.Since(asked))
 		pids = append(pids, pid2)
 		if !alive(pid2) || !inRunDir(dirA, locA) || len(inDir(dirB)) != 0 {
 			t.Fatalf("after a start through b: pid %d alive %v, in a's directory %v, in b's %v", pid2, alive(pid2), inRunDir(dirA, locA), inDir(dirB))
