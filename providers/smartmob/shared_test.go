@@ -1,6 +1,9 @@
 package smartmob_test
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -167,14 +170,38 @@ func TestSharedStoreOneServerPerProcess(t *testing.T) {
 		}
 	}
 
-	// Both restarted: each restores its own process, and only it.
+	// a is down: b restores its own process only, and a stop through b
+	// is written for a to find when it starts.
+	t.Run("a down", func(t *testing.T) {
+		b := startNode(t, open(t), nodeOptions{runDir: dirB, server: "b", follow: true})
+		if gb := b.prov.Slugs(); !slices.Equal(gb, []string{"shared.web.1"}) {
+			t.Fatalf("b alone runs %v", gb)
+		}
+		b.waitLoc(locB, "running", 0)
+		if st := b.action(t, locA, "stop"); st["desired"] != "stopped" {
+			t.Fatalf("stop through b while a is down answered %v", st)
+		}
+		if inRunDir(dirB, locA) {
+			t.Fatalf("b runs a's process: %v", inDir(dirB))
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	// Both restarted: each restores its own process, and only it; a's
+	// stays stopped, as asked while a was down.
 	a := startNode(t, open(t), nodeOptions{runDir: dirA, server: "a", follow: true})
 	b := startNode(t, open(t), nodeOptions{runDir: dirB, server: "b", follow: true})
 	if ga, gb := a.prov.Slugs(), b.prov.Slugs(); !slices.Equal(ga, []string{"shared.web.0"}) || !slices.Equal(gb, []string{"shared.web.1"}) {
 		t.Fatalf("after the restart a runs %v, b runs %v", ga, gb)
 	}
-	pidA := int(a.waitLoc(locA, "running", 0)["pid"].(float64))
 	b.waitLoc(locB, "running", 0)
+	if at := a.waitLoc(locA, "stopped", 0); at["desired"] != "stopped" || inRunDir(dirA, locA) {
+		t.Fatalf("a's process stopped while a was down, after a's restart: %v (running: %v)", at, inRunDir(dirA, locA))
+	}
+	b.action(t, locA, "start")
+	pidA := int(b.waitLoc(locA, "running", 0)["pid"].(float64))
 	if !inRunDir(dirA, locA) || !inRunDir(dirB, locB) || inRunDir(dirB, locA) || inRunDir(dirA, locB) {
 		t.Fatalf("after the restart: %v in a's directory, %v in b's", inDir(dirA), inDir(dirB))
 	}
@@ -196,4 +223,41 @@ func TestSharedStoreOneServerPerProcess(t *testing.T) {
 	if at := b.waitLoc(loc, "running", 0); at["server"] != "b" || !inRunDir(dirB, loc) {
 		t.Fatalf("the freed slug created through b: %v", at)
 	}
+}
+
+// A slug reservation left behind by a server stopped between deleting a
+// process and freeing its slug names a location that no longer exists:
+// the next create of the slug takes it over. One naming a live process
+// is a 409.
+func TestSlugReservationLeftBehind(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
+		st := open(t)
+		f := newFiles(t)
+		u := f.serve("/app.zip", "application/zip", procfileApp(t, startedProcfile))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := st.Put(ctx, store.Document{ID: "smartmob-slug:left.web", Body: json.RawMessage(`{"location":"/smartmob/process/gone","server":"x"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		n := startNode(t, st, nodeOptions{})
+		expect(t, n.create(map[string]any{"app": "left", "node": "web", "source_url": u, "process_type": "web"}), http.StatusCreated)
+		loc := n.prov.Lookup("left.web")
+		n.waitLoc(loc, "running", 0)
+		doc, err := st.Get(ctx, "smartmob-slug:left.web")
+		if err != nil || !strings.Contains(string(doc.Body), loc) {
+			t.Fatalf("the reservation after the create: %s, %v", doc.Body, err)
+		}
+		// Held by a live process: 409, and the reservation is untouched.
+		if _, err := st.Put(ctx, store.Document{ID: "smartmob-slug:taken.web", Body: json.RawMessage(`{"location":"` + loc + `","server":"x"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if r := n.create(map[string]any{"app": "taken", "node": "web", "source_url": u, "process_type": "web"}); r.status != http.StatusConflict || !strings.Contains(r.body, loc) {
+			t.Fatalf("a slug held by a live process: %d %s", r.status, r.body)
+		}
+		// Deleted: the reservation goes with the process.
+		expect(t, n.do("POST", n.agent()+"/delete-process/left.web", ""), http.StatusOK)
+		if _, err := st.Get(ctx, "smartmob-slug:left.web"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the reservation after the deletion: %v", err)
+		}
+	})
 }
