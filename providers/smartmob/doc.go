@@ -10,6 +10,13 @@
 // persisted, and the server provisions every desired-running process
 // again when it starts.
 //
+// Several servers may share one store: each process is run by the server
+// that created it (smartmob.process.server, Options.Server), its slug is
+// reserved in the store (Options.Slugs), and an action or deletion that
+// reaches another server is written to the store and carried out by the
+// owner, which follows the changes feed (ApplyChanges, a store/feed
+// handler).
+//
 // The package also serves the process consoles over WebSocket
 // (/smartmob/process/<id>/console, ConsoleHandler) and smartmob-agent's
 // own HTTP API under /smartmob-agent/ (Agent), over the same entities.
