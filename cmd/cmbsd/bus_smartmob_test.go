@@ -10,6 +10,7 @@ import (
 	"github.com/go-zeromq/zmq4"
 	"go.uber.org/goleak"
 
+	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/internal/loopback"
 	"github.com/cmbs/cmbs/internal/pyzmqtest"
 )
@@ -40,6 +41,7 @@ func smartmobBusStatus(t *testing.T, d *zmq4.Conn, slug, want string, within tim
 // bad input answers 3 or 4 as the DDL and the API decide, an unknown slug
 // 4, a slug in use 1; the rpc action over HTTP and a pyzmq REQ client get
 // the same reply as the DEALER. No process group and no goroutine is left.
+// On the embedded store and on CouchDB.
 func TestBusSmartmobAgent(t *testing.T) {
 	t.Cleanup(func() {
 		if err := goleak.Find(goleak.IgnoreCurrent(),
@@ -49,10 +51,23 @@ func TestBusSmartmobAgent(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	t.Chdir(t.TempDir())
+	for _, st := range []string{"sqlite", "couchdb"} {
+		t.Run(st, func(t *testing.T) {
+			args := []string{"--listen", "127.0.0.1:0", "--run-dir", t.TempDir()}
+			if st == "couchdb" {
+				url := couchpeer.URLForTest(t) // before Chdir: it finds the peer from the repository
+				args = append(args, "--store", url, "--db", couchpeer.DBForTest(t, url))
+			}
+			t.Chdir(t.TempDir())
+			testBusSmartmobAgent(t, args)
+		})
+	}
+}
+
+func testBusSmartmobAgent(t *testing.T, args []string) {
 	app := smartmobApp(t)
 	rpc := loopback.FreeEndpoint(t)
-	base := runInProcess(t, []string{"--listen", "127.0.0.1:0", "--rpc", rpc, "--run-dir", t.TempDir()})
+	base := runInProcess(t, append(args, "--rpc", rpc))
 	d := zmtpPeer(t, rpc, zmq4.Dealer)
 	call := func(action string, data map[string]any) map[string]any {
 		t.Helper()
