@@ -62,6 +62,10 @@ type config struct {
 	l1Count      int
 	fanoutMsgs   int
 	fanoutWindow int
+
+	// runs is how many times each raw baseline and each broker
+	// measurement a goal compares is taken (best used, spread printed).
+	runs int
 }
 
 func main() {
@@ -81,12 +85,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.filterBig, "filter-big", 0, "entities in the large filter phase (default 100000, quick 10000)")
 	fs.IntVar(&cfg.observeRounds, "observe-rounds", 0, "rounds per side (with and without metrics and request logging) in the overhead phase (default 5, quick 3)")
 	fs.IntVar(&cfg.repeats, "repeats", 0, "timed repetitions per filter query (default 50, quick 20)")
-	fs.IntVar(&cfg.l1Count, "l1-rtts", 0, "timed send_l1 round trips (default 2000, quick 300); the raw baseline does 5×")
+	fs.IntVar(&cfg.l1Count, "l1-rtts", 0, "timed send_l1 round trips per run (default 2000, quick 300); the raw baseline does as many")
 	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 0, "messages per fan-out measurement, each to 10 members (default 5000, quick 300; the raw baselines send as many)")
 	fs.IntVar(&cfg.fanoutWindow, "fanout-window", 8, "concurrent send actions of the one sending member in the fan-out phase")
+	fs.IntVar(&cfg.runs, "runs", 5, "times each raw baseline and each broker measurement compared with one is taken, alternating; the best is used and min/median/max printed")
 	only := fs.String("phases", "", "run only the phases whose names contain one of these comma-separated words (e.g. L1,fan-out)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if cfg.runs < 1 {
+		fmt.Fprintln(stderr, "-runs must be at least 1")
 		return 2
 	}
 	if cfg.docs == 0 {
@@ -163,7 +172,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	// Everything the phases started is closed by now; what remains beyond
 	// the runtime's own is reported (zmq4 v0.17.0 leaks one goroutine per
-	// closed PUB socket, (*pubMWriter).run: the PUB/SUB baseline's).
+	// closed PUB socket, (*pubMWriter).run: one per PUB/SUB baseline run).
 	time.Sleep(100 * time.Millisecond)
 	results["goroutines_at_end"] = runtime.NumGoroutine()
 	line, _ := json.Marshal(results)
