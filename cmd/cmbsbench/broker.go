@@ -1,9 +1,6 @@
 package main
 
 import (
-	"os"
-	"runtime/pprof"
-	"syscall"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -233,24 +230,11 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 			return fanoutResult{}, nil, err
 		}
 		before := received(layer)
-		var ru0, ru1 syscall.Rusage
-		if pf := os.Getenv("PIPE_PROF"); pf != "" && layer == "l2" {
-			f, _ := os.Create(pf)
-			pprof.StartCPUProfile(f)
-			defer pprof.StopCPUProfile()
-		}
-		syscall.Getrusage(0, &ru0)
 		start := time.Now()
 		if err := sendAll(all[warm:]); err != nil {
 			return fanoutResult{}, nil, err
 		}
 		elapsed := time.Since(start)
-		syscall.Getrusage(0, &ru1)
-		cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano())
-		out("   %s: CPU %v user+sys over %v wall, %.1f µs CPU per delivery", layer, cpu, elapsed, float64(cpu.Microseconds())/float64(received(layer)-before))
-		if os.Getenv("PIPE_PROF") != "" && layer == "l2" {
-			pprof.StopCPUProfile()
-		}
 		if failed > 0 {
 			out("   %s: %d deliveries failed", layer, failed)
 		}
@@ -273,11 +257,7 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 		if res.rate() >= l2.rate() || l2.delivered == 0 {
 			l2 = res
 		}
-		var ra, rb syscall.Rusage
-		syscall.Getrusage(0, &ra)
 		z, err := rawPubSub(ctx, receivers, cfg.fanoutMsgs, body)
-		syscall.Getrusage(0, &rb)
-		out("   zmq raw CPU %v for %d deliveries, %.1f µs per delivery; wall %v", time.Duration(rb.Utime.Nano()+rb.Stime.Nano()-ra.Utime.Nano()-ra.Stime.Nano()), z.delivered, float64(rb.Utime.Nano()+rb.Stime.Nano()-ra.Utime.Nano()-ra.Stime.Nano())/1000/float64(z.delivered), z.elapsed)
 		if err != nil {
 			return fmt.Errorf("raw zmq4 PUB/SUB: %w", err)
 		}

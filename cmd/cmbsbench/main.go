@@ -62,6 +62,7 @@ type config struct {
 	l1Count      int
 	fanoutMsgs   int
 	fanoutWindow int
+	storableMsgs int
 
 	// runs is how many times each raw baseline and each broker
 	// measurement a goal compares is taken (best used, spread printed).
@@ -87,6 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.repeats, "repeats", 0, "timed repetitions per filter query (default 50, quick 20)")
 	fs.IntVar(&cfg.l1Count, "l1-rtts", 0, "timed send_l1 round trips per run (default 2000, quick 300); the raw baseline does as many")
 	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 0, "messages per fan-out measurement, each to 10 members (default 5000, quick 300; the raw baselines send as many)")
+	fs.IntVar(&cfg.storableMsgs, "storable-msgs", 0, "messages per run of the storable fan-out, each to 10 members (default 500, quick 100)")
 	fs.IntVar(&cfg.fanoutWindow, "fanout-window", 8, "concurrent send actions of the one sending member in the fan-out phase")
 	fs.IntVar(&cfg.runs, "runs", 5, "times each raw baseline and each broker measurement compared with one is taken, alternating; the best is used and min/median/max printed")
 	only := fs.String("phases", "", "run only the phases whose names contain one of these comma-separated words (e.g. L1,fan-out)")
@@ -113,6 +115,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.l1Count == 0 {
 		cfg.l1Count = map[bool]int{true: 300, false: 2000}[cfg.quick]
 	}
+	if cfg.storableMsgs == 0 {
+		cfg.storableMsgs = map[bool]int{true: 100, false: 500}[cfg.quick]
+	}
 	if cfg.fanoutMsgs == 0 {
 		cfg.fanoutMsgs = map[bool]int{true: 300, false: 5000}[cfg.quick]
 	}
@@ -134,6 +139,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"CMBS L2/L3.2 fan-out to 10 members vs zmq4 PUB/SUB and NATS", benchFanout},
 		{"CMBS discovery of a 50-member chain", benchDiscovery},
 		{"CMBS L2 fan-out with CURVE vs NULL", benchCurve},
+		{"CMBS L2 fan-out of storable messages", benchStorable},
 		{"process execute vs os/exec", benchProcess},
 		{"bus rpc and events vs zmq4", benchBus},
 		{"cache propagation between two servers on one CouchDB", benchPropagation},
