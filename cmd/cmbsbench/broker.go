@@ -230,6 +230,7 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 			return fanoutResult{}, nil, err
 		}
 		before := received(layer)
+		cpuBefore := processCPU()
 		start := time.Now()
 		if err := sendAll(all[warm:]); err != nil {
 			return fanoutResult{}, nil, err
@@ -240,13 +241,14 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 		}
 		// Deliveries are acknowledged: every one counted has happened
 		// when its send returned.
-		return fanoutResult{delivered: received(layer) - before, elapsed: elapsed}, body, nil
+		return fanoutResult{delivered: received(layer) - before, elapsed: elapsed, cpu: processCPU() - cpuBefore}, body, nil
 	}
 	// L2 and the raw PUB/SUB baseline run -runs times each, alternating,
 	// so that load from elsewhere on the machine reaches both.
 	var l2, zmq fanoutResult
 	var body []byte
 	l2Runs, zmqRuns := rateRuns(), rateRuns()
+	l2CPU, zmqCPU := durationRuns(), durationRuns()
 	for r := 0; r < cfg.runs; r++ {
 		res, b, err := runLayer(fmt.Sprintf("l2r%d", r), "l2", nil)
 		if err != nil {
@@ -254,14 +256,18 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 		}
 		body = b
 		l2Runs.add(res.rate())
+		l2CPU.add(res.cpuPerDelivery())
 		if res.rate() >= l2.rate() || l2.delivered == 0 {
 			l2 = res
 		}
+		cpuBefore := processCPU()
 		z, err := rawPubSub(ctx, receivers, cfg.fanoutMsgs, body)
+		z.cpu = processCPU() - cpuBefore
 		if err != nil {
 			return fmt.Errorf("raw zmq4 PUB/SUB: %w", err)
 		}
 		zmqRuns.add(z.rate())
+		zmqCPU.add(z.cpuPerDelivery())
 		if z.rate() >= zmq.rate() || zmq.delivered == 0 {
 			zmq = z
 		}
@@ -283,6 +289,12 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 	results["l2_fanout_per_s_spread"] = l2Runs.spread()
 	results["zmq_pubsub_fanout_per_s_spread"] = zmqRuns.spread()
 	results["l2_fanout_vs_zmq_spread"] = pairedRatios(l2Runs, zmqRuns).spread()
+	// CPU per delivery does not depend on the machine's other load as the
+	// rates do: on a saturated machine the rates' ratio tends to its
+	// inverse ratio (zmq's over the broker's).
+	out("   CPU of the whole process per delivery: L2 best %.1f µs (%s), raw zmq4 PUB/SUB best %.1f µs (%s)", l2CPU.best(), l2CPU, zmqCPU.best(), zmqCPU)
+	l2CPU.record(results, "l2_cpu_us_per_delivery")
+	zmqCPU.record(results, "zmq_pubsub_cpu_us_per_delivery")
 	results["l32_fanout_vs_zmq"] = l32.rate() / zmq.rate()
 	out("   L2 / zmq %.3f, best over best (goal ≥ 0.5; per run %s); L3.2 / zmq %.3f", l2.rate()/zmq.rate(), pairedRatios(l2Runs, zmqRuns), l32.rate()/zmq.rate())
 
