@@ -17,7 +17,12 @@
 //     nats-server (goal ≥ 0.5×; skipped with a message when nats-server is
 //     not installed); check_neighbors over a chain of 50 members (goal < 1s);
 //     L2 fan-out with CURVE on every socket against the same without it
-//     (goal ≥ 0.7×, best of 3 alternating rounds each).
+//     (goal ≥ 0.7×, best of -runs alternating rounds each); L2 fan-out of
+//     storable messages, each stored by its receiver before it is
+//     acknowledged (l2_storable_per_s, reported, with the CPU per delivery).
+//     Every raw baseline and the broker measurement compared with it run
+//     -runs times (default 5), alternating; the bests are compared and
+//     min/median/max printed (<key>_spread in the JSON line).
 //   - process execute of a /bin/true definition through HTTP against the
 //     same os/exec run, sequential and 8 in flight (exec_vs_raw, goal ≥ 0.7),
 //     and the tr definition over 10 MiB of input against piping it through tr
