@@ -86,9 +86,11 @@ func benchL1(ctx context.Context, cfg config, log *slog.Logger, out func(string,
 	// Broker and raw runs alternate, so that load from elsewhere on the
 	// machine reaches both; each is a median over l1Count round trips.
 	broker, raw := durationRuns(), durationRuns()
+	brokerCPU, rawCPU := durationRuns(), durationRuns() // µs per round trip
 	var replied, stored time.Duration
 	for r := 0; r < cfg.runs; r++ {
 		round := locs[warm+r*cfg.l1Count : warm+(r+1)*cfg.l1Count]
+		cpuBefore := processCPU()
 		all := time.Now()
 		ds, err := sendAll(round)
 		if err != nil {
@@ -100,11 +102,14 @@ func benchL1(ctx context.Context, cfg config, log *slog.Logger, out func(string,
 		}
 		stored = time.Since(all)
 		broker.addDuration(median(ds))
+		brokerCPU.add(float64((processCPU() - cpuBefore).Nanoseconds()) / 1000 / float64(cfg.l1Count))
+		cpuBefore = processCPU()
 		rawRTT, err := rawReqRep(ctx, cfg.l1Count, body, replyBody)
 		if err != nil {
 			return fmt.Errorf("raw zmq4 REQ/REP: %w", err)
 		}
 		raw.addDuration(rawRTT)
+		rawCPU.add(float64((processCPU() - cpuBefore).Nanoseconds()) / 1000 / float64(cfg.l1Count))
 	}
 	// Settled: the last message sent has its reply stored as its result.
 	last, err := a.do(ctx, "GET", locs[len(locs)-1], nil, 200)
@@ -135,6 +140,12 @@ func benchL1(ctx context.Context, cfg config, log *slog.Logger, out func(string,
 	raw.record(results, "l1_raw_zmq_rtt_ms")
 	results["l1_rtt_vs_zmq"] = ratio
 	results["l1_rtt_vs_zmq_spread"] = pairedRatios(broker, raw).spread()
+	// CPU per round trip (both ends, and for the broker the stored
+	// result), which the machine's load does not move as it moves
+	// latencies.
+	out("   CPU of the whole process per round trip: send_l1 best %.1f µs (%s), raw best %.1f µs (%s)", brokerCPU.best(), brokerCPU, rawCPU.best(), rawCPU)
+	brokerCPU.record(results, "l1_cpu_us_per_rtt")
+	rawCPU.record(results, "l1_raw_zmq_cpu_us_per_rtt")
 	return nil
 }
 
