@@ -231,7 +231,7 @@ func nestStateMessages(attrs map[string]any) map[string]any {
 }
 
 // Builtin returns every category the server defines: OCCI Core, OCCI
-// Infrastructure and the Process Registry.
+// Infrastructure, the Process Registry and smartmob.
 func Builtin() []*model.Category {
-	return append(append(Core(), Infrastructure()...), Process()...)
+	return append(append(append(Core(), Infrastructure()...), Process()...), Smartmob()...)
 }

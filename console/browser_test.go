@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,78 +13,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/cmbs/cmbs/internal/headless"
 	"github.com/cmbs/cmbs/internal/testserver"
 )
-
-// browser starts Debian's chromium headless for the test (skipped when it
-// is not installed, except in CI, where scripts/test.sh installs it) and
-// returns a chromedp context; everything is closed on cleanup.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path := ""
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
-	if path == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("chromium is not installed (scripts/test.sh installs it: apt-get install chromium)")
-		}
-		t.Skip("chromium is not installed (apt-get install chromium): the console's browser tests do not run")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox, // root in CI; the pages are our own
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1200, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelBrowser := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		cancelBrowser()
-		cancelAlloc()
-	})
-	// Start the browser now, under no deadline of a single step.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
-// screenshot saves the page to the test's temp dir.
-func screenshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Errorf("screenshot %s: %v", name, err)
-		return
-	}
-	p := filepath.Join(t.TempDir(), name+".png")
-	if err := os.WriteFile(p, png, 0o644); err != nil {
-		t.Error(err)
-	}
-	t.Logf("screenshot: %s", p)
-	// To look at them after the test: CONSOLE_SCREENSHOTS=DIR keeps a copy.
-	if dir := os.Getenv("CONSOLE_SCREENSHOTS"); dir != "" {
-		_ = os.WriteFile(filepath.Join(dir, t.Name()+"-"+name+".png"), png, 0o644)
-	}
-}
-
-// text waits for sel and returns its text.
-func text(t *testing.T, ctx context.Context, sel string) string {
-	t.Helper()
-	if err := chromedp.Do(ctx, chromedp.WaitVisible(sel)); err != nil {
-		t.Fatalf("wait for %s: %v", sel, err)
-	}
-	s, err := chromedp.Run(ctx, chromedp.Text(sel))
-	if err != nil {
-		t.Fatalf("text of %s: %v", sel, err)
-	}
-	return s
-}
 
 func postFile(t *testing.T, url, file string) {
 	t.Helper()
@@ -102,7 +32,7 @@ func postFile(t *testing.T, url, file string) {
 // posted, the console's model page in headless Chromium lists the member
 // and message kinds and their actions.
 func TestBrowserModelListsCMBSKinds(t *testing.T) {
-	ctx := browser(t)
+	ctx := headless.Browser(t)
 	srv := startConsole(t, testserver.OpenSQLite(t))
 	postFile(t, srv.URL+"/-/", "post_category_cmbs_member.json")
 	postFile(t, srv.URL+"/-/", "post_category_cmbs_message.json")
@@ -112,9 +42,9 @@ func TestBrowserModelListsCMBSKinds(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/console/#/model")); err != nil {
 		t.Fatalf("model page: %v", err)
 	}
-	member := text(t, ctx, `tr[data-category="http://houssem.org/cmbs#member"]`)
-	message := text(t, ctx, `tr[data-category="http://houssem.org/cmbs#message"]`)
-	screenshot(t, ctx, "model")
+	member := headless.Text(t, ctx, `tr[data-category="http://houssem.org/cmbs#member"]`)
+	message := headless.Text(t, ctx, `tr[data-category="http://houssem.org/cmbs#message"]`)
+	headless.Screenshot(t, ctx, "model")
 	for _, want := range []string{"member", "/cmbs/member/", "start_l1", "check_neighbors"} {
 		if !contains(member, want) {
 			t.Errorf("member row %q lacks %q", member, want)
@@ -129,7 +59,7 @@ func TestBrowserModelListsCMBSKinds(t *testing.T) {
 // entity created through the API appears in the stream, and its row
 // links to the entity page, which renders it.
 func TestBrowserEventsShowCreatedEntity(t *testing.T) {
-	ctx := browser(t)
+	ctx := headless.Browser(t)
 	srv := startConsole(t, testserver.OpenSQLite(t))
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -144,12 +74,12 @@ func TestBrowserEventsShowCreatedEntity(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(row)); err != nil {
 		t.Fatalf("event for /counter/seen: %v", err)
 	}
-	screenshot(t, ctx, "events")
+	headless.Screenshot(t, ctx, "events")
 	if err := chromedp.Do(ctx, chromedp.Click(row)); err != nil {
 		t.Fatalf("click %s: %v", row, err)
 	}
-	value := text(t, ctx, "#entity")
-	screenshot(t, ctx, "entity")
+	value := headless.Text(t, ctx, "#entity")
+	headless.Screenshot(t, ctx, "entity")
 	if !contains(value, "test.counter.value") || !contains(value, "1") {
 		t.Errorf("entity page %q lacks its attribute", value)
 	}
@@ -161,7 +91,7 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 // remote, neighbours of it) are drawn as three nodes, the local one
 // marked, with a line to each neighbour.
 func TestBrowserMemberGraph(t *testing.T) {
-	ctx := browser(t)
+	ctx := headless.Browser(t)
 	srv := startConsole(t, testserver.OpenSQLite(t))
 	postFile(t, srv.URL+"/-/", "post_category_cmbs_member.json")
 	member := func(id, local string, port int, neighbors ...string) {
@@ -196,7 +126,7 @@ func TestBrowserMemberGraph(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	screenshot(t, ctx, "members")
+	headless.Screenshot(t, ctx, "members")
 	if g != (graph{Nodes: 3, Local: 1, Remote: 2, Lines: 2}) {
 		t.Fatalf("member graph %+v, want 3 nodes (1 local, 2 remote) and 2 lines", g)
 	}

@@ -3,10 +3,14 @@
 // from elsewhere) that read the OCCI interface — the model from /-/, any
 // collection or entity, the CMBS members as a graph with the layers
 // /-/status lists — and a stream of live events at /console/events
-// (server-sent events) fed by the store's changes feed.
+// (server-sent events) fed by the store's changes feed and by the
+// deliveries Delivered is told about.
 //
-// The console is read-only and sits behind the same handler chain as the
-// API, so it has the same authentication. One goroutine follows the
+// The console's own routes are read-only and sit behind the same handler
+// chain as the API, so they have the same authentication. Its actions
+// (an entity's actions, such as a member's start_lN; creating and sending
+// a message) are API calls the page makes with the browser's credentials,
+// each after an in-page confirmation. One goroutine follows the
 // changes feed, while at least one browser listens, from Start until the
 // context given to Start ends; Stop waits for it. Each browser gets a bounded buffer of events: one that
 // falls behind is disconnected (EventSource reconnects it) rather than
@@ -16,7 +20,7 @@ package console
 import (
 	"context"
 	"embed"
-	"errors"
+	"encoding/json"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -25,6 +29,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/store"
+	"github.com/cmbs/cmbs/store/feed"
 )
 
 // Prefix is where the console is served.
@@ -37,9 +42,7 @@ const EventsPath = Prefix + "events"
 var staticFiles embed.FS
 
 // ChangeFeed is what the console needs from the store: its changes feed.
-type ChangeFeed interface {
-	Changes(ctx context.Context, opts store.ChangesOptions) ([]store.Change, string, error)
-}
+type ChangeFeed = feed.Source
 
 // Options configures a Console.
 type Options struct {
@@ -51,6 +54,8 @@ type Options struct {
 	// before it is disconnected; 0 means 256.
 	SubscriberBuffer int
 	// PollWait is the long-poll wait of each changes request; 0 means 25 s.
+	// A lost feed is read again from the last sequence read, after a
+	// backoff (store/feed).
 	PollWait time.Duration
 	// Heartbeat is how often an idle event stream gets a comment line (so
 	// proxies keep it open); 0 means 15 s.
@@ -121,13 +126,15 @@ func (c *Console) Stop(ctx context.Context) error {
 	}
 }
 
-// follow long-polls the changes feed while someone listens and publishes
-// each change; with nobody listening it costs the store nothing.
+// follow follows the changes feed, through a feed.Follower, while someone
+// listens, and publishes each change; with nobody listening it costs the
+// store nothing. The follower marks its position when the first browser
+// arrives (which sees every change from then on), resumes from the last
+// sequence it read after a lost feed, and is stopped when the last one
+// leaves.
 func (c *Console) follow(ctx context.Context) {
-	since := ""
 	for ctx.Err() == nil {
 		if c.hub.idle() {
-			since = ""
 			select {
 			case <-ctx.Done():
 				return
@@ -135,37 +142,53 @@ func (c *Console) follow(ctx context.Context) {
 				continue // idle again checks there still is a subscriber
 			}
 		}
-		if since == "" {
-			// Find the current position, then let subscribers in: they
-			// see every change after it.
-			_, last, err := c.opts.Feed.Changes(ctx, store.ChangesOptions{Since: "now", Limit: 1})
-			if err == nil && last == "" {
-				err = errors.New("the store gave no position for \"now\"")
-			}
-			if err != nil {
-				if !c.retry(ctx, err) {
-					return
-				}
-				continue
-			}
-			since = last
-			c.hub.setFollowing()
-			continue
-		}
-		changes, last, err := c.opts.Feed.Changes(ctx, store.ChangesOptions{Since: since, Limit: 512, Wait: c.opts.PollWait})
+		// No coalescing: a browser sees each write as soon as it is read
+		// (a document written twice between two reads shows once).
+		f, err := feed.New(ctx, c.opts.Feed, feed.Options{Wait: c.opts.PollWait, Coalesce: -1, Logger: c.opts.Logger.With("component", "console")})
 		if err != nil {
 			if !c.retry(ctx, err) {
 				return
 			}
 			continue
 		}
-		for _, ch := range changes {
-			c.hub.publish(event{Seq: ch.Seq, ID: ch.ID, Rev: ch.Rev, Deleted: ch.Deleted})
+		f.Add("console", c.publishChanges)
+		if err := f.Start(ctx); err != nil {
+			panic(err) // a new follower, started once
 		}
-		if last != "" {
-			since = last
+		// Subscribers are let in once the position is marked: they see
+		// every change after it.
+		c.hub.setFollowing()
+		c.followWhileWanted(ctx)
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := f.Stop(stopCtx); err != nil {
+			c.opts.Logger.Warn("console: stop following the changes feed", "err", err)
+		}
+		cancel()
+	}
+}
+
+// followWhileWanted returns when ctx ends or nobody listens any more.
+func (c *Console) followWhileWanted(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.hub.empty:
+			if c.hub.idle() {
+				return
+			}
 		}
 	}
+}
+
+// publishChanges is the console's feed.Handler: each change is sent to
+// every open event stream; it never blocks nor fails.
+func (c *Console) publishChanges(_ context.Context, changes []store.Change) error {
+	for _, ch := range changes {
+		b, _ := json.Marshal(change{Seq: ch.Seq, ID: ch.ID, Rev: ch.Rev, Deleted: ch.Deleted})
+		c.hub.publish(event{Name: "change", ID: ch.Seq, Data: b})
+	}
+	return nil
 }
 
 // retry logs a feed error and waits a second; false when ctx ended.
@@ -180,6 +203,17 @@ func (c *Console) retry(ctx context.Context, err error) bool {
 	case <-time.After(time.Second):
 		return true
 	}
+}
+
+// Delivered shows a message a local member received on the open events
+// pages (cmbsd calls it from the broker's delivery hook). It never blocks:
+// a browser that falls behind is dropped, as for changes.
+func (c *Console) Delivered(d Delivery) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return
+	}
+	c.hub.publish(event{Name: "delivery", Data: b})
 }
 
 // ServeHTTP serves the pages under Prefix and the event stream.

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,4 +255,70 @@ func TestNoFeedWithoutListeners(t *testing.T) {
 	if n := feed.count(); n == 0 {
 		t.Fatal("no changes request with a listener")
 	}
+}
+
+// flakyFeed is a real store whose changes feed can be lost, as a broken
+// connection to CouchDB would be: while down, every changes request fails,
+// the one in progress too (with what it had read).
+type flakyFeed struct {
+	store.Store
+	down   atomic.Bool
+	failed atomic.Int64
+}
+
+func (f *flakyFeed) Changes(ctx context.Context, opts store.ChangesOptions) ([]store.Change, string, error) {
+	if !f.down.Load() {
+		changes, last, err := f.Store.Changes(ctx, opts)
+		if !f.down.Load() {
+			return changes, last, err
+		}
+	}
+	f.failed.Add(1)
+	return nil, "", fmt.Errorf("console test: feed lost: %w", store.ErrUnavailable)
+}
+
+// TestEventsResumeAfterLostFeed: a change made while the changes feed is
+// lost reaches an open event stream once the feed is back: the console
+// reads again from the last sequence it had, on both stores.
+func TestEventsResumeAfterLostFeed(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		flaky := &flakyFeed{Store: st}
+		c := console.New(console.Options{Feed: flaky, PollWait: 2 * time.Second})
+		srv := testserver.Start(t, testserver.Options{Store: st, Wrap: func(_ *occi.Server, next http.Handler) http.Handler { return c.Mount(next) }})
+		c.Start(context.Background())
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := c.Stop(ctx); err != nil {
+				t.Errorf("stop console: %v", err)
+			}
+		})
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		resp := openEvents(t, ctx, srv.URL)
+		defer resp.Body.Close()
+		lines := bufio.NewScanner(resp.Body)
+		if !lines.Scan() {
+			t.Fatalf("stream ended before its first line: %v", lines.Err())
+		}
+
+		flaky.down.Store(true)
+		createCounter(t, srv.URL, "/counter/while-lost")
+		// The feed is down until the console has failed to read it (the
+		// long poll in progress, then a retry).
+		for flaky.failed.Load() < 2 {
+			select {
+			case <-ctx.Done():
+				t.Fatal("the console never read the feed while it was down")
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		flaky.down.Store(false)
+		for lines.Scan() {
+			if data, ok := strings.CutPrefix(lines.Text(), "data: "); ok && strings.Contains(data, `"/counter/while-lost"`) {
+				return
+			}
+		}
+		t.Fatalf("no event for /counter/while-lost after the feed came back (%v; %d failed reads)", lines.Err(), flaky.failed.Load())
+	})
 }

@@ -1,19 +1,51 @@
 package console
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
 	"time"
 )
 
-// event is one store change as sent to browsers.
-type event struct {
+// change is one store change as sent to browsers ("change" events).
+type change struct {
 	Seq     string `json:"seq"`
 	ID      string `json:"id"`
 	Rev     string `json:"rev,omitempty"`
 	Deleted bool   `json:"deleted,omitempty"`
+}
+
+// Delivery is one message a member hosted on this server received, as the
+// events page shows it ("delivery" events).
+type Delivery struct {
+	// Layer is the layer it came in on (l1, l2, l31, l32, l4).
+	Layer string `json:"layer"`
+	// Member names the receiving member.
+	Member string `json:"member"`
+	// Message is the message's id.
+	Message string `json:"message"`
+	// Stored is where the message was stored here, if it was.
+	Stored string `json:"stored,omitempty"`
+	// Duplicate: the member had already handled it.
+	Duplicate bool `json:"duplicate,omitempty"`
+	// Errors says what went wrong on this side.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// event is one server-sent event, encoded once for every subscriber.
+type event struct {
+	Name string // the SSE event name
+	ID   string // the SSE id (a feed sequence), if any
+	Data []byte // JSON
+}
+
+// sse is the event in the text/event-stream format.
+func (e event) sse() string {
+	s := "event: " + e.Name + "\n"
+	if e.ID != "" {
+		s += "id: " + e.ID + "\n"
+	}
+	return s + "data: " + string(e.Data) + "\n\n"
 }
 
 // hub fans events out to subscribers, each with a bounded buffer; a
@@ -29,11 +61,12 @@ type hub struct {
 	subs      map[chan event]struct{}
 	closed    bool
 	wanted    chan struct{} // capacity 1: a subscriber is waiting for the follower
+	empty     chan struct{} // capacity 1: the last subscriber left
 	following chan struct{} // closed while the follower has a position
 }
 
 func newHub(size int) *hub {
-	return &hub{size: size, subs: map[chan event]struct{}{}, wanted: make(chan struct{}, 1), following: make(chan struct{})}
+	return &hub{size: size, subs: map[chan event]struct{}{}, wanted: make(chan struct{}, 1), empty: make(chan struct{}, 1), following: make(chan struct{})}
 }
 
 // subscribe returns a channel of events, closed when the subscriber is
@@ -85,8 +118,20 @@ func (h *hub) unsubscribe(ch chan event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.subs[ch]; ok {
-		delete(h.subs, ch)
-		close(ch)
+		h.drop(ch)
+	}
+}
+
+// drop removes a subscriber (h.mu held) and tells the follower when it was
+// the last.
+func (h *hub) drop(ch chan event) {
+	delete(h.subs, ch)
+	close(ch)
+	if len(h.subs) == 0 {
+		select {
+		case h.empty <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -97,8 +142,7 @@ func (h *hub) publish(e event) {
 		select {
 		case ch <- e:
 		default: // too slow: drop it rather than wait
-			delete(h.subs, ch)
-			close(ch)
+			h.drop(ch)
 		}
 	}
 }
@@ -127,14 +171,22 @@ func (c *Console) serveEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.hub.unsubscribe(ch)
-	select {
-	case <-following:
-	case <-r.Context().Done():
-		return
-	case _, open := <-ch: // closed: the console stopped
-		if !open {
-			http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
+	// Deliveries may come before the feed's position is marked: they are
+	// kept for the stream.
+	var pending []event
+wait:
+	for {
+		select {
+		case <-following:
+			break wait
+		case <-r.Context().Done():
 			return
+		case e, open := <-ch:
+			if !open { // the console stopped, or this stream fell behind
+				http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
+				return
+			}
+			pending = append(pending, e)
 		}
 	}
 	rc := http.NewResponseController(w)
@@ -155,6 +207,11 @@ func (c *Console) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if !write("retry: 2000\n: cmbs console events\n\n") {
 		return
 	}
+	for _, e := range pending {
+		if !write(e.sse()) {
+			return
+		}
+	}
 	tick := time.NewTicker(c.opts.Heartbeat)
 	defer tick.Stop()
 	for {
@@ -169,8 +226,7 @@ func (c *Console) serveEvents(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			b, _ := json.Marshal(e)
-			if !write("event: change\nid: " + e.Seq + "\ndata: " + string(b) + "\n\n") {
+			if !write(e.sse()) {
 				return
 			}
 		}

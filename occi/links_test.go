@@ -348,11 +348,15 @@ func TestLinkStoredWithoutTargetKind(t *testing.T) {
 	eachStore(t, func(t *testing.T, open func(t *testing.T) store.Store) {
 		srv := testserver.Start(t, testserver.Options{Store: open(t)})
 		c := newClient(t, srv.URL)
-		c.expect("PUT", "/compute/a", []byte(`{"resources":[{"kind":"`+categories.ComputeKind+`"}]}`), 201)
 		c.expect("PUT", "/network/n", []byte(`{"resources":[{"kind":"`+categories.NetworkKind+`"}]}`), 201)
-		// A link as stored before links recorded their target's kind.
+		// A resource and a link as stored before resources listed their
+		// links and links recorded their target's kind.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		if _, err := srv.Store.Put(ctx, store.Document{ID: "/compute/a", Body: []byte(`{"type":"resource","id":"a",
+			"kind":"` + categories.ComputeKind + `","mixins":[],"attributes":{"occi":{"compute":{"state":"inactive"}}},"actions":[],"links":[]}`)}); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := srv.Store.Put(ctx, store.Document{ID: "/networkinterface/old", Body: []byte(`{"type":"link","id":"old",
 			"kind":"` + categories.NetworkInterfaceKind + `","mixins":[],"attributes":{},"actions":[],"links":[],
 			"source":"/compute/a","target":"/network/n"}`)}); err != nil {

@@ -673,9 +673,10 @@ func (s *Server) viewOf(ctx context.Context, e *model.Entity, links []*model.Ent
 	return v, nil
 }
 
-// linksFrom lists the links whose source is a resource (none for a link).
+// linksFrom lists the links whose source is a resource (none for a link,
+// and no query for a resource whose stored list of links is empty).
 func (s *Server) linksFrom(ctx context.Context, e *model.Entity) ([]*model.Entity, error) {
-	if e.Type != model.TypeResource {
+	if !e.LinksUnknown() {
 		return nil, nil
 	}
 	return s.entities.LinksFrom(ctx, e.Location)
@@ -687,7 +688,7 @@ func (s *Server) linksFrom(ctx context.Context, e *model.Entity) ([]*model.Entit
 func (s *Server) linksBySource(ctx context.Context, batch []*model.Entity) (map[string][]*model.Entity, error) {
 	var srcs []string
 	for _, e := range batch {
-		if e.Type == model.TypeResource {
+		if e.LinksUnknown() {
 			srcs = append(srcs, e.Location)
 		}
 	}

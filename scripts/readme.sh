@@ -5,19 +5,26 @@
 # A comment "# NNN" on a command's line (or the comment line right after it)
 # is the HTTP status its curl must answer; "# NNN once …" allows that status
 # to come a moment later (retried for up to 10 s). A command that starts a
-# server in the foreground (`cmbsd …`, `bash testdata/couchpeer/run.sh`) is
-# run in the background, as a reader would in another terminal, and waited
-# for. Every process a session started is stopped when it ends.
+# server in the foreground (`cmbsd …`, `go run ./cmd/cmbsd …`,
+# `bash testdata/couchpeer/run.sh`) is run in the background, as a reader
+# would in another terminal, and waited for. Every process a session started
+# is stopped when it ends: each background command is its own process group
+# (job control on), and the whole group is killed, so the server that
+# `go run` starts goes with it.
+#
+# A here-document in a block (cat > f <<'END' … END) is written as is.
 #
 # Each session is one shell, as a reader's terminal, in a fresh copy of the
 # repository; sessions are separated by "--", and the cmbsd installed by
 # the first stays installed for the next. With no arguments, the README's
 # walk-throughs: the three servers once beside the walk-through's server,
-# once alone, then CouchDB, then the two CURVE servers:
+# once alone, then CouchDB, then the two CURVE servers, then smartmob, then
+# three servers on one CouchDB behind a round-robin proxy, then the bus:
 #
-#   bash scripts/readme.sh 'Set up' 'Walk-through (pyCMBS README §4)' \
+#   bash scripts/readme.sh 'Set up' 'Installing cmbsd' 'Walk-through (pyCMBS README §4)' \
 #       'Three servers brokering messages' -- 'Three servers brokering messages' \
-#       -- 'On CouchDB' -- 'Two servers over CURVE'
+#       -- 'On CouchDB' -- 'Two servers over CURVE' -- 'Deploy an app (smartmob)' \
+#       -- 'Several servers on one CouchDB' -- 'The bus: Choria RPC and events on ZeroMQ'
 #
 # Where `unshare -rn` works, everything runs in a network namespace of its
 # own, so the README's fixed ports (8090–8094, 5984, the members' sockets)
@@ -29,8 +36,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 readme=$root/README.md
 
 if [ $# -eq 0 ]; then
-  set -- 'Set up' 'Walk-through (pyCMBS README §4)' 'Three servers brokering messages' \
-    -- 'Three servers brokering messages' -- 'On CouchDB' -- 'Two servers over CURVE'
+  set -- 'Set up' 'Installing cmbsd' 'Walk-through (pyCMBS README §4)' 'Three servers brokering messages' \
+    -- 'Three servers brokering messages' -- 'On CouchDB' -- 'Two servers over CURVE' \
+    -- 'Deploy an app (smartmob)' -- 'Several servers on one CouchDB' \
+    -- 'The bus: Choria RPC and events on ZeroMQ'
 fi
 
 # Outside the namespace: what needs the network or the original tree.
@@ -76,6 +85,8 @@ extract() {
     }
     !fence && /^#+ / { heading = $0; sub(/^#+ /, "", heading); next }
     !run { next }
+    # A here-document body is passed through as written, up to its end word.
+    heredoc != "" { print; if ($0 == heredoc) heredoc = ""; next }
     {
       line = $0; code = ""; once = 0
       if (line ~ /^[ \t]*#[ \t]+[1-5][0-9][0-9]([^0-9]|$)/) {
@@ -91,7 +102,7 @@ extract() {
       }
       if (!cont && line !~ /^[ \t]*$/) print "trace " NR " " q($0)
       cont = (line ~ /\\$/)
-      if (line ~ /^[ \t]*(cmbsd|bash testdata\/couchpeer\/run\.sh)([ \t]|$)/ && line !~ /&[ \t]*$/) {
+      if (line ~ /^[ \t]*(cmbsd|go run \.\/cmd\/cmbsd|bash testdata\/couchpeer\/run\.sh)([ \t]|$)/ && line !~ /&[ \t]*$/) {
         port = (line ~ /couchpeer/) ? 5984 : 8090
         if (match(line, /--listen[ =]127\.0\.0\.1:[0-9]+/)) port = substr(line, RSTART + 19, RLENGTH - 19)
         else if (match(line, /run\.sh[ \t]+[0-9]+/)) { port = substr(line, RSTART, RLENGTH); sub(/^run\.sh[ \t]+/, "", port) }
@@ -103,6 +114,9 @@ extract() {
         print line
       }
       if (code != "") print "expect_status " code " " NR
+      if (match(line, /<<[\047"]?[A-Za-z_][A-Za-z_0-9]*[\047"]?/) && substr(line, RSTART + 2, 1) != "<") {
+        heredoc = substr(line, RSTART + 2, RLENGTH - 2); gsub(/[\047"]/, "", heredoc)
+      }
     }
     END { if (blocks == 0) { print "no ```sh block under the headings given" > "/dev/stderr"; exit 1 } }
   ' "$readme"
@@ -112,8 +126,9 @@ extract() {
 prelude() {
   cat <<'EOF'
 set -euo pipefail
+set -m # every background job its own process group, killed whole below
 status_file=$(mktemp) body_file=$(mktemp)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -f "$status_file" "$body_file"' EXIT
+trap 'for j in $(jobs -p); do kill -- "-$j" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -f "$status_file" "$body_file"' EXIT
 trap 'exit 143' TERM INT
 trace() { printf '+ README.md:%s: %s\n' "$1" "$2"; }
 # curl as the reader runs it, but with its status noted and every call

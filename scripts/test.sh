@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (the
 # CouchDB-API test peer from npm, Debian's python3-zmq for the ZeroMQ interop
-# test, Debian's chromium for the console's browser tests), then vets, runs
+# test, Debian's nats-server for the bench's JetStream baseline tests,
+# Debian's chromium for the console's browser tests), then vets, runs
 # every test with the race detector, runs the README's walk-throughs
 # (scripts/readme.sh), and runs each fuzz target briefly.
 set -euo pipefail
@@ -15,6 +16,17 @@ if ! /usr/bin/python3 -c 'import zmq' >/dev/null 2>&1; then
       echo "warning: could not install python3-zmq; the ZeroMQ interop test will say so"
   else
     echo "warning: python3-zmq is missing (apt-get install python3-zmq); the ZeroMQ interop test will say so"
+  fi
+fi
+
+# Debian's nats-server, for cmbsbench's NATS JetStream baseline tests
+# (cmd/cmbsbench; they skip without it).
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null) ||
+      echo "warning: could not install nats-server; the JetStream baseline tests will skip"
+  else
+    echo "warning: nats-server is missing (apt-get install nats-server); the JetStream baseline tests will skip"
   fi
 fi
 

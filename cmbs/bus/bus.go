@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/cmbs/transport/curve"
 	"github.com/cmbs/cmbs/internal/netaddr"
 )
 
@@ -42,8 +43,12 @@ type Options struct {
 	// Dispatcher answers rpc requests (required with RPC).
 	Dispatcher Dispatcher
 	// AllowNonLoopback lets the sockets bind other than loopback addresses
-	// (they do not authenticate peers).
+	// (without Curve they do not authenticate peers).
 	AllowNonLoopback bool
+	// Curve, when set, makes every bus socket a CURVE server with its keys
+	// (NULL peers and clients it does not authorise are refused and
+	// counted); the sockets may then bind any address.
+	Curve *curve.ServerConfig
 	// RequestTimeout bounds one rpc request (default 2 minutes: an
 	// external agent may run for its DDL's timeout).
 	RequestTimeout time.Duration
@@ -65,6 +70,9 @@ type Stats struct {
 	MalformedEvents uint64 `json:"malformed_events"`
 	// Rebroadcast are events-in envelopes published on events-out.
 	Rebroadcast uint64 `json:"rebroadcast"`
+	// CurveRefused are connections the bus sockets refused in the CURVE
+	// handshake (NULL peers, unauthorised keys); absent without CURVE.
+	CurveRefused *uint64 `json:"curve_refused,omitempty"`
 }
 
 // Bus owns the bus sockets; Close closes them all.
@@ -92,7 +100,7 @@ func Start(ctx context.Context, opts Options) (b *Bus, err error) {
 	}
 	b = &Bus{opts: opts, log: opts.Logger.With("component", "bus")}
 	for name, ep := range map[string]string{"rpc": opts.RPC, "events-out": opts.EventsOut, "events-in": opts.EventsIn} {
-		if err := CheckEndpoint(ep, opts.AllowNonLoopback); err != nil {
+		if err := CheckEndpoint(ep, opts.AllowNonLoopback || opts.Curve != nil); err != nil {
 			return nil, fmt.Errorf("bus %s: %w", name, err)
 		}
 	}
@@ -106,6 +114,9 @@ func Start(ctx context.Context, opts Options) (b *Bus, err error) {
 		}
 	}()
 	topts := []transport.Option{transport.WithLogger(opts.Logger)}
+	if opts.Curve != nil {
+		topts = append(topts, transport.WithCurveServer(opts.Curve))
+	}
 	if opts.EventsOut != "" {
 		if b.pub, err = transport.ListenPub(ctx, opts.EventsOut, topts...); err != nil {
 			return nil, fmt.Errorf("bus events-out: %w", err)
@@ -117,16 +128,17 @@ func Start(ctx context.Context, opts Options) (b *Bus, err error) {
 		}
 	}
 	if opts.RPC != "" {
-		if b.rpc, err = transport.Listen(ctx, opts.RPC, b.handle, append(topts, transport.WithHandlerTimeout(opts.RequestTimeout), transport.WithMaxConcurrent(opts.MaxConcurrent))...); err != nil {
+		if b.rpc, err = transport.Listen(ctx, opts.RPC, b.handle, append(topts, transport.WithHandlerTimeout(opts.RequestTimeout), transport.WithMaxConcurrent(opts.MaxConcurrent), transport.WithErrorReply(rpcErrorReply))...); err != nil {
 			return nil, fmt.Errorf("bus rpc: %w", err)
 		}
 	}
-	b.log.Info("bus started", "rpc", b.RPCAddr(), "events_out", b.EventsOutAddr(), "events_in", b.EventsInAddr())
+	b.log.Info("bus started", "rpc", b.RPCAddr(), "events_out", b.EventsOutAddr(), "events_in", b.EventsInAddr(), "curve", opts.Curve != nil)
 	return b, nil
 }
 
 // CheckEndpoint reports whether endpoint (empty: none) is a tcp endpoint
-// the bus may bind: a loopback host unless allowNonLoopback.
+// the bus may bind: a loopback host unless allowNonLoopback (--insecure, or
+// CURVE).
 func CheckEndpoint(endpoint string, allowNonLoopback bool) error {
 	if endpoint == "" {
 		return nil
@@ -140,7 +152,7 @@ func CheckEndpoint(endpoint string, allowNonLoopback bool) error {
 		return fmt.Errorf("endpoint %q: %v", endpoint, err)
 	}
 	if !allowNonLoopback && !netaddr.LoopbackHost(host) {
-		return fmt.Errorf("endpoint %q is not a loopback address; bus sockets do not authenticate peers, so this needs --insecure", endpoint)
+		return fmt.Errorf("endpoint %q is not a loopback address; without --curve-key bus sockets do not authenticate peers, so this needs --insecure", endpoint)
 	}
 	return nil
 }
@@ -195,6 +207,10 @@ func (b *Bus) PublishJSON(id string, v any) error {
 // Stats returns the bus's counters.
 func (b *Bus) Stats() Stats {
 	s := Stats{InvalidRequests: b.invalid.Load(), MalformedEvents: b.malformedEvents.Load(), Rebroadcast: b.rebroadcast.Load()}
+	if b.opts.Curve != nil {
+		n := b.opts.Curve.Refused()
+		s.CurveRefused = &n
+	}
 	if b.rpc != nil {
 		st := b.rpc.Stats()
 		s.RPC = &st
@@ -239,6 +255,25 @@ func (b *Bus) handle(ctx context.Context, req transport.Envelope) (transport.Env
 		return req.Reply(JSONMimeType, body), nil
 	}
 	return req.Reply(JSONMimeType, b.opts.Dispatcher.Handle(ctx, req.Body)), nil
+}
+
+// rpcErrorReply answers what the handler does not (DP-13) with an
+// rpc_reply, so that an rpc client reads every answer the same way: a
+// malformed envelope is 4 with statusmsg "malformed envelope: …" (dploy's
+// REP-style error reply), no free handler slot or a request past its
+// deadline 1 (Aborted), a failed handler 5 (Unknown error).
+func rpcErrorReply(_ string, e *transport.RemoteError) (string, []byte) {
+	code, msg := 5, "Unknown error: "+e.Message
+	switch e.Code {
+	case transport.CodeMalformed:
+		code, msg = 4, e.Message // already "malformed envelope: …"
+	case transport.CodeOverloaded:
+		code, msg = 1, "Aborted: server overloaded: "+e.Message
+	case transport.CodeTimeout:
+		code, msg = 1, "Aborted: "+e.Message
+	}
+	body, _ := json.Marshal(map[string]any{"statuscode": code, "statusmsg": msg, "data": map[string]any{}})
+	return JSONMimeType, body
 }
 
 // eventIn republishes an events-in message unchanged, if it is an envelope.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -136,40 +137,114 @@ func decodeReply(t *testing.T, env transport.Envelope) choria.Reply {
 	return r
 }
 
-// rpcutil#ping over the rpc socket keeps the id; DP-13: a text/plain
-// request, a non-JSON body and a malformed envelope are answered and the
-// next valid request is still served.
-func TestRPCPingAndResilience(t *testing.T) {
+// rpcutil#ping over the rpc socket keeps the id.
+func TestRPCPing(t *testing.T) {
 	b := startBus(t)
 	d := peer(t, b.RPCAddr(), zmq4.Dealer)
-	ping := rpcRequest("rpcutil", "ping", map[string]any{})
-
-	env := roundTrip(t, d, nil, []byte("corr-1"), []byte("application/json"), ping)
+	env := roundTrip(t, d, nil, []byte("corr-1"), []byte("application/json"), rpcRequest("rpcutil", "ping", map[string]any{}))
 	if r := decodeReply(t, env); env.ID != "corr-1" || r.StatusCode != 0 || r.Data["pong"] == nil {
 		t.Fatalf("ping: %s %s", env.ID, env.Body)
 	}
-	env = roundTrip(t, d, nil, []byte("t1"), []byte("text/plain"), []byte("hello"))
-	if r := decodeReply(t, env); env.ID != "t1" || r.StatusCode != 4 {
-		t.Fatalf("text/plain: %s", env.Body)
-	}
-	env = roundTrip(t, d, nil, []byte("t2"), []byte("application/json"), []byte("hello"))
-	if r := decodeReply(t, env); r.StatusCode != 4 {
-		t.Fatalf("not JSON: %s", env.Body)
-	}
-	// A 2-frame message is not an envelope: answered by the transport's
-	// error envelope and counted.
-	if err := d.SendMsg(zmq4.NewMsgFrom(nil, []byte("x"))); err != nil {
+}
+
+// DP-13 on the rpc socket, exact reply frames (a DEALER reads the empty
+// delimiter first): what is not an envelope at all (too few frames, no
+// delimiter, an empty id) is answered [id or "", "application/json",
+// {"statuscode":4,"statusmsg":"malformed envelope: …","data":{}}]; a
+// well-formed envelope that is not JSON, not JSON's mimetype, or of an
+// unknown protocol is answered with its id and a statuscode 4 "Invalid
+// Data: …" rpc_reply; the next valid request is still served every time.
+func TestRPCMalformedDP13(t *testing.T) {
+	b := startBus(t)
+	d := peer(t, b.RPCAddr(), zmq4.Dealer)
+	ping := rpcRequest("rpcutil", "ping", map[string]any{})
+	schemas, err := choria.NewSchemas()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := d.RecvMsg(); err != nil || string(m.Frames[len(m.Frames)-2]) != transport.ErrorMimeType {
-		t.Fatalf("malformed: %q %v", m.Frames, err)
+	for i, c := range []struct {
+		name   string
+		send   [][]byte
+		id     string
+		prefix string // statusmsg, or its prefix when it ends with "…"
+	}{
+		{"one frame after the delimiter", [][]byte{nil, []byte("x")}, "", "malformed envelope: …"},
+		{"two frames after the delimiter", [][]byte{nil, []byte("x"), []byte("y")}, "", "malformed envelope: …"},
+		{"no delimiter", [][]byte{[]byte("corr-9"), []byte("application/json"), ping}, "corr-9", "malformed envelope: …"},
+		{"empty id", [][]byte{nil, nil, []byte("application/json"), ping}, "", "malformed envelope: …"},
+		{"text/plain", [][]byte{nil, []byte("t1"), []byte("text/plain"), []byte("hello")}, "t1",
+			`Invalid Data: mimetype "text/plain": the rpc socket takes application/json`},
+		{"not JSON", [][]byte{nil, []byte("t2"), []byte("application/json"), []byte("hello")}, "t2",
+			"Invalid Data: not a JSON object: invalid character 'h' looking for beginning of value"},
+		{"unknown protocol", [][]byte{nil, []byte("t3"), []byte("application/json"), []byte(`{"protocol":"io.choria.nope"}`)}, "t3",
+			`Invalid Data: unsupported message protocol "io.choria.nope"`},
+	} {
+		if err := d.SendMsg(zmq4.NewMsgFrom(c.send...)); err != nil {
+			t.Fatal(err)
+		}
+		m, err := d.RecvMsg()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := m.Frames
+		if len(f) != 4 || len(f[0]) != 0 || string(f[1]) != c.id || string(f[2]) != "application/json" {
+			t.Fatalf("%s: reply frames %q", c.name, f)
+		}
+		if err := schemas.Validate(choria.ProtocolRPCReply, f[3]); err != nil {
+			t.Fatalf("%s: %s: %v", c.name, f[3], err)
+		}
+		var r map[string]any
+		if err := json.Unmarshal(f[3], &r); err != nil || len(r) != 3 || r["statuscode"] != 4.0 || !reflect.DeepEqual(r["data"], map[string]any{}) {
+			t.Fatalf("%s: body %s", c.name, f[3])
+		}
+		msg, _ := r["statusmsg"].(string)
+		if p, open := strings.CutSuffix(c.prefix, "…"); (open && !strings.HasPrefix(msg, p)) || (!open && msg != c.prefix) {
+			t.Fatalf("%s: statusmsg %q, want %q", c.name, msg, c.prefix)
+		}
+		id := fmt.Sprintf("ok-%d", i)
+		env := roundTrip(t, d, nil, []byte(id), []byte("application/json"), ping)
+		if r := decodeReply(t, env); env.ID != id || r.StatusCode != 0 {
+			t.Fatalf("after %s: %s %s", c.name, env.ID, env.Body)
+		}
 	}
-	env = roundTrip(t, d, nil, []byte("corr-2"), []byte("application/json"), ping)
-	if r := decodeReply(t, env); env.ID != "corr-2" || r.StatusCode != 0 {
-		t.Fatalf("after errors: %s", env.Body)
-	}
-	if s := b.Stats(); s.InvalidRequests != 1 || s.RPC.Malformed != 1 {
+	if s := b.Stats(); s.InvalidRequests != 1 || s.RPC.Malformed != 4 {
 		t.Fatalf("stats %+v %+v", s, s.RPC)
+	}
+}
+
+// DP-13 with libzmq's REQ (a REP-style exchange): a 2-frame message gets
+// exactly ["", "application/json", statuscode 4] (REQ strips the
+// delimiter), and the same socket's next valid request is served.
+func TestRPCMalformedFromPyzmq(t *testing.T) {
+	py := pyzmqtest.Python(t)
+	b := startBus(t)
+	script := filepath.Join(t.TempDir(), "dp13.py")
+	if err := os.WriteFile(script, []byte(`import json, sys, zmq
+s = zmq.Context().socket(zmq.REQ); s.setsockopt(zmq.LINGER, 0); s.setsockopt(zmq.RCVTIMEO, 20000)
+s.connect(sys.argv[1])
+s.send_multipart([b"x", b"y"])
+print(json.dumps([f.decode() for f in s.recv_multipart()]))
+s.send_multipart([b"py-2", b"application/json", sys.argv[2].encode()])
+print(json.dumps([f.decode() for f in s.recv_multipart()]))
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(testCtx(t), py, script, b.RPCAddr(), string(rpcRequest("rpcutil", "ping", map[string]any{}))).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pyzmq: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var bad, good []string
+	if len(lines) != 2 || json.Unmarshal([]byte(lines[0]), &bad) != nil || json.Unmarshal([]byte(lines[1]), &good) != nil {
+		t.Fatalf("pyzmq output %s", out)
+	}
+	var r map[string]any
+	if len(bad) != 3 || bad[0] != "" || bad[1] != "application/json" || json.Unmarshal([]byte(bad[2]), &r) != nil || r["statuscode"] != 4.0 ||
+		!strings.HasPrefix(r["statusmsg"].(string), "malformed envelope: ") || !reflect.DeepEqual(r["data"], map[string]any{}) {
+		t.Fatalf("malformed reply %q", bad)
+	}
+	if len(good) != 3 || good[0] != "py-2" || good[1] != "application/json" || !strings.Contains(good[2], `"statuscode":0`) {
+		t.Fatalf("next reply %q", good)
 	}
 }
 

@@ -22,7 +22,8 @@ var ErrNoServerKey = errors.New("transport: no CURVE server key known for the en
 // offered another security mechanism (NULL, PLAIN).
 var ErrNotCurve = errors.New("transport: peer does not speak CURVE")
 
-// WithCurveServer makes a Server speak ZMTP-CURVE as the CURVE server with
+// WithCurveServer makes a Server (and a ListenPub or ListenPull socket)
+// speak ZMTP-CURVE as the CURVE server with
 // cfg's keys: peers offering NULL or PLAIN are refused, and so are clients
 // cfg.Authorize turns down; cfg counts both (ServerConfig.Refused).
 func WithCurveServer(cfg *curve.ServerConfig) Option {
@@ -102,15 +103,20 @@ func curveGreeting(asServer bool) []byte {
 // in the handshake this one is not retried.
 var ErrCurveClosed = errors.New("transport: the CURVE server closed the connection during the handshake (is the server key configured for the endpoint its key?)")
 
-// compatible is ZMTP's socket-type rule for the two types this package
+// compatible is ZMTP's socket-type rule for the types this package
 // uses: a ROUTER takes DEALER, REQ and ROUTER peers; a DEALER takes
-// ROUTER, REP and DEALER.
+// ROUTER, REP and DEALER; the bus's PUB takes SUB and XSUB, its PULL
+// takes PUSH.
 func compatible(own zmq4.SocketType, peer string) bool {
 	switch own {
 	case zmq4.Router:
 		return peer == "DEALER" || peer == "REQ" || peer == "ROUTER"
 	case zmq4.Dealer:
 		return peer == "ROUTER" || peer == "REP" || peer == "DEALER"
+	case zmq4.Pub:
+		return peer == "SUB" || peer == "XSUB"
+	case zmq4.Pull:
+		return peer == "PUSH"
 	}
 	return false
 }

@@ -26,6 +26,7 @@ type options struct {
 	maxConns            int
 	connQuota           *ConnQuota // nil: none
 	peerIdle            time.Duration
+	errorReply          ErrorReplyFunc // nil: error envelopes (errorreply.go)
 
 	// Client.
 	requestTimeout time.Duration

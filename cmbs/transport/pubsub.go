@@ -162,7 +162,7 @@ func (p *Publisher) serveSubscriber(ctx context.Context, z *zconn) {
 			case <-done:
 				return
 			case frames := <-s.queue:
-				if err := z.send(frames); err != nil {
+				if err := s.sendQueued(frames); err != nil {
 					z.close()
 					return
 				}
@@ -181,6 +181,28 @@ func (p *Publisher) serveSubscriber(ctx context.Context, z *zconn) {
 	p.mu.Unlock()
 	close(done)
 	wg.Wait()
+}
+
+// maxBatch bounds the bytes one write to a subscriber combines.
+const maxBatch = 64 << 10
+
+// sendQueued writes frames and whatever else is queued for the subscriber
+// by then (up to maxBatch bytes) in one write: a burst costs one system
+// call per batch rather than per message, which is what lets one
+// subscriber keep up with a PULL socket's rebroadcast.
+func (s *subscriber) sendQueued(frames [][]byte) error {
+	return s.z.write(func(buf []byte) []byte {
+		buf = s.z.appendMsg(buf, frames)
+		for len(buf) < maxBatch {
+			select {
+			case more := <-s.queue:
+				buf = s.z.appendMsg(buf, more)
+			default:
+				return buf
+			}
+		}
+		return buf
+	})
 }
 
 // PullStats counts what a Puller has received since ListenPull.
@@ -310,7 +332,7 @@ func (a *acceptor) conn(gc *guardedConn) {
 	}()
 	// A subscriber sends nothing after subscribing, so only a PULL
 	// socket's peers are closed for idleness.
-	z, err := handshake(a.ctx, gc, a.typ, a.opts.handshakeTimeout, replySendTimeout, a.opts.readLimits(a.typ != zmq4.Pub), nil)
+	z, err := handshake(a.ctx, gc, a.typ, a.opts.handshakeTimeout, replySendTimeout, a.opts.readLimits(a.typ != zmq4.Pub), a.opts.curve.forServer(a.opts.maxMessageSize))
 	if err != nil {
 		a.log.Debug("ZMTP handshake failed", "remote", gc.RemoteAddr().String(), "err", err)
 		return
@@ -337,4 +359,16 @@ func (a *acceptor) close() error {
 		a.wg.Wait()
 	})
 	return a.closeErr
+}
+
+// appendMsg appends one message's frames to buf, as send writes them.
+func (z *zconn) appendMsg(buf []byte, frames [][]byte) []byte {
+	for i, f := range frames {
+		var flags byte
+		if i < len(frames)-1 {
+			flags = zmtpFlagMore
+		}
+		buf = z.frame(buf, flags, f)
+	}
+	return buf
 }

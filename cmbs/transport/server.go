@@ -328,7 +328,7 @@ func (s *Server) dispatch(z *zconn, frames [][]byte) {
 	if err != nil {
 		s.malformed.Add(1)
 		s.log.Debug("malformed message", "frames", len(frames)-1, "err", err)
-		s.send(z, errorEnvelope(frames[:1], guessID(frames), CodeMalformed, err.Error()))
+		s.send(z, s.errorReply(frames[:1], guessID(frames), CodeMalformed, err.Error()))
 		return
 	}
 	s.requests.Add(1)
@@ -337,7 +337,7 @@ func (s *Server) dispatch(z *zconn, frames [][]byte) {
 	default:
 		// Never wait here: the read loop would stop reading the connection.
 		s.overloaded.Add(1)
-		s.send(z, errorEnvelope(req.Routing, req.ID, CodeOverloaded,
+		s.send(z, s.errorReply(req.Routing, req.ID, CodeOverloaded,
 			fmt.Sprintf("all %d handler slots are busy", s.opts.maxConcurrent)))
 		return
 	}
@@ -428,7 +428,7 @@ func (s *Server) serve(z *zconn, req Envelope) {
 			re = &RemoteError{Code: CodeHandler, Message: err.Error()}
 		}
 		s.log.Debug("handler failed", "id", req.ID, "code", re.Code, "err", err)
-		reply = errorEnvelope(req.Routing, req.ID, re.Code, re.Message)
+		reply = s.errorReply(req.Routing, req.ID, re.Code, re.Message)
 	}
 	defer z.active.Add(-1)
 	if s.ctx.Err() != nil {
@@ -461,7 +461,8 @@ func (s *Server) send(z *zconn, env Envelope) {
 }
 
 // guessID picks the id of an error reply to a malformed message: the frame
-// where the id would be, if it could be one.
+// where the id would be, if it could be one, else "" (errorReply's default
+// envelope then says malformedID).
 func guessID(frames [][]byte) string {
 	if len(frames) >= 4 {
 		id := frames[len(frames)-3]
@@ -469,5 +470,5 @@ func guessID(frames [][]byte) string {
 			return string(id)
 		}
 	}
-	return malformedID
+	return ""
 }

@@ -62,25 +62,37 @@ func benchBus(ctx context.Context, cfg config, log *slog.Logger, out func(string
 	results["rpc_zmq_rtt_ms_spread"] = rawRuns.spread()
 	results["rpc_rtt_vs_zmq"] = ratio
 
+	// The same 3-frame envelope on both sides (zmq4 writes a system call
+	// per frame, so fewer frames would favour the baseline), the best of
+	// eventRounds alternating rounds each: the machine is shared, and a
+	// round's rate swings with what else runs.
 	n := cfg.fanoutMsgs * 10
 	body := make([]byte, 256)
-	evRuns, evRawRuns := rateRuns(), rateRuns()
-	for r := 0; r < cfg.runs; r++ {
-		busRes, err := busRebroadcast(ctx, b, n, body)
+	var busRes, rawRes fanoutResult
+	var rounds []float64
+	for range eventRounds {
+		br, err := busRebroadcast(ctx, b, n, body)
 		if err != nil {
 			return fmt.Errorf("events rebroadcast: %w", err)
 		}
-		rawRes, err := rawPubSub(ctx, 1, n, body)
+		rr, err := rawEnvelopePubSub(ctx, n, body)
 		if err != nil {
 			return fmt.Errorf("zmq4 PUB/SUB: %w", err)
 		}
-		evRuns.add(busRes.rate())
-		evRawRuns.add(rawRes.rate())
+		rounds = append(rounds, br.rate()/rr.rate())
+		if len(rounds) == 1 || br.rate() > busRes.rate() {
+			busRes = br
+		}
+		if len(rounds) == 1 || rr.rate() > rawRes.rate() {
+			rawRes = rr
+		}
 	}
-	eratio := evRuns.best() / evRawRuns.best()
-	out("   events-in → events-out: best %.0f msg/s (%s); zmq4 PUB/SUB: best %.0f msg/s (%s); ratio %.2f (goal ≥ 0.5)", evRuns.best(), evRuns, evRawRuns.best(), evRawRuns, eratio)
-	evRuns.record(results, "events_rebroadcast_per_s")
-	evRawRuns.record(results, "events_zmq_per_s")
+	eratio := busRes.rate() / rawRes.rate()
+	out("   events-in → events-out: %.0f msg/s (%d of %d, best of %d); zmq4 PUB/SUB, same envelope: %.0f msg/s; ratio %.2f (goal ≥ 0.5; per round %s)",
+		busRes.rate(), busRes.delivered, n, eventRounds, rawRes.rate(), eratio, fmtRatios(rounds))
+	results["events_rebroadcast_per_s"] = busRes.rate()
+	results["events_zmq_per_s"] = rawRes.rate()
+	results["events_vs_zmq_rounds"] = rounds
 	results["events_vs_zmq"] = eratio
 	return nil
 }
@@ -174,6 +186,8 @@ func busRebroadcast(ctx context.Context, b *bus.Bus, n int, body []byte) (fanout
 		time.Sleep(5 * time.Millisecond)
 	}
 	time.Sleep(20 * time.Millisecond)
+	dropped := func() int64 { return int64(b.Stats().EventsOut.Dropped) }
+	dropped0 := dropped()
 	measuring.Store(true)
 	start := time.Now()
 	for i := 0; i < n; i++ {
@@ -181,5 +195,91 @@ func busRebroadcast(ctx context.Context, b *bus.Bus, n int, body []byte) (fanout
 			return fanoutResult{}, err
 		}
 	}
-	return awaitDeliveries(ctx, "bus events", &got, &lastAt, int64(n), start)
+	// Like libzmq's PUB, events-out drops what a subscriber 1000 messages
+	// behind cannot take: those are not waited for.
+	for deadline := time.Now().Add(30 * time.Second); got.Load()+dropped()-dropped0 < int64(n) && time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(time.Millisecond)
+	}
+	return awaitDeliveries(ctx, "bus events", &got, &lastAt, got.Load(), start)
+}
+
+// eventRounds is how many times the events phase measures each side.
+const eventRounds = 3
+
+func fmtRatios(rs []float64) string {
+	out := ""
+	for i, r := range rs {
+		if i > 0 {
+			out += " "
+		}
+		out += strconv.FormatFloat(r, 'f', 2, 64)
+	}
+	return out
+}
+
+// rawEnvelopePubSub publishes n envelopes [bench, application/octet-stream,
+// body] from a zmq4 PUB to one zmq4 SUB and counts what it receives: the
+// baseline of busRebroadcast with the same frames on the wire.
+func rawEnvelopePubSub(ctx context.Context, n int, body []byte) (fanoutResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	endpoint, err := freeSocket()
+	if err != nil {
+		return fanoutResult{}, err
+	}
+	pub := zmq4.NewPub(ctx)
+	defer pub.Close()
+	if err := pub.Listen(endpoint); err != nil {
+		return fanoutResult{}, err
+	}
+	sub := zmq4.NewSub(ctx, zmq4.WithDialerMaxRetries(20))
+	defer sub.Close()
+	if err := sub.Dial(endpoint); err != nil {
+		return fanoutResult{}, err
+	}
+	if err := sub.SetOption(zmq4.OptionSubscribe, ""); err != nil {
+		return fanoutResult{}, err
+	}
+	var measuring, warm atomic.Bool
+	var got, lastAt atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			msg, err := sub.Recv()
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				continue
+			}
+			if len(msg.Frames) > 0 && string(msg.Frames[0]) == "warmup" {
+				warm.Store(true)
+				continue
+			}
+			if measuring.Load() {
+				got.Add(1)
+				lastAt.Store(time.Now().UnixNano())
+			}
+		}
+	}()
+	defer func() { cancel(); sub.Close(); <-done }()
+	for !warm.Load() {
+		if ctx.Err() != nil {
+			return fanoutResult{}, errors.New("the zmq4 SUB never received the warm-up")
+		}
+		if err := pub.Send(zmq4.NewMsgFrom([]byte("warmup"), []byte("text/plain"), []byte("w"))); err != nil {
+			return fanoutResult{}, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	measuring.Store(true)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if err := pub.Send(zmq4.NewMsgFrom([]byte("bench"), []byte("application/octet-stream"), body)); err != nil {
+			return fanoutResult{}, err
+		}
+	}
+	return awaitDeliveries(ctx, "zmq4 PUB/SUB", &got, &lastAt, int64(n), start)
 }

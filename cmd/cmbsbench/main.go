@@ -13,9 +13,13 @@
 //   - the CMBS broker between cmbsd nodes on 127.0.0.1, each with its own
 //     embedded store: send_l1 round trip against a raw zmq4 REQ/REP round
 //     trip (goal ≤ 1.5×); L2 and L3.2 fan-out from one member to 10,
-//     deliveries/s against raw zmq4 PUB → 10 SUB and against Debian's
-//     nats-server (goal ≥ 0.5×; skipped with a message when nats-server is
-//     not installed); check_neighbors over a chain of 50 members (goal < 1s);
+//     deliveries/s: L2 against raw zmq4 PUB → 10 SUB (goal ≥ 0.5×), L3.2
+//     against Debian's nats-server -js, JetStream with file storage, one
+//     durable consumer per subscriber and explicit acks, best of
+//     -jetstream-runs runs (l32_fanout_vs_jetstream, goal ≥ 0.5×; core
+//     NATS for information; skipped with a message and null keys when
+//     nats-server is not installed); check_neighbors over a chain of 50
+//     members (goal < 1s);
 //     L2 fan-out with CURVE on every socket against the same without it
 //     (goal ≥ 0.7×, best of -runs alternating rounds each); L2 fan-out of
 //     storable messages, each stored by its receiver before it is
@@ -32,6 +36,10 @@
 //     (cache_propagation_ms, the p99; goal ≤ 1000 ms), and entity creates
 //     on a database two servers follow against one nobody follows
 //     (feed_create_overhead).
+//   - a smartmob process printing 100k lines to 10 WebSocket console
+//     clients, lines/s per client against the same child writing to
+//     /dev/null (console_fanout_vs_devnull, reported), and the restart
+//     action's overhead over os/exec start+stop (restart_overhead_ms).
 //
 // The last line printed is one JSON object with every measured number.
 // -quick finishes in under a minute with smaller sizes (it says which).
@@ -72,6 +80,8 @@ type config struct {
 	// runs is how many times each raw baseline and each broker
 	// measurement a goal compares is taken (best used, spread printed).
 	runs int
+
+	jetstreamRuns int
 }
 
 func main() {
@@ -96,6 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.storableMsgs, "storable-msgs", 0, "messages per run of the storable fan-out, each to 10 members (default 500, quick 100)")
 	fs.IntVar(&cfg.fanoutWindow, "fanout-window", 8, "concurrent send actions of the one sending member in the fan-out phase")
 	fs.IntVar(&cfg.runs, "runs", 5, "times each raw baseline and each broker measurement compared with one is taken, alternating; the best is used and min/median/max printed")
+	fs.IntVar(&cfg.jetstreamRuns, "jetstream-runs", jetstreamRuns, "NATS JetStream fan-out baseline runs; the best is the baseline, the spread is printed")
 	only := fs.String("phases", "", "run only the phases whose names contain one of these comma-separated words (e.g. L1,fan-out)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
@@ -103,6 +114,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.runs < 1 {
 		fmt.Fprintln(stderr, "-runs must be at least 1")
+		return 2
+	}
+	if cfg.jetstreamRuns < 1 {
+		fmt.Fprintln(stderr, "-jetstream-runs must be at least 1")
 		return 2
 	}
 	if cfg.docs == 0 {
@@ -148,6 +163,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"process execute vs os/exec", benchProcess},
 		{"bus rpc and events vs zmq4", benchBus},
 		{"cache propagation between two servers on one CouchDB", benchPropagation},
+		{"smartmob console fan-out and restart", benchSmartmob},
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
@@ -121,13 +120,4 @@ func benchStorable(ctx context.Context, cfg config, log *slog.Logger, out func(s
 	rates.record(results, "l2_storable_per_s")
 	cpus.record(results, "l2_storable_cpu_us_per_delivery")
 	return nil
-}
-
-// processCPU is the user and system CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

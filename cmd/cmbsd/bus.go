@@ -9,6 +9,7 @@ import (
 	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/cmbs/bus"
 	"github.com/cmbs/cmbs/cmbs/choria"
+	"github.com/cmbs/cmbs/cmbs/transport/curve"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
 	"github.com/cmbs/cmbs/providers/choriaagent"
@@ -40,13 +41,15 @@ func (e *busEvents) delivered(m cmbs.ReceivedMessage) {
 //
 // The agents are also entities at /choria/agent/ (their rpc action and the
 // rpc socket share the dispatcher); those are installed with --rpc only.
-func startBus(ctx context.Context, cfg busConfig, insecure bool, srv *occi.Server, reg *providers.Registry, broker *cmbs.Broker, events *busEvents, logger *slog.Logger) (*bus.Bus, *choria.Dispatcher, error) {
+func startBus(ctx context.Context, cfg busConfig, insecure bool, curveOpts *cmbs.CurveOptions, srv *occi.Server, reg *providers.Registry, broker *cmbs.Broker, procs choriaagent.Processes, events *busEvents, logger *slog.Logger) (*bus.Bus, *choria.Dispatcher, error) {
 	if !cfg.enabled() {
 		return nil, nil, nil
 	}
 	agents := choria.NewRegistry()
-	if err := agents.Add(ctx, choria.Ping{}); err != nil {
-		return nil, nil, err
+	for _, a := range []choria.Agent{choria.Ping{}, choriaagent.ProcessAgent{Processes: procs}} {
+		if err := agents.Add(ctx, a); err != nil {
+			return nil, nil, err
+		}
 	}
 	if cfg.AgentsDir != "" {
 		external, err := choria.LoadExternal(cfg.AgentsDir, choria.ExternalOptions{Facts: broker.LocalFacts, Logger: logger.With("component", "choria.external")})
@@ -71,10 +74,29 @@ func startBus(ctx context.Context, cfg busConfig, insecure bool, srv *occi.Serve
 			return nil, nil, fmt.Errorf("agent entities: %w", err)
 		}
 	}
-	b, err := bus.Start(ctx, bus.Options{RPC: cfg.RPC, EventsOut: cfg.EventsOut, EventsIn: cfg.EventsIn, Dispatcher: dispatcher, AllowNonLoopback: insecure, Logger: logger})
+	b, err := bus.Start(ctx, bus.Options{RPC: cfg.RPC, EventsOut: cfg.EventsOut, EventsIn: cfg.EventsIn, Dispatcher: dispatcher, AllowNonLoopback: insecure,
+		Curve: busCurve(curveOpts), Logger: logger})
 	if err != nil {
 		return nil, nil, err
 	}
 	events.bus.Store(b)
 	return b, dispatcher, nil
+}
+
+// busCurve is the CURVE server configuration of the bus sockets (nil
+// without --curve-key): this server's keys, and --curve-clients' keys
+// authorised as on the layer sockets (none listed: any CURVE client).
+func busCurve(o *cmbs.CurveOptions) *curve.ServerConfig {
+	if o == nil {
+		return nil
+	}
+	cfg := &curve.ServerConfig{Keys: o.Keys}
+	if len(o.Clients) > 0 {
+		allowed := make(map[curve.Key]bool, len(o.Clients))
+		for _, c := range o.Clients {
+			allowed[c] = true
+		}
+		cfg.Authorize = func(c curve.Key) bool { return allowed[c] }
+	}
+	return cfg
 }

@@ -172,7 +172,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.db, "db", defaultDB, "CouchDB database `name`")
 	fs.StringVar(&raw.publicURL, "public-url", "", "base `URL` for absolute locations (default: from each request's Host)")
 	fs.StringVar(&raw.users, "users", "", "basic-auth users `file` (user:password or user:bcrypt-hash per line); when set, every request needs valid credentials")
-	fs.BoolVar(&raw.insecure, "insecure", false, "allow a non-loopback --listen address without --users, and CMBS layer sockets on non-loopback addresses (without --curve-key they do not authenticate peers)")
+	fs.BoolVar(&raw.insecure, "insecure", false, "allow a non-loopback --listen address without --users, and CMBS layer and bus sockets on non-loopback addresses (without --curve-key they do not authenticate peers)")
 	fs.StringVar(&raw.logLevel, "log-level", "info", "minimum log `level`: debug, info, warn or error")
 	fs.StringVar(&raw.logFormat, "log-format", "text", "log line `format`: text (key=value) or json (one object per line)")
 	fs.Int64Var(&raw.maxBody, "max-body", defaultMaxBody, "request body limit in `bytes`")
@@ -180,7 +180,7 @@ func parseConfig(args []string, getenv func(string) string, help io.Writer) (con
 	fs.StringVar(&raw.layersRecord, "layers-record", cmbs.DefaultLayersID, "`id` of the store document recording which member layers run, so that a restart binds them again (servers sharing a CouchDB database each need their own; \"none\" disables)")
 	fs.StringVar(&raw.layersFile, "layers-file", "", "layers.json `file` of an earlier cmbsd, imported into the store when it holds no record yet (default: layers.json beside the sqlite database; none with CouchDB; \"none\" for none)")
 	fs.Int64Var(&raw.maxOutput, "max-output", defaultMaxOutput, "cap in `bytes` of a process execution's output and of its stderr; beyond it they are truncated (truncated:true)")
-	fs.StringVar(&raw.runDir, "run-dir", "", "`directory` in which each process execution gets its private run directory (default: the system's temporary directory; a tmpfs such as /dev/shm makes short runs faster)")
+	fs.StringVar(&raw.runDir, "run-dir", "", "`directory` in which each process execution gets its private run directory, and each smartmob process its own (smartmob/<id>) (default: the system's temporary directory; a tmpfs such as /dev/shm makes short runs faster)")
 	fs.DurationVar(&raw.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long SIGINT/SIGTERM waits for in-flight requests")
 	fs.DurationVar(&raw.storeTimeout, "store-timeout", defaultStoreTimeout, "how long one store call may take before the request fails with 503 (a frozen CouchDB, a stalled disk)")
 	fs.DurationVar(&raw.peerTimeout, "peer-timeout", defaultPeerTimeout, "how long a call to another CMBS member (a send, a discovery probe, an L4 forward) waits for its answer")
@@ -392,7 +392,7 @@ func (raw rawConfig) validate() (config, error) {
 	if raw.storeTimeout <= 0 {
 		return config{}, badConfig("store-timeout", "%v: must be positive", raw.storeTimeout)
 	}
-	if cfg.Bus, err = raw.bus.validate(cfg.Insecure); err != nil {
+	if cfg.Bus, err = raw.bus.validate(cfg.Insecure || cfg.Curve != nil); err != nil {
 		return config{}, err
 	}
 	return cfg, nil

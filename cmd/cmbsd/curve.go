@@ -33,8 +33,8 @@ func (f curveFlags) keygen() error {
 }
 
 func (f *curveFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.key, "curve-key", "", "`file` with this server's CURVE secret key (Z85; created 0600 if missing, public key in FILE.pub): every CMBS socket then speaks ZMTP-CURVE, refuses NULL peers, and may bind beyond loopback")
-	fs.StringVar(&f.clients, "curve-clients", "", "`file` of authorised CURVE client public keys, one Z85 key a line (default: any CURVE client, encryption only)")
+	fs.StringVar(&f.key, "curve-key", "", "`file` with this server's CURVE secret key (Z85; created 0600 if missing, public key in FILE.pub): every CMBS layer and bus socket then speaks ZMTP-CURVE, refuses NULL peers, and may bind beyond loopback")
+	fs.StringVar(&f.clients, "curve-clients", "", "`file` of authorised CURVE client public keys (layer and bus sockets), one Z85 key a line (default: any CURVE client, encryption only)")
 	fs.BoolVar(&f.genOnly, "curve-keygen", false, "create the --curve-key file if it is missing, print its public key and exit")
 	fs.StringVar(&f.servers, "curve-servers", "", "`file` of \"tcp://host:port Z85KEY\" lines: the key each peer socket must present (more are learned from discovery replies)")
 }

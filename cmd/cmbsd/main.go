@@ -42,6 +42,7 @@ import (
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
 	processreg "github.com/cmbs/cmbs/providers/process"
+	"github.com/cmbs/cmbs/providers/process/supervisor"
 	"github.com/cmbs/cmbs/store"
 )
 
@@ -145,7 +146,26 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		return fmt.Errorf("start OCCI server: %w", err)
 	}
 	events := &busEvents{}
-	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, events, follower != nil, logger)
+	// One supervisor for services and smartmob processes; closed after
+	// the providers stopped theirs.
+	sup := newSupervisor(logger)
+	defer func() {
+		if cerr := closeSupervisor(ctx, sup, cfg); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	// The console is started once the server listens; deliveries reach its
+	// events page (and the bus) from the broker's hook.
+	cons := console.New(console.Options{Feed: st, Logger: logger})
+	onDelivery := func(m cmbs.ReceivedMessage) {
+		events.delivered(m)
+		cons.Delivered(consoleDelivery(m))
+	}
+	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, sup, events, onDelivery, follower != nil, logger)
+	if err != nil {
+		return fmt.Errorf("register providers: %w", err)
+	}
+	apps, err := registerSmartmob(reg, srv, sup, cfg, events, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -182,7 +202,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			}
 		}()
 	}
-	b, _, err := startBus(startCtx, cfg.Bus, cfg.Insecure, srv, reg, broker, events, logger)
+	b, _, err := startBus(startCtx, cfg.Bus, cfg.Insecure, cfg.Curve, srv, reg, broker, procs, events, logger)
 	if err != nil {
 		return fmt.Errorf("start bus: %w", err)
 	}
@@ -206,7 +226,6 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 
 	// The console follows the changes feed until ctx ends (a signal), which
 	// also ends its event streams so that they do not hold the shutdown.
-	cons := console.New(console.Options{Feed: st, Logger: logger})
 	cons.Start(ctx)
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
@@ -220,7 +239,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		return err
 	}
 	status := &statusHandler{store: st, storeDesc: storeDescription(cfg), broker: broker, bus: b, feed: follower, started: time.Now()}
-	handler := cons.Mount(withStatus(status, withProcessRegistry(srv, procs, cfg, logger, srv.Handler())))
+	handler := cons.Mount(withStatus(status, withSmartmob(apps, cfg, logger, withProcessRegistry(srv, procs, cfg, logger, srv.Handler()))))
 	handler = withMetrics(mreg.Handler(), handler)
 	if cfg.Users != nil {
 		handler = cfg.Users.MiddlewareWith(handler, srv.WriteError)
@@ -298,10 +317,14 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers the record in st
 // names) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, events *busEvents, following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, sup *supervisor.Supervisor, events *busEvents, onDelivery func(cmbs.ReceivedMessage), following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile, Curve: cfg.Curve,
-		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: events.delivered}
-	procs := processreg.New(srv.Entities(), processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger})
+		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: onDelivery}
+	popts := processreg.Options{MaxOutput: cfg.MaxOutput, TempDir: cfg.RunDir, Logger: logger, Supervisor: sup}
+	if cfg.Bus.EventsOut != "" {
+		popts.Events = events // execution.<uuid> on --events-out
+	}
+	procs := processreg.New(srv.Entities(), popts)
 	if err := procs.Register(reg); err != nil {
 		return nil, nil, err
 	}

@@ -4,7 +4,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 
+	"github.com/cmbs/cmbs/cmbs"
+	"github.com/cmbs/cmbs/console"
 	"github.com/cmbs/cmbs/occi"
 )
 
@@ -41,10 +44,21 @@ func withMetrics(metrics http.Handler, next http.Handler) http.Handler {
 // cmbsd's own paths, else the OCCI server's (bounded) route patterns.
 func routeOf(srv *occi.Server) func(*http.Request) string {
 	return func(r *http.Request) string {
-		switch r.URL.Path {
-		case statusPath, metricsPath:
-			return r.URL.Path
+		switch p := r.URL.Path; {
+		case p == statusPath, p == metricsPath, p == console.EventsPath:
+			return p
+		case strings.HasPrefix(p, console.Prefix):
+			// The console's pages: one label, not one per file.
+			return console.Prefix
 		}
 		return srv.Route(r)
 	}
+}
+
+// consoleDelivery is a received message as the console's events page shows
+// it.
+func consoleDelivery(m cmbs.ReceivedMessage) console.Delivery {
+	d := console.Delivery{Layer: string(m.Layer), Member: m.Member, Stored: m.Stored, Duplicate: m.Duplicate, Errors: m.Errors}
+	d.Message, _ = m.Message["id"].(string)
+	return d
 }

@@ -76,6 +76,8 @@ func TestBinaryMetrics(t *testing.T) {
 	}
 	request(t, "GET", base+"/compute/nope", "", nil)
 	request(t, "GET", base+"/-/status", "", nil)
+	request(t, "GET", base+"/console/app.js", "", nil)
+	request(t, "GET", base+"/console/style.css", "", nil)
 
 	resp, body := request(t, "GET", base+"/metrics", "", nil)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
@@ -113,6 +115,7 @@ func TestBinaryMetrics(t *testing.T) {
 		"GET /compute/{id} 200": 2,
 		"GET /compute/{id} 404": 1,
 		"GET /-/status 200":     1,
+		"GET /console/ 200":     2, // one label for the console's files
 		"GET /metrics 401":      1,
 	} {
 		if requests[key] != want {

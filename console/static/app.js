@@ -14,16 +14,59 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
-async function getJSON(path) {
-  const resp = await fetch(path, { headers: { Accept: OCCI_JSON }, credentials: "same-origin" });
-  const body = await resp.text();
+async function getJSON(path) { return request("GET", path); }
+
+// request calls the API with the browser's credentials for this server (the
+// same authentication as any client); a failure throws the server's message.
+async function request(method, path, body) {
+  const opts = { method, headers: { Accept: OCCI_JSON }, credentials: "same-origin" };
+  if (body !== undefined) { opts.headers["Content-Type"] = OCCI_JSON; opts.body = JSON.stringify(body); }
+  const resp = await fetch(path, opts);
+  const text = await resp.text();
+  const body2 = text;
   let data = null;
-  try { data = body ? JSON.parse(body) : null; } catch (e) { /* not JSON */ }
+  try { data = body2 ? JSON.parse(body2) : null; } catch (e) { /* not JSON */ }
   if (!resp.ok) {
-    const msg = data && data.error ? data.error.message : body;
+    const msg = data && data.error ? data.error.message : body2;
     throw new Error(resp.status + " " + msg);
   }
   return data;
+}
+
+// confirmThen shows an in-page confirmation of what is about to be done;
+// only "Confirm" runs it (the API call), and its outcome, or the server's
+// error message, is shown in #action-result.
+function confirmThen(what, run) {
+  const old = document.getElementById("confirm");
+  if (old) old.remove();
+  const result = document.getElementById("action-result") || el("div", { id: "action-result" });
+  const ok = el("button", { id: "confirm-ok", type: "button" }, "Confirm");
+  const cancel = el("button", { id: "confirm-cancel", type: "button" }, "Cancel");
+  const box = el("div", { id: "confirm", role: "dialog", "aria-modal": "true" }, el("p", {}, what), ok, " ", cancel);
+  main.prepend(box);
+  if (!result.parentNode) box.after(result);
+  cancel.onclick = () => { box.remove(); result.replaceChildren(el("p", { class: "muted", id: "action-cancelled" }, "cancelled: " + what)); };
+  ok.onclick = async () => {
+    ok.disabled = cancel.disabled = true;
+    result.replaceChildren(el("p", { class: "muted" }, "running…"));
+    try {
+      const out = await run();
+      box.remove();
+      result.replaceChildren(el("p", { id: "action-done" }, "done: " + what), el("pre", { class: "mono" }, JSON.stringify(out, null, 2) || ""));
+    } catch (e) {
+      box.remove();
+      result.replaceChildren(el("p", { class: "error", id: "action-error" }, what + " failed: " + e.message));
+    }
+  };
+  ok.focus();
+}
+
+// The model, read once per page view for the actions an entity offers.
+async function actionsOf(entity) {
+  const d = await getJSON("/-/");
+  const byId = new Map([...(d.kinds || []), ...(d.mixins || [])].map(c => [categoryId(c), c]));
+  const ids = [entity.kind, ...(entity.mixins || [])].flatMap(id => (byId.get(id) || {}).actions || []);
+  return [...new Set(ids)].map(id => id.slice(id.indexOf("#") + 1));
 }
 
 // A location (absolute URL on this server, or a path) as an in-console link.
@@ -117,7 +160,16 @@ async function showBrowse(path) {
     }
     main.append(el("h2", {}, "Links"), ul);
   }
-  if (Array.isArray(d.actions) && d.actions.length) main.append(el("h2", {}, "Actions"), el("p", { class: "mono" }, d.actions.join(" ")));
+  const terms = await actionsOf(d).catch(() => []);
+  if (terms.length) {
+    const p = el("p", { id: "actions" });
+    for (const term of terms) {
+      const b = el("button", { type: "button", class: "action", "data-action": term }, term);
+      b.onclick = () => confirmThen("run " + term + " on " + path, () => request("POST", path + "?action=" + encodeURIComponent(term), {}));
+      p.append(b, " ");
+    }
+    main.append(el("h2", {}, "Actions"), p, el("div", { id: "action-result" }));
+  }
 }
 
 async function showMembers() {
@@ -144,7 +196,7 @@ async function showMembers() {
   const svgEl = (tag, attrs) => { const e = document.createElementNS(svg.namespaceURI, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
   members.forEach((m, i) => m.neighbors.forEach(n => {
     const j = members.findIndex(o => o.l1 === n);
-    if (j >= 0 && j !== i) svg.append(svgEl("line", { x1: pos[i][0], y1: pos[i][1], x2: pos[j][0], y2: pos[j][1] }));
+    if (j >= 0 && j !== i) svg.append(svgEl("line", { x1: pos[i][0], y1: pos[i][1], x2: pos[j][0], y2: pos[j][1], "data-from": m.id, "data-to": members[j].id }));
   }));
   members.forEach((m, i) => {
     const g = svgEl("g", { class: "node " + (m.local ? "local" : "remote"), "data-member": m.id });
@@ -162,22 +214,62 @@ async function showMembers() {
   const table = el("table", {}, el("tr", {}, el("th", {}, "layer"), el("th", {}, "member"), el("th", {}, "socket")));
   for (const l of status.layers || []) table.append(el("tr", {}, el("td", {}, l.layer), el("td", {}, browseLink(l.member, l.member)), el("td", { class: "mono" }, l.socket)));
   main.append(el("h2", {}, "Layers running here"), table);
+  main.append(sendForm(members.filter(m => m.local), members.filter(m => !m.local && m.l1)));
+}
+
+// sendForm creates a message and sends it on L1 or L2 from a local member,
+// after a confirmation (other layers need more attributes: create those
+// messages through the API, then use their page's send_* actions).
+function sendForm(locals, remotes) {
+  const id = el("input", { id: "send-id", required: "", placeholder: "message id", pattern: "[A-Za-z0-9._~-]+" });
+  const layer = el("select", { id: "send-layer" }, el("option", { value: "l2" }, "L2: every member"), el("option", { value: "l1" }, "L1: one neighbour"));
+  const from = el("select", { id: "send-from" }, ...locals.map(m => el("option", { value: m.id }, m.id)));
+  const to = el("select", { id: "send-to" }, ...remotes.map(m => el("option", { value: m.l1 }, m.id)));
+  const text = el("input", { id: "send-text", placeholder: "text" });
+  const form = el("form", { id: "send" }, el("label", {}, "id ", id), " ", el("label", {}, "layer ", layer), " ",
+    el("label", {}, "from ", from), " ", el("label", {}, "L1 to ", to), " ", el("label", {}, "text ", text), " ",
+    el("button", { type: "submit", id: "send-submit" }, "Send…"));
+  form.onsubmit = ev => {
+    ev.preventDefault();
+    const l = layer.value, mid = id.value.trim();
+    if (!mid) return;
+    const m = { cmbs_layer: l, sendable: "true", storable: "true", executable: "false", message_content: { text: text.value } };
+    if (l === "l1") m.l1_socket_receiver_member = to.value;
+    const msg = { resources: [{ kind: "http://houssem.org/cmbs#message", mixins: ["http://houssem.org/cmbs#" + l], id: mid, attributes: { cmbs: { message: m } } }] };
+    const attrs = from.value ? { attributes: { member: from.value } } : {};
+    confirmThen("create message " + mid + " and send it on " + l.toUpperCase() + (from.value ? " from " + from.value : ""), async () => {
+      await request("POST", "/cmbs/message/", msg);
+      return request("POST", "/cmbs/message/" + encodeURIComponent(mid) + "?action=send_" + l, attrs);
+    });
+  };
+  return el("div", {}, el("h2", {}, "Send a message"), locals.length ? form : el("p", { class: "muted" }, "no member is hosted here"));
 }
 
 function showEvents() {
-  const table = el("table", { id: "events" }, el("tr", {}, el("th", {}, "time"), el("th", {}, "document"), el("th", {}, "revision")));
+  const table = el("table", { id: "events" }, el("tr", {}, el("th", {}, "time"), el("th", {}, "event"), el("th", {}, "document / message"), el("th", {}, "detail")));
   const state = el("p", { id: "events-state" }, "connecting…");
-  main.replaceChildren(el("h2", {}, "Live events"), state, table);
+  main.replaceChildren(el("h2", {}, "Live events"), el("p", { class: "muted" }, "Store changes (any server sharing this store) and messages delivered to the members hosted here."), state, table);
+  const add = row => {
+    table.firstChild.after(row);
+    while (table.rows.length > 500) table.deleteRow(-1);
+  };
   events = new EventSource("/console/events");
-  events.onopen = () => { state.textContent = "connected: changes appear as they happen"; document.body.dataset.events = "open"; };
+  events.onopen = () => { state.textContent = "connected: events appear as they happen"; document.body.dataset.events = "open"; };
   events.onerror = () => { state.textContent = "disconnected; retrying…"; document.body.dataset.events = "closed"; };
   events.addEventListener("change", ev => {
     const c = JSON.parse(ev.data);
-    const row = el("tr", { class: c.deleted ? "deleted" : "", "data-id": c.id },
-      el("td", {}, new Date().toLocaleTimeString()), el("td", { class: "mono" }, c.deleted ? c.id + " (deleted)" : browseLink(c.id, c.id)),
-      el("td", { class: "mono" }, c.rev || ""));
-    table.firstChild.after(row);
-    while (table.rows.length > 500) table.deleteRow(-1);
+    add(el("tr", { class: "change" + (c.deleted ? " deleted" : ""), "data-id": c.id },
+      el("td", {}, new Date().toLocaleTimeString()), el("td", {}, c.deleted ? "deleted" : "change"),
+      el("td", { class: "mono" }, c.deleted ? c.id : browseLink(c.id, c.id)),
+      el("td", { class: "mono" }, c.rev || "")));
+  });
+  events.addEventListener("delivery", ev => {
+    const d = JSON.parse(ev.data);
+    const detail = "to " + d.member + (d.duplicate ? " (duplicate)" : "") + ((d.errors || []).length ? " · errors: " + d.errors.join("; ") : "");
+    add(el("tr", { class: "delivery" + ((d.errors || []).length ? " failed" : ""), "data-message": d.message || "", "data-layer": d.layer },
+      el("td", {}, new Date().toLocaleTimeString()), el("td", {}, "delivery " + d.layer),
+      el("td", { class: "mono" }, d.stored ? browseLink(d.stored, d.message || d.stored) : (d.message || "")),
+      el("td", { class: "mono" }, detail)));
   });
 }
 

@@ -33,6 +33,8 @@ type Service struct {
 	providers *providers.Registry
 	log       *slog.Logger
 	deferred  deferred
+	// outLinkLocks: see outlinks.go.
+	outLinkLocks outLinkLocks
 }
 
 // New returns a Service and makes sure the store has the indexes entity
@@ -135,13 +137,8 @@ func (s *Service) Create(ctx context.Context, coll *model.Category, typ string, 
 		prepared = append(prepared, e)
 		prepared = append(prepared, links...)
 	}
-	var created []*model.Entity
-	for _, e := range prepared {
-		if err := s.createOne(ctx, e); err != nil {
-			s.rollback(ctx, created)
-			return nil, err
-		}
-		created = append(created, e)
+	if err := s.createAll(ctx, prepared); err != nil {
+		return nil, err
 	}
 	locs := make([]string, 0, len(inputs))
 	for _, e := range prepared {
@@ -171,14 +168,8 @@ func (s *Service) CreateAt(ctx context.Context, location, typ string, in *model.
 	if err != nil {
 		return nil, err
 	}
-	all := append([]*model.Entity{e}, links...)
-	var created []*model.Entity
-	for _, x := range all {
-		if err := s.createOne(ctx, x); err != nil {
-			s.rollback(ctx, created)
-			return nil, err
-		}
-		created = append(created, x)
+	if err := s.createAll(ctx, append([]*model.Entity{e}, links...)); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -220,6 +211,11 @@ func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.Entity
 		return nil, nil, model.BadRequest("a resource has no source or target; give links under \"links\"")
 	}
 	var links []*model.Entity
+	e.OutLinks = nil
+	if typ == model.TypeResource {
+		out := []string{}
+		e.OutLinks = &out
+	}
 	if len(in.InlineLinks) > 0 {
 		e.Links = nil
 		for i, ld := range in.InlineLinks {
@@ -229,6 +225,7 @@ func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.Entity
 			}
 			links = append(links, l)
 			e.Links = append(e.Links, l.Location)
+			*e.OutLinks = append(*e.OutLinks, l.Location)
 		}
 	}
 	e.Normalize()
@@ -500,7 +497,7 @@ func (s *Service) rollback(ctx context.Context, created []*model.Entity) {
 }
 
 func (s *Service) put(ctx context.Context, e *model.Entity, rev string) (string, error) {
-	body, err := json.Marshal(e)
+	body, err := e.AppendJSON(nil) // json.Marshal's bytes, without its reflection
 	if err != nil {
 		return "", err
 	}
@@ -612,6 +609,7 @@ func (s *Service) Replace(ctx context.Context, location, ifMatch, typ string, in
 		}
 		e := in.Entity
 		e.Kind, e.ID, e.Type, e.Location, e.Rev = old.Kind, old.ID, old.Type, old.Location, old.Rev
+		e.OutLinks = copyOutLinks(old.OutLinks)
 		e.Mixins = dedupe(e.Mixins)
 		if len(in.InlineLinks) > 0 {
 			// A full OCCI rendering re-sent: OCCI 1.2 leaves existing links
@@ -708,11 +706,33 @@ func (s *Service) commitUpdate(ctx context.Context, old, e *model.Entity) (*mode
 	if err != nil {
 		return nil, err
 	}
+	if e.Type == model.TypeLink && e.Source != old.Source {
+		// A link moved to another source: listed there before it is stored
+		// there, unlisted at the old one once it is not.
+		added, err := s.addOutLink(ctx, e.Source, e.Location)
+		if err != nil {
+			return nil, err
+		}
+		u, err := s.storeUpdate(ctx, p, old, e)
+		if err != nil {
+			if added {
+				s.dropOutLink(context.WithoutCancel(ctx), e.Source, e.Location)
+			}
+			return nil, err
+		}
+		s.dropOutLink(ctx, old.Source, e.Location)
+		return u, nil
+	}
+	return s.storeUpdate(ctx, p, old, e)
+}
+
+// storeUpdate runs the provider's Update and stores the new state.
+func (s *Service) storeUpdate(ctx context.Context, p providers.Provider, old, e *model.Entity) (*model.Entity, error) {
 	if err := p.Update(ctx, old, e); err != nil {
 		return nil, providerError("update", e.Location, err)
 	}
 	var rev string
-	err = s.cats.WithRegistered(e.Kind, e.Mixins, func() (err error) {
+	err := s.cats.WithRegistered(e.Kind, e.Mixins, func() (err error) {
 		rev, err = s.put(ctx, e, old.Rev)
 		return err
 	})
@@ -739,6 +759,7 @@ func cloneEntity(e *model.Entity) *model.Entity {
 	c.Attributes, _ = model.DeepCopy(e.Attributes).(map[string]any)
 	c.Actions, _ = model.DeepCopy(e.Actions).([]any)
 	c.Links, _ = model.DeepCopy(e.Links).([]any)
+	c.OutLinks = copyOutLinks(e.OutLinks)
 	c.Normalize()
 	return &c
 }
@@ -762,10 +783,20 @@ func (s *Service) Delete(ctx context.Context, location, ifMatch string) error {
 				if err := s.deleteOne(ctx, l); err != nil && model.StatusOf(err) != http.StatusNotFound {
 					return err
 				}
+				if l.Source != location {
+					s.dropOutLink(ctx, l.Source, l.Location)
+				}
 			}
 		}
+		return s.deleteOne(ctx, e)
 	}
-	return s.deleteOne(ctx, e)
+	if err := s.deleteOne(ctx, e); err != nil {
+		return err
+	}
+	if e.Type == model.TypeLink {
+		s.dropOutLink(ctx, e.Source, e.Location)
+	}
+	return nil
 }
 
 func (s *Service) deleteOne(ctx context.Context, e *model.Entity) error {

@@ -39,6 +39,20 @@ type Entity struct {
 	// title of "" round-trips.
 	HasTitle   bool `json:"has_title,omitempty"`
 	HasSummary bool `json:"has_summary,omitempty"`
+	// OutLinks lists the locations of the links whose source is this
+	// resource, as the entity service records them while links come and go,
+	// so that a resource with no links renders without a query for them. nil
+	// means unknown (a document stored before the list was kept, or written
+	// by something that does not keep it): the links are then looked up. No
+	// client sets it: it is not a member of an entity description.
+	OutLinks *[]string `json:"out_links,omitempty"`
+}
+
+// LinksUnknown tells whether the links starting at the entity must be
+// looked up: it is a resource whose stored document may not list them all.
+// A link has none; a resource with an empty OutLinks has none.
+func (e *Entity) LinksUnknown() bool {
+	return e.Type == TypeResource && (e.OutLinks == nil || len(*e.OutLinks) > 0)
 }
 
 // Normalize gives nil collections their empty values so renderings and

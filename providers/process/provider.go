@@ -20,6 +20,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
+
 	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/occi/basicauth"
 	"github.com/cmbs/cmbs/occi/entities"
@@ -61,6 +63,9 @@ type Options struct {
 	// Supervisor runs service definitions; nil makes the provider its own
 	// (closed by Stop). Stop stops the services it started either way.
 	Supervisor *supervisor.Supervisor
+	// Events, when set, receives every single run's status and output
+	// lines under execution.<uuid> (see EventTopic).
+	Events Events
 }
 
 // Provider serves the definition and execution kinds.
@@ -68,6 +73,7 @@ type Provider struct {
 	ents   Entities
 	runner engine.Runner
 	log    *slog.Logger
+	events Events
 
 	// ctx is cancelled by Stop: every run in flight ends with it.
 	ctx    context.Context
@@ -110,6 +116,7 @@ func New(ents Entities, opts Options) *Provider {
 		ents:       ents,
 		runner:     engine.Runner{MaxOutput: opts.MaxOutput, KillGrace: opts.KillGrace, TempDir: opts.TempDir},
 		log:        opts.Logger.With("component", "process"),
+		events:     opts.Events,
 		running:    map[string]*run{},
 		completing: map[string]map[string]any{},
 		sup:        opts.Supervisor,
@@ -292,23 +299,30 @@ func (p *Provider) Delete(ctx context.Context, e *model.Entity) error {
 func (p *Provider) Action(ctx context.Context, e *model.Entity, inv providers.Invocation) (any, error) {
 	switch term := inv.ActionTerm(); {
 	case term == "execute" && e.Kind == categories.ProcessDefinitionKind:
-		input, timeout, err := executeInputs(inv.Attributes)
-		if err != nil {
-			return nil, err
-		}
-		def, err := Definition(e)
-		if err != nil {
-			return nil, err
-		}
-		if def.ProcessType == engine.TypeService {
-			return p.startService(ctx, e, def, input, "http")
-		}
-		return p.Execute(ctx, e, input, timeout, "http")
+		return p.execute(ctx, e, inv.Attributes, "http")
 	case term == "cancel" && e.Kind == categories.ProcessExecutionKind:
 		return p.cancelRun(ctx, e)
 	default:
 		return nil, model.BadRequest("action %q is not an action of %s", term, e.Kind)
 	}
+}
+
+// execute is the execute action on the definition e with its attributes:
+// a single definition runs once (the result), a service starts
+// (providers.Accepted). The bus's process agent runs it too (ExecuteRef).
+func (p *Provider) execute(ctx context.Context, e *model.Entity, attrs map[string]any, trigger string) (any, error) {
+	input, timeout, err := executeInputs(attrs)
+	if err != nil {
+		return nil, err
+	}
+	def, err := Definition(e)
+	if err != nil {
+		return nil, err
+	}
+	if def.ProcessType == engine.TypeService {
+		return p.startService(ctx, e, def, input, trigger)
+	}
+	return p.Execute(ctx, e, input, timeout, trigger)
 }
 
 // executeInputs reads execute's attributes: input or input_base64, and
@@ -391,8 +405,13 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 	defer stopAfter()
 	ran := make(chan outcome, 1)
 	started := time.Now().UTC()
+	// The record's id is chosen now, so that the run's events carry it
+	// from the first line on.
+	id := uuid.NewString()
+	ev := p.executionEvents(id, kind.Location+id, e.Location)
+	ev.started(started)
 	go func() {
-		res, err := p.runner.Run(runCtx, def, engine.Request{Input: input, Timeout: timeout})
+		res, err := p.runner.Run(runCtx, def, engine.Request{Input: input, Timeout: timeout, Lines: ev.lines()})
 		ran <- outcome{res, err}
 	}()
 
@@ -408,25 +427,29 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 	case o = <-ran:
 		quick.Stop()
 		if o.err != nil {
+			ev.finished(nil, o.err)
 			return nil, o.err
 		}
 		result := resultFields(o.res)
 		for k, v := range storedFields(result, o.res) {
 			record[k] = v
 		}
-		loc, err := p.createRecord(ctx, kind, record)
+		loc, err := p.createRecord(ctx, kind, id, record)
 		if err != nil {
+			ev.finished(nil, err)
 			return nil, err
 		}
 		result["execution"] = loc
 		result["definition"] = e.Location
+		ev.finished(result, nil)
 		return result, nil
 	case <-quick.C:
 	}
-	loc, err := p.createRecord(ctx, kind, record)
+	loc, err := p.createRecord(ctx, kind, id, record)
 	if err != nil {
 		cancel()
 		<-ran
+		ev.finished(nil, err)
 		return nil, err
 	}
 	r := &run{cancel: cancel, done: make(chan struct{})}
@@ -442,6 +465,7 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 
 	o = <-ran
 	if o.err != nil {
+		ev.finished(nil, o.err)
 		return nil, o.err
 	}
 	res := o.res
@@ -456,6 +480,7 @@ func (p *Provider) Execute(ctx context.Context, e *model.Entity, input []byte, t
 	}
 	result["execution"] = loc
 	result["definition"] = e.Location
+	ev.finished(result, nil)
 	return result, nil
 }
 
@@ -482,9 +507,10 @@ func storedFields(result map[string]any, res *engine.Result) map[string]any {
 	return stored
 }
 
-// createRecord stores a new execution record.
-func (p *Provider) createRecord(ctx context.Context, kind *model.Category, record map[string]any) (string, error) {
-	in := &model.EntityInput{Entity: model.Entity{Kind: kind.ID(), Attributes: map[string]any{"process": map[string]any{"execution": record}}},
+// createRecord stores a new execution record with that id ("": a new
+// one).
+func (p *Provider) createRecord(ctx context.Context, kind *model.Category, id string, record map[string]any) (string, error) {
+	in := &model.EntityInput{Entity: model.Entity{ID: id, Kind: kind.ID(), Attributes: map[string]any{"process": map[string]any{"execution": record}}},
 		Present: map[string]bool{"kind": true, "attributes": true}}
 	// The record is stored even when the caller has gone away.
 	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

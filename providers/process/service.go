@@ -60,7 +60,7 @@ func (p *Provider) startService(ctx context.Context, e *model.Entity, def *engin
 		"definition": e.Location, "status": engine.StatusRunning, "started_at": started.Format(time.RFC3339Nano),
 		"input_size": float64(len(input)), "trigger": trigger, "restarts": float64(0),
 	}
-	loc, err := p.createRecord(ctx, kind, record)
+	loc, err := p.createRecord(ctx, kind, "", record)
 	if err != nil {
 		os.RemoveAll(runDir)
 		return nil, err

@@ -128,7 +128,7 @@ func TestServiceExecuteConsoleCancel(t *testing.T) {
 		}
 		a := n.console(t, exec, "")
 		b := n.console(t, exec, "?tail=1000")
-		if lines := a.until("tick 3"); !strings.HasPrefix(lines[0], "[supervisor] spawned pid ") {
+		if lines := a.until("tick 3"); !strings.HasPrefix(lines[0], "[supervisor] spawned pid=") {
 			t.Errorf("console a began %q", lines)
 		}
 		if lines := b.until("tick 3"); lines[1] != "started" {
@@ -172,7 +172,7 @@ func TestServiceRestartDeleteShutdown(t *testing.T) {
 	cl := n.console(t, exec, "")
 	lines := cl.until("[supervisor] restarting in 200ms")
 	joined := strings.Join(lines, "\n")
-	for _, want := range []string{"once\n[supervisor] exited status 7\n[supervisor] restarting in 100ms"} {
+	for _, want := range []string{"once\n[supervisor] exited status=7\n[supervisor] restarting in 100ms"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("console lacks %q: %q", want, joined)
 		}

@@ -75,10 +75,16 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// Source is what a follower reads: a store's changes feed (any
+// store.Store).
+type Source interface {
+	Changes(ctx context.Context, opts store.ChangesOptions) ([]store.Change, string, error)
+}
+
 // Follower follows one store's changes feed and hands every change to its
 // handlers. Add handlers, then Start; Stop ends the goroutine Start began.
 type Follower struct {
-	st   store.Store
+	st   Source
 	opts Options
 	log  *slog.Logger
 
@@ -100,7 +106,7 @@ type namedHandler struct {
 // New marks the store's current position in its changes feed: the caches
 // loaded after New returns miss nothing, since every change from then on
 // will be handed to the handlers once the follower starts.
-func New(ctx context.Context, st store.Store, opts Options) (*Follower, error) {
+func New(ctx context.Context, st Source, opts Options) (*Follower, error) {
 	opts = opts.withDefaults()
 	_, last, err := st.Changes(ctx, store.ChangesOptions{Since: "now"})
 	if err != nil {

@@ -65,6 +65,11 @@ type Request struct {
 	Timeout time.Duration
 	// Started, when set, is called with the pid once the process runs.
 	Started func(pid int)
+	// Lines, when set, is called with every line the process writes to
+	// stdout and stderr (stream StreamStdoutName or StreamStderrName), as it
+	// is written, before Run returns; the line must not be kept. Calls for
+	// one stream are in order; the two streams' calls may interleave.
+	Lines func(stream string, line []byte)
 }
 
 // Result is the outcome of a run.
@@ -173,6 +178,13 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 	stdout := &capped{max: r.maxOutput()}
 	stderr := &capped{max: r.maxOutput()}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if req.Lines != nil {
+		outLines := &lineWriter{stream: StreamStdoutName, fn: req.Lines}
+		errLines := &lineWriter{stream: StreamStderrName, fn: req.Lines}
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(stdout, outLines), io.MultiWriter(stderr, errLines)
+		defer errLines.flush()
+		defer outLines.flush()
+	}
 
 	if err := cmd.Start(); err != nil {
 		return fail("cannot start %s: %v", d.Exec, err)

@@ -86,10 +86,21 @@ func (s *Subscription) Close() {
 // then every new line. On a closed log the channel carries the tail and
 // is closed.
 func (l *Log) Subscribe(tail int) *Subscription {
+	return l.SubscribeBuffer(tail, l.subBuf)
+}
+
+// SubscribeBuffer is Subscribe with room for buf lines (DefaultSubscriberBuf
+// when buf <= 0) beyond the tail: a subscriber that falls more than buf
+// lines behind is dropped. A WebSocket console, whose writes can lag a
+// burst of output by many lines, asks for more than the default.
+func (l *Log) SubscribeBuffer(tail, buf int) *Subscription {
+	if buf <= 0 {
+		buf = DefaultSubscriberBuf
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	past := l.tailLocked(tail)
-	c := make(chan string, len(past)+l.subBuf)
+	c := make(chan string, len(past)+buf)
 	for _, line := range past {
 		c <- line
 	}

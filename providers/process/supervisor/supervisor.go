@@ -348,7 +348,7 @@ func (p *Process) runOnce() (up time.Duration, requested bool) {
 	p.set(func(st *Status) {
 		st.State, st.Pid, st.StartedAt, st.Error = StateRunning, pid, started.UTC(), ""
 	})
-	p.log.Event(fmt.Sprintf("spawned pid %d", pid))
+	p.log.Event(fmt.Sprintf("spawned pid=%d", pid))
 	p.sup.log.Debug("spawned", "id", p.id, "pid", pid)
 
 	read := make(chan struct{})
@@ -399,9 +399,9 @@ func (p *Process) runOnce() (up time.Duration, requested bool) {
 	p.set(func(st *Status) { st.Pid, st.LastExitCode, st.LastSignal = 0, code, sig })
 	switch {
 	case code != nil:
-		p.log.Event(fmt.Sprintf("exited status %d", *code))
+		p.log.Event(fmt.Sprintf("exited status=%d", *code))
 	case sig != "":
-		p.log.Event("exited signal " + sig)
+		p.log.Event("exited signal=" + sig)
 	default:
 		p.log.Event(fmt.Sprintf("exited: %v", werr))
 	}

@@ -121,14 +121,14 @@ func TestCrashLoopRestartsAndLogs(t *testing.T) {
 		t.Errorf("last exit code %v, signal %q", st.LastExitCode, st.LastSignal)
 	}
 	lines := p.Log().Tail(1000)
-	for _, want := range []string{"[supervisor] spawned pid ", "[supervisor] exited status 3", "[supervisor] restarting in 1ms", "[supervisor] stopped"} {
+	for _, want := range []string{"[supervisor] spawned pid=", "[supervisor] exited status=3", "[supervisor] restarting in 1ms", "[supervisor] stopped"} {
 		if !contains(lines, want) {
 			t.Errorf("log lacks %q: %q", want, lines)
 		}
 	}
 	// Lines in order within a run: out, err, then the unterminated tail.
 	joined := strings.Join(lines, "\n")
-	if !strings.Contains(joined, "out\nerr\ntail\n[supervisor] exited status 3") {
+	if !strings.Contains(joined, "out\nerr\ntail\n[supervisor] exited status=3") {
 		t.Errorf("log %q", joined)
 	}
 	if last := lines[len(lines)-1]; last != "[supervisor] stopped" {
