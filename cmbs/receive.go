@@ -13,6 +13,7 @@ import (
 	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/internal/jsonscan"
 	"github.com/cmbs/cmbs/occi/model"
+	"github.com/cmbs/cmbs/store"
 )
 
 // Receipt is what a member's layer socket answers a delivered message with
@@ -212,7 +213,17 @@ func (b *Broker) deliverLocally(ctx context.Context, member *model.Entity, l Lay
 	if storable {
 		// Creating the entity is the duplicate check: its location is
 		// reserved in one step, so a repeat is refused (409) whole.
-		stored, dup, err := b.storeMessage(ctx, msg)
+		storeCtx := ctx
+		if l != L1 {
+			// Deliveries on the other layers come in streams, many in
+			// flight from each sender (the window): the store may hold
+			// this write a moment (the embedded store up to 2 ms) to
+			// share its commit with the next ones. It is still committed
+			// before the delivery is acknowledged. An L1 request is
+			// answered alone, so it is not held.
+			storeCtx = store.InBackground(ctx)
+		}
+		stored, dup, err := b.storeMessage(storeCtx, msg)
 		switch {
 		case err != nil:
 			rec.Errors = append(rec.Errors, "not stored: "+err.Error())

@@ -77,6 +77,15 @@ func rawReqRep(ctx context.Context, count int, body, reply []byte) (time.Duratio
 type fanoutResult struct {
 	delivered int
 	elapsed   time.Duration
+	// cpu is the CPU time the whole process used meanwhile, when
+	// measured (processCPU): the rate's cost, whatever else the machine
+	// runs.
+	cpu time.Duration
+}
+
+// cpuPerDelivery is r.cpu per delivery in µs.
+func (r fanoutResult) cpuPerDelivery() float64 {
+	return float64(r.cpu.Nanoseconds()) / 1000 / float64(max(r.delivered, 1))
 }
 
 func (r fanoutResult) rate() float64 { return perSecond(r.delivered, r.elapsed) }

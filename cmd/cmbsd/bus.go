@@ -41,12 +41,12 @@ func (e *busEvents) delivered(m cmbs.ReceivedMessage) {
 //
 // The agents are also entities at /choria/agent/ (their rpc action and the
 // rpc socket share the dispatcher); those are installed with --rpc only.
-func startBus(ctx context.Context, cfg busConfig, insecure bool, curveOpts *cmbs.CurveOptions, srv *occi.Server, reg *providers.Registry, broker *cmbs.Broker, procs choriaagent.Processes, events *busEvents, logger *slog.Logger) (*bus.Bus, *choria.Dispatcher, error) {
+func startBus(ctx context.Context, cfg busConfig, insecure bool, curveOpts *cmbs.CurveOptions, srv *occi.Server, reg *providers.Registry, broker *cmbs.Broker, procs choriaagent.Processes, apps choriaagent.SmartmobProcesses, events *busEvents, logger *slog.Logger) (*bus.Bus, *choria.Dispatcher, error) {
 	if !cfg.enabled() {
 		return nil, nil, nil
 	}
 	agents := choria.NewRegistry()
-	for _, a := range []choria.Agent{choria.Ping{}, choriaagent.ProcessAgent{Processes: procs}} {
+	for _, a := range []choria.Agent{choria.Ping{}, choriaagent.ProcessAgent{Processes: procs}, choriaagent.SmartmobAgent{Processes: apps}} {
 		if err := agents.Add(ctx, a); err != nil {
 			return nil, nil, err
 		}

@@ -203,7 +203,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 			}
 		}()
 	}
-	b, _, err := startBus(startCtx, cfg.Bus, cfg.Insecure, cfg.Curve, srv, reg, broker, procs, events, logger)
+	b, _, err := startBus(startCtx, cfg.Bus, cfg.Insecure, cfg.Curve, srv, reg, broker, procs, apps, events, logger)
 	if err != nil {
 		return fmt.Errorf("start bus: %w", err)
 	}

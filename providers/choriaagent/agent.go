@@ -8,6 +8,11 @@
 // and a client may neither create an agent that is not registered nor
 // change what the registry says about one (name, ddl, provider,
 // executable, active); a deleted agent entity comes back at the next start.
+//
+// The package also holds the built-in agents over cmbsd's providers:
+// process (ProcessAgent, the Process Registry) and smartmob
+// (SmartmobAgent, the supervised smartmob processes), each reaching its
+// provider through a small interface cmd/cmbsd passes in.
 package choriaagent
 
 import (

@@ -7,10 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strings"
 
-	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/internal/requestlog"
 	"github.com/cmbs/cmbs/internal/wsconsole"
 	"github.com/cmbs/cmbs/occi/entities"
@@ -138,10 +136,6 @@ func (a *Agent) entityStatus(r *http.Request, e *model.Entity) map[string]any {
 	return a.statusOf(r, app, slug, state)
 }
 
-// createFields are the fields of a create request: the required ones, and
-// env.
-var createFields = []string{"app", "node", "source_url", "process_type"}
-
 func (a *Agent) create(w http.ResponseWriter, r *http.Request) error {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -155,47 +149,11 @@ func (a *Agent) create(w http.ResponseWriter, r *http.Request) error {
 	if err := json.Unmarshal(body, &req); err != nil || req == nil {
 		return model.BadRequest("the body must be a JSON object: {\"app\", \"node\", \"source_url\", \"process_type\", \"env\"?}")
 	}
-	fields := map[string]any{}
-	for _, f := range createFields {
-		v, ok := req[f].(string)
-		if !ok || v == "" {
-			return model.AttributeError(f, "required field %s is missing or not a non-empty string", f)
-		}
-		fields[f] = v
-	}
-	var extra []string
-	for k := range req {
-		if k != "env" && !contains(createFields, k) {
-			extra = append(extra, k)
-		}
-	}
-	if len(extra) > 0 {
-		sort.Strings(extra)
-		return model.AttributeError(extra[0], "unknown field(s) %s", strings.Join(extra, ", "))
-	}
-	if env, ok := req["env"]; ok {
-		m, ok := env.(map[string]any)
-		if !ok {
-			return model.AttributeError("env", "env must be an object of strings")
-		}
-		for k, v := range m {
-			if _, ok := v.(string); !ok {
-				return model.AttributeError("env", "env %s must be a string", k)
-			}
-		}
-		fields["env"] = m
-	}
-	kind, err := a.p.kind()
+	slug, _, err := a.p.CreateProcess(r.Context(), req)
 	if err != nil {
 		return err
 	}
-	in := &model.EntityInput{Entity: model.Entity{Kind: categories.SmartmobProcessKind,
-		Attributes: map[string]any{"smartmob": map[string]any{"process": fields}}}, Present: map[string]bool{"attributes": true}}
-	if _, err := a.p.ents.Create(r.Context(), kind, model.TypeResource, []*model.EntityInput{in}); err != nil {
-		return agentError(err)
-	}
-	slug := fields["app"].(string) + "." + fields["node"].(string)
-	st := a.statusOf(r, fields["app"].(string), slug, "pending")
+	st := a.statusOf(r, req["app"].(string), slug, "pending")
 	w.Header().Set("Location", st["details"].(string))
 	return writeJSON(w, r, http.StatusCreated, st)
 }
@@ -239,15 +197,7 @@ func (a *Agent) list(w http.ResponseWriter, r *http.Request) error {
 
 // bySlug returns the entity of the process with slug (404 when none).
 func (a *Agent) bySlug(r *http.Request, slug string) (*model.Entity, error) {
-	loc := a.p.lookup(r.Context(), slug)
-	if loc == "" {
-		return nil, model.NotFound("no process %s", slug)
-	}
-	e, err := a.p.ents.Get(r.Context(), loc)
-	if model.StatusOf(err) == http.StatusNotFound {
-		return nil, model.NotFound("no process %s", slug)
-	}
-	return e, err
+	return a.p.entityBySlug(r.Context(), slug)
 }
 
 func (a *Agent) status(w http.ResponseWriter, r *http.Request, slug string) error {
@@ -259,14 +209,7 @@ func (a *Agent) status(w http.ResponseWriter, r *http.Request, slug string) erro
 }
 
 func (a *Agent) delete(w http.ResponseWriter, r *http.Request, slug string) error {
-	e, err := a.bySlug(r, slug)
-	if err != nil {
-		return err
-	}
-	if err := a.p.ents.Delete(r.Context(), e.Location, ""); err != nil {
-		if model.StatusOf(err) == http.StatusNotFound {
-			return model.NotFound("no process %s", slug)
-		}
+	if err := a.p.DeleteProcess(r.Context(), slug); err != nil {
 		return err
 	}
 	return writeJSON(w, r, http.StatusOK, map[string]any{})

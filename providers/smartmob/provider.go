@@ -30,6 +30,7 @@ type Entities interface {
 	Create(ctx context.Context, kind *model.Category, typ string, inputs []*model.EntityInput) ([]string, error)
 	Update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error)
 	Delete(ctx context.Context, location, ifMatch string) error
+	Trigger(ctx context.Context, location, term string, attrs map[string]any) (any, error)
 	List(ctx context.Context, q entities.ListQuery) ([]*model.Entity, error)
 	Categories() *categories.Registry
 }

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cmbs/cmbs/cmbs"
+)
+
+// benchStorable times L2 fan-out of storable messages from one member to
+// 10 members on nodes of their own: every delivery is stored as a message
+// entity in its receiver's embedded store before it is acknowledged, and
+// the sender stores each send's result. It reports the best of -runs
+// rounds (l2_storable_per_s, with its spread) and the CPU the process
+// spent per delivery, which, unlike the rate, does not depend on what
+// else the machine runs.
+func benchStorable(ctx context.Context, cfg config, log *slog.Logger, out func(string, ...any), results map[string]any) (err error) {
+	const receivers = 10
+	nodes, err := startNodes(ctx, receivers+1, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := closeNodes(nodes); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	sender, recv := nodes[0], nodes[1:]
+	var l1s []any
+	for i, n := range recv {
+		_, s, err := n.createMember(ctx, fmt.Sprintf("r%02d", i), nil, "l1", "l2")
+		if err != nil {
+			return err
+		}
+		l1s = append(l1s, s["l1"])
+	}
+	sloc, _, err := sender.createMember(ctx, "s", map[string]any{"neighbors_socket": l1s})
+	if err != nil {
+		return err
+	}
+	d, err := sender.do(ctx, "POST", sloc+"?action=check_neighbors", map[string]any{}, 200)
+	if err != nil {
+		return err
+	}
+	var disc cmbs.Discovery
+	if err := json.Unmarshal(d, &disc); err != nil || len(disc.Learned) != receivers {
+		return fmt.Errorf("check_neighbors learned %d of %d members (%v): %.300s", len(disc.Learned), receivers, err, d)
+	}
+	stored := func() int {
+		total := 0
+		for _, n := range recv {
+			total += int(n.broker.Stats().Stored)
+		}
+		return total
+	}
+	attrs := map[string]any{"message_content": map[string]any{"text": strings.Repeat("x", 64)}, "storable": "true", "executable": "false", "sendable": "true"}
+	round := func(prefix string, count int) (rate, cpuPerDelivery float64, err error) {
+		locs, err := sender.createMessages(ctx, prefix, "l2", count, attrs)
+		if err != nil {
+			return 0, 0, err
+		}
+		var mu sync.Mutex
+		failed := 0
+		before := stored()
+		cpuBefore := processCPU()
+		start := time.Now()
+		_, err = runWorkers(ctx, len(locs), cfg.fanoutWindow, func(ctx context.Context, i int) error {
+			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			res, err := sender.srv.Entities().Trigger(ctx, locs[i], "send_l2", nil)
+			if err != nil {
+				return err
+			}
+			if s, ok := res.(*cmbs.Sent); ok && s.Failed > 0 {
+				mu.Lock()
+				failed += s.Failed
+				mu.Unlock()
+			}
+			return nil
+		})
+		if err == nil {
+			// The clock runs until every send's result is stored too.
+			err = sender.srv.Entities().Settle(ctx)
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("send_l2: %w", err)
+		}
+		elapsed := time.Since(start)
+		cpu := processCPU() - cpuBefore
+		if failed > 0 {
+			return 0, 0, fmt.Errorf("%d storable deliveries failed", failed)
+		}
+		n := stored() - before
+		if n != count*receivers {
+			return 0, 0, fmt.Errorf("%d messages stored by the receivers, want %d", n, count*receivers)
+		}
+		return perSecond(n, elapsed), float64(cpu.Microseconds()) / float64(n), nil
+	}
+	// Untimed first: connections dialled, goroutines started.
+	if _, _, err := round("sw", max(cfg.storableMsgs/10, 10)); err != nil {
+		return err
+	}
+	rates, cpus := rateRuns(), durationRuns()
+	for r := 0; r < cfg.runs; r++ {
+		rate, cpu, err := round(fmt.Sprintf("s%d", r), cfg.storableMsgs)
+		if err != nil {
+			return err
+		}
+		rates.add(rate)
+		cpus.add(cpu)
+	}
+	out("   L2 fan-out of storable messages, 1 member → %d members on nodes of their own (embedded stores), %d messages a run, %d send actions in flight", receivers, cfg.storableMsgs, cfg.fanoutWindow)
+	out("   stored and acknowledged: best %.0f deliveries/s (%s)", rates.best(), rates)
+	out("   CPU of the whole process per delivery (all 11 nodes): best %.1f µs (%s)", cpus.best(), cpus)
+	rates.record(results, "l2_storable_per_s")
+	cpus.record(results, "l2_storable_cpu_us_per_delivery")
+	return nil
+}
