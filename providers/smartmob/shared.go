@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/store"
 )
@@ -151,9 +152,13 @@ func (p *Provider) remoteAction(ctx context.Context, e *model.Entity, term strin
 	if err != nil {
 		return nil, err
 	}
+	// The read-only attributes, as the server running it answers.
 	out := map[string]any{}
-	for k, v := range attrs(cur) {
-		out[k] = v
+	a := attrs(cur)
+	for _, k := range categories.SmartmobReadOnly {
+		if v, ok := a[k]; ok {
+			out[k] = v
+		}
 	}
 	return out, nil
 }

@@ -121,8 +121,13 @@ func TestSharedStoreOneServerPerProcess(t *testing.T) {
 			t.Fatalf("attach-console through b: %d %s", r.status, r.body)
 		}
 
+		// The bus agent's view through b (smartmob Choria agent).
+		if st, err := b.prov.ProcessStatus(context.Background(), "shared.web.0"); err != nil || st["location"] != locA || st["server"] != "a" {
+			t.Fatalf("ProcessStatus through b: %v, %v", st, err)
+		}
+
 		// stop through b: a stops it.
-		if st := b.action(t, locA, "stop"); st["desired"] != "stopped" {
+		if st := b.action(t, locA, "stop"); st["desired"] != "stopped" || st["server"] != "a" || st["env"] != nil || st["source_url"] != nil {
 			t.Fatalf("stop through b answered %v", st)
 		}
 		asked := time.Now()
