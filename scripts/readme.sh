@@ -70,6 +70,13 @@ fi
 
 work=$READMESH_WORK
 export GOBIN=$work/bin PATH=$work/bin:$PATH GOPROXY=off
+# The README's pyzmq examples run `python3` as a reader with Debian's
+# python3-zmq would (scripts/test.sh installs it): where the first python3
+# on PATH cannot import zmq (a pyenv, a venv) but Debian's can, Debian's is
+# the one the sessions find.
+if ! python3 -c 'import zmq' 2>/dev/null && /usr/bin/python3 -c 'import zmq' 2>/dev/null; then
+  mkdir -p "$work/bin" && ln -sf /usr/bin/python3 "$work/bin/python3"
+fi
 
 # extract HEADING... prints the ```sh blocks under those headings (not their
 # subsections) as one script: each line preceded by a trace, status comments
