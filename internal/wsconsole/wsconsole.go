@@ -8,6 +8,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -45,6 +46,24 @@ func Tail(r *http.Request) (int, error) {
 		return 0, model.BadRequest("tail must be a whole number of lines, not %q", v)
 	}
 	return n, nil
+}
+
+// Suffix ends a console's path: <collection><id>/console.
+const Suffix = "/console"
+
+// Entity returns the location of the entity whose console path is path
+// (<collection><id>/console, for a collection path such as
+// /process/execution/), and whether path is one.
+func Entity(path, collection string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, collection)
+	if !ok {
+		return "", false
+	}
+	id, ok := strings.CutSuffix(rest, Suffix)
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return "", false
+	}
+	return collection + id, true
 }
 
 // Source returns the log to stream once there is one: it may wait (until

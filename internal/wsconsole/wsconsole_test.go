@@ -115,3 +115,21 @@ func TestNonReaderDisconnected(t *testing.T) {
 		t.Fatalf("the client that did not read got %d lines (last %v): it was not dropped", read, sawLast)
 	}
 }
+
+func TestEntity(t *testing.T) {
+	for path, want := range map[string]string{
+		"/c/x/console":   "/c/x",
+		"/c/x-1/console": "/c/x-1",
+		"/c//console":    "",
+		"/c/x/y/console": "",
+		"/c/x/consoles":  "",
+		"/c/x":           "",
+		"/d/x/console":   "",
+		"/c/console":     "",
+	} {
+		got, ok := Entity(path, "/c/")
+		if got != want || ok != (want != "") {
+			t.Errorf("Entity(%q) = %q, %v; want %q", path, got, ok, want)
+		}
+	}
+}

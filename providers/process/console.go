@@ -3,7 +3,6 @@ package process
 import (
 	"context"
 	"net/http"
-	"strings"
 
 	"github.com/cmbs/cmbs/internal/wsconsole"
 	"github.com/cmbs/cmbs/occi/model"
@@ -13,7 +12,6 @@ import (
 // Console paths: the WebSocket console of a running service execution.
 const (
 	executionPrefix = "/process/execution/"
-	consoleSuffix   = "/console"
 	// DefaultConsoleTail is how many past lines a console replays without
 	// ?tail=.
 	DefaultConsoleTail = wsconsole.DefaultTail
@@ -22,15 +20,7 @@ const (
 // ConsoleExecution returns the execution location a console path
 // (/process/execution/<id>/console) belongs to.
 func ConsoleExecution(path string) (string, bool) {
-	rest, ok := strings.CutPrefix(path, executionPrefix)
-	if !ok {
-		return "", false
-	}
-	id, ok := strings.CutSuffix(rest, consoleSuffix)
-	if !ok || id == "" || strings.Contains(id, "/") {
-		return "", false
-	}
-	return executionPrefix + id, true
+	return wsconsole.Entity(path, executionPrefix)
 }
 
 // ConsoleHandler serves the WebSocket console of running service

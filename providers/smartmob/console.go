@@ -2,29 +2,17 @@ package smartmob
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/cmbs/cmbs/internal/wsconsole"
 	"github.com/cmbs/cmbs/occi/model"
 )
 
-const (
-	processPrefix = "/smartmob/process/"
-	consoleSuffix = "/console"
-)
+const processPrefix = "/smartmob/process/"
 
 // ConsoleProcess returns the process location a console path
 // (/smartmob/process/<id>/console) belongs to.
 func ConsoleProcess(path string) (string, bool) {
-	rest, ok := strings.CutPrefix(path, processPrefix)
-	if !ok {
-		return "", false
-	}
-	id, ok := strings.CutSuffix(rest, consoleSuffix)
-	if !ok || id == "" || strings.Contains(id, "/") {
-		return "", false
-	}
-	return processPrefix + id, true
+	return wsconsole.Entity(path, processPrefix)
 }
 
 // ConsoleHandler serves the WebSocket consoles of smartmob processes at
