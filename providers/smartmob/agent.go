@@ -12,6 +12,7 @@ import (
 	"github.com/cmbs/cmbs/internal/requestlog"
 	"github.com/cmbs/cmbs/internal/wsconsole"
 	"github.com/cmbs/cmbs/occi/entities"
+	"github.com/cmbs/cmbs/occi/httperr"
 	"github.com/cmbs/cmbs/occi/model"
 )
 
@@ -251,26 +252,7 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) error 
 }
 
 // writeError answers err in the server's JSON error shape, with the status
-// the error carries (500, logged, without one).
+// the server gives it (httperr: the one mapping).
 func writeError(w http.ResponseWriter, logger *slog.Logger, err error) {
-	status := model.StatusOf(err)
-	var me *model.Error
-	msg := err.Error()
-	attr := ""
-	if errors.As(err, &me) {
-		msg, attr = me.Message, me.Attribute
-	}
-	if status == 0 {
-		status = http.StatusInternalServerError
-		logger.Error("smartmob request failed", "err", err)
-		msg = "internal error"
-	}
-	body := map[string]any{"status": status, "message": msg}
-	if attr != "" {
-		body["attribute"] = attr
-	}
-	b, _ := json.Marshal(map[string]any{"error": body})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	httperr.WriteJSON(w, nil, logger, err)
 }
