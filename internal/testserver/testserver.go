@@ -141,3 +141,55 @@ func Start(t testing.TB, opts Options) *Server {
 	})
 	return &Server{URL: hs.URL, OCCI: srv, Store: st, Providers: reg}
 }
+
+// ReopenableStore is a store tests run on by name; Fresh makes a new one
+// and returns an opener that opens that same store again, for tests that
+// restart a server on what an earlier one stored.
+type ReopenableStore struct {
+	Name  string
+	Fresh func(t *testing.T) func(t *testing.T) store.Store
+}
+
+// ReopenableStores are the embedded store and a CouchDB database on the
+// server couchURL names (a test binary's CouchDB-API peer).
+func ReopenableStores(couchURL func(t testing.TB) string) []ReopenableStore {
+	return []ReopenableStore{
+		{"sqlite", func(t *testing.T) func(t *testing.T) store.Store {
+			path := filepath.Join(t.TempDir(), "cmbs.db")
+			return func(t *testing.T) store.Store {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				st, err := sqlite.Open(ctx, path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return st
+			}
+		}},
+		{"couchdb", func(t *testing.T) func(t *testing.T) store.Store {
+			url := couchURL(t)
+			db := couchpeer.DBForTest(t, url)
+			return func(t *testing.T) store.Store {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				st, err := couch.Open(ctx, url, db)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return st
+			}
+		}},
+	}
+}
+
+// EachReopenableStore runs fn once per ReopenableStores entry, as subtests
+// (only the one EnvStore names, when set).
+func EachReopenableStore(t *testing.T, couchURL func(t testing.TB) string, fn func(t *testing.T, open func(t *testing.T) store.Store)) {
+	only := os.Getenv(EnvStore)
+	for _, s := range ReopenableStores(couchURL) {
+		if only != "" && s.Name != only {
+			continue
+		}
+		t.Run(s.Name, func(t *testing.T) { fn(t, s.Fresh(t)) })
+	}
+}

@@ -22,8 +22,6 @@ import (
 	"github.com/cmbs/cmbs/providers"
 	"github.com/cmbs/cmbs/providers/process"
 	"github.com/cmbs/cmbs/store"
-	"github.com/cmbs/cmbs/store/couch"
-	"github.com/cmbs/cmbs/store/sqlite"
 )
 
 // couchServer is this test binary's CouchDB (the peer, or COUCHDB_URL).
@@ -42,47 +40,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// storeKinds are the stores every end-to-end test runs on. Each returns
-// an opener that opens the same store again (for restarts).
-var storeKinds = []struct {
-	name  string
-	fresh func(t *testing.T) func(t *testing.T) store.Store
-}{
-	{"sqlite", func(t *testing.T) func(t *testing.T) store.Store {
-		path := filepath.Join(t.TempDir(), "cmbs.db")
-		return func(t *testing.T) store.Store {
-			st, err := sqlite.Open(context.Background(), path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st
-		}
-	}},
-	{"couchdb", func(t *testing.T) func(t *testing.T) store.Store {
-		url := couchServer.URL(t)
-		db := couchpeer.DBForTest(t, url)
-		return func(t *testing.T) store.Store {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			st, err := couch.Open(ctx, url, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st
-		}
-	}},
+// storeKinds are the stores the end-to-end tests run on; each returns an
+// opener that opens the same store again (for restarts).
+func storeKinds() []testserver.ReopenableStore {
+	return testserver.ReopenableStores(couchServer.URL)
 }
 
 // eachStore runs fn once per store as subtests (only the one
 // CMBS_TEST_STORE names, when set).
 func eachStore(t *testing.T, fn func(t *testing.T, open func(t *testing.T) store.Store)) {
-	only := os.Getenv(testserver.EnvStore)
-	for _, s := range storeKinds {
-		if only != "" && s.name != only {
-			continue
-		}
-		t.Run(s.name, func(t *testing.T) { fn(t, s.fresh(t)) })
-	}
+	testserver.EachReopenableStore(t, couchServer.URL, fn)
 }
 
 // node is a running server with the process provider and the registry

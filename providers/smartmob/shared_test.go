@@ -18,9 +18,9 @@ import (
 
 // couchOpener returns an opener of one fresh CouchDB-API database.
 func couchOpener(t *testing.T) func(t *testing.T) store.Store {
-	for _, s := range storeKinds {
-		if s.name == "couchdb" {
-			return s.fresh(t)
+	for _, s := range storeKinds() {
+		if s.Name == "couchdb" {
+			return s.Fresh(t)
 		}
 	}
 	t.Fatal("no couchdb store kind")
