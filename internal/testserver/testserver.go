@@ -5,12 +5,15 @@ package testserver
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/occi"
@@ -192,4 +195,20 @@ func EachReopenableStore(t *testing.T, couchURL func(t testing.TB) string, fn fu
 		}
 		t.Run(s.Name, func(t *testing.T) { fn(t, s.Fresh(t)) })
 	}
+}
+
+// RunWithPeer runs a test binary's tests with a CouchDB-API peer for it
+// (couchpeer.Run, which sets *srv), then, when they passed, fails the
+// binary if any goroutine is left (HTTP keep-alive connections aside).
+func RunWithPeer(m *testing.M, srv **couchpeer.Server) int {
+	code := couchpeer.Run(m, srv)
+	if code == 0 {
+		if err := goleak.Find(goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait")); err != nil {
+			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
+			code = 1
+		}
+	}
+	return code
 }

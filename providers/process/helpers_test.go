@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/internal/testserver"
@@ -27,18 +24,7 @@ import (
 // couchServer is this test binary's CouchDB (the peer, or COUCHDB_URL).
 var couchServer *couchpeer.Server
 
-func TestMain(m *testing.M) {
-	code := couchpeer.Run(m, &couchServer)
-	if code == 0 {
-		if err := goleak.Find(goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait")); err != nil {
-			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testserver.RunWithPeer(m, &couchServer)) }
 
 // storeKinds are the stores the end-to-end tests run on; each returns an
 // opener that opens the same store again (for restarts).
