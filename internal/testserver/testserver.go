@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
@@ -88,7 +89,7 @@ func OpenSQLite(t testing.TB) store.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "cmbs.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "cmbs.db"), sqlite.WithUnindexed(cmbs.UnindexedPaths...))
 	if err != nil {
 		t.Fatalf("open embedded store: %v", err)
 	}

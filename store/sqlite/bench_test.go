@@ -38,7 +38,7 @@ func loadEntities(ctx context.Context, s *Store, n int) error {
 	for start := 0; start < n; start += batch {
 		ops := make([]writeOp, 0, batch)
 		for i := start; i < min(n, start+batch); i++ {
-			op, err := putOp(store.Document{ID: fmt.Sprintf("/e/%07d", i), Body: entityBody(i)})
+			op, err := putOp(store.Document{ID: fmt.Sprintf("/e/%07d", i), Body: entityBody(i)}, nil)
 			if err != nil {
 				return err
 			}
