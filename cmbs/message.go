@@ -517,3 +517,10 @@ func (b *Broker) execute(ctx context.Context, e *model.Entity, inv providers.Inv
 	}
 	return rec, nil
 }
+
+// UnindexedPaths are the store paths of the broker's values that are
+// rewritten often and never searched: a message's send result, written
+// after every send. An embedded store opened with sqlite.WithUnindexed
+// of them writes a few index rows per result instead of one per leaf;
+// selectors on them still match.
+var UnindexedPaths = []string{"attributes.cmbs.message.result"}

@@ -58,7 +58,7 @@ func startNodeWith(ctx context.Context, log *slog.Logger, opts cmbs.Options) (*c
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "cmbs.db"), sqlite.WithLogger(log))
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "cmbs.db"), sqlite.WithLogger(log), sqlite.WithUnindexed(cmbs.UnindexedPaths...))
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
@@ -91,7 +92,7 @@ func OpenSQLite(t testing.TB) store.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "cmbs.db"))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "cmbs.db"), sqlite.WithUnindexed(cmbs.UnindexedPaths...))
 	if err != nil {
 		t.Fatalf("open embedded store: %v", err)
 	}
@@ -162,7 +163,7 @@ func ReopenableStores(couchURL func(t testing.TB) string) []ReopenableStore {
 			return func(t *testing.T) store.Store {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				st, err := sqlite.Open(ctx, path)
+				st, err := sqlite.Open(ctx, path, sqlite.WithUnindexed(cmbs.UnindexedPaths...))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cmbs/cmbs/store"
 )
@@ -38,7 +40,7 @@ func loadEntities(ctx context.Context, s *Store, n int) error {
 	for start := 0; start < n; start += batch {
 		ops := make([]writeOp, 0, batch)
 		for i := start; i < min(n, start+batch); i++ {
-			op, err := putOp(store.Document{ID: fmt.Sprintf("/e/%07d", i), Body: entityBody(i)})
+			op, err := putOp(store.Document{ID: fmt.Sprintf("/e/%07d", i), Body: entityBody(i)}, nil)
 			if err != nil {
 				return err
 			}
@@ -161,4 +163,77 @@ func BenchmarkPutSerial(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkMessageResult is the sender's result write of the broker's
+// fan-out: a stored message (no result yet) updated with its ten-delivery
+// send result, from eight writers at once as the deferred updates are;
+// "unindexed" opens the store as cmbsd does (WithUnindexed of the result).
+func BenchmarkMessageResult(b *testing.B) {
+	result := benchBody()
+	var doc map[string]any
+	if err := json.Unmarshal(result, &doc); err != nil {
+		b.Fatal(err)
+	}
+	delete(doc["attributes"].(map[string]any)["cmbs"].(map[string]any)["message"].(map[string]any), "result")
+	before, err := json.Marshal(doc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mode := range []string{"indexed", "unindexed"} {
+		b.Run(mode, func(b *testing.B) {
+			ctx := context.Background()
+			var opts []Option
+			if mode == "unindexed" {
+				opts = append(opts, WithUnindexed("attributes.cmbs.message.result"))
+			}
+			s, err := Open(ctx, filepath.Join(b.TempDir(), "bench.sqlite"), opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			// Every update has a message of its own (run with -benchtime
+			// of at most docs iterations, e.g. 3000x).
+			const docs = 5000
+			if b.N > docs {
+				b.Skipf("%d iterations, more than the %d messages", b.N, docs)
+			}
+			ops := make([]writeOp, docs)
+			for i := range ops {
+				if ops[i], err = putOp(store.Document{ID: fmt.Sprintf("/m/%06d", i), Body: before}, s.unindexed); err != nil {
+					b.Fatal(err)
+				}
+			}
+			revs, err := s.write(ctx, ops)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetParallelism(4) // 8 writers on 2 CPUs
+			var n atomic.Int64
+			cpu := processCPU()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(n.Add(1)-1) % docs
+					rev, err := s.Put(ctx, store.Document{ID: fmt.Sprintf("/m/%06d", i), Rev: revs[i], Body: result})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					revs[i] = rev
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
+}
+
+// processCPU is the user and system CPU time the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

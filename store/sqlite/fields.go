@@ -160,14 +160,32 @@ func scalarValue(v any) (fieldValue, bool, error) {
 // and one more level).
 const maxIndexDepth = 5
 
+// unindexedPaths are the pathKeys of WithUnindexed: a value at one of them
+// gets its own row (an object's or array's marker, and then a partial
+// row), and nothing inside it is indexed. nil indexes everything.
+type unindexedPaths map[string]struct{}
+
+// has reports whether the pathKey path is unindexed.
+func (u unindexedPaths) has(path []byte) bool {
+	if len(u) == 0 {
+		return false
+	}
+	_, ok := u[string(path)]
+	return ok
+}
+
 // indexRows lists the index rows of a document body.
-func indexRows(body map[string]any) (map[fieldRow]struct{}, error) {
+func indexRows(body map[string]any, skip unindexedPaths) (map[fieldRow]struct{}, error) {
 	rows := make(map[fieldRow]struct{}, 2*len(body))
 	var walk func(prefix string, depth int, v any) error
 	walk = func(prefix string, depth int, v any) error {
 		switch t := v.(type) {
 		case map[string]any:
 			rows[fieldRow{prefix, tagValue(tagObject)}] = struct{}{}
+			if skip.has([]byte(prefix)) {
+				rows[fieldRow{prefix, tagValue(tagPartial)}] = struct{}{}
+				return nil
+			}
 			if depth == maxIndexDepth {
 				return nil
 			}
@@ -182,7 +200,7 @@ func indexRows(body map[string]any) (map[fieldRow]struct{}, error) {
 			}
 		case []any:
 			rows[fieldRow{prefix, tagValue(tagArray)}] = struct{}{}
-			if len(t) > maxIndexedElements {
+			if len(t) > maxIndexedElements || skip.has([]byte(prefix)) {
 				rows[fieldRow{prefix, tagValue(tagPartial)}] = struct{}{}
 				return nil
 			}

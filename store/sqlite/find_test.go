@@ -321,3 +321,57 @@ func TestFindPlan(t *testing.T) {
 		t.Logf("%s: %s", c.selector, joined)
 	}
 }
+
+// A selector on a path inside a WithUnindexed path matches exactly as
+// without it, though the index holds nothing there, also after an update
+// that adds the unindexed value to a document.
+func TestUnindexedPathsStillMatch(t *testing.T) {
+	ctx := testContext(t)
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "cmbs.sqlite"), WithUnindexed("attributes.r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	put := func(id, rev, body string) string {
+		t.Helper()
+		rev, err := s.Put(ctx, store.Document{ID: id, Rev: rev, Body: []byte(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+	put("a", "", `{"kind":"m","attributes":{"r":{"n":1,"who":["x","y"]}}}`)
+	rev := put("b", "", `{"kind":"m","attributes":{}}`)
+	put("b", rev, `{"kind":"m","attributes":{"r":{"n":2,"who":["y"]}}}`)
+	put("c", "", `{"kind":"m","attributes":{"s":{"n":2}}}`)
+	for sel, want := range map[string][]string{
+		`{"attributes.r.n":2}`:                            {"b"},
+		`{"attributes.r.n":{"$gt":0}}`:                    {"a", "b"},
+		`{"attributes.r.who":{"$elemMatch":{"$eq":"x"}}}`: {"a"},
+		`{"attributes.r":{"$exists":true}}`:               {"a", "b"},
+		`{"kind":"m","attributes.s.n":2}`:                 {"c"},
+		`{"attributes.r.n":{"$exists":false}}`:            {"c"},
+	} {
+		docs, err := s.Find(ctx, store.Query{Selector: json.RawMessage(sel)})
+		if err != nil {
+			t.Fatalf("Find(%s): %v", sel, err)
+		}
+		var got []string
+		for _, d := range docs {
+			got = append(got, d.ID)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("Find(%s) = %q, want %q", sel, got, want)
+		}
+	}
+	var inside int
+	key := pathKey([]string{"attributes", "r"})
+	if err := s.reader.QueryRowContext(ctx, `SELECT count(*) FROM fields JOIN paths USING (pid) WHERE substr(path, 1, ?) = ? AND length(path) > ?`,
+		len(key), []byte(key), len(key)).Scan(&inside); err != nil {
+		t.Fatal(err)
+	}
+	if inside != 0 {
+		t.Fatalf("%d index rows inside the unindexed path, want none", inside)
+	}
+}

@@ -17,8 +17,8 @@ import (
 // very deep nesting) it reports ok=false, and the caller uses the decoding
 // path, which gives the exact result or error. Where it reports ok, its
 // body and rows equal theirs (FuzzScanBodyAgrees).
-func scanBody(raw []byte) (body []byte, rows map[fieldRow]struct{}, ok bool) {
-	s, ok := scan(raw)
+func scanBody(raw []byte, skip unindexedPaths) (body []byte, rows map[fieldRow]struct{}, ok bool) {
+	s, ok := scan(raw, skip)
 	if !ok {
 		return nil, nil, false
 	}
@@ -35,8 +35,8 @@ func scanBody(raw []byte) (body []byte, rows map[fieldRow]struct{}, ok bool) {
 }
 
 // scan reads a whole body, listing its rows.
-func scan(raw []byte) (*bodyScanner, bool) {
-	s := &bodyScanner{Scanner: jsonscan.Scanner{Data: raw}, rows: make([]fieldRow, 0, 32)}
+func scan(raw []byte, skip unindexedPaths) (*bodyScanner, bool) {
+	s := &bodyScanner{Scanner: jsonscan.Scanner{Data: raw}, rows: make([]fieldRow, 0, 32), skip: skip}
 	return s, s.root()
 }
 
@@ -60,6 +60,7 @@ type bodyScanner struct {
 	// rows in scan order, repeats included: an array found too long
 	// drops the rows of its elements by truncating.
 	rows []fieldRow
+	skip unindexedPaths
 }
 
 // root scans the top-level object, whose members are at depth 1.
@@ -85,11 +86,19 @@ func (s *bodyScanner) value(depth int, indexed bool) bool {
 	case c == '{':
 		if indexed {
 			s.row(tagValue(tagObject))
+			if s.skip.has(s.path) {
+				s.row(tagValue(tagPartial))
+				indexed = false
+			}
 		}
 		return s.object(depth, indexed && depth < maxIndexDepth, false)
 	case c == '[':
 		if indexed {
 			s.row(tagValue(tagArray))
+			if s.skip.has(s.path) {
+				s.row(tagValue(tagPartial))
+				indexed = false
+			}
 		}
 		return s.array(depth, indexed)
 	case c == '"':

@@ -8,12 +8,12 @@ import (
 )
 
 // slowBody is the decoding path scanBody stands in for.
-func slowBody(raw []byte) ([]byte, map[fieldRow]struct{}, error) {
+func slowBody(raw []byte, skip unindexedPaths) ([]byte, map[fieldRow]struct{}, error) {
 	body, obj, err := canonicalBody(raw)
 	if err != nil {
 		return nil, nil, err
 	}
-	rows, err := indexRows(obj)
+	rows, err := indexRows(obj, skip)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -58,8 +58,23 @@ func TestScanBodyAgrees(t *testing.T) {
 		checkScanBody(t, []byte(seed))
 	}
 	// A body as the entity service writes it takes the fast path.
-	if _, _, ok := scanBody([]byte(scanSeeds[2])); !ok {
+	if _, _, ok := scanBody([]byte(scanSeeds[2]), nil); !ok {
 		t.Fatalf("an ordinary entity body fell back to decoding")
+	}
+	// An unindexed path: its value's marker and a partial row, nothing
+	// inside.
+	_, rows, ok := scanBody([]byte(scanSeeds[2]), testUnindexed)
+	if !ok {
+		t.Fatal("an ordinary entity body with an unindexed path fell back to decoding")
+	}
+	result := pathKey([]string{"attributes", "cmbs", "message", "result"})
+	if _, ok := rows[fieldRow{result, tagValue(tagPartial)}]; !ok {
+		t.Errorf("no partial row at the unindexed path: %v", rows)
+	}
+	for r := range rows {
+		if strings.HasPrefix(r.path, result) && r.path != result {
+			t.Errorf("a row inside the unindexed path: %q", r.path)
+		}
 	}
 	deep := strings.Repeat(`{"a":`, 20000) + "1" + strings.Repeat("}", 20000)
 	checkScanBody(t, []byte(deep))
@@ -72,10 +87,24 @@ func FuzzScanBodyAgrees(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) { checkScanBody(t, raw) })
 }
 
+// testUnindexed are WithUnindexed paths that the seeds have values at.
+var testUnindexed = func() unindexedPaths {
+	var o options
+	WithUnindexed("attributes.cmbs.message.result", "a.b", "mixins")(&o)
+	return o.unindexed
+}()
+
+// checkScanBody checks raw with every path indexed and with testUnindexed.
 func checkScanBody(t *testing.T, raw []byte) {
 	t.Helper()
-	body, rows, ok := scanBody(raw)
-	wantBody, wantRows, err := slowBody(raw)
+	checkScanBodySkip(t, raw, nil)
+	checkScanBodySkip(t, raw, testUnindexed)
+}
+
+func checkScanBodySkip(t *testing.T, raw []byte, skip unindexedPaths) {
+	t.Helper()
+	body, rows, ok := scanBody(raw, skip)
+	wantBody, wantRows, err := slowBody(raw, skip)
 	if !ok {
 		return // the caller decodes: same result by construction
 	}
@@ -88,7 +117,7 @@ func checkScanBody(t *testing.T, raw []byte) {
 	if !maps.Equal(rows, wantRows) {
 		t.Fatalf("%q: rows %v, decoding gives %v", raw, rows, wantRows)
 	}
-	if _, stored, ok := scanBody(wantBody); !ok || !maps.Equal(stored, wantRows) {
+	if _, stored, ok := scanBody(wantBody, skip); !ok || !maps.Equal(stored, wantRows) {
 		t.Fatalf("%q: rows of the stored body %v (ok %v), want %v", wantBody, stored, ok, wantRows)
 	}
 }
@@ -113,14 +142,14 @@ func BenchmarkScanBody(b *testing.B) {
 	b.SetBytes(int64(len(raw)))
 	b.Run("scan", func(b *testing.B) {
 		for b.Loop() {
-			if _, _, ok := scanBody(raw); !ok {
+			if _, _, ok := scanBody(raw, nil); !ok {
 				b.Fatal("fell back")
 			}
 		}
 	})
 	b.Run("decode", func(b *testing.B) {
 		for b.Loop() {
-			if _, _, err := slowBody(raw); err != nil {
+			if _, _, err := slowBody(raw, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

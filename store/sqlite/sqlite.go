@@ -67,6 +67,9 @@ type Store struct {
 	// committed.
 	partial map[string]int64
 
+	// unindexed is WithUnindexed's paths.
+	unindexed unindexedPaths
+
 	// changed is closed and replaced after every commit, to wake long polls.
 	changedMu sync.Mutex
 	changed   chan struct{}
@@ -105,6 +108,27 @@ type options struct {
 	readConns   int
 	busyTimeout time.Duration
 	cacheBytes  int
+	unindexed   unindexedPaths
+}
+
+// WithUnindexed names paths (dotted: "attributes.cmbs.message.result")
+// whose values the index does not look into: such a value gets its own row
+// (for an object or array, its marker and a partial row) and nothing
+// inside it gets one. Selectors on paths inside still match exactly (the
+// documents with the partial row are read and matched), only without the
+// index's help: meant for free-form values that are written often and
+// never searched, whose rows would be most of a write's cost.
+func WithUnindexed(paths ...string) Option {
+	return func(o *options) {
+		if o.unindexed == nil {
+			o.unindexed = unindexedPaths{}
+		}
+		for _, p := range paths {
+			if p != "" {
+				o.unindexed[pathKey(strings.Split(p, "."))] = struct{}{}
+			}
+		}
+	}
 }
 
 // WithCacheSize sets how many bytes of document bodies Get keeps in memory
@@ -216,6 +240,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		backgroundWait: defaultBackgroundWait,
 		stmts:          make(map[string]*sql.Stmt),
 		cache:          newDocCache(o.cacheBytes),
+		unindexed:      o.unindexed,
 	}
 	lock, err := lockFile(path)
 	if err != nil {

@@ -41,18 +41,18 @@ func checkID(verb, id string) error {
 	return nil
 }
 
-func putOp(doc store.Document) (writeOp, error) {
+func putOp(doc store.Document, skip unindexedPaths) (writeOp, error) {
 	if err := checkID("put", doc.ID); err != nil {
 		return writeOp{}, err
 	}
-	if body, rows, ok := scanBody(doc.Body); ok {
+	if body, rows, ok := scanBody(doc.Body, skip); ok {
 		return writeOp{verb: "put", id: doc.ID, rev: doc.Rev, body: body, rows: rows}, nil
 	}
 	body, obj, err := canonicalBody(doc.Body)
 	if err != nil {
 		return writeOp{}, fmt.Errorf("put %q: %w: %w", doc.ID, store.ErrInvalid, err)
 	}
-	rows, err := indexRows(obj)
+	rows, err := indexRows(obj, skip)
 	if err != nil {
 		return writeOp{}, fmt.Errorf("put %q: %w: %w", doc.ID, store.ErrInvalid, err)
 	}
@@ -64,7 +64,7 @@ func (s *Store) Put(ctx context.Context, doc store.Document) (string, error) {
 	if err := s.checkOpen(); err != nil {
 		return "", fmt.Errorf("put %q: %w", doc.ID, err)
 	}
-	op, err := putOp(doc)
+	op, err := putOp(doc, s.unindexed)
 	if err != nil {
 		return "", err
 	}
