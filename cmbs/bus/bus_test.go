@@ -168,10 +168,17 @@ func TestRPCMalformedDP13(t *testing.T) {
 		id     string
 		prefix string // statusmsg, or its prefix when it ends with "…"
 	}{
-		{"one frame after the delimiter", [][]byte{nil, []byte("x")}, "", "malformed envelope: …"},
-		{"two frames after the delimiter", [][]byte{nil, []byte("x"), []byte("y")}, "", "malformed envelope: …"},
-		{"no delimiter", [][]byte{[]byte("corr-9"), []byte("application/json"), ping}, "corr-9", "malformed envelope: …"},
-		{"empty id", [][]byte{nil, nil, []byte("application/json"), ping}, "", "malformed envelope: …"},
+		// Frames are counted as the client sent them (not with the
+		// identity the ROUTER adds).
+		{"one frame after the delimiter", [][]byte{nil, []byte("x")}, "",
+			"malformed envelope: 1 frames after the empty delimiter, need 3 (id, mimetype, body)"},
+		{"two frames after the delimiter", [][]byte{nil, []byte("x"), []byte("y")}, "",
+			"malformed envelope: 2 frames after the empty delimiter, need 3 (id, mimetype, body)"},
+		{"no delimiter", [][]byte{[]byte("corr-9"), []byte("application/json"), ping}, "corr-9",
+			"malformed envelope: no empty delimiter before id, mimetype, body (a DEALER must send it; REQ adds it)"},
+		{"two frames, no delimiter", [][]byte{[]byte("a"), []byte("b")}, "",
+			"malformed envelope: 2 frames, need at least 3 (id, mimetype, body)"},
+		{"empty id", [][]byte{nil, nil, []byte("application/json"), ping}, "", "malformed envelope: empty id"},
 		{"text/plain", [][]byte{nil, []byte("t1"), []byte("text/plain"), []byte("hello")}, "t1",
 			`Invalid Data: mimetype "text/plain": the rpc socket takes application/json`},
 		{"not JSON", [][]byte{nil, []byte("t2"), []byte("application/json"), []byte("hello")}, "t2",
@@ -207,7 +214,7 @@ func TestRPCMalformedDP13(t *testing.T) {
 			t.Fatalf("after %s: %s %s", c.name, env.ID, env.Body)
 		}
 	}
-	if s := b.Stats(); s.InvalidRequests != 1 || s.RPC.Malformed != 4 {
+	if s := b.Stats(); s.InvalidRequests != 1 || s.RPC.Malformed != 5 {
 		t.Fatalf("stats %+v %+v", s, s.RPC)
 	}
 }

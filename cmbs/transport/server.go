@@ -317,15 +317,28 @@ func (s *Server) signature(pc *pendingConn) error {
 	return err
 }
 
+// errNoDelimiter: a request whose sender left out the empty delimiter.
+var errNoDelimiter = fmt.Errorf("%w: no empty delimiter before id, mimetype, body (a DEALER must send it; REQ adds it)", ErrMalformedEnvelope)
+
 func (s *Server) dispatch(z *zconn, frames [][]byte) {
 	req, err := Parse(frames)
 	if err == nil && len(req.Routing) == 0 {
 		// frames[0] is the connection's identity, so a well-formed request
 		// always has routing; without it the sender omitted the delimiter
 		// and its first frame was read as the id.
-		err = fmt.Errorf("%w: no empty delimiter before id, mimetype, body (a DEALER must send it; REQ adds it)", ErrMalformedEnvelope)
+		err = errNoDelimiter
 	}
 	if err != nil {
+		// Told in the sender's terms: frames[0] is the identity this end
+		// added, so the sender's frames are the rest.
+		sent := frames[1:]
+		if len(sent) > 0 && len(sent[0]) == 0 && len(sent) < 4 {
+			err = malformed("%d frames after the empty delimiter, need 3 (id, mimetype, body)", len(sent)-1)
+		} else if _, perr := Parse(sent); perr != nil {
+			err = perr
+		} else {
+			err = errNoDelimiter
+		}
 		s.malformed.Add(1)
 		s.log.Debug("malformed message", "frames", len(frames)-1, "err", err)
 		s.send(z, s.errorReply(frames[:1], guessID(frames), CodeMalformed, err.Error()))
