@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -139,56 +138,22 @@ func busPing(ctx context.Context, endpoint string, count int, ping []byte) (time
 func busRebroadcast(ctx context.Context, b *bus.Bus, n int, body []byte) (fanoutResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	sub := zmq4.NewSub(ctx, zmq4.WithDialerMaxRetries(20))
-	defer sub.Close()
-	if err := sub.Dial(b.EventsOutAddr()); err != nil {
-		return fanoutResult{}, err
-	}
-	if err := sub.SetOption(zmq4.OptionSubscribe, ""); err != nil {
-		return fanoutResult{}, err
-	}
 	push := zmq4.NewPush(ctx, zmq4.WithDialerMaxRetries(20))
 	defer push.Close()
 	if err := push.Dial(b.EventsInAddr()); err != nil {
 		return fanoutResult{}, err
 	}
-	var measuring, warm atomic.Bool
-	var got, lastAt atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			msg, err := sub.Recv()
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				continue
-			}
-			if len(msg.Frames) > 0 && string(msg.Frames[0]) == "warmup" {
-				warm.Store(true)
-				continue
-			}
-			if measuring.Load() {
-				got.Add(1)
-				lastAt.Store(time.Now().UnixNano())
-			}
-		}
-	}()
-	defer func() { cancel(); sub.Close(); <-done }()
-	for !warm.Load() {
-		if ctx.Err() != nil {
-			return fanoutResult{}, errors.New("the subscriber never received the warm-up")
-		}
-		if err := push.Send(zmq4.NewMsgFrom([]byte("warmup"), []byte("text/plain"), []byte("w"))); err != nil {
-			return fanoutResult{}, err
-		}
-		time.Sleep(5 * time.Millisecond)
+	c, err := startEnvelopeCounter(ctx, b.EventsOutAddr())
+	if err != nil {
+		return fanoutResult{}, err
 	}
-	time.Sleep(20 * time.Millisecond)
+	defer func() { cancel(); c.stop() }()
+	if err := c.warmUp(ctx, push, "the subscriber"); err != nil {
+		return fanoutResult{}, err
+	}
 	dropped := func() int64 { return int64(b.Stats().EventsOut.Dropped) }
 	dropped0 := dropped()
-	measuring.Store(true)
+	c.measuring.Store(true)
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		if err := push.Send(zmq4.NewMsgFrom([]byte("bench"), []byte("application/octet-stream"), body)); err != nil {
@@ -197,10 +162,10 @@ func busRebroadcast(ctx context.Context, b *bus.Bus, n int, body []byte) (fanout
 	}
 	// Like libzmq's PUB, events-out drops what a subscriber 1000 messages
 	// behind cannot take: those are not waited for.
-	for deadline := time.Now().Add(30 * time.Second); got.Load()+dropped()-dropped0 < int64(n) && time.Now().Before(deadline) && ctx.Err() == nil; {
+	for deadline := time.Now().Add(30 * time.Second); c.got.Load()+dropped()-dropped0 < int64(n) && time.Now().Before(deadline) && ctx.Err() == nil; {
 		time.Sleep(time.Millisecond)
 	}
-	return awaitDeliveries(ctx, "bus events", &got, &lastAt, got.Load(), start)
+	return awaitDeliveries(ctx, "bus events", &c.got, &c.lastAt, c.got.Load(), start)
 }
 
 // eventRounds is how many times the events phase measures each side.
@@ -232,21 +197,50 @@ func rawEnvelopePubSub(ctx context.Context, n int, body []byte) (fanoutResult, e
 	if err := pub.Listen(endpoint); err != nil {
 		return fanoutResult{}, err
 	}
-	sub := zmq4.NewSub(ctx, zmq4.WithDialerMaxRetries(20))
-	defer sub.Close()
-	if err := sub.Dial(endpoint); err != nil {
+	c, err := startEnvelopeCounter(ctx, endpoint)
+	if err != nil {
 		return fanoutResult{}, err
 	}
-	if err := sub.SetOption(zmq4.OptionSubscribe, ""); err != nil {
+	defer func() { cancel(); c.stop() }()
+	if err := c.warmUp(ctx, pub, "the zmq4 SUB"); err != nil {
 		return fanoutResult{}, err
 	}
-	var measuring, warm atomic.Bool
-	var got, lastAt atomic.Int64
-	done := make(chan struct{})
+	c.measuring.Store(true)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if err := pub.Send(zmq4.NewMsgFrom([]byte("bench"), []byte("application/octet-stream"), body)); err != nil {
+			return fanoutResult{}, err
+		}
+	}
+	return awaitDeliveries(ctx, "zmq4 PUB/SUB", &c.got, &c.lastAt, int64(n), start)
+}
+
+// envelopeCounter is a zmq4 SUB, subscribed to everything, that counts the
+// envelopes it receives (and when the last came) while measuring is set,
+// once a warm-up envelope has come through.
+type envelopeCounter struct {
+	sub             zmq4.Socket
+	measuring, warm atomic.Bool
+	got, lastAt     atomic.Int64
+	done            chan struct{}
+}
+
+// startEnvelopeCounter dials endpoint and starts counting; its reader ends
+// once ctx is done and stop closes the socket.
+func startEnvelopeCounter(ctx context.Context, endpoint string) (*envelopeCounter, error) {
+	c := &envelopeCounter{sub: zmq4.NewSub(ctx, zmq4.WithDialerMaxRetries(20)), done: make(chan struct{})}
+	if err := c.sub.Dial(endpoint); err != nil {
+		c.sub.Close()
+		return nil, err
+	}
+	if err := c.sub.SetOption(zmq4.OptionSubscribe, ""); err != nil {
+		c.sub.Close()
+		return nil, err
+	}
 	go func() {
-		defer close(done)
+		defer close(c.done)
 		for {
-			msg, err := sub.Recv()
+			msg, err := c.sub.Recv()
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -254,32 +248,37 @@ func rawEnvelopePubSub(ctx context.Context, n int, body []byte) (fanoutResult, e
 				continue
 			}
 			if len(msg.Frames) > 0 && string(msg.Frames[0]) == "warmup" {
-				warm.Store(true)
+				c.warm.Store(true)
 				continue
 			}
-			if measuring.Load() {
-				got.Add(1)
-				lastAt.Store(time.Now().UnixNano())
+			if c.measuring.Load() {
+				c.got.Add(1)
+				c.lastAt.Store(time.Now().UnixNano())
 			}
 		}
 	}()
-	defer func() { cancel(); sub.Close(); <-done }()
-	for !warm.Load() {
+	return c, nil
+}
+
+// warmUp sends warm-up envelopes through out until one arrives (what names
+// the subscriber in the error when ctx ends first), then lets the
+// connection settle.
+func (c *envelopeCounter) warmUp(ctx context.Context, out zmq4.Socket, what string) error {
+	for !c.warm.Load() {
 		if ctx.Err() != nil {
-			return fanoutResult{}, errors.New("the zmq4 SUB never received the warm-up")
+			return fmt.Errorf("%s never received the warm-up", what)
 		}
-		if err := pub.Send(zmq4.NewMsgFrom([]byte("warmup"), []byte("text/plain"), []byte("w"))); err != nil {
-			return fanoutResult{}, err
+		if err := out.Send(zmq4.NewMsgFrom([]byte("warmup"), []byte("text/plain"), []byte("w"))); err != nil {
+			return err
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	time.Sleep(20 * time.Millisecond)
-	measuring.Store(true)
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		if err := pub.Send(zmq4.NewMsgFrom([]byte("bench"), []byte("application/octet-stream"), body)); err != nil {
-			return fanoutResult{}, err
-		}
-	}
-	return awaitDeliveries(ctx, "zmq4 PUB/SUB", &got, &lastAt, int64(n), start)
+	return nil
+}
+
+// stop closes the socket and waits for the reader (after ctx is done).
+func (c *envelopeCounter) stop() {
+	c.sub.Close()
+	<-c.done
 }
