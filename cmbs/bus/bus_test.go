@@ -386,19 +386,22 @@ func TestNonLoopbackNeedsInsecure(t *testing.T) {
 	}
 }
 
-// DP-12 with libzmq on both ends: a pyzmq PUSH feeds events-in and a pyzmq
-// SUB on events-out receives the ten messages on its topic.
-func TestEventsWithPyzmq(t *testing.T) {
-	py := pyzmqtest.Python(t)
-	b := startBus(t)
-	script := filepath.Join(t.TempDir(), "pubserver.py")
-	if err := os.WriteFile(script, []byte(`import sys, time, zmq
+// pushSubScript is a pyzmq PUSH into events-in (argv[2]) and SUB on
+// events-out (argv[1], topic "T") that prints the ten "T" bodies it gets,
+// once a probe has shown the subscription is in (the slow joiner); with
+// CURVE_PUBLIC, CURVE_SECRET and CURVE_SERVERKEY set, both sockets speak
+// CURVE.
+const pushSubScript = `import os, sys, time, zmq
 ctx = zmq.Context()
-sub = ctx.socket(zmq.SUB); sub.setsockopt(zmq.SUBSCRIBE, b"T"); sub.setsockopt(zmq.LINGER, 0)
-sub.setsockopt(zmq.RCVTIMEO, 100); sub.connect(sys.argv[1])
-push = ctx.socket(zmq.PUSH); push.setsockopt(zmq.LINGER, 0); push.connect(sys.argv[2])
+def opts(s):
+    s.setsockopt(zmq.LINGER, 0)
+    if "CURVE_PUBLIC" in os.environ:
+        s.curve_publickey = os.environ["CURVE_PUBLIC"].encode(); s.curve_secretkey = os.environ["CURVE_SECRET"].encode()
+        s.curve_serverkey = os.environ["CURVE_SERVERKEY"].encode()
+sub = ctx.socket(zmq.SUB); opts(sub); sub.setsockopt(zmq.SUBSCRIBE, b"T"); sub.setsockopt(zmq.RCVTIMEO, 100); sub.connect(sys.argv[1])
+push = ctx.socket(zmq.PUSH); opts(push); push.connect(sys.argv[2])
 deadline = time.time() + 20
-while True:  # the slow joiner: probe until the subscription is in
+while True:
     push.send_multipart([b"T.probe", b"text/plain", b"p"])
     try:
         sub.recv_multipart(); break
@@ -413,9 +416,23 @@ while len(got) < 10:
     f = sub.recv_multipart()
     if f[0] == b"T": got.append(f[2].decode())
 print(" ".join(got))
-`), 0o600); err != nil {
+`
+
+// writePushSubScript writes pushSubScript into the test's temp dir.
+func writePushSubScript(t *testing.T) string {
+	script := filepath.Join(t.TempDir(), "pushsub.py")
+	if err := os.WriteFile(script, []byte(pushSubScript), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return script
+}
+
+// DP-12 with libzmq on both ends: a pyzmq PUSH feeds events-in and a pyzmq
+// SUB on events-out receives the ten messages on its topic.
+func TestEventsWithPyzmq(t *testing.T) {
+	py := pyzmqtest.Python(t)
+	b := startBus(t)
+	script := writePushSubScript(t)
 	out, err := exec.CommandContext(testCtx(t), py, script, b.EventsOutAddr(), b.EventsInAddr()).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "m0 m1 m2 m3 m4 m5 m6 m7 m8 m9" {
 		t.Fatalf("pyzmq: %v\n%s", err, out)

@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -100,33 +99,7 @@ func TestBusOverCurve(t *testing.T) {
 		waitRefused(n + 1)
 	}
 
-	script := filepath.Join(t.TempDir(), "curvesub.py")
-	if err := os.WriteFile(script, []byte(`import os, sys, time, zmq
-ctx = zmq.Context()
-def curve(s):
-    s.curve_publickey = os.environ["CURVE_PUBLIC"].encode(); s.curve_secretkey = os.environ["CURVE_SECRET"].encode()
-    s.curve_serverkey = os.environ["CURVE_SERVERKEY"].encode(); s.setsockopt(zmq.LINGER, 0)
-sub = ctx.socket(zmq.SUB); curve(sub); sub.setsockopt(zmq.SUBSCRIBE, b"T"); sub.setsockopt(zmq.RCVTIMEO, 100); sub.connect(sys.argv[1])
-push = ctx.socket(zmq.PUSH); curve(push); push.connect(sys.argv[2])
-deadline = time.time() + 20
-while True:
-    push.send_multipart([b"T.probe", b"text/plain", b"p"])
-    try:
-        sub.recv_multipart(); break
-    except zmq.Again:
-        if time.time() > deadline: sys.exit("no probe came back")
-for i in range(10):
-    push.send_multipart([b"U", b"text/plain", b"u%d" % i])
-    push.send_multipart([b"T", b"text/plain", b"m%d" % i])
-sub.setsockopt(zmq.RCVTIMEO, 20000)
-got = []
-while len(got) < 10:
-    f = sub.recv_multipart()
-    if f[0] == b"T": got.append(f[2].decode())
-print(" ".join(got))
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	script := writePushSubScript(t)
 	cmd := exec.CommandContext(testCtx(t), py, script, b.EventsOutAddr(), b.EventsInAddr())
 	cmd.Env = append(os.Environ(), "CURVE_PUBLIC="+keys.Public, "CURVE_SECRET="+keys.Secret, "CURVE_SERVERKEY="+keys.ServerKey)
 	out, err := cmd.CombinedOutput()
