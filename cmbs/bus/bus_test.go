@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,13 +15,13 @@ import (
 	"time"
 
 	"github.com/go-zeromq/zmq4"
-	"github.com/go-zeromq/zmq4/security/null"
 	"go.uber.org/goleak"
 
 	"github.com/cmbs/cmbs/cmbs/bus"
 	"github.com/cmbs/cmbs/cmbs/choria"
 	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/internal/pyzmqtest"
+	"github.com/cmbs/cmbs/internal/zmtptest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -81,21 +80,9 @@ func startBus(t *testing.T) *bus.Bus {
 	return b
 }
 
-// peer is a zmq4 ZMTP connection of type typ to endpoint (zmq4's sockets
-// leak goroutines on close; its Conn does not).
+// peer is a ZMTP connection of type typ to endpoint.
 func peer(t *testing.T, endpoint string, typ zmq4.SocketType) *zmq4.Conn {
-	t.Helper()
-	nc, err := net.Dial("tcp", strings.TrimPrefix(endpoint, "tcp://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nc.Close() })
-	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
-	zc, err := zmq4.Open(nc, null.Security(), typ, nil, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return zc
+	return zmtptest.Peer(t, endpoint, typ)
 }
 
 func rpcRequest(agent, action string, data map[string]any) []byte {

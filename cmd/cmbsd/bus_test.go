@@ -2,35 +2,22 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
-	"github.com/go-zeromq/zmq4/security/null"
 
 	"github.com/cmbs/cmbs/cmbs/choria"
 	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/internal/loopback"
+	"github.com/cmbs/cmbs/internal/zmtptest"
 )
 
-// zmtpPeer is a zmq4 ZMTP connection of type typ to endpoint.
+// zmtpPeer is a ZMTP connection of type typ to endpoint.
 func zmtpPeer(t *testing.T, endpoint string, typ zmq4.SocketType) *zmq4.Conn {
-	t.Helper()
-	nc, err := net.Dial("tcp", strings.TrimPrefix(endpoint, "tcp://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nc.Close() })
-	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
-	zc, err := zmq4.Open(nc, null.Security(), typ, nil, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return zc
+	return zmtptest.Peer(t, endpoint, typ)
 }
 
 // cmbsd with --rpc, --events-out, --events-in and --agents: the parrot

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -139,7 +140,7 @@ func (s *Service) editOutLinks(ctx context.Context, src string, edit func([]stri
 			}
 		}
 		old, err := s.get(ctx, src)
-		if model.StatusOf(err) == 404 {
+		if model.StatusOf(err) == http.StatusNotFound {
 			return false, nil
 		}
 		if err != nil {
