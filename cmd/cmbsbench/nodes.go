@@ -258,3 +258,48 @@ func closeNodes(nodes []*cmbsNode) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// startFanoutMesh starts receivers+1 nodes: one member on each of the
+// receivers nodes (with the given topics when not nil, and layers started),
+// and a sending member on the first whose neighbours they are, which has
+// learned them all through check_neighbors. closeMesh stops every node.
+func startFanoutMesh(ctx context.Context, log *slog.Logger, receivers int, topics []any, layers ...string) (sender *cmbsNode, recv []*cmbsNode, closeMesh func() error, err error) {
+	nodes, err := startNodes(ctx, receivers+1, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closeMesh = func() error { return closeNodes(nodes) }
+	defer func() {
+		if err != nil {
+			_ = closeMesh()
+		}
+	}()
+	sender, recv = nodes[0], nodes[1:]
+	withTopics := func(attrs map[string]any) map[string]any {
+		if topics != nil {
+			attrs["topics"] = topics
+		}
+		return attrs
+	}
+	var l1s []any
+	for i, n := range recv {
+		_, s, err := n.createMember(ctx, fmt.Sprintf("r%02d", i), withTopics(map[string]any{}), layers...)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		l1s = append(l1s, s["l1"])
+	}
+	sloc, _, err := sender.createMember(ctx, "s", withTopics(map[string]any{"neighbors_socket": l1s}))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	d, err := sender.do(ctx, "POST", sloc+"?action=check_neighbors", map[string]any{}, 200)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var disc cmbs.Discovery
+	if err := json.Unmarshal(d, &disc); err != nil || len(disc.Learned) != receivers {
+		return nil, nil, nil, fmt.Errorf("check_neighbors learned %d of %d members (%v): %.300s", len(disc.Learned), receivers, err, d)
+	}
+	return sender, recv, closeMesh, nil
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -21,36 +20,15 @@ import (
 // else the machine runs.
 func benchStorable(ctx context.Context, cfg config, log *slog.Logger, out func(string, ...any), results map[string]any) (err error) {
 	const receivers = 10
-	nodes, err := startNodes(ctx, receivers+1, log)
+	sender, recv, closeMesh, err := startFanoutMesh(ctx, log, receivers, nil, "l1", "l2")
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if cerr := closeNodes(nodes); cerr != nil && err == nil {
+		if cerr := closeMesh(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
-	sender, recv := nodes[0], nodes[1:]
-	var l1s []any
-	for i, n := range recv {
-		_, s, err := n.createMember(ctx, fmt.Sprintf("r%02d", i), nil, "l1", "l2")
-		if err != nil {
-			return err
-		}
-		l1s = append(l1s, s["l1"])
-	}
-	sloc, _, err := sender.createMember(ctx, "s", map[string]any{"neighbors_socket": l1s})
-	if err != nil {
-		return err
-	}
-	d, err := sender.do(ctx, "POST", sloc+"?action=check_neighbors", map[string]any{}, 200)
-	if err != nil {
-		return err
-	}
-	var disc cmbs.Discovery
-	if err := json.Unmarshal(d, &disc); err != nil || len(disc.Learned) != receivers {
-		return fmt.Errorf("check_neighbors learned %d of %d members (%v): %.300s", len(disc.Learned), receivers, err, d)
-	}
 	stored := func() int {
 		total := 0
 		for _, n := range recv {
