@@ -259,7 +259,10 @@ func (p *Provider) follow(pr *proc) {
 	if err := p.act(ctx, pr, term, ""); err != nil {
 		p.log.Warn("cannot apply an action written by another server", "slug", pr.slug, "action", term, "err", err)
 	}
-	p.persist(pr, true)
+	// The state only: the desired state is the other server's to write, and
+	// writing this server's view of it back (retried over a newer revision)
+	// would undo an action written while this one was being applied.
+	p.persist(pr, false)
 }
 
 // gone stops and forgets a process whose entity another server deleted.
