@@ -149,7 +149,7 @@ func (s *Server) routes() http.Handler {
 		r.HandleFunc(p, s.options).Methods(http.MethodOptions)
 	}
 	r.PathPrefix("/").HandlerFunc(s.handle(s.pathGet)).Methods(http.MethodGet, http.MethodHead)
-	r.PathPrefix("/").HandlerFunc(s.handle(s.pathPost)).Methods(http.MethodPost)
+	r.PathPrefix("/").HandlerFunc(s.post).Methods(http.MethodPost) // streamed actions, else pathPost
 	r.PathPrefix("/").HandlerFunc(s.handle(s.pathPut)).Methods(http.MethodPut)
 	r.PathPrefix("/").HandlerFunc(s.handle(s.pathDelete)).Methods(http.MethodDelete)
 	r.PathPrefix("/").HandlerFunc(s.options).Methods(http.MethodOptions)

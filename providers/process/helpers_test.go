@@ -51,7 +51,9 @@ type node struct {
 type nodeOptions struct {
 	users     string // users file content; "" = no authentication
 	maxOutput int64
-	maxRecord int64 // Options.MaxRecordOutput
+	maxRecord int64         // Options.MaxRecordOutput
+	maxBody   int64         // testserver.Options.MaxBodyBytes
+	idle      time.Duration // testserver.Options.BodyIdleTimeout
 }
 
 func startNode(t *testing.T, st store.Store, o nodeOptions) *node {
@@ -69,7 +71,7 @@ func startNode(t *testing.T, st store.Store, o nodeOptions) *node {
 		}
 	}
 	srv := testserver.Start(t, testserver.Options{
-		Store: st,
+		Store: st, MaxBodyBytes: o.maxBody, BodyIdleTimeout: o.idle,
 		Register: func(reg *providers.Registry, srv *occi.Server) error {
 			n.prov = process.New(srv.Entities(), process.Options{MaxOutput: o.maxOutput, MaxRecordOutput: o.maxRecord, KillGrace: 500 * time.Millisecond})
 			return n.prov.Register(reg)

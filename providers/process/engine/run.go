@@ -65,6 +65,21 @@ type Request struct {
 	Timeout time.Duration
 	// Started, when set, is called with the pid once the process runs.
 	Started func(pid int)
+	// InputStream, when set, is the input instead of Input, read as the
+	// run goes: into stdin while the process runs (it gets EOF when the
+	// stream ends), or into the input file before it starts. A read error
+	// ends the run: before the start Run returns an *InputError, after it
+	// the process group is killed and the status is error.
+	InputStream io.Reader
+	// StopInput, when set, is called when the run ends while InputStream
+	// is still being read: it must make that Read return (an HTTP server
+	// sets a read deadline in the past). Run waits for the read.
+	StopInput func()
+	// OutputStream, when set, receives the output (as the output adapter
+	// says: stdout, stderr, or the output file once the process has ended)
+	// as it is written, instead of Result.Output; it is not capped. A write
+	// error ends the run (status error).
+	OutputStream io.Writer
 	// Lines, when set, is called with every line the process writes to
 	// stdout and stderr (stream StreamStdoutName or StreamStderrName), as it
 	// is written, before Run returns; the line must not be kept. Calls for
@@ -149,9 +164,11 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 	if timeout <= 0 && d.Timeout > 0 {
 		timeout = time.Duration(d.Timeout * float64(time.Second))
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	var streamErr streamFailure // a streamed input or output failed
 	if timeout > 0 {
+		var cancel context.CancelFunc
 		runCtx, cancel = context.WithTimeout(runCtx, timeout)
 		defer cancel()
 	}
@@ -166,12 +183,23 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 	}
 	cmd.WaitDelay = r.grace()
 
+	var feed *stdinFeed // a streamed stdin
 	switch {
 	case d.Input.IsFile():
 		p := absIn(cwd, subst.Replace(d.Input.Path))
-		if err := os.WriteFile(p, req.Input, 0o600); err != nil {
+		if req.InputStream != nil {
+			if err := copyInputFile(runCtx, p, req); err != nil {
+				return nil, err
+			}
+		} else if err := os.WriteFile(p, req.Input, 0o600); err != nil {
 			return fail("cannot write the input file %s: %v", p, err)
 		}
+	case d.Input.Stream == StreamStdin && req.InputStream != nil:
+		if feed, err = newStdinFeed(req, streamErr.fail(cancelRun)); err != nil {
+			return fail("cannot make the input pipe: %v", err)
+		}
+		defer feed.end()
+		cmd.Stdin = feed.r
 	case d.Input.Stream == StreamStdin:
 		cmd.Stdin = bytes.NewReader(req.Input)
 	}
@@ -183,18 +211,29 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 		stdout.buf.Grow(int(min(int64(len(req.Input)), r.maxOutput())))
 	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	var streamOut *streamWriter
+	if req.OutputStream != nil {
+		streamOut = &streamWriter{w: req.OutputStream, fail: streamErr.fail(cancelRun)}
+		streamOutput(cmd, d, streamOut)
+	}
 	if req.Lines != nil {
 		outLines := &lineWriter{stream: StreamStdoutName, fn: req.Lines}
 		errLines := &lineWriter{stream: StreamStderrName, fn: req.Lines}
-		cmd.Stdout, cmd.Stderr = io.MultiWriter(stdout, outLines), io.MultiWriter(stderr, errLines)
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(cmd.Stdout, outLines), io.MultiWriter(cmd.Stderr, errLines)
 		defer errLines.flush()
 		defer outLines.flush()
 	}
 
 	if err := cmd.Start(); err != nil {
+		if se := streamErr.get(); se != nil {
+			return fail("%v", se) // the input failed at once
+		}
 		return fail("cannot start %s: %v", d.Exec, err)
 	}
 	res.Pid = cmd.Process.Pid
+	if feed != nil {
+		feed.started()
+	}
 	if req.Started != nil {
 		req.Started(res.Pid)
 	}
@@ -244,6 +283,9 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 	}
 
 	switch {
+	case streamErr.get() != nil: // even when the request ended too (a client gone)
+		res.Status, res.Error = StatusError, streamErr.get().Error()
+		return res, nil
 	case interrupted.Load() && ctx.Err() != nil:
 		res.Status, res.Error = StatusCancelled, "cancelled"
 		return res, nil
@@ -255,6 +297,12 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 	switch {
 	case d.Output.IsFile():
 		p := absIn(cwd, subst.Replace(d.Output.Path))
+		if streamOut != nil {
+			if err := streamOutputFile(p, streamOut); err != nil {
+				res.Status, res.Error = outputFileError(p, err)
+			}
+			break
+		}
 		out, trunc, err := readCapped(p, r.maxOutput())
 		if err != nil {
 			res.Status = StatusFailed

@@ -1,0 +1,253 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// Streamed runs: Request.InputStream and Request.OutputStream move the
+// input and output as they are produced instead of as whole buffers.
+
+// InputError is returned by Run when a streamed input (Request.InputStream)
+// failed before the process started: reading it into the input file
+// failed, or the run's timeout or cancellation came first. Err is the
+// reader's error, or the context's.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return "reading the input: " + e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// StreamError ends a run whose streamed input could not be read or whose
+// streamed output could not be written while the process ran: the process
+// group is killed and the result's status is error, with this error's text.
+type StreamError struct {
+	// Side is "input" or "output".
+	Side string
+	Err  error
+}
+
+func (e *StreamError) Error() string {
+	if e.Side == "input" {
+		return "reading the input: " + e.Err.Error() + "; the process group was killed"
+	}
+	return "writing the output: " + e.Err.Error() + "; the process group was killed"
+}
+func (e *StreamError) Unwrap() error { return e.Err }
+
+// streamFailure is the first StreamError of a run.
+type streamFailure struct{ err atomic.Pointer[StreamError] }
+
+// fail returns the function that records a StreamError and stops the run
+// with cancel.
+func (f *streamFailure) fail(cancel context.CancelFunc) func(*StreamError) {
+	return func(se *StreamError) {
+		f.err.CompareAndSwap(nil, se)
+		cancel()
+	}
+}
+
+func (f *streamFailure) get() *StreamError { return f.err.Load() }
+
+// streamBuffer is the size of the copies between a stream and a pipe: a
+// few system calls per MiB rather than thirty-two.
+const streamBuffer = 256 << 10
+
+// pipeSize is what a streamed stdin's pipe is grown to (Linux: the
+// default is 64 KiB; an unprivileged process may go up to
+// /proc/sys/fs/pipe-max-size, 1 MiB by default).
+const pipeSize = 1 << 20
+
+// copyInputFile streams req.InputStream into the file at path before the
+// process starts; ctx's end (timeout, cancellation) stops it.
+func copyInputFile(ctx context.Context, path string, req Request) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("cannot write the input file %s: %w", path, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- copyStream(f, req.InputStream, nil) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		if req.StopInput != nil {
+			req.StopInput()
+		}
+		<-done // the copy ends once the reader returns
+		err = context.Cause(ctx)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return &InputError{Err: err}
+	}
+	return nil
+}
+
+// copyStream copies src to dst with one large buffer. A write error is
+// returned as writeErr (when not nil) so that the caller can tell the
+// reader's failure from the writer's.
+func copyStream(dst io.Writer, src io.Reader, writeErr *error) error {
+	buf := make([]byte, streamBuffer)
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				if writeErr != nil {
+					*writeErr = err
+					return nil
+				}
+				return err
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// stdinFeed feeds a streamed input to the process's stdin through a pipe
+// it owns: the process gets EOF when the stream ends; a stream that fails
+// ends the run through fail.
+type stdinFeed struct {
+	r, w *os.File
+	stop func() // Request.StopInput
+	done chan struct{}
+}
+
+func newStdinFeed(req Request, fail func(*StreamError)) (*stdinFeed, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	growPipe(w)
+	f := &stdinFeed{r: r, w: w, stop: req.StopInput, done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		defer w.Close() // EOF for the process
+		var writeErr error
+		if err := copyStream(w, req.InputStream, &writeErr); err != nil {
+			fail(&StreamError{Side: "input", Err: err})
+		}
+		// A write error means the process closed its stdin or ended: it
+		// takes no more input, which is its business, not an error.
+	}()
+	return f, nil
+}
+
+// started closes the parent's copy of the read end once the process has
+// its own: a process that ends without reading everything makes the feed's
+// writes fail instead of filling the pipe.
+func (f *stdinFeed) started() { _ = f.r.Close() }
+
+// end stops the feed once the process has ended and waits for it: a read
+// of the stream still in progress is interrupted (StopInput).
+func (f *stdinFeed) end() {
+	_ = f.r.Close()
+	select {
+	case <-f.done:
+		return
+	default:
+	}
+	if f.stop != nil {
+		f.stop()
+	}
+	<-f.done
+}
+
+// growPipe grows a pipe's buffer (best effort): fewer wake-ups of each
+// side per MiB.
+func growPipe(f *os.File) {
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_, _, _ = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_SETPIPE_SZ, pipeSize)
+		})
+	}
+}
+
+// streamWriter is a run's streamed output: a write that fails ends the
+// run through fail. ReadFrom copies from the process's pipe with one large
+// buffer.
+type streamWriter struct {
+	w    io.Writer
+	fail func(*StreamError)
+	once sync.Once
+}
+
+func (s *streamWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil {
+		se := &StreamError{Side: "output", Err: err}
+		s.once.Do(func() { s.fail(se) })
+		return n, se
+	}
+	return n, nil
+}
+
+func (s *streamWriter) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, streamBuffer)
+	var total int64
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if _, err := s.Write(buf[:n]); err != nil {
+				return total, err
+			}
+			total += int64(n)
+		}
+		if errors.Is(rerr, io.EOF) {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// streamOutput sends the process's output (stdout, or stderr for a STDERR
+// output adapter) to req.OutputStream as it is written. A file adapter's
+// output is sent once the process has ended (streamOutputFile).
+func streamOutput(cmd *exec.Cmd, d *Definition, w *streamWriter) {
+	switch {
+	case d.Output.IsFile():
+	case d.Output.Stream == StreamStderr:
+		cmd.Stderr = w
+	default:
+		cmd.Stdout = w
+	}
+}
+
+// streamOutputFile sends the output file at path to w.
+func streamOutputFile(path string, w *streamWriter) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = w.ReadFrom(f)
+	return err
+}
+
+// outputFileError is the status and error of a streamed output file that
+// could not be sent.
+func outputFileError(path string, err error) (status, msg string) {
+	var se *StreamError
+	switch {
+	case errors.As(err, &se):
+		return StatusError, se.Error()
+	case errors.Is(err, fs.ErrNotExist):
+		return StatusFailed, fmt.Sprintf("the output file %s was not produced", path)
+	}
+	return StatusFailed, fmt.Sprintf("cannot read the output file %s: %v", path, err)
+}
