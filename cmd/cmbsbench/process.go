@@ -32,9 +32,10 @@ const trBenchDefinition = `{"exec":"/usr/bin/tr","argv":["-d","x"],
 // benchProcess measures execute through HTTP against the same process run
 // with os/exec directly: /bin/true sequentially and with 8 in flight
 // (exec_vs_raw, goal ≥ 0.7: process start dominates, our overhead must
-// not), and tr over 10 MiB of input (tr_throughput_vs_raw, goal ≥ 0.8).
+// not), and tr over 10 MiB of input (benchTr: tr_throughput_vs_raw, goal
+// ≥ 0.8).
 func benchProcess(ctx context.Context, cfg config, log *slog.Logger, out func(string, ...any), results map[string]any) (err error) {
-	const trInput = 10 << 20
+	const trInput = 10 << 20 // see benchTr
 	dir, err := os.MkdirTemp("", "cmbsbench-process-")
 	if err != nil {
 		return err
@@ -161,29 +162,7 @@ func benchProcess(ctx context.Context, cfg config, log *slog.Logger, out func(st
 	if err != nil {
 		return err
 	}
-	input := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog x\n"), trInput/46+1)[:trInput]
-	body, _ := json.Marshal(map[string]any{"attributes": map[string]any{"input": string(input)}})
-	reps := map[bool]int{true: 3, false: 5}[cfg.quick]
-	var viaHTTP, direct time.Duration
-	for range reps {
-		start := time.Now()
-		if err := execute(ctx, trLoc, body); err != nil {
-			return err
-		}
-		viaHTTP += time.Since(start)
-		start = time.Now()
-		if _, err := raw(ctx, input, "/usr/bin/tr", "-d", "x"); err != nil {
-			return err
-		}
-		direct += time.Since(start)
-	}
-	mibs := func(d time.Duration) float64 { return float64(reps*trInput) / (1 << 20) / d.Seconds() }
-	ratio := direct.Seconds() / viaHTTP.Seconds()
-	results["tr_10mib_mib_per_s"] = round2(mibs(viaHTTP))
-	results["tr_10mib_raw_mib_per_s"] = round2(mibs(direct))
-	results["tr_throughput_vs_raw"] = round2(ratio)
-	out("   tr -d x over 10 MiB × %d: execute %.1f MiB/s, piped through tr %.1f MiB/s → %.2f (goal ≥ 0.8)", reps, mibs(viaHTTP), mibs(direct), ratio)
-	return nil
+	return benchTr(ctx, cfg, b, trLoc, execute, raw, out, results)
 }
 
 // doSized is benchServer.do reading the answer into one buffer of its
