@@ -29,6 +29,18 @@ func (e *busEvents) PublishJSON(id string, v any) error {
 	return nil
 }
 
+// Listening tells whether anyone receives what is published now: the bus
+// runs with --events-out and has a subscriber. The process provider
+// prepares a run's events only then.
+func (e *busEvents) Listening() bool {
+	b := e.bus.Load()
+	if b == nil {
+		return false
+	}
+	out := b.Stats().EventsOut
+	return out != nil && out.Subscribers > 0
+}
+
 // delivered publishes a received CMBS message as cmbs.<layer>.
 func (e *busEvents) delivered(m cmbs.ReceivedMessage) {
 	if b := e.bus.Load(); b != nil {

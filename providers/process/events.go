@@ -16,6 +16,15 @@ type Events interface {
 	PublishJSON(id string, v any) error
 }
 
+// Listener is an Events that can tell whether anyone receives what it
+// publishes now. A run that starts with nobody listening prepares no
+// events at all: its output is not split into lines, copied and encoded
+// for nobody (a subscriber that comes later misses that run's events,
+// as a SUB socket that connects late misses what was sent before).
+type Listener interface {
+	Listening() bool
+}
+
 // EventTopic is the events-out topic of the execution with that id (the
 // last segment of its location): execution.<uuid>.
 func EventTopic(id string) string { return "execution." + id }
@@ -57,6 +66,9 @@ type executionEvents struct {
 // (id its last segment), or nil without events.
 func (p *Provider) executionEvents(id, location, definition string) *executionEvents {
 	if p.events == nil {
+		return nil
+	}
+	if l, ok := p.events.(Listener); ok && !l.Listening() {
 		return nil
 	}
 	return &executionEvents{pub: p.events, topic: EventTopic(id), location: location, definition: definition, log: p.log}

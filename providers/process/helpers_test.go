@@ -54,6 +54,7 @@ type nodeOptions struct {
 	maxRecord int64         // Options.MaxRecordOutput
 	maxBody   int64         // testserver.Options.MaxBodyBytes
 	idle      time.Duration // testserver.Options.BodyIdleTimeout
+	events    process.Events
 }
 
 func startNode(t *testing.T, st store.Store, o nodeOptions) *node {
@@ -73,7 +74,7 @@ func startNode(t *testing.T, st store.Store, o nodeOptions) *node {
 	srv := testserver.Start(t, testserver.Options{
 		Store: st, MaxBodyBytes: o.maxBody, BodyIdleTimeout: o.idle,
 		Register: func(reg *providers.Registry, srv *occi.Server) error {
-			n.prov = process.New(srv.Entities(), process.Options{MaxOutput: o.maxOutput, MaxRecordOutput: o.maxRecord, KillGrace: 500 * time.Millisecond})
+			n.prov = process.New(srv.Entities(), process.Options{MaxOutput: o.maxOutput, MaxRecordOutput: o.maxRecord, KillGrace: 500 * time.Millisecond, Events: o.events})
 			return n.prov.Register(reg)
 		},
 		Wrap: func(srv *occi.Server, next http.Handler) http.Handler {
