@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -201,11 +202,10 @@ func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Defi
 		}
 	}
 	r := &run{cancel: cancel, done: make(chan struct{})}
-	recorded := make(chan runningRecord, 1)
-	out := &streamOutput{w: w, keep: keep, recorded: recorded, processStarted: make(chan struct{})}
+	out := newStreamOutput(w, keep)
 	req := engine.Request{Timeout: timeout, OutputStream: out, Lines: ev.lines(),
 		Started: func(int) {
-			defer close(out.processStarted)
+			out.began.Store(true)
 			go func() {
 				l, err := p.createRecord(ctx, kind, id, record)
 				if err != nil {
@@ -215,7 +215,7 @@ func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Defi
 					p.running[l] = r
 					p.mu.Unlock()
 				}
-				recorded <- runningRecord{l, err}
+				out.recorded(runningRecord{l, err})
 			}()
 		}}
 	if body != nil {
@@ -339,82 +339,102 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// maxPending bounds the output a streamed run holds while its running
+// record is being created (the answer's headers name it, so they wait for
+// it): the process is not stalled by the store's commit unless it writes
+// more than this meanwhile.
+const maxPending = 4 << 20
+
 // streamOutput is a streamed run's output: it goes to the answer, counted,
 // its first keep bytes kept for the execution record. The answer starts
-// (status 200, headers flushed) on the first write or start, once the
-// running record exists (recorded).
+// (status 200, headers flushed) once the running record exists; output
+// that comes before waits in pending. With no running record (the process
+// did not start), start begins the answer.
 type streamOutput struct {
-	w        http.ResponseWriter
-	keep     int64
-	recorded <-chan runningRecord
-	// processStarted is closed by the engine's Started, which creates
-	// the running record: output (which only a started process makes)
-	// waits for it, as it may come before Started is called.
-	processStarted chan struct{}
+	w    http.ResponseWriter
+	keep int64
+	// began is set by the engine's Started, which starts the goroutine
+	// creating the running record: it sets rec, closes recordDone, sends
+	// what is pending and closes flushed.
+	began      atomic.Bool
+	rec        runningRecord
+	recordDone chan struct{}
+	flushed    chan struct{}
 
 	mu      sync.Mutex
-	rec     runningRecord
-	gotRec  bool
-	started bool
-	n       int64
+	started bool   // the answer has begun
+	pending []byte // output before the record
+	n       int64  // output bytes taken
 	kept    []byte
 	failed  bool // a write failed: the client did not get all of it
 	closed  bool // the run has ended: no more writes
 }
 
-// recordLocked waits for the running record, if one is being created.
-func (o *streamOutput) recordLocked() runningRecord {
-	if !o.gotRec {
-		<-o.processStarted
-		o.rec, o.gotRec = <-o.recorded, true
-	}
-	return o.rec
+func newStreamOutput(w http.ResponseWriter, keep int64) *streamOutput {
+	return &streamOutput{w: w, keep: keep, recordDone: make(chan struct{}), flushed: make(chan struct{})}
 }
 
-// record is the running record, once the run has ended ({} when the
-// process did not start).
-func (o *streamOutput) record() runningRecord {
+// recorded is called by the goroutine creating the running record, with
+// its outcome: the answer begins with what output is pending.
+func (o *streamOutput) recorded(rec runningRecord) {
+	defer close(o.flushed)
+	o.rec = rec
+	close(o.recordDone)
+	if rec.err != nil {
+		return // nothing is answered: the run is cancelled, the error answered
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	select {
-	case <-o.processStarted:
-		return o.recordLocked()
-	default:
-		o.gotRec = true // none will come
-		return o.rec
+	o.beginLocked()
+}
+
+// record is the running record, once the run has ended and the goroutine
+// creating it is done ({} when the process did not start).
+func (o *streamOutput) record() runningRecord {
+	if !o.began.Load() {
+		return runningRecord{}
 	}
+	<-o.flushed
+	return o.rec
 }
 
 var errOutputClosed = errors.New("the run's answer is complete")
 
-// close waits for a write in progress (bounded by the answer's write
-// deadline) and refuses later ones: the process's output pipe may still be
-// copied by a goroutine the engine stopped waiting for (exec's WaitDelay),
-// and the answer must not be written once the action has returned.
+// close refuses later writes, once a write in progress is done (bounded by
+// the answer's write deadline): the process's output pipe may still be
+// copied by a goroutine the engine stopped waiting for (exec's
+// WaitDelay), and the answer must not be written once the action returns.
 func (o *streamOutput) close() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.closed = true
 }
 
+// start begins the answer if it has not begun (a run with no running
+// record: the process did not start).
 func (o *streamOutput) start() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	_ = o.startLocked()
+	o.beginLocked()
 }
 
-func (o *streamOutput) startLocked() error {
-	if rec := o.recordLocked(); rec.err != nil {
-		return rec.err
+// beginLocked sends the status, the headers and what is pending.
+func (o *streamOutput) beginLocked() {
+	if o.started {
+		return
 	}
-	if !o.started {
-		o.started = true
-		o.w.WriteHeader(http.StatusOK)
-		if f, ok := o.w.(http.Flusher); ok {
-			f.Flush()
+	o.started = true
+	o.w.WriteHeader(http.StatusOK)
+	if len(o.pending) > 0 {
+		if _, err := o.w.Write(o.pending); err != nil {
+			o.failed = true
 		}
+		o.pending = nil
+		return // the write flushed it
 	}
-	return nil
+	if f, ok := o.w.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 func (o *streamOutput) Write(b []byte) (int, error) {
@@ -424,19 +444,40 @@ func (o *streamOutput) Write(b []byte) (int, error) {
 		o.failed = true
 		return 0, errOutputClosed
 	}
-	if err := o.startLocked(); err != nil {
-		o.failed = true
-		return 0, err
+	if !o.started {
+		select {
+		case <-o.recordDone:
+		default:
+			if len(o.pending)+len(b) <= maxPending {
+				o.take(b)
+				o.pending = append(o.pending, b...)
+				return len(b), nil
+			}
+			<-o.recordDone // recorded needs no lock to close it
+		}
+		if o.rec.err != nil {
+			o.failed = true
+			return 0, o.rec.err
+		}
+		o.beginLocked()
 	}
-	if room := o.keep - int64(len(o.kept)); room > 0 {
-		o.kept = append(o.kept, b[:min(int64(len(b)), room)]...)
+	if o.failed {
+		return 0, errors.New("the answer could not be written")
 	}
+	o.take(b)
 	n, err := o.w.Write(b)
-	o.n += int64(n)
 	if err != nil {
 		o.failed = true
 	}
 	return n, err
+}
+
+// take counts output and keeps its first bytes for the record.
+func (o *streamOutput) take(b []byte) {
+	o.n += int64(len(b))
+	if room := o.keep - int64(len(o.kept)); room > 0 {
+		o.kept = append(o.kept, b[:min(int64(len(b)), room)]...)
+	}
 }
 
 // keepFields puts what the record keeps of the output into its fields:
