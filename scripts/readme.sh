@@ -24,7 +24,8 @@
 #   bash scripts/readme.sh 'Set up' 'Installing cmbsd' 'Walk-through (pyCMBS README §4)' \
 #       'Three servers brokering messages' -- 'Three servers brokering messages' \
 #       -- 'On CouchDB' -- 'Two servers over CURVE' -- 'Deploy an app (smartmob)' \
-#       -- 'Several servers on one CouchDB' -- 'The bus: Choria RPC and events on ZeroMQ'
+#       -- 'Several servers on one CouchDB' -- 'The bus: Choria RPC and events on ZeroMQ' \
+#       -- 'Piping bytes through a definition (streamed execute)'
 #
 # Where `unshare -rn` works, everything runs in a network namespace of its
 # own, so the README's fixed ports (8090–8094, 5984, the members' sockets)
@@ -39,7 +40,7 @@ if [ $# -eq 0 ]; then
   set -- 'Set up' 'Installing cmbsd' 'Walk-through (pyCMBS README §4)' 'Three servers brokering messages' \
     -- 'Three servers brokering messages' -- 'On CouchDB' -- 'Two servers over CURVE' \
     -- 'Deploy an app (smartmob)' -- 'Several servers on one CouchDB' \
-    -- 'The bus: Choria RPC and events on ZeroMQ'
+    -- 'The bus: Choria RPC and events on ZeroMQ' -- 'Piping bytes through a definition (streamed execute)'
 fi
 
 # Outside the namespace: what needs the network or the original tree.
