@@ -223,6 +223,13 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 		defer errLines.flush()
 		defer outLines.flush()
 	}
+	var outPipe *outputPipe // a streamed stdout or stderr
+	if streamOut != nil && !d.Output.IsFile() {
+		if outPipe, err = newOutputPipe(cmd, d.Output.Stream == StreamStderr); err != nil {
+			return fail("cannot make the output pipe: %v", err)
+		}
+		defer outPipe.end(0)
+	}
 
 	if err := cmd.Start(); err != nil {
 		if se := streamErr.get(); se != nil {
@@ -233,6 +240,9 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 	res.Pid = cmd.Process.Pid
 	if feed != nil {
 		feed.started()
+	}
+	if outPipe != nil {
+		outPipe.started()
 	}
 	if req.Started != nil {
 		req.Started(res.Pid)
@@ -258,6 +268,9 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 	<-killed
 	// Nothing of the run survives it: leftover children in the group too.
 	_ = procgroup.Signal(res.Pid, syscall.SIGKILL)
+	if outPipe != nil {
+		outPipe.end(r.grace()) // all of the output, unless something outside the group holds the pipe
+	}
 
 	res.Stderr, res.StderrTruncated = stderr.buf.Bytes(), stderr.dropped
 	var exitErr *exec.ExitError
