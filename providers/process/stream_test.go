@@ -313,6 +313,40 @@ func TestStreamExecuteEnds(t *testing.T) {
 		}
 	})
 
+	t.Run("cancel", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		go func() { _, _ = pw.Write([]byte("some input\n")) }() // and no end
+		req, _ := http.NewRequestWithContext(ctx, "POST", n.url+catLoc+"?action=execute", pr)
+		req.Header.Set("Content-Type", "application/octet-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		// The headers name a record that is there, running, and cancel
+		// finds it.
+		exe := resp.Header.Get("X-Process-Execution")
+		if rec, _ := path(n.entity(exe), "attributes", "process", "execution").(map[string]any); rec["status"] != "running" {
+			t.Errorf("record while running: %v", rec)
+		}
+		line := make([]byte, len("some input\n"))
+		if _, err := io.ReadFull(resp.Body, line); err != nil || string(line) != "some input\n" {
+			t.Fatalf("read %q: %v", line, err)
+		}
+		expect(t, n.do("POST", exe+"?action=cancel", "{}"), http.StatusOK)
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || len(body) != 0 || resp.Trailer.Get("X-Process-Status") != "cancelled" {
+			t.Errorf("body %q (%v), trailers %v", body, err, resp.Trailer)
+		}
+		rec := n.waitRecord(exe)
+		if pid, _ := rec["pid"].(float64); rec["status"] != "cancelled" || pid <= 0 || !groupGone(int(pid)) {
+			t.Errorf("record %v", rec)
+		}
+	})
+
 	t.Run("timeout mid-stream", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
