@@ -61,10 +61,14 @@ func (f *streamFailure) get() *StreamError { return f.err.Load() }
 // few system calls per MiB rather than thirty-two.
 const streamBuffer = 256 << 10
 
-// pipeSize is what a streamed stdin's pipe is grown to (Linux: the
-// default is 64 KiB; an unprivileged process may go up to
-// /proc/sys/fs/pipe-max-size, 1 MiB by default).
-const pipeSize = 1 << 20
+// pipeSize is what a streamed run's pipes are grown to (Linux: the
+// default is 64 KiB, the most an unprivileged process may ask for is
+// /proc/sys/fs/pipe-max-size, 1 MiB by default). Not more: the pages of a
+// user's pipes count against fs.pipe-user-pages-soft (64 MiB by default),
+// past which Linux gives every new pipe of that user 8 KiB; at 256 KiB
+// each, about 128 streams run at once before that. 1 MiB measured no
+// better than 256 KiB within the noise of the loaded machine.
+const pipeSize = 256 << 10
 
 // copyInputFile streams req.InputStream into the file at path before the
 // process starts; ctx's end (timeout, cancellation) stops it.
@@ -255,7 +259,7 @@ func outputFileError(path string, err error) (status, msg string) {
 
 // outputPipe carries a streamed stdout (or stderr) through a pipe the
 // engine owns, grown like the input's: a process that writes faster than
-// the client takes it runs ahead by up to 1 MiB instead of 64 KiB, and
+// the client takes it runs ahead by up to 256 KiB instead of 64 KiB, and
 // each copy to the client moves up to 256 KiB (fewer writes, chunks and
 // flushes per MiB than exec's own 64 KiB pipe and 32 KiB copies).
 type outputPipe struct {
