@@ -297,15 +297,7 @@ func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Defi
 	return nil
 }
 
-// completeQuietly completes a record, logging a failure.
-func (p *Provider) completeQuietly(ctx context.Context, loc string, fields map[string]any) {
-	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := p.complete(saveCtx, loc, fields); err != nil {
-		p.log.Error("could not record an execution's result", "execution", loc, "err", err)
-	}
-}
-
+// mergeFields adds more to base and returns it.
 func mergeFields(base, more map[string]any) map[string]any {
 	for k, v := range more {
 		base[k] = v
