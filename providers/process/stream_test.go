@@ -244,6 +244,16 @@ func TestStreamExecuteRefused(t *testing.T) {
 			t.Errorf("error %q", r.trailer.Get("X-Process-Error"))
 		}
 	})
+	t.Run("a file input that does not arrive within the timeout", func(t *testing.T) {
+		loc := n.createDefinition(`{"exec":"cat","argv":["${input_file}"],"input_adapter":` + processtest.FileIn + `}`)
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		go func() { _, _ = pw.Write([]byte("the start")) }() // and no end
+		r := n.mustStream(loc, "&timeout=0.3", pr)
+		if r.status != http.StatusRequestTimeout || !bytes.Contains(r.body, []byte("timeout")) {
+			t.Errorf("status %d: %s", r.status, r.body)
+		}
+	})
 	t.Run("a chunked body over the limit into a file", func(t *testing.T) {
 		loc := n.createDefinition(`{"exec":"cat","argv":["${input_file}"],"input_adapter":` + processtest.FileIn + `}`)
 		r := n.mustStream(loc, "", io.MultiReader(bytes.NewReader(make([]byte, 4096))))
