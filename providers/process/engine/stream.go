@@ -140,13 +140,18 @@ func newStdinFeed(req Request, fail func(*StreamError)) (*stdinFeed, error) {
 	f := &stdinFeed{r: r, w: w, stop: req.StopInput, done: make(chan struct{})}
 	go func() {
 		defer close(f.done)
-		defer w.Close() // EOF for the process
 		var writeErr error
 		if err := copyStream(w, req.InputStream, &writeErr); err != nil {
+			// The pipe stays open until the process is gone (end): at
+			// EOF it would take the cut input for the whole and might
+			// finish with it before it is killed.
 			fail(&StreamError{Side: "input", Err: err})
+			return
 		}
-		// A write error means the process closed its stdin or ended: it
-		// takes no more input, which is its business, not an error.
+		// EOF for the process. A write error means the process closed its
+		// stdin or ended: it takes no more input, which is its business,
+		// not an error.
+		_ = w.Close()
 	}()
 	return f, nil
 }
@@ -159,6 +164,7 @@ func (f *stdinFeed) started() { _ = f.r.Close() }
 // end stops the feed once the process has ended and waits for it: a read
 // of the stream still in progress is interrupted (StopInput).
 func (f *stdinFeed) end() {
+	defer f.w.Close()
 	_ = f.r.Close()
 	select {
 	case <-f.done:
