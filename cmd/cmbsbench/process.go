@@ -141,20 +141,29 @@ func benchProcess(ctx context.Context, cfg config, log *slog.Logger, out func(st
 	n := map[bool]int{true: 200, false: 1000}[cfg.quick]
 	empty := []byte(`{}`)
 	for _, inFlight := range []int{1, 8} {
+		cpu0 := processCPU()
 		viaHTTP, err := runWorkers(ctx, n, inFlight, func(ctx context.Context, _ int) error { return execute(ctx, trueLoc, empty) })
 		if err != nil {
 			return err
 		}
+		cpu1 := processCPU()
 		direct, err := runWorkers(ctx, n, inFlight, func(ctx context.Context, _ int) error { _, err := raw(ctx, nil, "/bin/true"); return err })
 		if err != nil {
 			return err
 		}
+		cpu2 := processCPU()
 		ratio := direct.Seconds() / viaHTTP.Seconds()
 		key := map[int]string{1: "exec_vs_raw_sequential", 8: "exec_vs_raw_8_in_flight"}[inFlight]
 		results[key] = round2(ratio)
 		results[key+"_execs_per_s"] = round2(perSecond(n, viaHTTP))
 		results[key+"_raw_per_s"] = round2(perSecond(n, direct))
 		out("   /bin/true × %d, %d in flight: execute %.0f/s, os/exec %.0f/s → %.2f (goal ≥ 0.7)", n, inFlight, perSecond(n, viaHTTP), perSecond(n, direct), ratio)
+		// The CPU this process (server, its store and the client; not the
+		// children) spends per run does not depend on the machine's load as
+		// the rates do: for information.
+		results[key+"_cpu_us"] = perDelivery(cpu1-cpu0, n)
+		results[key+"_raw_cpu_us"] = perDelivery(cpu2-cpu1, n)
+		out("   CPU of this process per run (server, store, client; not the child): execute %v µs, os/exec %v µs", results[key+"_cpu_us"], results[key+"_raw_cpu_us"])
 	}
 	results["exec_vs_raw"] = min(results["exec_vs_raw_sequential"].(float64), results["exec_vs_raw_8_in_flight"].(float64))
 

@@ -347,6 +347,15 @@ func DecodeValue(data []byte) (v any, ok bool) {
 	return nil, false
 }
 
+// Value consumes the value at Pos and returns what Decode gives for it;
+// false for anything Decode would leave to encoding/json.
+func (s *Scanner) Value() (any, bool) {
+	d := decoder{Scanner: *s}
+	v, ok := d.value()
+	*s = d.Scanner
+	return v, ok
+}
+
 type decoder struct {
 	Scanner
 }

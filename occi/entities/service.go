@@ -176,6 +176,10 @@ func (s *Service) CreateAt(ctx context.Context, location, typ string, in *model.
 
 // prepare builds and validates a new entity (and its inline links).
 func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.EntityInput) (*model.Entity, []*model.Entity, error) {
+	// An entity CreateLater queued there is stored first: this one is then refused.
+	if err := s.settle(ctx, loc); err != nil {
+		return nil, nil, err
+	}
 	if s.cats.IsLinkKind(in.Kind) {
 		typ = model.TypeLink
 	} else if isResourceKind(s.cats, in.Kind) && typ == model.TypeLink {

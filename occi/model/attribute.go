@@ -411,25 +411,46 @@ type Leaf struct {
 // (whatever their value's shape) and, for undeclared ones, every non-object
 // value, in name order.
 func (s *AttrSet) Leaves(tree map[string]any) []Leaf {
-	var out []Leaf
+	// Each leaf's key is built once, for the definition's lookup and the
+	// sort (every entity write and filter match walks its attributes).
+	var sorted leavesByKey
 	var walk func(prefix []string, m map[string]any)
 	walk = func(prefix []string, m map[string]any) {
 		for k, v := range m {
-			path := append(append([]string{}, prefix...), k)
-			if d := s.ByPath(path); d != nil {
-				out = append(out, Leaf{Path: path, Value: v, Def: d})
+			path := append(append(make([]string, 0, len(prefix)+1), prefix...), k)
+			key := pathKey(path)
+			if d := s.byName[key]; d != nil {
+				sorted.add(key, Leaf{Path: path, Value: v, Def: d})
 				continue
 			}
 			if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
 				walk(path, sub)
 				continue
 			}
-			out = append(out, Leaf{Path: path, Value: v})
+			sorted.add(key, Leaf{Path: path, Value: v})
 		}
 	}
 	walk(nil, tree)
-	sort.Slice(out, func(i, j int) bool { return pathKey(out[i].Path) < pathKey(out[j].Path) })
-	return out
+	sort.Sort(&sorted)
+	return sorted.leaves
+}
+
+// leavesByKey sorts leaves by their paths' keys (pathKey).
+type leavesByKey struct {
+	keys   []string
+	leaves []Leaf
+}
+
+func (l *leavesByKey) add(key string, leaf Leaf) {
+	l.keys = append(l.keys, key)
+	l.leaves = append(l.leaves, leaf)
+}
+
+func (l *leavesByKey) Len() int           { return len(l.keys) }
+func (l *leavesByKey) Less(i, j int) bool { return l.keys[i] < l.keys[j] }
+func (l *leavesByKey) Swap(i, j int) {
+	l.keys[i], l.keys[j] = l.keys[j], l.keys[i]
+	l.leaves[i], l.leaves[j] = l.leaves[j], l.leaves[i]
 }
 
 // Flatten renders a nested tree with flat dotted names (OCCI 1.2).

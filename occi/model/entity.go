@@ -1,7 +1,6 @@
 package model
 
 import (
-	"encoding/json"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -301,15 +300,4 @@ func endpoint(key string, v any) (loc, kind string, err error) {
 		return "", "", err
 	}
 	return loc, kind, nil
-}
-
-// DecodeEntity reads a stored entity document.
-func DecodeEntity(id, rev string, body []byte) (*Entity, error) {
-	e := &Entity{}
-	if err := json.Unmarshal(body, e); err != nil {
-		return nil, err
-	}
-	e.Location, e.Rev = id, rev
-	e.Normalize()
-	return e, nil
 }

@@ -37,6 +37,7 @@ import (
 type Entities interface {
 	Get(ctx context.Context, location string) (*model.Entity, error)
 	Create(ctx context.Context, kind *model.Category, typ string, inputs []*model.EntityInput) ([]string, error)
+	CreateLater(ctx context.Context, kind *model.Category, typ string, in *model.EntityInput) (string, error)
 	Update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error)
 	Replace(ctx context.Context, location, ifMatch, typ string, in *model.EntityInput) (*model.Entity, bool, error)
 	Delete(ctx context.Context, location, ifMatch string) error
@@ -373,8 +374,10 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Def
 	// The process starts at once, in this goroutine. A run still going
 	// after runningRecordAfter gets a running record (which cancel and GET
 	// find), written by a timer while it runs and completed with the
-	// result before the result is answered. Either way the answer is sent
-	// once the record holding it is stored.
+	// result before the result is answered. A quicker run's record is
+	// created with its result in the background (CreateLater): the answer
+	// names its location at once, and reads through the entity service
+	// wait until it is stored.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopAfter := context.AfterFunc(p.ctx, cancel)
@@ -414,7 +417,7 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Def
 		for k, v := range p.storedFields(result, res) {
 			record[k] = v
 		}
-		loc, err := p.createRecord(ctx, kind, id, record)
+		loc, err := p.createRecordLater(ctx, kind, id, record)
 		if err != nil {
 			ev.finished(nil, err)
 			return nil, err
@@ -524,6 +527,22 @@ func (p *Provider) createRecord(ctx context.Context, kind *model.Category, id st
 		return "", fmt.Errorf("record the execution: %w", err)
 	}
 	return locs[0], nil
+}
+
+// createRecordLater queues a quick run's execution record, complete with
+// its result, to be stored in the background, and returns its location.
+func (p *Provider) createRecordLater(ctx context.Context, kind *model.Category, id string, record map[string]any) (string, error) {
+	in := &model.EntityInput{Entity: model.Entity{ID: id, Kind: kind.ID(), Attributes: map[string]any{"process": map[string]any{"execution": record}}},
+		Present: map[string]bool{"kind": true, "attributes": true}}
+	// The run has happened: its record is queued even when the caller has
+	// gone away (waiting only while the queue is full).
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	loc, err := p.ents.CreateLater(internal(saveCtx), kind, model.TypeResource, in)
+	if err != nil {
+		return "", fmt.Errorf("record the execution: %w", err)
+	}
+	return loc, nil
 }
 
 // complete stores a run's result in its record, before the result is
