@@ -165,11 +165,12 @@ func noBody(st *providers.Stream) error {
 // output, records the run, and ends the answer with the trailers. body is
 // nil for a definition without input.
 //
-// The running record is created as the process starts, while it runs; the
-// answer's headers (which name the record) wait for it, so that the record
-// is there for GET and cancel once a client has the headers. The process's
-// first output waits in its pipe meanwhile. The record is completed with
-// the result before the trailers go out.
+// The running record is created as the process starts, queued to the
+// store in the background (createRecordLater: its location is known at
+// once, and reads of it wait until it is stored); the answer's headers,
+// which name it, wait only for that, and the process's first output waits
+// in memory meanwhile. The record is completed with the result before the
+// trailers go out.
 func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Definition, kind *model.Category, body *countingReader, timeout time.Duration, st *providers.Stream) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -207,7 +208,7 @@ func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Defi
 		Started: func(int) {
 			out.began.Store(true)
 			go func() {
-				l, err := p.createRecord(ctx, kind, id, record)
+				l, err := p.createRecordLater(ctx, kind, id, record)
 				if err != nil {
 					cancel() // a run nobody could find or cancel does not go on
 				} else {
