@@ -333,9 +333,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // maxPending bounds the output a streamed run holds while its running
-// record is being created (the answer's headers name it, so they wait for
-// it): the process is not stalled by the store's commit unless it writes
-// more than this meanwhile.
+// record is being queued (the answer's headers name it, so they wait for
+// it; queueing waits when the store's queue is full): the process is not
+// stalled unless it writes more than this meanwhile.
 const maxPending = 4 << 20
 
 // streamOutput is a streamed run's output: it goes to the answer, counted,
