@@ -31,6 +31,7 @@ type cachedDoc struct {
 	// store's options (see Store.knownRows); a body a reader added may
 	// have been indexed by an older program.
 	written bool
+	rid     int64 // the document's row id, if written
 }
 
 // maxCachedBody is the largest body kept: a few large documents must not
@@ -66,6 +67,22 @@ func (c *docCache) add(id, rev string, body []byte, gen uint64) {
 	if gen == c.gen {
 		c.put(cachedDoc{id: id, rev: rev, body: append([]byte(nil), body...)})
 	}
+}
+
+// writtenDoc returns the row id and revision of a document the writer
+// cached (see cachedDoc.written).
+func (c *docCache) writtenDoc(id string) (rid int64, rev string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[id]
+	if !ok {
+		return 0, "", false
+	}
+	d := el.Value.(*cachedDoc)
+	if !d.written {
+		return 0, "", false
+	}
+	return d.rid, d.rev, true
 }
 
 // writtenBody returns the body of revision rev of a document, without a

@@ -151,6 +151,7 @@ type writeRequest struct {
 	ctx  context.Context
 	ops  []writeOp
 	revs []string
+	rids []int64 // the documents' row ids, for the cache
 	err  error
 	done chan struct{} // closed when revs/err are set
 }
@@ -315,6 +316,7 @@ func (s *Store) tryBatch(batch []*writeRequest, careful bool) (retry bool) {
 	}
 	newPaths := make(map[string]int64)
 	newPartial := make(map[string]int64)
+	touched := make(map[string]struct{})
 	single := len(batch) == 1
 	for _, req := range batch {
 		err = nil
@@ -329,12 +331,13 @@ func (s *Store) tryBatch(batch []*writeRequest, careful bool) (retry bool) {
 				return false
 			}
 		}
-		w := txWriter{s: s, ctx: ctx, stmts: stmts, paths: newPaths, newPaths: make(map[string]int64), partial: newPartial, newPartial: make(map[string]int64)}
+		w := txWriter{s: s, ctx: ctx, stmts: stmts, touched: touched, paths: newPaths, newPaths: make(map[string]int64), partial: newPartial, newPartial: make(map[string]int64)}
 		revs := make([]string, len(req.ops))
+		rids := make([]int64, len(req.ops))
 		reqSeq := seq
 		for i, op := range req.ops {
 			reqSeq++
-			if revs[i], err = w.apply(op, reqSeq); err != nil {
+			if revs[i], rids[i], err = w.apply(op, reqSeq); err != nil {
 				break
 			}
 		}
@@ -366,7 +369,7 @@ func (s *Store) tryBatch(batch []*writeRequest, careful bool) (retry bool) {
 			}
 		}
 		seq = reqSeq
-		req.revs = revs
+		req.revs, req.rids = revs, rids
 		maps.Copy(newPaths, w.newPaths)
 		maps.Copy(newPartial, w.newPartial)
 		applied = append(applied, req)
@@ -384,7 +387,7 @@ func (s *Store) tryBatch(batch []*writeRequest, careful bool) (retry bool) {
 	var docs []cachedDoc
 	for _, req := range applied {
 		for i, op := range req.ops {
-			d := cachedDoc{id: op.id, rev: req.revs[i]}
+			d := cachedDoc{id: op.id, rev: req.revs[i], rid: req.rids[i]}
 			if !op.delete {
 				d.body = op.body
 			}
@@ -420,8 +423,9 @@ type txWriter struct {
 	s        *Store
 	ctx      context.Context
 	stmts    *txStmts
-	paths    map[string]int64 // paths interned by earlier requests of the transaction
-	newPaths map[string]int64 // paths interned by this request
+	touched  map[string]struct{} // ids written (or tried) in the transaction
+	paths    map[string]int64    // paths interned by earlier requests of the transaction
+	newPaths map[string]int64    // paths interned by this request
 	// partial and newPartial: the same for partial_paths entries.
 	partial, newPartial map[string]int64
 	// wrote is set before the request's first statement that changes the
@@ -436,22 +440,33 @@ type pidRow struct {
 	val fieldValue
 }
 
-// apply writes one document at change number seq.
-func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
+// apply writes one document at change number seq and returns its new
+// revision and row id.
+func (w *txWriter) apply(op writeOp, seq int64) (string, int64, error) {
 	ctx, s := w.ctx, w.s
-	fail := func(err error) (string, error) {
-		return "", fmt.Errorf("%s %q: %w", op.verb, op.id, err)
+	fail := func(err error) (string, int64, error) {
+		return "", 0, fmt.Errorf("%s %q: %w", op.verb, op.id, err)
 	}
 
 	var (
 		rid     int64
 		curRev  string
 		deleted bool
+		exists  bool
 	)
-	err := w.stmts.get(s.wSelectDoc).QueryRowContext(ctx, op.id).Scan(&rid, &curRev, &deleted)
-	exists := err == nil
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fail(dbError(ctx, err))
+	// The cache holds the state of the last commit of a document this
+	// store wrote (the writer updates it right after each commit), unless
+	// this transaction wrote the document since.
+	if _, ok := w.touched[op.id]; !ok {
+		rid, curRev, exists = s.cache.writtenDoc(op.id)
+	}
+	w.touched[op.id] = struct{}{}
+	if !exists {
+		err := w.stmts.get(s.wSelectDoc).QueryRowContext(ctx, op.id).Scan(&rid, &curRev, &deleted)
+		exists = err == nil
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fail(dbError(ctx, err))
+		}
 	}
 
 	switch {
@@ -508,6 +523,7 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
 	}
 
 	w.wrote = true
+	var err error
 	if exists {
 		_, err = w.stmts.get(s.wUpdateDoc).ExecContext(ctx, rev, op.delete, seq, body, rid)
 	} else {
@@ -540,7 +556,7 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
 	if err := w.changeRows(w.s.wInsertFields, added, rid); err != nil {
 		return fail(err)
 	}
-	return rev, nil
+	return rev, rid, nil
 }
 
 // fieldChunks are the row counts of the multi-row index statements,
