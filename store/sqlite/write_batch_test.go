@@ -434,3 +434,44 @@ func killChild(path string) {
 	wg.Wait()
 	_ = s.Close()
 }
+
+// Writers racing to update one document over the same revision, their
+// writes gathered in one transaction: one wins, the others conflict, as
+// when they commit apart (the writer knows the first changed the
+// document though the cache does not yet).
+func TestRacingUpdatesInOneBatch(t *testing.T) {
+	ctx := testContext(t)
+	s := openTest(t, filepath.Join(t.TempDir(), "cmbs.sqlite"))
+	rev, err := s.Put(ctx, store.Document{ID: "d", Body: []byte(`{"n":0}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.backgroundWait, s.backgroundMax = time.Second, time.Minute
+	before := s.commits.Load()
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = s.Put(store.InBackground(ctx), store.Document{ID: "d", Rev: rev, Body: []byte(fmt.Sprintf(`{"n":%d}`, i+1))})
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // all queued, most likely
+	if _, err := s.Put(ctx, store.Document{ID: "end", Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrConflict):
+			t.Fatal(err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of %d updates over one revision stored (%d commits)", won, n, s.commits.Load()-before)
+	}
+	checkIndex(t, s, "d")
+}
