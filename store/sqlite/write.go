@@ -13,6 +13,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/cmbs/cmbs/store"
 )
 
@@ -443,6 +446,14 @@ type pidRow struct {
 // apply writes one document at change number seq and returns its new
 // revision and row id.
 func (w *txWriter) apply(op writeOp, seq int64) (string, int64, error) {
+	return w.applyAs(op, seq, true)
+}
+
+// applyAs is apply; guessNew lets a create the cache knows nothing about
+// go straight to its insert: the unique index on the id refuses it if
+// the id is taken (by a live document or a tombstone), before anything is
+// written, and then it is applied again after reading the document.
+func (w *txWriter) applyAs(op writeOp, seq int64, guessNew bool) (string, int64, error) {
 	ctx, s := w.ctx, w.s
 	fail := func(err error) (string, int64, error) {
 		return "", 0, fmt.Errorf("%s %q: %w", op.verb, op.id, err)
@@ -461,7 +472,8 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, int64, error) {
 		rid, curRev, exists = s.cache.writtenDoc(op.id)
 	}
 	w.touched[op.id] = struct{}{}
-	if !exists {
+	guessNew = guessNew && !exists && op.rev == "" && !op.delete
+	if !exists && !guessNew {
 		err := w.stmts.get(s.wSelectDoc).QueryRowContext(ctx, op.id).Scan(&rid, &curRev, &deleted)
 		exists = err == nil
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -522,6 +534,7 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, int64, error) {
 		newRows[pidRow{pid, r.val}] = struct{}{}
 	}
 
+	wrote := w.wrote
 	w.wrote = true
 	var err error
 	if exists {
@@ -531,6 +544,11 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, int64, error) {
 		res, err = w.stmts.get(s.wInsertDoc).ExecContext(ctx, op.id, rev, op.delete, seq, body)
 		if err == nil {
 			rid, err = res.LastInsertId()
+		}
+		var se *msqlite.Error
+		if guessNew && errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+			w.wrote = wrote
+			return w.applyAs(op, seq, false)
 		}
 	}
 	if err != nil {
