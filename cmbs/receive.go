@@ -217,7 +217,7 @@ func (b *Broker) deliverLocally(ctx context.Context, member *model.Entity, l Lay
 		if l != L1 {
 			// Deliveries on the other layers come in streams, many in
 			// flight from each sender (the window): the store may hold
-			// this write a moment (the embedded store up to 2 ms) to
+			// this write a moment (the embedded store up to 10 ms) to
 			// share its commit with the next ones. It is still committed
 			// before the delivery is acknowledged. An L1 request is
 			// answered alone, so it is not held.

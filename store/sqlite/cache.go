@@ -26,6 +26,12 @@ type docCache struct {
 type cachedDoc struct {
 	id, rev string
 	body    []byte // never modified, never handed out (Get copies)
+	// written: the writer put it there after its commit, so the index
+	// rows of the document are exactly the rows of body under this
+	// store's options (see Store.knownRows); a body a reader added may
+	// have been indexed by an older program.
+	written bool
+	rid     int64 // the document's row id, if written
 }
 
 // maxCachedBody is the largest body kept: a few large documents must not
@@ -59,8 +65,41 @@ func (c *docCache) add(id, rev string, body []byte, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen == c.gen {
-		c.put(id, rev, append([]byte(nil), body...))
+		c.put(cachedDoc{id: id, rev: rev, body: append([]byte(nil), body...)})
 	}
+}
+
+// writtenDoc returns the row id and revision of a document the writer
+// cached (see cachedDoc.written).
+func (c *docCache) writtenDoc(id string) (rid int64, rev string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[id]
+	if !ok {
+		return 0, "", false
+	}
+	d := el.Value.(*cachedDoc)
+	if !d.written {
+		return 0, "", false
+	}
+	return d.rid, d.rev, true
+}
+
+// writtenBody returns the body of revision rev of a document, without a
+// copy (the caller must not modify it), if the writer cached it: see
+// cachedDoc.written.
+func (c *docCache) writtenBody(id, rev string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[id]
+	if !ok {
+		return nil, false
+	}
+	d := el.Value.(*cachedDoc)
+	if d.rev != rev || !d.written {
+		return nil, false
+	}
+	return d.body, true
 }
 
 // keeps reports whether a body of that size is cached at all.
@@ -77,17 +116,18 @@ func (c *docCache) committed(docs []cachedDoc) {
 			c.remove(d.id)
 			continue
 		}
-		c.put(d.id, d.rev, d.body)
+		d.written = true
+		c.put(d)
 	}
 }
 
-func (c *docCache) put(id, rev string, body []byte) {
-	c.remove(id)
-	if !c.keeps(body) {
+func (c *docCache) put(d cachedDoc) {
+	c.remove(d.id)
+	if !c.keeps(d.body) {
 		return
 	}
-	c.items[id] = c.lru.PushFront(&cachedDoc{id: id, rev: rev, body: body})
-	c.size += len(body)
+	c.items[d.id] = c.lru.PushFront(&d)
+	c.size += len(d.body)
 	for c.size > c.max {
 		c.remove(c.lru.Back().Value.(*cachedDoc).id)
 	}

@@ -79,6 +79,9 @@ type Store struct {
 	writeQueue chan *writeRequest
 	commits    atomic.Uint64 // transactions committed, for tests
 	writerDone chan struct{}
+	// lastSeq is the change number of the last commit, -1 until the
+	// writer read it; used by the writer goroutine only.
+	lastSeq int64
 
 	// stmts caches prepared Find queries by text (see queryStmt).
 	stmtsMu sync.Mutex
@@ -91,8 +94,9 @@ type Store struct {
 
 	// driveLimit: see find.go; a field so tests can lower it.
 	driveLimit int
-	// backgroundWait: see write.go; a field so tests can raise it.
-	backgroundWait time.Duration
+	// backgroundWait and backgroundMax: see write.go; fields so tests
+	// can change them.
+	backgroundWait, backgroundMax time.Duration
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -236,8 +240,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		closed:         make(chan struct{}),
 		writeQueue:     make(chan *writeRequest),
 		writerDone:     make(chan struct{}),
+		lastSeq:        -1,
 		driveLimit:     defaultDriveLimit,
 		backgroundWait: defaultBackgroundWait,
+		backgroundMax:  defaultBackgroundMax,
 		stmts:          make(map[string]*sql.Stmt),
 		cache:          newDocCache(o.cacheBytes),
 		unindexed:      o.unindexed,

@@ -13,6 +13,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/cmbs/cmbs/store"
 )
 
@@ -27,6 +30,10 @@ type writeOp struct {
 	delete bool
 	body   []byte                // canonical body (put only)
 	rows   map[fieldRow]struct{} // index rows of body (put only)
+	// known, if not nil, are the index rows of revision knownRev of the
+	// document, as this store wrote them (see Store.knownRows).
+	knownRev string
+	known    map[pidRow]struct{}
 }
 
 func checkID(verb, id string) error {
@@ -68,6 +75,9 @@ func (s *Store) Put(ctx context.Context, doc store.Document) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if doc.Rev != "" {
+		op.knownRev, op.known = doc.Rev, s.knownRows(doc.ID, doc.Rev)
+	}
 	revs, err := s.write(ctx, []writeOp{op})
 	if err != nil {
 		return "", err
@@ -90,6 +100,44 @@ func (s *Store) Delete(ctx context.Context, id, rev string) (string, error) {
 	return revs[0], nil
 }
 
+// knownRows lists the index rows of revision rev of a document if this
+// store wrote that revision and its body is still cached: they are the
+// rows of that body, listed here in the caller's goroutine instead of
+// read from the index by the writer, which cost a query and a row per
+// index entry in the single writer (most of an update's time there). nil
+// if unknown.
+func (s *Store) knownRows(id, rev string) map[pidRow]struct{} {
+	body, ok := s.cache.writtenBody(id, rev)
+	if !ok {
+		return nil
+	}
+	var rows map[fieldRow]struct{}
+	if sc, ok := scan(body, s.unindexed); ok {
+		rows = sc.rowSet()
+	} else {
+		obj, err := decodeBody(body)
+		if err != nil {
+			return nil
+		}
+		if rows, err = indexRows(obj, s.unindexed); err != nil {
+			return nil
+		}
+	}
+	// The paths of a committed document's rows are interned, and their
+	// ids cached, by the commit that wrote them.
+	out := make(map[pidRow]struct{}, len(rows))
+	s.pathsMu.RLock()
+	defer s.pathsMu.RUnlock()
+	for r := range rows {
+		pid, ok := s.paths[r.path]
+		if !ok {
+			return nil
+		}
+		out[pidRow{pid, r.val}] = struct{}{}
+	}
+	return out
+}
+
 // Writes are group-committed. Every Put and Delete becomes a request to the
 // store's writer goroutine, which takes all requests queued at that moment
 // and applies them in one transaction, each inside its own savepoint, so a
@@ -106,6 +154,7 @@ type writeRequest struct {
 	ctx  context.Context
 	ops  []writeOp
 	revs []string
+	rids []int64 // the documents' row ids, for the cache
 	err  error
 	done chan struct{} // closed when revs/err are set
 }
@@ -164,12 +213,20 @@ func (s *Store) runWriter() {
 	}
 }
 
-// defaultBackgroundWait is how long a batch of background writes only
-// (store.InBackground) waits for more writes to share its commit. A commit
-// costs about a dozen page writes whatever it holds, and background writes
-// (results stored after the client got its answer) tend to come in
-// streams, so waiting a little saves most of them.
-const defaultBackgroundWait = 2 * time.Millisecond
+// A batch of background writes only (store.InBackground) waits for more
+// writes to share its commit: a commit costs a write of every page it
+// dirtied whatever it holds, and documents written together share most of
+// their pages (the last leaves of the tables and of the index), so a
+// write in a batch of 30 costs about half of one alone. Background writes
+// (results stored after the client got its answer) come in streams, so
+// the batch keeps gathering as long as they keep coming, each within
+// defaultBackgroundWait of the one before, for at most
+// defaultBackgroundMax in all; a foreground write, a full batch and the
+// store closing end the wait at once.
+const (
+	defaultBackgroundWait = 2 * time.Millisecond
+	defaultBackgroundMax  = 10 * time.Millisecond
+)
 
 func background(batch []*writeRequest) bool {
 	for _, req := range batch {
@@ -180,11 +237,11 @@ func background(batch []*writeRequest) bool {
 	return true
 }
 
-// gatherBackground adds the writes that arrive within s.backgroundWait to a
-// batch of background writes. A foreground write ends the wait at once, as
-// do a full batch and the store closing.
+// gatherBackground adds the background writes that keep arriving to a
+// batch of background writes (see defaultBackgroundWait).
 func (s *Store) gatherBackground(batch []*writeRequest) []*writeRequest {
-	timer := time.NewTimer(s.backgroundWait)
+	deadline := time.Now().Add(s.backgroundMax)
+	timer := time.NewTimer(min(s.backgroundWait, s.backgroundMax))
 	defer timer.Stop()
 	for len(batch) < maxBatch {
 		select {
@@ -193,6 +250,11 @@ func (s *Store) gatherBackground(batch []*writeRequest) []*writeRequest {
 			if !store.IsBackground(req.ctx) {
 				return batch
 			}
+			left := time.Until(deadline)
+			if left <= 0 {
+				return batch
+			}
+			timer.Reset(min(s.backgroundWait, left))
 		case <-timer.C:
 			return batch
 		case <-s.closed:
@@ -207,13 +269,29 @@ func (s *Store) gatherBackground(batch []*writeRequest) []*writeRequest {
 // transaction when a statement is interrupted, which would fail the other
 // requests. A request whose context is done before its turn is skipped.
 func (s *Store) commitBatch(batch []*writeRequest) {
-	ctx := context.Background()
-	var applied []*writeRequest
 	defer func() {
 		for _, req := range batch {
 			close(req.done)
 		}
 	}()
+	if s.tryBatch(batch, false) {
+		for _, req := range batch {
+			req.revs, req.err = nil, nil
+		}
+		s.tryBatch(batch, true)
+	}
+}
+
+// tryBatch applies a batch in one transaction. A request of several ops
+// runs inside a savepoint, so that it can fail alone after it wrote; a
+// request of one op needs none (two statements, each parsed anew, on
+// every write), because it fails before writing (a conflict) or with a
+// database error. After such an error tryBatch returns retry, having
+// rolled everything back, and the batch is tried again with a savepoint
+// around every request (careful).
+func (s *Store) tryBatch(batch []*writeRequest, careful bool) (retry bool) {
+	ctx := context.Background()
+	var applied []*writeRequest
 	failAll := func(err error) {
 		for _, req := range batch {
 			if req.err == nil {
@@ -225,17 +303,23 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		failAll(dbError(ctx, err))
-		return
+		return false
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	stmts := &txStmts{ctx: ctx, tx: tx, m: make(map[*sql.Stmt]*sql.Stmt)}
 
-	var seq int64
-	if err := tx.StmtContext(ctx, s.wMaxSeq).QueryRowContext(ctx).Scan(&seq); err != nil {
-		failAll(dbError(ctx, err))
-		return
+	// The writer is the only one writing docs (Open's lock), so the last
+	// change number is known after the first commit.
+	seq := s.lastSeq
+	if seq < 0 {
+		if err := stmts.get(s.wMaxSeq).QueryRowContext(ctx).Scan(&seq); err != nil {
+			failAll(dbError(ctx, err))
+			return false
+		}
 	}
 	newPaths := make(map[string]int64)
 	newPartial := make(map[string]int64)
+	touched := make(map[string]struct{})
 	single := len(batch) == 1
 	for _, req := range batch {
 		err = nil
@@ -243,61 +327,70 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 			req.err = fmt.Errorf("%s %q: %w", req.ops[0].verb, req.ops[0].id, err)
 			continue
 		}
-		if !single {
+		savepoint := !single && (careful || len(req.ops) > 1)
+		if savepoint {
 			if _, err := tx.ExecContext(ctx, "SAVEPOINT request"); err != nil {
 				failAll(dbError(ctx, err))
-				return
+				return false
 			}
 		}
-		w := txWriter{s: s, ctx: ctx, tx: tx, paths: newPaths, newPaths: make(map[string]int64), partial: newPartial, newPartial: make(map[string]int64)}
+		w := txWriter{s: s, ctx: ctx, stmts: stmts, touched: touched, paths: newPaths, newPaths: make(map[string]int64), partial: newPartial, newPartial: make(map[string]int64)}
 		revs := make([]string, len(req.ops))
+		rids := make([]int64, len(req.ops))
 		reqSeq := seq
 		for i, op := range req.ops {
 			reqSeq++
-			if revs[i], err = w.apply(op, reqSeq); err != nil {
+			if revs[i], rids[i], err = w.apply(op, reqSeq); err != nil {
 				break
 			}
 		}
 		if err != nil {
 			req.err = err
-			if single {
-				return
+			switch {
+			case single:
+				return false
+			case !savepoint && w.wrote:
+				return true
+			case !savepoint:
+				continue
 			}
 			// Undo this request only; its interned paths are undone too.
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO request"); err != nil {
 				failAll(dbError(ctx, err))
-				return
+				return false
 			}
 			if _, err := tx.ExecContext(ctx, "RELEASE request"); err != nil {
 				failAll(dbError(ctx, err))
-				return
+				return false
 			}
 			continue
 		}
-		if !single {
+		if savepoint {
 			if _, err := tx.ExecContext(ctx, "RELEASE request"); err != nil {
 				failAll(dbError(ctx, err))
-				return
+				return false
 			}
 		}
 		seq = reqSeq
-		req.revs = revs
+		req.revs, req.rids = revs, rids
 		maps.Copy(newPaths, w.newPaths)
 		maps.Copy(newPartial, w.newPartial)
 		applied = append(applied, req)
 	}
 	if len(applied) == 0 {
-		return
+		return false
 	}
 	if err := tx.Commit(); err != nil {
 		failAll(fmt.Errorf("commit: %w", dbError(ctx, err)))
-		return
+		s.lastSeq = -1
+		return false
 	}
+	s.lastSeq = seq
 	s.commits.Add(1)
 	var docs []cachedDoc
 	for _, req := range applied {
 		for i, op := range req.ops {
-			d := cachedDoc{id: op.id, rev: req.revs[i]}
+			d := cachedDoc{id: op.id, rev: req.revs[i], rid: req.rids[i]}
 			if !op.delete {
 				d.body = op.body
 			}
@@ -308,17 +401,39 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 	s.cachePaths(newPaths)
 	s.cachePartial(newPartial)
 	s.notifyCommit()
+	return false
 }
 
-// txWriter holds the state of one write transaction.
+// txStmts are a transaction's handles of the writer's prepared
+// statements, made once per transaction instead of once per use.
+type txStmts struct {
+	ctx context.Context
+	tx  *sql.Tx
+	m   map[*sql.Stmt]*sql.Stmt
+}
+
+func (t *txStmts) get(st *sql.Stmt) *sql.Stmt {
+	if ts, ok := t.m[st]; ok {
+		return ts
+	}
+	ts := t.tx.StmtContext(t.ctx, st)
+	t.m[st] = ts
+	return ts
+}
+
+// txWriter holds the state of one request in a write transaction.
 type txWriter struct {
 	s        *Store
 	ctx      context.Context
-	tx       *sql.Tx
-	paths    map[string]int64 // paths interned by earlier requests of the transaction
-	newPaths map[string]int64 // paths interned by this request
+	stmts    *txStmts
+	touched  map[string]struct{} // ids written (or tried) in the transaction
+	paths    map[string]int64    // paths interned by earlier requests of the transaction
+	newPaths map[string]int64    // paths interned by this request
 	// partial and newPartial: the same for partial_paths entries.
 	partial, newPartial map[string]int64
+	// wrote is set before the request's first statement that changes the
+	// database: a failure after it leaves the request half done.
+	wrote bool
 }
 
 // pidRow is an index row with its path interned: what the fields table
@@ -328,22 +443,42 @@ type pidRow struct {
 	val fieldValue
 }
 
-// apply writes one document at change number seq.
-func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
+// apply writes one document at change number seq and returns its new
+// revision and row id.
+func (w *txWriter) apply(op writeOp, seq int64) (string, int64, error) {
+	return w.applyAs(op, seq, true)
+}
+
+// applyAs is apply; guessNew lets a create the cache knows nothing about
+// go straight to its insert: the unique index on the id refuses it if
+// the id is taken (by a live document or a tombstone), before anything is
+// written, and then it is applied again after reading the document.
+func (w *txWriter) applyAs(op writeOp, seq int64, guessNew bool) (string, int64, error) {
 	ctx, s := w.ctx, w.s
-	fail := func(err error) (string, error) {
-		return "", fmt.Errorf("%s %q: %w", op.verb, op.id, err)
+	fail := func(err error) (string, int64, error) {
+		return "", 0, fmt.Errorf("%s %q: %w", op.verb, op.id, err)
 	}
 
 	var (
 		rid     int64
 		curRev  string
 		deleted bool
+		exists  bool
 	)
-	err := w.tx.StmtContext(ctx, s.wSelectDoc).QueryRowContext(ctx, op.id).Scan(&rid, &curRev, &deleted)
-	exists := err == nil
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fail(dbError(ctx, err))
+	// The cache holds the state of the last commit of a document this
+	// store wrote (the writer updates it right after each commit), unless
+	// this transaction wrote the document since.
+	if _, ok := w.touched[op.id]; !ok {
+		rid, curRev, exists = s.cache.writtenDoc(op.id)
+	}
+	w.touched[op.id] = struct{}{}
+	guessNew = guessNew && !exists && op.rev == "" && !op.delete
+	if !exists && !guessNew {
+		err := w.stmts.get(s.wSelectDoc).QueryRowContext(ctx, op.id).Scan(&rid, &curRev, &deleted)
+		exists = err == nil
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fail(dbError(ctx, err))
+		}
 	}
 
 	switch {
@@ -369,14 +504,20 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
 	// Like CouchDB, a write after a tombstone continues its revision history.
 	rev := nextRev(curRev, op.delete, body)
 
-	// The document's current rows are read from the index, not computed
-	// from its stored body: a huge body is not parsed again inside the
-	// commit, and rows an older version of this program wrote go too.
+	// The document's current rows are the rows of the stored body when
+	// this store wrote it (op.known, listed by the caller from the cache),
+	// else they are read from the index: a huge body is not parsed again
+	// inside the commit, and rows an older version of this program wrote
+	// go too.
 	var oldRows map[pidRow]struct{}
 	if exists && !deleted {
-		var err error
-		if oldRows, err = w.storedRows(rid); err != nil {
-			return fail(err)
+		if op.known != nil && op.knownRev == curRev {
+			oldRows = op.known
+		} else {
+			var err error
+			if oldRows, err = w.storedRows(rid); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	newRows := make(map[pidRow]struct{}, len(op.rows))
@@ -393,13 +534,21 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
 		newRows[pidRow{pid, r.val}] = struct{}{}
 	}
 
+	wrote := w.wrote
+	w.wrote = true
+	var err error
 	if exists {
-		_, err = w.tx.StmtContext(ctx, s.wUpdateDoc).ExecContext(ctx, rev, op.delete, seq, body, rid)
+		_, err = w.stmts.get(s.wUpdateDoc).ExecContext(ctx, rev, op.delete, seq, body, rid)
 	} else {
 		var res sql.Result
-		res, err = w.tx.StmtContext(ctx, s.wInsertDoc).ExecContext(ctx, op.id, rev, op.delete, seq, body)
+		res, err = w.stmts.get(s.wInsertDoc).ExecContext(ctx, op.id, rev, op.delete, seq, body)
 		if err == nil {
 			rid, err = res.LastInsertId()
+		}
+		var se *msqlite.Error
+		if guessNew && errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+			w.wrote = wrote
+			return w.applyAs(op, seq, false)
 		}
 	}
 	if err != nil {
@@ -425,7 +574,7 @@ func (w *txWriter) apply(op writeOp, seq int64) (string, error) {
 	if err := w.changeRows(w.s.wInsertFields, added, rid); err != nil {
 		return fail(err)
 	}
-	return rev, nil
+	return rev, rid, nil
 }
 
 // fieldChunks are the row counts of the multi-row index statements,
@@ -444,7 +593,7 @@ func (w *txWriter) changeRows(stmts [len(fieldChunks)]*sql.Stmt, rows []pidRow, 
 		var st *sql.Stmt
 		for len(args) >= 3*n {
 			if st == nil {
-				st = w.tx.StmtContext(w.ctx, stmts[i])
+				st = w.stmts.get(stmts[i])
 			}
 			if _, err := st.ExecContext(w.ctx, args[:3*n]...); err != nil {
 				return dbError(w.ctx, err)
@@ -457,7 +606,7 @@ func (w *txWriter) changeRows(stmts [len(fieldChunks)]*sql.Stmt, rows []pidRow, 
 
 // storedRows reads the index rows of document rid.
 func (w *txWriter) storedRows(rid int64) (map[pidRow]struct{}, error) {
-	rows, err := w.tx.StmtContext(w.ctx, w.s.wSelectRows).QueryContext(w.ctx, rid)
+	rows, err := w.stmts.get(w.s.wSelectRows).QueryContext(w.ctx, rid)
 	if err != nil {
 		return nil, dbError(w.ctx, err)
 	}
@@ -500,7 +649,8 @@ func (w *txWriter) markPartial(key string, pid int64) error {
 	if _, ok := w.s.partialPath(key); ok {
 		return nil
 	}
-	if _, err := w.tx.StmtContext(w.ctx, w.s.wInsertPartial).ExecContext(w.ctx, pid); err != nil {
+	w.wrote = true
+	if _, err := w.stmts.get(w.s.wInsertPartial).ExecContext(w.ctx, pid); err != nil {
 		return dbError(w.ctx, err)
 	}
 	w.newPartial[key] = pid
@@ -519,10 +669,11 @@ func (w *txWriter) pathID(key string) (int64, error) {
 		return pid, nil
 	}
 	var pid int64
-	err := w.tx.StmtContext(w.ctx, w.s.wSelectPath).QueryRowContext(w.ctx, []byte(key)).Scan(&pid)
+	err := w.stmts.get(w.s.wSelectPath).QueryRowContext(w.ctx, []byte(key)).Scan(&pid)
 	if errors.Is(err, sql.ErrNoRows) {
 		var res sql.Result
-		res, err = w.tx.StmtContext(w.ctx, w.s.wInsertPath).ExecContext(w.ctx, []byte(key))
+		w.wrote = true
+		res, err = w.stmts.get(w.s.wInsertPath).ExecContext(w.ctx, []byte(key))
 		if err == nil {
 			pid, err = res.LastInsertId()
 		}
