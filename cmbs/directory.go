@@ -2,6 +2,7 @@ package cmbs
 
 import (
 	"context"
+	"encoding/json"
 	"sort"
 	"strings"
 	"sync"
@@ -45,7 +46,10 @@ type members struct {
 	// l2 is where send_l2 delivers: every remote member with an L2
 	// socket, each socket once (read-only, like the rest).
 	l2 []target
-	at time.Time
+	// receipts holds, for each local member, the receipt of a plain
+	// delivery (plain.go) on each layer, encoded, by layerIndex.
+	receipts map[string][][]byte
+	at       time.Time
 }
 
 func newDirectory(list func(context.Context) ([]*model.Entity, error), maxAge time.Duration) *directory {
@@ -126,12 +130,18 @@ func (d *directory) changed() {
 
 func indexMembers(list []*model.Entity, at time.Time) *members {
 	sort.Slice(list, func(i, j int) bool { return list[i].Location < list[j].Location })
-	m := &members{all: list, byLoc: make(map[string]*model.Entity, len(list)), l1Sockets: []string{}, at: at}
+	m := &members{all: list, byLoc: make(map[string]*model.Entity, len(list)), l1Sockets: []string{}, receipts: map[string][][]byte{}, at: at}
 	seen, seenL2 := map[string]bool{}, map[string]bool{}
 	for _, e := range list {
 		m.byLoc[e.Location] = e
 		if isLocal(e) {
 			m.local = append(m.local, e)
+			ref := memberRef(e)
+			rs := make([][]byte, len(Layers()))
+			for i, l := range Layers() {
+				rs[i], _ = json.Marshal(Receipt{Member: ref, Layer: l}) // strings only: cannot fail
+			}
+			m.receipts[e.Location] = rs
 		}
 		attrs := memberAttrs(e.Attributes)
 		if s, _ := layerSocket(attrs, L1); s != "" && !seen[s] {

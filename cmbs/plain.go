@@ -1,0 +1,167 @@
+package cmbs
+
+import (
+	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/internal/jsonscan"
+)
+
+// A plain delivery is a message on L2, L3.1 or L3.2 that is neither
+// storable nor executable, to a broker with no Options.OnDelivery: its
+// receiver does nothing with it but count it and answer. Its receipt
+// names the member and the layer only, the same for every such message,
+// so the layer handler answers it without decoding the message into a
+// map: plainFlags scans the body for what decides it, and the receipt is
+// the one the member listing holds ready (members.receipts). Anything
+// else, and any body the scan is unsure of, takes the full path, whose
+// receipt is then the same.
+
+// plainMessage reports whether body, a message's JSON description, is a
+// CMBS message whose storable and executable flags are both given and
+// false: an object whose kind, if present, is the message kind, whose id,
+// if present, is a string, and whose attributes, attributes.cmbs and
+// attributes.cmbs.message, where present, are objects (what decodeMessage
+// checks). The whole body is checked to be valid JSON. A key of interest
+// given twice, a flag given in another form, or anything else unusual
+// answers false: the caller decodes the message fully.
+func plainMessage(body []byte) bool {
+	s := jsonscan.Scanner{Data: body}
+	var storable, executable int // 0 absent, 1 false, 2 anything else
+	var seen [3]bool             // kind, id, attributes
+	ok := object(&s, func(key string) bool {
+		switch key {
+		case "kind":
+			if seen[0] {
+				return false
+			}
+			seen[0] = true
+			v, ok := stringValue(&s)
+			return ok && v == MessageKindID
+		case "id":
+			if seen[1] {
+				return false
+			}
+			seen[1] = true
+			_, ok := stringValue(&s)
+			return ok
+		case "attributes":
+			if seen[2] {
+				return false
+			}
+			seen[2] = true
+			return plainAttributes(&s, &storable, &executable)
+		}
+		return s.Skip()
+	})
+	return ok && s.AtEnd() && storable == 1 && executable == 1
+}
+
+// plainAttributes scans a message's attributes object for
+// cmbs.message.storable and executable (see plainMessage).
+func plainAttributes(s *jsonscan.Scanner, storable, executable *int) bool {
+	cmbsSeen := false
+	return object(s, func(key string) bool {
+		if key != "cmbs" {
+			return s.Skip()
+		}
+		if cmbsSeen {
+			return false
+		}
+		cmbsSeen = true
+		messageSeen := false
+		return object(s, func(key string) bool {
+			if key != "message" {
+				return s.Skip()
+			}
+			if messageSeen {
+				return false
+			}
+			messageSeen = true
+			return object(s, func(key string) bool {
+				var flag *int
+				switch key {
+				case "storable":
+					flag = storable
+				case "executable":
+					flag = executable
+				default:
+					return s.Skip()
+				}
+				if *flag != 0 {
+					return false
+				}
+				*flag = 2
+				c, ok := s.Next()
+				if !ok {
+					return false
+				}
+				var f bool
+				var err error
+				switch c {
+				case '"':
+					v, ok := s.String(true)
+					if !ok {
+						return false
+					}
+					f, err = parseFlag(v)
+				case 'f':
+					if !s.Literal("false") {
+						return false
+					}
+				default:
+					return s.Skip()
+				}
+				if err == nil && !f {
+					*flag = 1
+				}
+				return true
+			})
+		})
+	})
+}
+
+// object scans an object at the scanner's position, calling member with
+// each key; member consumes the value. Not an object, or member returning
+// false, answers false.
+func object(s *jsonscan.Scanner, member func(key string) bool) bool {
+	if c, ok := s.Next(); !ok || c != '{' || !s.Enter() {
+		return false
+	}
+	defer s.Leave()
+	if s.Consume('}') {
+		return true
+	}
+	for {
+		if c, ok := s.Next(); !ok || c != '"' {
+			return false
+		}
+		key, ok := s.String(true)
+		if !ok || !s.Consume(':') || !member(key) {
+			return false
+		}
+		if more, ok := s.More('}'); !more {
+			return ok
+		}
+	}
+}
+
+// stringValue consumes a string value.
+func stringValue(s *jsonscan.Scanner) (string, bool) {
+	if c, ok := s.Next(); !ok || c != '"' {
+		return "", false
+	}
+	return s.String(true)
+}
+
+// plainReceipt answers req at once when it is a plain delivery to the
+// local member at loc on layer l (see above): ok is false when it is not,
+// or when the member listing does not hold the member.
+func (b *Broker) plainReceipt(snap *members, loc string, l Layer, req transport.Envelope) (transport.Envelope, bool) {
+	if b.opts.OnDelivery != nil || l == L1 || l == L4 || req.MimeType != MessageMimeType {
+		return transport.Envelope{}, false
+	}
+	r := snap.receipts[loc]
+	if r == nil || !plainMessage(req.Body) {
+		return transport.Envelope{}, false
+	}
+	return req.Reply(ReplyMimeType, r[layerIndex(l)]), true
+}

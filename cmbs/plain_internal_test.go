@@ -1,0 +1,90 @@
+package cmbs
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/occi/model"
+)
+
+// TestPlainMessage: the bodies whose receiver may answer without decoding
+// them are exactly those that decode as a CMBS message with storable and
+// executable given and false; anything else goes the full way.
+func TestPlainMessage(t *testing.T) {
+	// A message as send puts it on the wire (describe, then encoded).
+	e := &model.Entity{ID: "m1", Kind: MessageKindID, Mixins: []string{mixinScheme + "l32"}, Title: "t", HasTitle: true,
+		Attributes: map[string]any{"cmbs": map[string]any{"message": map[string]any{
+			"cmbs_layer": "l32", "storable": "false", "executable": "False", "sendable": "true", "topics": []any{"bench"},
+			"message_content": map[string]any{"text": "x"}, "path_history": []any{"tcp://127.0.0.1:1/cmbs/member/s"}}}}}
+	wire, err := json.Marshal(describe(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		body  string
+		plain bool
+	}{
+		{string(wire), true},
+		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}}`, true},
+		{`{"kind":"http://houssem.org/cmbs#message","id":"x","attributes":{"cmbs":{"message":{"storable":false,"executable":" FALSE "}}},"x":[1,{"a":null}]}`, true},
+		{`{"attributes":{"cmbs":{"message":{"storable":"\u0066alse","executable":"false"}}}}`, true},
+		{`{"attributes":{"cmbs":{"message":{"storable":"true","executable":"false"}}}}`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":true}}}}`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"false"}}}}`, false}, // executable: the kind's default
+		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":null}}}}`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":"no"}}}}`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":"false","storable":"true"}}}}`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}},"attributes":{}}`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}},"cmbs":{}}}`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":"false"},"message":{}}}}`, false},
+		{`{"kind":"http://houssem.org/cmbs#member","attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}}`, false},
+		{`{"kind":null,"attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}}`, false},
+		{`{"id":7,"attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}}`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}} x`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}`, false},
+		{`{"attributes":{"cmbs":{"message":[]}}}`, false},
+		{`{"attributes":{"cmbs":"x"}}`, false},
+		{`{"attributes":[]}`, false},
+		{`[]`, false},
+		{``, false},
+	} {
+		if got := plainMessage([]byte(tc.body)); got != tc.plain {
+			t.Errorf("plainMessage(%s) = %v, want %v", tc.body, got, tc.plain)
+		}
+		checkPlain(t, []byte(tc.body))
+	}
+}
+
+// checkPlain fails when plainMessage accepts a body that the full path
+// would not treat as a plain delivery.
+func checkPlain(t *testing.T, body []byte) {
+	t.Helper()
+	if !plainMessage(body) {
+		return
+	}
+	msg, err := decodeMessage(transport.Envelope{ID: "env", MimeType: MessageMimeType, Body: body})
+	if err != nil {
+		t.Fatalf("plainMessage accepted %q, which decodeMessage refuses: %v", body, err)
+	}
+	attrs := messageAttrs(msg["attributes"].(map[string]any))
+	for _, name := range []string{"storable", "executable"} {
+		v, present := attrs[name]
+		if f, err := parseFlag(v); !present || err != nil || f {
+			t.Fatalf("plainMessage accepted %q, whose %s is %v (present %v)", body, name, v, present)
+		}
+	}
+}
+
+// FuzzPlainMessage: whatever plainMessage accepts, the full path decodes
+// as a message that is neither stored nor executed.
+func FuzzPlainMessage(f *testing.F) {
+	for _, seed := range []string{
+		`{"attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}}`,
+		`{"kind":"http://houssem.org/cmbs#message","id":"x","attributes":{"cmbs":{"message":{"storable":false,"executable":"False"}}}}`,
+		`{"attributes":{"cmbs":{"message":{"storable":"fal\u0073e","executable":"false","x":{"y":[1,2,"\ud800"]}}}}}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) { checkPlain(t, body) })
+}
