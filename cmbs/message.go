@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/internal/jsonenc"
 	"github.com/cmbs/cmbs/internal/jsonscan"
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/providers"
@@ -141,7 +142,7 @@ func (b *Broker) send(ctx context.Context, e *model.Entity, l Layer, inv provide
 		return nil, errStopped()
 	}
 
-	wire := describe(e)
+	wire := describeMessage(e)
 	wattrs := ensureMessageAttrs(wire["attributes"].(map[string]any))
 	wattrs["cmbs_layer"] = string(l)
 	delete(wattrs, "result") // the sender's result is not the receiver's business
@@ -180,7 +181,7 @@ func (b *Broker) send(ctx context.Context, e *model.Entity, l Layer, inv provide
 	if err != nil {
 		return nil, err
 	}
-	body, err := json.Marshal(wire)
+	body, err := jsonenc.Append(nil, wire) // once for every receiver
 	if err != nil {
 		return nil, err
 	}

@@ -88,3 +88,30 @@ func FuzzPlainMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) { checkPlain(t, body) })
 }
+
+// TestDescribeMessageCopiesWhatSendChanges: send changes the description's
+// cmbs.message attributes (layer, path, result, content); the entity it
+// was made from keeps its own.
+func TestDescribeMessageCopiesWhatSendChanges(t *testing.T) {
+	for _, attrs := range []map[string]any{
+		{"cmbs": map[string]any{"message": map[string]any{"result": "r", "path_history": []any{"p"}}, "other": 1.0}, "x": 2.0},
+		{"cmbs": map[string]any{"member": map[string]any{}}},
+		{"cmbs": "not an object"},
+		nil,
+	} {
+		e := &model.Entity{ID: "m", Kind: MessageKindID, Attributes: attrs}
+		before, _ := json.Marshal(e.Attributes)
+		d := describeMessage(e)
+		if got, _ := json.Marshal(d["attributes"]); string(got) != string(before) && attrs != nil {
+			t.Fatalf("described attributes %s, want %s", got, before)
+		}
+		wattrs := ensureMessageAttrs(d["attributes"].(map[string]any))
+		wattrs["cmbs_layer"] = "l2"
+		wattrs["path_history"] = []any{"p", "q"}
+		wattrs["message_content"] = "c"
+		delete(wattrs, "result")
+		if after, _ := json.Marshal(e.Attributes); string(after) != string(before) {
+			t.Fatalf("the entity's attributes changed from %s to %s", before, after)
+		}
+	}
+}
