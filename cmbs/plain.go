@@ -1,6 +1,8 @@
 package cmbs
 
 import (
+	"bytes"
+
 	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/internal/jsonscan"
 )
@@ -27,21 +29,21 @@ func plainMessage(body []byte) bool {
 	s := jsonscan.Scanner{Data: body}
 	var storable, executable int // 0 absent, 1 false, 2 anything else
 	var seen [3]bool             // kind, id, attributes
-	ok := object(&s, func(key string) bool {
-		switch key {
+	ok := object(&s, func(key []byte) bool {
+		switch string(key) {
 		case "kind":
 			if seen[0] {
 				return false
 			}
 			seen[0] = true
-			v, ok := stringValue(&s)
-			return ok && v == MessageKindID
+			v, ok := rawString(&s)
+			return ok && string(v) == MessageKindID
 		case "id":
 			if seen[1] {
 				return false
 			}
 			seen[1] = true
-			_, ok := stringValue(&s)
+			_, ok := rawString(&s)
 			return ok
 		case "attributes":
 			if seen[2] {
@@ -59,8 +61,8 @@ func plainMessage(body []byte) bool {
 // cmbs.message.storable and executable (see plainMessage).
 func plainAttributes(s *jsonscan.Scanner, storable, executable *int) bool {
 	cmbsSeen := false
-	return object(s, func(key string) bool {
-		if key != "cmbs" {
+	return object(s, func(key []byte) bool {
+		if string(key) != "cmbs" {
 			return s.Skip()
 		}
 		if cmbsSeen {
@@ -68,17 +70,17 @@ func plainAttributes(s *jsonscan.Scanner, storable, executable *int) bool {
 		}
 		cmbsSeen = true
 		messageSeen := false
-		return object(s, func(key string) bool {
-			if key != "message" {
+		return object(s, func(key []byte) bool {
+			if string(key) != "message" {
 				return s.Skip()
 			}
 			if messageSeen {
 				return false
 			}
 			messageSeen = true
-			return object(s, func(key string) bool {
+			return object(s, func(key []byte) bool {
 				var flag *int
-				switch key {
+				switch string(key) {
 				case "storable":
 					flag = storable
 				case "executable":
@@ -120,9 +122,9 @@ func plainAttributes(s *jsonscan.Scanner, storable, executable *int) bool {
 }
 
 // object scans an object at the scanner's position, calling member with
-// each key; member consumes the value. Not an object, or member returning
-// false, answers false.
-func object(s *jsonscan.Scanner, member func(key string) bool) bool {
+// each key; member consumes the value. Not an object, a key with an
+// escape, or member returning false answers false.
+func object(s *jsonscan.Scanner, member func(key []byte) bool) bool {
 	if c, ok := s.Next(); !ok || c != '{' || !s.Enter() {
 		return false
 	}
@@ -131,10 +133,7 @@ func object(s *jsonscan.Scanner, member func(key string) bool) bool {
 		return true
 	}
 	for {
-		if c, ok := s.Next(); !ok || c != '"' {
-			return false
-		}
-		key, ok := s.String(true)
+		key, ok := rawString(s)
 		if !ok || !s.Consume(':') || !member(key) {
 			return false
 		}
@@ -144,12 +143,20 @@ func object(s *jsonscan.Scanner, member func(key string) bool) bool {
 	}
 }
 
-// stringValue consumes a string value.
-func stringValue(s *jsonscan.Scanner) (string, bool) {
+// rawString consumes a string value without escapes and returns its
+// bytes, which are then its value as far as comparing it with ASCII goes
+// (a byte that is not UTF-8 decodes to U+FFFD, which no ASCII string
+// holds). A string with an escape answers false, as anything else does.
+func rawString(s *jsonscan.Scanner) ([]byte, bool) {
 	if c, ok := s.Next(); !ok || c != '"' {
-		return "", false
+		return nil, false
 	}
-	return s.String(true)
+	start := s.Pos
+	if _, ok := s.String(false); !ok {
+		return nil, false
+	}
+	raw := s.Data[start+1 : s.Pos-1]
+	return raw, bytes.IndexByte(raw, '\\') < 0
 }
 
 // plainReceipt answers req at once when it is a plain delivery to the

@@ -30,6 +30,9 @@ func TestPlainMessage(t *testing.T) {
 		{`{"kind":"http://houssem.org/cmbs#message","id":"x","attributes":{"cmbs":{"message":{"storable":false,"executable":" FALSE "}}},"x":[1,{"a":null}]}`, true},
 		{`{"attributes":{"cmbs":{"message":{"storable":"\u0066alse","executable":"false"}}}}`, true},
 		{`{"attributes":{"cmbs":{"message":{"storable":"true","executable":"false"}}}}`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":"false","st\u006frable":"true"}}}}`, false},
+		{`{"k\u0069nd":"x","attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}}`, false},
+		{`{"kind":"http://houssem.org/cmbs#m\u0065ssage","attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}}`, false},
 		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":true}}}}`, false},
 		{`{"attributes":{"cmbs":{"message":{"storable":"false"}}}}`, false}, // executable: the kind's default
 		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":null}}}}`, false},
