@@ -46,10 +46,21 @@ type members struct {
 	// l2 is where send_l2 delivers: every remote member with an L2
 	// socket, each socket once (read-only, like the rest).
 	l2 []target
+	// subscribers is every member with the topics it subscribes to and
+	// its L3.2 socket, in location order: what send_l32 chooses from.
+	subscribers []subscriber
 	// receipts holds, for each local member, the receipt of a plain
 	// delivery (plain.go) on each layer, encoded, by layerIndex.
 	receipts map[string][][]byte
 	at       time.Time
+}
+
+// subscriber is a member as send_l32 sees it.
+type subscriber struct {
+	member string // location
+	topics []string
+	socket string // L3.2; "" when it has none
+	local  bool
 }
 
 func newDirectory(list func(context.Context) ([]*model.Entity, error), maxAge time.Duration) *directory {
@@ -144,6 +155,8 @@ func indexMembers(list []*model.Entity, at time.Time) *members {
 			m.receipts[e.Location] = rs
 		}
 		attrs := memberAttrs(e.Attributes)
+		l32, _ := layerSocket(attrs, L32)
+		m.subscribers = append(m.subscribers, subscriber{member: e.Location, topics: strList(attrs, "topics"), socket: l32, local: isLocal(e)})
 		if s, _ := layerSocket(attrs, L1); s != "" && !seen[s] {
 			seen[s] = true
 			m.l1Sockets = append(m.l1Sockets, s)

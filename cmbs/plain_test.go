@@ -1,6 +1,7 @@
 package cmbs_test
 
 import (
+	"fmt"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -61,5 +62,30 @@ func TestPlainDeliveryReceipt(t *testing.T) {
 	}
 	if b.received("l2") != 2 || b.received("l32") != 2 {
 		t.Errorf("b received %d on l2, %d on l32, want 2 each", b.received("l2"), b.received("l32"))
+	}
+}
+
+// TestL32FollowsTopicChanges: send_l32 chooses its receivers from the
+// member list the broker keeps; a change to a member's topics counts for
+// the next send.
+func TestL32FollowsTopicChanges(t *testing.T) {
+	b := startPeer(t, "b", member{"topics": []any{"x"}}, testOptions(), "l1", "l32")
+	a := startPeer(t, "a", member{"neighbors_socket": []any{b.sockets["l1"]}}, testOptions(), "l1")
+	a.c.expect("POST", a.loc+"?action=check_neighbors", "{}", 200)
+	bHere := "/cmbs/member/" + cmbs.RemoteMemberID("b", b.sockets["l1"]) // a's copy of b
+
+	send := func(id string) float64 {
+		t.Helper()
+		loc := a.createMessage(id, "l32", map[string]any{"topics": []any{"z"}, "storable": "false", "executable": "false"})
+		return a.c.expect("POST", loc+"?action=send_l32", "{}", 200).json(t)["delivered"].(float64)
+	}
+	for i, step := range []struct {
+		topics []any
+		want   float64
+	}{{[]any{"x"}, 0}, {[]any{"y", "z"}, 1}, {[]any{}, 0}, {[]any{"z"}, 1}} {
+		a.updateMember(bHere, member{"topics": step.topics})
+		if got := send(fmt.Sprintf("t%d", i)); got != step.want {
+			t.Fatalf("b's topics %v, a message on z: delivered %v, want %v", step.topics, got, step.want)
+		}
 	}
 }
