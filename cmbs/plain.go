@@ -2,6 +2,8 @@ package cmbs
 
 import (
 	"bytes"
+	"encoding/json"
+	"strings"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/internal/jsonscan"
@@ -96,26 +98,33 @@ func plainAttributes(s *jsonscan.Scanner, storable, executable *int) bool {
 				if !ok {
 					return false
 				}
-				var f bool
-				var err error
 				switch c {
 				case '"':
-					v, ok := s.String(true)
-					if !ok {
+					start := s.Pos
+					raw, plain := rawString(s)
+					if raw == nil {
 						return false
 					}
-					f, err = parseFlag(v)
+					v := string(raw)
+					if !plain { // escaped: rare, unquoted as the full path does
+						var err error
+						if v, err = unquoteJSON(s.Data[start:s.Pos]); err != nil {
+							return false
+						}
+					}
+					// parseFlag's rule, without boxing v.
+					if strings.ToLower(strings.TrimSpace(v)) == "false" {
+						*flag = 1
+					}
+					return true
 				case 'f':
 					if !s.Literal("false") {
 						return false
 					}
-				default:
-					return s.Skip()
-				}
-				if err == nil && !f {
 					*flag = 1
+					return true
 				}
-				return true
+				return s.Skip()
 			})
 		})
 	})
@@ -147,6 +156,8 @@ func object(s *jsonscan.Scanner, member func(key []byte) bool) bool {
 // bytes, which are then its value as far as comparing it with ASCII goes
 // (a byte that is not UTF-8 decodes to U+FFFD, which no ASCII string
 // holds). A string with an escape answers false, as anything else does.
+//
+// The bytes are not nil when a string was consumed, escaped or not.
 func rawString(s *jsonscan.Scanner) ([]byte, bool) {
 	if c, ok := s.Next(); !ok || c != '"' {
 		return nil, false
@@ -155,8 +166,15 @@ func rawString(s *jsonscan.Scanner) ([]byte, bool) {
 	if _, ok := s.String(false); !ok {
 		return nil, false
 	}
-	raw := s.Data[start+1 : s.Pos-1]
+	raw := s.Data[start+1 : s.Pos-1 : s.Pos-1]
 	return raw, bytes.IndexByte(raw, '\\') < 0
+}
+
+// unquoteJSON is the value of a JSON string, quotes included.
+func unquoteJSON(quoted []byte) (string, error) {
+	var v string
+	err := json.Unmarshal(quoted, &v)
+	return v, err
 }
 
 // plainReceipt answers req at once when it is a plain delivery to the

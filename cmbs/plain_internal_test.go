@@ -30,6 +30,9 @@ func TestPlainMessage(t *testing.T) {
 		{`{"kind":"http://houssem.org/cmbs#message","id":"x","attributes":{"cmbs":{"message":{"storable":false,"executable":" FALSE "}}},"x":[1,{"a":null}]}`, true},
 		{`{"attributes":{"cmbs":{"message":{"storable":"\u0066alse","executable":"false"}}}}`, true},
 		{`{"attributes":{"cmbs":{"message":{"storable":"true","executable":"false"}}}}`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"falſe","executable":"false"}}}}`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"fal\u017fe","executable":"false"}}}}`, false},
+		{`{"attributes":{"cmbs":{"message":{"storable":"","executable":"false"}}}}`, false},
 		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":"false","st\u006frable":"true"}}}}`, false},
 		{`{"k\u0069nd":"x","attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}}`, false},
 		{`{"kind":"http://houssem.org/cmbs#m\u0065ssage","attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}}`, false},
@@ -115,6 +118,41 @@ func TestDescribeMessageCopiesWhatSendChanges(t *testing.T) {
 		delete(wattrs, "result")
 		if after, _ := json.Marshal(e.Attributes); string(after) != string(before) {
 			t.Fatalf("the entity's attributes changed from %s to %s", before, after)
+		}
+	}
+}
+
+// BenchmarkPlainMessage is a layer socket's check of a plain delivery.
+func BenchmarkPlainMessage(b *testing.B) {
+	e := &model.Entity{ID: "l32r0-000123", Kind: MessageKindID, Mixins: []string{mixinScheme + "l32"}, Title: "l32 bench message", HasTitle: true,
+		Attributes: map[string]any{"cmbs": map[string]any{"message": map[string]any{
+			"cmbs_layer": "l32", "storable": "false", "executable": "false", "sendable": "true", "topics": []any{"bench"},
+			"message_content": map[string]any{"text": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}, "path_history": []any{"tcp://127.0.0.1:40000/cmbs/member/s"}}}}}
+	wire, err := json.Marshal(describe(e))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(wire)))
+	for b.Loop() {
+		if !plainMessage(wire) {
+			b.Fatal("not plain")
+		}
+	}
+}
+
+// BenchmarkDecodeMessage is the full path's decoding of the same message,
+// for comparison.
+func BenchmarkDecodeMessage(b *testing.B) {
+	e := &model.Entity{ID: "l32r0-000123", Kind: MessageKindID, Mixins: []string{mixinScheme + "l32"}, Title: "l32 bench message", HasTitle: true,
+		Attributes: map[string]any{"cmbs": map[string]any{"message": map[string]any{
+			"cmbs_layer": "l32", "storable": "false", "executable": "false", "sendable": "true", "topics": []any{"bench"},
+			"message_content": map[string]any{"text": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}, "path_history": []any{"tcp://127.0.0.1:40000/cmbs/member/s"}}}}}
+	wire, _ := json.Marshal(describe(e))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeMessage(transport.Envelope{ID: "x", MimeType: MessageMimeType, Body: wire}); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
