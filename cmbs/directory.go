@@ -52,7 +52,9 @@ type members struct {
 	// receipts holds, for each local member, the receipt of a plain
 	// delivery (plain.go) on each layer, encoded, by layerIndex.
 	receipts map[string][][]byte
-	at       time.Time
+	// refs is each local member's reference (memberRef).
+	refs map[string]string
+	at   time.Time
 }
 
 // subscriber is a member as send_l32 sees it.
@@ -141,7 +143,7 @@ func (d *directory) changed() {
 
 func indexMembers(list []*model.Entity, at time.Time) *members {
 	sort.Slice(list, func(i, j int) bool { return list[i].Location < list[j].Location })
-	m := &members{all: list, byLoc: make(map[string]*model.Entity, len(list)), l1Sockets: []string{}, receipts: map[string][][]byte{}, at: at}
+	m := &members{all: list, byLoc: make(map[string]*model.Entity, len(list)), l1Sockets: []string{}, receipts: map[string][][]byte{}, refs: map[string]string{}, at: at}
 	seen, seenL2 := map[string]bool{}, map[string]bool{}
 	for _, e := range list {
 		m.byLoc[e.Location] = e
@@ -152,7 +154,7 @@ func indexMembers(list []*model.Entity, at time.Time) *members {
 			for i, l := range Layers() {
 				rs[i], _ = json.Marshal(Receipt{Member: ref, Layer: l}) // strings only: cannot fail
 			}
-			m.receipts[e.Location] = rs
+			m.receipts[e.Location], m.refs[e.Location] = rs, ref
 		}
 		attrs := memberAttrs(e.Attributes)
 		l32, _ := layerSocket(attrs, L32)

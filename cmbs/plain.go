@@ -10,8 +10,8 @@ import (
 )
 
 // A plain delivery is a message on L2, L3.1 or L3.2 that is neither
-// storable nor executable, to a broker with no Options.OnDelivery: its
-// receiver does nothing with it but count it and answer. Its receipt
+// storable nor executable: its receiver does nothing with it but count it,
+// answer, and tell an OnDelivery hook (see plainReceipt). Its receipt
 // names the member and the layer only, the same for every such message,
 // so the layer handler answers it without decoding the message into a
 // map: plainFlags scans the body for what decides it, and the receipt is
@@ -27,7 +27,10 @@ import (
 // checks). The whole body is checked to be valid JSON. A key of interest
 // given twice, a flag given in another form, or anything else unusual
 // answers false: the caller decodes the message fully.
-func plainMessage(body []byte) bool {
+//
+// id is the message's id as given (nil when absent); an id with an escape
+// answers false too.
+func plainMessage(body []byte) (plain bool, id []byte) {
 	s := jsonscan.Scanner{Data: body}
 	var storable, executable int // 0 absent, 1 false, 2 anything else
 	var seen [3]bool             // kind, id, attributes
@@ -45,7 +48,8 @@ func plainMessage(body []byte) bool {
 				return false
 			}
 			seen[1] = true
-			_, ok := rawString(&s)
+			var ok bool
+			id, ok = rawString(&s)
 			return ok
 		case "attributes":
 			if seen[2] {
@@ -56,7 +60,7 @@ func plainMessage(body []byte) bool {
 		}
 		return s.Skip()
 	})
-	return ok && s.AtEnd() && storable == 1 && executable == 1
+	return ok && s.AtEnd() && storable == 1 && executable == 1, id
 }
 
 // plainAttributes scans a message's attributes object for
@@ -179,14 +183,30 @@ func unquoteJSON(quoted []byte) (string, error) {
 
 // plainReceipt answers req at once when it is a plain delivery to the
 // local member at loc on layer l (see above): ok is false when it is not,
-// or when the member listing does not hold the member.
+// or when the member listing does not hold the member. An OnDelivery hook
+// is told about it with the message's id only, unless
+// Options.DeliveryMessage says it needs the whole message, which the full
+// path then decodes.
 func (b *Broker) plainReceipt(snap *members, loc string, l Layer, req transport.Envelope) (transport.Envelope, bool) {
-	if b.opts.OnDelivery != nil || l == L1 || l == L4 || req.MimeType != MessageMimeType {
+	hook := b.opts.OnDelivery
+	if l == L1 || l == L4 || req.MimeType != MessageMimeType ||
+		hook != nil && (b.opts.DeliveryMessage == nil || b.opts.DeliveryMessage()) {
 		return transport.Envelope{}, false
 	}
 	r := snap.receipts[loc]
-	if r == nil || !plainMessage(req.Body) {
+	if r == nil {
 		return transport.Envelope{}, false
+	}
+	plain, id := plainMessage(req.Body)
+	if !plain {
+		return transport.Envelope{}, false
+	}
+	if hook != nil {
+		msgID := string(id)
+		if msgID == "" {
+			msgID = req.ID // as decodeMessage takes it
+		}
+		hook(ReceivedMessage{Receipt: &Receipt{Member: snap.refs[loc], Layer: l}, Message: map[string]any{"id": msgID}})
 	}
 	return req.Reply(ReplyMimeType, r[layerIndex(l)]), true
 }

@@ -27,6 +27,8 @@ func TestPlainMessage(t *testing.T) {
 	}{
 		{string(wire), true},
 		{`{"attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}}`, true},
+		{`{"id":"","attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}}`, true},
+		{`{"id":"a\u0062","attributes":{"cmbs":{"message":{"storable":"false","executable":"false"}}}}`, false},
 		{`{"kind":"http://houssem.org/cmbs#message","id":"x","attributes":{"cmbs":{"message":{"storable":false,"executable":" FALSE "}}},"x":[1,{"a":null}]}`, true},
 		{`{"attributes":{"cmbs":{"message":{"storable":"\u0066alse","executable":"false"}}}}`, true},
 		{`{"attributes":{"cmbs":{"message":{"storable":"true","executable":"false"}}}}`, false},
@@ -55,7 +57,7 @@ func TestPlainMessage(t *testing.T) {
 		{`[]`, false},
 		{``, false},
 	} {
-		if got := plainMessage([]byte(tc.body)); got != tc.plain {
+		if got, _ := plainMessage([]byte(tc.body)); got != tc.plain {
 			t.Errorf("plainMessage(%s) = %v, want %v", tc.body, got, tc.plain)
 		}
 		checkPlain(t, []byte(tc.body))
@@ -66,12 +68,20 @@ func TestPlainMessage(t *testing.T) {
 // would not treat as a plain delivery.
 func checkPlain(t *testing.T, body []byte) {
 	t.Helper()
-	if !plainMessage(body) {
+	plain, id := plainMessage(body)
+	if !plain {
 		return
 	}
 	msg, err := decodeMessage(transport.Envelope{ID: "env", MimeType: MessageMimeType, Body: body})
 	if err != nil {
 		t.Fatalf("plainMessage accepted %q, which decodeMessage refuses: %v", body, err)
+	}
+	got := string(id)
+	if got == "" {
+		got = "env" // the envelope's, as the receiver takes it
+	}
+	if want, _ := msg["id"].(string); got != want {
+		t.Fatalf("plainMessage read the id of %q as %q, want %q", body, got, want)
 	}
 	attrs := messageAttrs(msg["attributes"].(map[string]any))
 	for _, name := range []string{"storable", "executable"} {
@@ -135,7 +145,7 @@ func BenchmarkPlainMessage(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(wire)))
 	for b.Loop() {
-		if !plainMessage(wire) {
+		if plain, _ := plainMessage(wire); !plain {
 			b.Fatal("not plain")
 		}
 	}

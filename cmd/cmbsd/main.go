@@ -320,7 +320,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // names) and stops it (closing every socket) at shutdown.
 func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, sup *supervisor.Supervisor, events *busEvents, onDelivery func(cmbs.ReceivedMessage), logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile, Curve: cfg.Curve,
-		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: onDelivery}
+		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: onDelivery, DeliveryMessage: events.publishing}
 	popts := processreg.Options{MaxOutput: cfg.MaxOutput, MaxRecordOutput: cfg.MaxRecordOutput, TempDir: cfg.RunDir, Logger: logger, Supervisor: sup}
 	if cfg.Bus.EventsOut != "" {
 		popts.Events = events // execution.<uuid> on --events-out
