@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/cmbs/cmbs/occi/model"
@@ -310,6 +311,11 @@ func describe(e *model.Entity) map[string]any {
 	if attrs == nil {
 		attrs = map[string]any{}
 	}
+	return description(e, attrs)
+}
+
+// description is e's description with the attributes given.
+func description(e *model.Entity, attrs map[string]any) map[string]any {
 	d := map[string]any{
 		"kind":       e.Kind,
 		"mixins":     append([]string{}, e.Mixins...),
@@ -325,6 +331,25 @@ func describe(e *model.Entity) map[string]any {
 		d["summary"] = e.Summary
 	}
 	return d
+}
+
+// describeMessage is describe for a message about to be sent: only the
+// objects on the way to its cmbs.message attributes are copied, which
+// send changes (layer, path, result); the values in them are shared with
+// e and must not be modified.
+func describeMessage(e *model.Entity) map[string]any {
+	attrs := maps.Clone(e.Attributes)
+	if attrs == nil {
+		attrs = map[string]any{}
+	}
+	if c, ok := attrs["cmbs"].(map[string]any); ok {
+		c = maps.Clone(c)
+		if m, ok := c["message"].(map[string]any); ok {
+			c["message"] = maps.Clone(m)
+		}
+		attrs["cmbs"] = c
+	}
+	return description(e, attrs)
 }
 
 // describeMember is the description a member is known by on other servers:

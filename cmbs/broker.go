@@ -108,6 +108,12 @@ type Options struct {
 	// received (after storing and recording it), e.g. to publish it on the
 	// bus. It runs inside the layer's handler and must not block.
 	OnDelivery func(ReceivedMessage)
+	// DeliveryMessage, when set, is asked for every message that is
+	// neither storable nor executable, on L2, L3.1 or L3.2, whether
+	// OnDelivery needs the whole message (e.g. to publish it); when it
+	// answers false, the message is not decoded, and OnDelivery's Message
+	// holds its id only. Unset, OnDelivery always gets the whole message.
+	DeliveryMessage func() bool
 }
 
 // MessageRunner runs, on behalf of an executable message, a process

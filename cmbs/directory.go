@@ -2,6 +2,7 @@ package cmbs
 
 import (
 	"context"
+	"encoding/json"
 	"sort"
 	"strings"
 	"sync"
@@ -45,7 +46,23 @@ type members struct {
 	// l2 is where send_l2 delivers: every remote member with an L2
 	// socket, each socket once (read-only, like the rest).
 	l2 []target
-	at time.Time
+	// subscribers is every member with the topics it subscribes to and
+	// its L3.2 socket, in location order: what send_l32 chooses from.
+	subscribers []subscriber
+	// receipts holds, for each local member, the receipt of a plain
+	// delivery (plain.go) on each layer, encoded, by layerIndex.
+	receipts map[string][][]byte
+	// refs is each local member's reference (memberRef).
+	refs map[string]string
+	at   time.Time
+}
+
+// subscriber is a member as send_l32 sees it.
+type subscriber struct {
+	member string // location
+	topics []string
+	socket string // L3.2; "" when it has none
+	local  bool
 }
 
 func newDirectory(list func(context.Context) ([]*model.Entity, error), maxAge time.Duration) *directory {
@@ -126,14 +143,22 @@ func (d *directory) changed() {
 
 func indexMembers(list []*model.Entity, at time.Time) *members {
 	sort.Slice(list, func(i, j int) bool { return list[i].Location < list[j].Location })
-	m := &members{all: list, byLoc: make(map[string]*model.Entity, len(list)), l1Sockets: []string{}, at: at}
+	m := &members{all: list, byLoc: make(map[string]*model.Entity, len(list)), l1Sockets: []string{}, receipts: map[string][][]byte{}, refs: map[string]string{}, at: at}
 	seen, seenL2 := map[string]bool{}, map[string]bool{}
 	for _, e := range list {
 		m.byLoc[e.Location] = e
 		if isLocal(e) {
 			m.local = append(m.local, e)
+			ref := memberRef(e)
+			rs := make([][]byte, len(Layers()))
+			for i, l := range Layers() {
+				rs[i], _ = json.Marshal(Receipt{Member: ref, Layer: l}) // strings only: cannot fail
+			}
+			m.receipts[e.Location], m.refs[e.Location] = rs, ref
 		}
 		attrs := memberAttrs(e.Attributes)
+		l32, _ := layerSocket(attrs, L32)
+		m.subscribers = append(m.subscribers, subscriber{member: e.Location, topics: strList(attrs, "topics"), socket: l32, local: isLocal(e)})
 		if s, _ := layerSocket(attrs, L1); s != "" && !seen[s] {
 			seen[s] = true
 			m.l1Sockets = append(m.l1Sockets, s)

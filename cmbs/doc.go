@@ -193,7 +193,11 @@
 //	 "matched":true,"forwarding_to":["tcp://…"],"not_forwarded":"sendable is false"}
 //
 // (fields present when they apply; matched, forwarding_to and
-// not_forwarded on L4 only).
+// not_forwarded on L4 only). A message on L2, L3.1 or L3.2 that is neither
+// storable nor executable (both flags given and false) gets just
+// {"member":…,"layer":…}; its receiver answers it without decoding it
+// into a map (plain.go), and an Options.OnDelivery hook is told its id
+// only when Options.DeliveryMessage says that is enough.
 //
 // The execute action on a message records the same way, on this server
 // (409 when executable is false).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/internal/jsonenc"
 	"github.com/cmbs/cmbs/internal/jsonscan"
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/providers"
@@ -141,7 +142,7 @@ func (b *Broker) send(ctx context.Context, e *model.Entity, l Layer, inv provide
 		return nil, errStopped()
 	}
 
-	wire := describe(e)
+	wire := describeMessage(e)
 	wattrs := ensureMessageAttrs(wire["attributes"].(map[string]any))
 	wattrs["cmbs_layer"] = string(l)
 	delete(wattrs, "result") // the sender's result is not the receiver's business
@@ -180,7 +181,7 @@ func (b *Broker) send(ctx context.Context, e *model.Entity, l Layer, inv provide
 	if err != nil {
 		return nil, err
 	}
-	body, err := json.Marshal(wire)
+	body, err := jsonenc.Append(nil, wire) // once for every receiver
 	if err != nil {
 		return nil, err
 	}
@@ -363,30 +364,42 @@ func (b *Broker) l32Targets(ctx context.Context, e, sender *model.Entity, attrs 
 	if len(topics) == 0 {
 		return nil, model.AttributeError("cmbs.message.topics", "message %s has no topics: send_l32 delivers to the members whose topics share one", e.Location)
 	}
-	all, err := b.allMembers(ctx)
+	known, err := b.known(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []target
 	seen := map[string]bool{}
-	for _, m := range all {
-		if sender != nil && m.Location == sender.Location {
+	for _, m := range known.subscribers {
+		if sender != nil && m.member == sender.Location {
 			continue
 		}
-		ma := memberAttrs(m.Attributes)
-		if !topicsIntersect(topics, strList(ma, "topics")) {
+		if !sharesTopic(topics, m.topics) {
 			continue
 		}
-		s, _ := layerSocket(ma, L32)
 		switch {
-		case s == "":
-			out = append(out, target{member: m.Location, err: "the member has no " + L32.socketAttrName()})
-		case !seen[s]:
-			seen[s] = true
-			out = append(out, target{member: m.Location, local: isLocal(m), socket: s})
+		case m.socket == "":
+			out = append(out, target{member: m.member, err: "the member has no " + L32.socketAttrName()})
+		case !seen[m.socket]:
+			seen[m.socket] = true
+			out = append(out, target{member: m.member, local: m.local, socket: m.socket})
 		}
 	}
 	return out, nil
+}
+
+// sharesTopic is topicsIntersect without a set for the short lists of a
+// message and a member.
+func sharesTopic(a, b []string) bool {
+	if len(a)*len(b) > 64 {
+		return topicsIntersect(a, b)
+	}
+	for _, t := range a {
+		if slices.Contains(b, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // l4Neighbours: for each of the member's neighbors_socket entries (L1

@@ -50,6 +50,12 @@ func badMessage(format string, args ...any) error {
 // layerHandler serves one layer of one local member.
 func (b *Broker) layerHandler(loc string, l Layer) transport.Handler {
 	return func(ctx context.Context, req transport.Envelope) (transport.Envelope, error) {
+		if snap, err := b.known(ctx); err == nil {
+			if reply, ok := b.plainReceipt(snap, loc, l, req); ok {
+				b.stats.received[layerIndex(l)].Add(1)
+				return reply, nil
+			}
+		}
 		msg, err := decodeMessage(req)
 		if err != nil {
 			b.stats.rejected.Add(1)

@@ -265,13 +265,31 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 			zmq = z
 		}
 	}
-	l32, l32Body, err := runLayer("l32", "l32", map[string]any{"topics": []any{"bench"}})
-	if err != nil {
-		return err
+	// L3.2 runs -runs times as well: its best rate is compared with
+	// JetStream's, its least CPU per delivery printed beside JetStream's.
+	var l32, l32Least fanoutResult
+	var l32Body []byte
+	l32Runs, l32CPU := rateRuns(), durationRuns()
+	for r := 0; r < cfg.runs; r++ {
+		res, b, err := runLayer(fmt.Sprintf("l32r%d", r), "l32", map[string]any{"topics": []any{"bench"}})
+		if err != nil {
+			return err
+		}
+		l32Body = b
+		l32Runs.add(res.rate())
+		l32CPU.add(res.cpuPerDelivery())
+		if res.rate() >= l32.rate() || l32.delivered == 0 {
+			l32 = res
+		}
+		if r == 0 || res.cpuPerDelivery() < l32Least.cpuPerDelivery() {
+			l32Least = res
+		}
 	}
 	out("   broker: 1 sending member → %d members on %d nodes of their own, %d messages, storable/executable false, %d send actions in flight (in-process Trigger)", receivers, receivers, cfg.fanoutMsgs, cfg.fanoutWindow)
 	out("   L2:   best run %d deliveries in %v: %.0f deliveries/s (%s)", l2.delivered, l2.elapsed.Round(time.Millisecond), l2.rate(), l2Runs)
-	out("   L3.2: %d deliveries in %v: %.0f deliveries/s", l32.delivered, l32.elapsed.Round(time.Millisecond), l32.rate())
+	out("   L3.2: best run %d deliveries in %v: %.0f deliveries/s (%s); CPU per delivery best %.1f µs (%s)", l32.delivered, l32.elapsed.Round(time.Millisecond), l32.rate(), l32Runs, l32CPU.best(), l32CPU)
+	results["l32_fanout_per_s_spread"] = l32Runs.spread()
+	results["l32_cpu_us_per_delivery_spread"] = l32CPU.spread()
 
 	out("   raw zmq4 PUB → %d SUB, %d × %d bytes: best run %d deliveries in %v: %.0f deliveries/s (%s)", receivers, cfg.fanoutMsgs, len(body), zmq.delivered, zmq.elapsed.Round(time.Millisecond), zmq.rate(), zmqRuns)
 	results["fanout_messages"] = cfg.fanoutMsgs
@@ -290,7 +308,7 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 	zmqCPU.record(results, "zmq_pubsub_cpu_us_per_delivery")
 	results["l32_fanout_vs_zmq"] = l32.rate() / zmq.rate()
 	out("   L2 / zmq %.3f, best over best (goal ≥ 0.5; per run %s); L3.2 / zmq %.3f", l2.rate()/zmq.rate(), pairedRatios(l2Runs, zmqRuns), l32.rate()/zmq.rate())
-	jetstreamColumn(ctx, natsServerPath, cfg.jetstreamRuns, receivers, cfg.fanoutMsgs, l32Body, l32.rate(), cpu["l32"], l32.delivered, out, results)
+	jetstreamColumn(ctx, natsServerPath, cfg.jetstreamRuns, receivers, cfg.fanoutMsgs, l32Body, l32.rate(), l32Least.cpu, l32Least.delivered, out, results)
 
 	results["nats_fanout_per_s"] = nil
 	results["l2_fanout_vs_nats"] = nil

@@ -43,7 +43,9 @@ type cmbsNode struct {
 
 // brokerOptions are the broker settings of every bench node.
 func brokerOptions(log *slog.Logger) cmbs.Options {
-	return cmbs.Options{Logger: log, RequestTimeout: 5 * time.Second, DiscoveryTimeout: 30 * time.Second}
+	// As cmbsd on its embedded store: the member list is exact (the
+	// broker sees every change), so it is not read again every second.
+	return cmbs.Options{Logger: log, RequestTimeout: 5 * time.Second, DiscoveryTimeout: 30 * time.Second, MembersMaxAge: time.Minute}
 }
 
 func startNode(ctx context.Context, log *slog.Logger) (*cmbsNode, error) {

@@ -10,9 +10,10 @@ import (
 	"github.com/cmbs/cmbs/store/feed"
 )
 
-// membersMaxAgeFollowing is how long the broker keeps its member list when
-// the changes feed keeps it exact: only a safety net then.
-const membersMaxAgeFollowing = time.Minute
+// membersMaxAgeExact is how long the broker keeps its member list when it
+// is kept exact otherwise (the changes feed on CouchDB; on the embedded
+// store, the broker seeing every change): only a safety net then.
+const membersMaxAgeExact = time.Minute
 
 // newFollower marks the store's position in its changes feed, before the
 // caches load, when the store can be shared: with CouchDB several cmbsd may

@@ -161,7 +161,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 		events.delivered(m)
 		cons.Delivered(consoleDelivery(m))
 	}
-	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, sup, events, onDelivery, follower != nil, logger)
+	broker, procs, err := registerBuiltinProviders(reg, srv, st, cfg, sup, events, onDelivery, logger)
 	if err != nil {
 		return fmt.Errorf("register providers: %w", err)
 	}
@@ -318,9 +318,9 @@ func serveHTTP(ctx context.Context, ln net.Listener, handler http.Handler, cfg c
 // The CMBS broker reaches members and messages through the server's entity
 // service; the registry starts it (binding the layers the record in st
 // names) and stops it (closing every socket) at shutdown.
-func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, sup *supervisor.Supervisor, events *busEvents, onDelivery func(cmbs.ReceivedMessage), following bool, logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
+func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st store.Store, cfg config, sup *supervisor.Supervisor, events *busEvents, onDelivery func(cmbs.ReceivedMessage), logger *slog.Logger) (*cmbs.Broker, *processreg.Provider, error) {
 	opts := cmbs.Options{Logger: logger, AllowNonLoopback: cfg.Insecure, RequestTimeout: cfg.PeerTimeout, ImportLayersFile: cfg.ImportLayersFile, Curve: cfg.Curve,
-		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: onDelivery}
+		Transport: zmqOptions(cfg.ZMQ, logger), OnDelivery: onDelivery, DeliveryMessage: events.publishing}
 	popts := processreg.Options{MaxOutput: cfg.MaxOutput, MaxRecordOutput: cfg.MaxRecordOutput, TempDir: cfg.RunDir, Logger: logger, Supervisor: sup}
 	if cfg.Bus.EventsOut != "" {
 		popts.Events = events // execution.<uuid> on --events-out
@@ -330,9 +330,10 @@ func registerBuiltinProviders(reg *providers.Registry, srv *occi.Server, st stor
 		return nil, nil, err
 	}
 	opts.Processes = procs
-	if following {
-		opts.MembersMaxAge = membersMaxAgeFollowing
-	}
+	// The broker's member list needs no periodic re-read: on CouchDB the
+	// changes feed keeps it exact, and the embedded store has no writer but
+	// this server, whose member changes the broker sees as they are made.
+	opts.MembersMaxAge = membersMaxAgeExact
 	if cfg.LayersRecord != "" {
 		opts.Layers, opts.LayersID = st, cfg.LayersRecord
 	}

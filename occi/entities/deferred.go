@@ -38,7 +38,18 @@ type deferred struct {
 	mu      sync.Mutex
 	closed  bool
 	pending map[string]chan struct{} // the last queued update per location, closed once stored or failed
+	// waiting is, per location, the last queued update that has not
+	// started: a later update of the location joins it (see laterBatch).
+	waiting map[string]*laterBatch
 	wg      sync.WaitGroup
+}
+
+// laterBatch is the deferred updates of one location stored by one write:
+// those queued while the write before them on the location was running
+// (a second write would only replace the first), applied in the order
+// queued. It takes at most maxDeferred of them.
+type laterBatch struct {
+	ins []*model.EntityInput
 }
 
 // UpdateLater applies a partial update like Update (ifMatch empty), but
@@ -46,7 +57,8 @@ type deferred struct {
 // answered its client, such as the result of a message that has been
 // delivered. The update is checked against current (the entity as the
 // caller read it) first, so an invalid one is refused here, not lost. Updates of one location are stored in the order
-// they were queued; a concurrent change is retried. Every read or change
+// they were queued, those queued while an earlier one of the location is
+// being stored in one write after it; a concurrent change is retried. Every read or change
 // of the location through the Service waits for it first, and listings
 // wait for every update queued before them, so nobody reading through the
 // Service sees the entity without it. A failure is logged. Flush waits for
@@ -61,6 +73,9 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 		return err
 	}
 	d := &s.deferred
+	if d.join(location, in) {
+		return nil
+	}
 	select {
 	case d.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -75,6 +90,11 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 	prev := d.pending[location]
 	done := make(chan struct{})
 	d.pending[location] = done
+	batch := &laterBatch{ins: []*model.EntityInput{in}}
+	if d.waiting == nil {
+		d.waiting = map[string]*laterBatch{}
+	}
+	d.waiting[location] = batch
 	d.wg.Add(1)
 	d.mu.Unlock()
 
@@ -92,20 +112,38 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 		if prev != nil {
 			<-prev
 		}
+		d.mu.Lock()
+		if d.waiting[location] == batch {
+			delete(d.waiting, location) // started: later updates queue anew
+		}
+		ins := batch.ins
+		d.mu.Unlock()
 		ctx, cancel := context.WithTimeout(store.InBackground(d.ctx), deferredTimeout)
 		defer cancel()
 		// The first try stores the entity as checked above, over
 		// current's revision, without reading or checking it again,
-		// unless an update queued before this one has changed it since; a
-		// conflict means someone else did, and the retries read it again.
+		// unless an update queued before this one has changed it since or
+		// others joined it; a conflict means someone else did, and the
+		// retries read it again.
 		var err error
-		if prev == nil {
+		if prev == nil && len(ins) == 1 {
 			_, err = s.modifyEntity(ctx, current, "", func(*model.Entity) (*model.Entity, error) { return patched, nil })
-		}
-		for try := 0; try < deferredRetries && (prev != nil || model.StatusOf(err) == http.StatusConflict); try++ {
-			if _, err = s.update(ctx, location, "", in); model.StatusOf(err) != http.StatusConflict {
-				break
+			if model.StatusOf(err) == http.StatusConflict {
+				err = s.updateLater(ctx, location, ins)
 			}
+		} else {
+			err = s.updateLater(ctx, location, ins)
+		}
+		if err != nil && len(ins) > 1 && model.StatusOf(err) != http.StatusNotFound {
+			// One of them no longer applies where the others were
+			// stacked on it: each is stored alone, as if none had
+			// joined another.
+			for _, in := range ins {
+				if err := s.updateLater(ctx, location, []*model.EntityInput{in}); err != nil {
+					s.log.Error("a deferred update was not stored", "location", location, "err", err)
+				}
+			}
+			return
 		}
 		switch {
 		case model.StatusOf(err) == http.StatusNotFound:
@@ -115,6 +153,41 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 		}
 	}()
 	return nil
+}
+
+// join adds in to the update of location queued and not started yet, if
+// there is one with room left, and reports whether it did.
+func (d *deferred) join(location string, in *model.EntityInput) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.waiting[location]
+	if d.closed || b == nil || len(b.ins) >= maxDeferred {
+		return false
+	}
+	b.ins = append(b.ins, in)
+	return true
+}
+
+// updateLater stores deferred updates of location in one write, reading
+// the entity first, retrying when a concurrent change got there first.
+func (s *Service) updateLater(ctx context.Context, location string, ins []*model.EntityInput) error {
+	var err error
+	for try := 0; try < deferredRetries; try++ {
+		_, err = s.modify(ctx, location, "", func(old *model.Entity) (*model.Entity, error) {
+			e := old
+			for _, in := range ins {
+				var err error
+				if e, err = s.patch(ctx, location, in)(e); err != nil {
+					return nil, err
+				}
+			}
+			return e, nil
+		})
+		if model.StatusOf(err) != http.StatusConflict {
+			break
+		}
+	}
+	return err
 }
 
 // ErrFlushed is UpdateLater's answer after Flush: the service is shutting

@@ -173,3 +173,43 @@ func TestFlushStoresEverythingQueued(t *testing.T) {
 		t.Fatalf("UpdateLater after Flush: %v, want ErrFlushed", err)
 	}
 }
+
+// TestUpdateLaterJoinsQueuedUpdates: updates of one location queued while
+// an earlier one is being stored are stored together, in fewer writes than
+// updates, and none of them is lost: an attribute only an early one set is
+// there beside the last one's.
+func TestUpdateLaterJoinsQueuedUpdates(t *testing.T) {
+	svc, locs := newComputes(t, 1)
+	ctx := context.Background()
+	cur, err := svc.Get(ctx, locs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	const updates = 50
+	for i := range updates {
+		in := hostnameInput(fmt.Sprintf("seq%02d", i))
+		if i == 10 {
+			in.Attributes["occi"].(map[string]any)["compute"].(map[string]any)["cores"] = 3.0
+		}
+		if err := svc.UpdateLater(ctx, cur, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := svc.Get(ctx, locs[0]) // waits for every update queued
+	if err != nil {
+		t.Fatal(err)
+	}
+	compute := got.Attributes["occi"].(map[string]any)["compute"].(map[string]any)
+	if compute["hostname"] != "seq49" || compute["cores"] != 3.0 {
+		t.Fatalf("after %d queued updates: %v, want hostname seq49 and cores 3", updates, compute)
+	}
+	// Each write is a new revision, N-…: the create was 1.
+	var writes int
+	if _, err := fmt.Sscanf(got.Rev, "%d-", &writes); err != nil {
+		t.Fatalf("revision %q: %v", got.Rev, err)
+	}
+	if writes--; writes >= updates {
+		t.Fatalf("%d updates queued at once took %d writes", updates, writes)
+	}
+	t.Logf("%d updates queued at once, %d writes", updates, writes)
+}
