@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/internal/jsonenc"
 	"github.com/cmbs/cmbs/internal/jsonscan"
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/providers"
@@ -216,7 +217,7 @@ func (b *Broker) sendL1(ctx context.Context, e *model.Entity, sender *model.Enti
 		wattrs["message_content"] = describeMember(sender)
 		update["message_content"] = wattrs["message_content"]
 	}
-	body, err := json.Marshal(wire)
+	body, err := jsonenc.Append(nil, wire)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/internal/jsonenc"
 	"github.com/cmbs/cmbs/internal/jsonscan"
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/store"
@@ -73,7 +74,7 @@ func (b *Broker) layerHandler(loc string, l Layer) transport.Handler {
 		if err != nil {
 			return transport.Envelope{}, err
 		}
-		body, err := json.Marshal(reply)
+		body, err := jsonenc.Append(nil, reply)
 		if err != nil {
 			return transport.Envelope{}, err
 		}

@@ -305,9 +305,12 @@ func endpoint(key string, v any) (loc, kind string, err error) {
 
 // DecodeEntity reads a stored entity document.
 func DecodeEntity(id, rev string, body []byte) (*Entity, error) {
-	e := &Entity{}
-	if err := json.Unmarshal(body, e); err != nil {
-		return nil, err
+	e, ok := decodeEntityFast(body)
+	if !ok {
+		e = &Entity{}
+		if err := json.Unmarshal(body, e); err != nil {
+			return nil, err
+		}
 	}
 	e.Location, e.Rev = id, rev
 	e.Normalize()
