@@ -10,7 +10,6 @@ import (
 	"maps"
 	"net"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -371,12 +370,7 @@ func (c *Client) readLoop(p *peer, cc *clientConn) {
 			continue
 		}
 		env.Routing = nil
-		if cc.reply(binary.BigEndian.Uint64(frames[0]), env, c.log) && cc.z.gc.rd.Buffered() == 0 {
-			// The request answered was the only one waiting (an L1 round
-			// trip): it runs on, before this reader goes back to a read
-			// that finds nothing (a system call), instead of after it.
-			runtime.Gosched()
-		}
+		cc.reply(binary.BigEndian.Uint64(frames[0]), env, c.log)
 	}
 	p.drop(cc)
 }
@@ -434,23 +428,19 @@ func (cc *clientConn) forget(tok uint64) {
 	cc.mu.Unlock()
 }
 
-// reply hands env to the request waiting for it, and reports whether that
-// was the last request waiting on cc.
-func (cc *clientConn) reply(tok uint64, env Envelope, log *slog.Logger) (last bool) {
+func (cc *clientConn) reply(tok uint64, env Envelope, log *slog.Logger) {
 	cc.mu.Lock()
 	ch, ok := cc.waiting[tok]
 	delete(cc.waiting, tok)
 	if ok {
 		cc.lastUsed = time.Now()
 	}
-	last = len(cc.waiting) == 0
 	cc.mu.Unlock()
 	if !ok {
 		log.Debug("dropped a reply to a request no longer waiting", "id", env.ID)
-		return false
+		return
 	}
 	ch <- env // buffered, and only one reply per token is handed over
-	return last
 }
 
 // fail ends the connection: waiting requests see ErrConnectionLost (with
