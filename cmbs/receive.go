@@ -74,7 +74,12 @@ func (b *Broker) layerHandler(loc string, l Layer) transport.Handler {
 		if err != nil {
 			return transport.Envelope{}, err
 		}
-		body, err := jsonenc.Append(nil, reply)
+		var body []byte
+		if m, ok := reply.(map[string]any); ok {
+			body, err = jsonenc.Append(nil, m) // the L1 reply, without reflection
+		} else {
+			body, err = json.Marshal(reply)
+		}
 		if err != nil {
 			return transport.Envelope{}, err
 		}
