@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
 	"github.com/cmbs/cmbs/internal/netaddr"
@@ -20,6 +21,12 @@ import (
 // stop_lN bind and close its layer sockets, check_neighbors discovers the
 // members around it. Obtain one from Broker.MemberProvider.
 type MemberProvider struct{ b *Broker }
+
+// l1InlineGrace is how long an L1 handler runs on the goroutine that read
+// its request before another takes over reading the connection
+// (transport.WithInlineHandlers): an L1 request that stores or executes
+// its message takes longer, and one sent behind it waits that much more.
+const l1InlineGrace = 200 * time.Microsecond
 
 var (
 	_ providers.Starter  = (*MemberProvider)(nil)
@@ -159,10 +166,17 @@ func (b *Broker) bindLayer(e *model.Entity, l Layer) (*LayerState, error) {
 	// not run under b.mu, so Listen cannot deadlock with it. The server
 	// outlives this request, so it gets the broker's context, not the
 	// request's (whose values its handlers would otherwise keep).
-	srv, err := transport.Listen(b.ctx, endpoint, b.layerHandler(e.Location, l), append([]transport.Option{
+	opts := []transport.Option{
 		transport.WithHandlerTimeout(b.opts.HandlerTimeout),
 		transport.WithLogger(b.opts.Logger),
-	}, append(b.curveServerOptions(), b.opts.Transport...)...)...)
+	}
+	if l == L1 {
+		// L1 requests come one at a time per connection, and most are
+		// answered in tens of microseconds: answered on the goroutine
+		// that read them, a round trip saves a handoff each way.
+		opts = append(opts, transport.WithInlineHandlers(l1InlineGrace))
+	}
+	srv, err := transport.Listen(b.ctx, endpoint, b.layerHandler(e.Location, l), append(opts, append(b.curveServerOptions(), b.opts.Transport...)...)...)
 	if err != nil {
 		return nil, bindError(e.Location, l, attr, endpoint, err)
 	}

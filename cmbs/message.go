@@ -3,7 +3,6 @@ package cmbs
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -217,7 +216,7 @@ func (b *Broker) sendL1(ctx context.Context, e *model.Entity, sender *model.Enti
 		wattrs["message_content"] = describeMember(sender)
 		update["message_content"] = wattrs["message_content"]
 	}
-	body, err := json.Marshal(wire)
+	body, err := jsonenc.Append(nil, wire)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
+	"github.com/cmbs/cmbs/internal/jsonenc"
 	"github.com/cmbs/cmbs/internal/jsonscan"
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/store"
@@ -79,7 +80,12 @@ func (b *Broker) layerHandler(loc string, l Layer) transport.Handler {
 		if err != nil {
 			return transport.Envelope{}, err
 		}
-		body, err := json.Marshal(reply)
+		var body []byte
+		if m, ok := reply.(map[string]any); ok {
+			body, err = jsonenc.Append(nil, m) // the L1 reply, without reflection
+		} else {
+			body, err = json.Marshal(reply)
+		}
 		if err != nil {
 			return transport.Envelope{}, err
 		}
@@ -91,9 +97,11 @@ func (b *Broker) layerHandler(loc string, l Layer) transport.Handler {
 // describing an entity of the message kind. A missing id is taken from the
 // envelope.
 func decodeMessage(req transport.Envelope) (map[string]any, error) {
-	mt, _, err := mime.ParseMediaType(req.MimeType)
-	if err != nil || (mt != MessageMimeType && mt != "application/json") {
-		return nil, badMessage("mimetype %q: a CMBS message is %s", req.MimeType, MessageMimeType)
+	if req.MimeType != MessageMimeType { // as every cmbsd sends it: nothing to parse
+		mt, _, err := mime.ParseMediaType(req.MimeType)
+		if err != nil || (mt != MessageMimeType && mt != "application/json") {
+			return nil, badMessage("mimetype %q: a CMBS message is %s", req.MimeType, MessageMimeType)
+		}
 	}
 	v, err := jsonscan.Decode(req.Body)
 	msg, _ := v.(map[string]any)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-zeromq/zmq4"
 )
@@ -14,9 +15,15 @@ import (
 
 var benchBody = bytes.Repeat([]byte("b"), 64)
 
-func BenchmarkRoundTrip(b *testing.B) {
+func BenchmarkRoundTrip(b *testing.B) { benchRoundTrip(b) }
+
+// BenchmarkRoundTripInline: the same with the handler run on the
+// connection's reader (WithInlineHandlers).
+func BenchmarkRoundTripInline(b *testing.B) { benchRoundTrip(b, WithInlineHandlers(time.Millisecond)) }
+
+func benchRoundTrip(b *testing.B, opts ...Option) {
 	ctx := testCtx(b)
-	srv := startServer(b, echo)
+	srv := startServer(b, echo, opts...)
 	c := newClient(b)
 	req := Envelope{ID: "bench-id", MimeType: "application/occi+json", Body: benchBody}
 	if _, err := c.Request(ctx, srv.Addr(), req); err != nil { // connect outside the loop

@@ -39,7 +39,9 @@
 //   - zmq4's sockets move each message through several goroutines and one
 //     system call each way: here a connection's reader hands replies
 //     straight to their requests, and messages queued while another is
-//     written go out in the same system call.
+//     written go out in the same system call. With WithInlineHandlers a
+//     server's reader answers a connection's only request itself, without
+//     handing it to a handler goroutine.
 //
 // With WithCurveServer and WithCurveClient the connections speak
 // ZMTP-CURVE instead of NULL (package curve has the mechanism): the

@@ -233,15 +233,6 @@ func accept(ctx context.Context, ln net.Listener, log *slog.Logger) net.Conn {
 func (s *Server) serveConn(pc *pendingConn, id uint32) {
 	defer s.wg.Done()
 	gc := pc.gc
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, gc)
-		s.mu.Unlock()
-		_ = gc.Close()
-		if s.opts.connQuota != nil {
-			s.opts.connQuota.release()
-		}
-	}()
 	// A connection counts against maxPending until its handshake is done,
 	// so peers that start ZMTP and stall cannot pile up either.
 	var z *zconn
@@ -257,29 +248,59 @@ func (s *Server) serveConn(pc *pendingConn, id uint32) {
 	}
 	s.mu.Unlock()
 	if err != nil {
+		s.endConn(gc)
 		return
 	}
 	s.connections.Add(1)
 	// As libzmq's ROUTER: a 5-byte identity, 0 and a counter, which heads
 	// the routing of every request from this connection.
-	identity := binary.BigEndian.AppendUint32([]byte{0}, id)
+	s.readLoop(&serverConn{z: z, identity: binary.BigEndian.AppendUint32([]byte{0}, id)})
+}
+
+// serverConn is a connection past its handshake, as its readers see it.
+type serverConn struct {
+	z        *zconn
+	identity []byte
+	inline   inlineState // inline.go
+}
+
+// readLoop reads and dispatches sc's messages until the connection ends,
+// and then closes it; or until a handler it runs inline is overtaken by
+// another goroutine reading the connection (inline.go), which then does.
+func (s *Server) readLoop(sc *serverConn) {
+	z := sc.z
 	for {
-		frames, err := z.readMsg(append(make([][]byte, 0, envelopeFrames+1), identity))
+		frames, err := z.readMsg(append(make([][]byte, 0, envelopeFrames+1), sc.identity))
 		if err != nil {
 			switch {
 			case s.ctx.Err() != nil:
 			case errors.Is(err, errIdle):
 				s.idleClosed.Add(1)
-				s.log.Debug("closing an idle connection", "remote", gc.RemoteAddr().String(), "err", err)
+				s.log.Debug("closing an idle connection", "remote", z.gc.RemoteAddr().String(), "err", err)
 			case errors.Is(err, errSlowMessage), errors.Is(err, errBudgetWait):
 				s.slowClosed.Add(1)
-				s.log.Info("closing a connection whose message did not arrive in time", "remote", gc.RemoteAddr().String(), "err", err)
+				s.log.Info("closing a connection whose message did not arrive in time", "remote", z.gc.RemoteAddr().String(), "err", err)
 			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
-				s.log.Debug("connection ended", "remote", gc.RemoteAddr().String(), "err", err)
+				s.log.Debug("connection ended", "remote", z.gc.RemoteAddr().String(), "err", err)
 			}
+			sc.inline.stop()
+			s.endConn(z.gc)
 			return
 		}
-		s.dispatch(z, frames)
+		if !s.dispatch(sc, frames) {
+			return
+		}
+	}
+}
+
+// endConn forgets and closes a connection, releasing its quota.
+func (s *Server) endConn(gc *guardedConn) {
+	s.mu.Lock()
+	delete(s.conns, gc)
+	s.mu.Unlock()
+	_ = gc.Close()
+	if s.opts.connQuota != nil {
+		s.opts.connQuota.release()
 	}
 }
 
@@ -320,7 +341,12 @@ func (s *Server) signature(pc *pendingConn) error {
 // errNoDelimiter: a request whose sender left out the empty delimiter.
 var errNoDelimiter = fmt.Errorf("%w: no empty delimiter before id, mimetype, body (a DEALER must send it; REQ adds it)", ErrMalformedEnvelope)
 
-func (s *Server) dispatch(z *zconn, frames [][]byte) {
+// dispatch answers a request read from sc, on a handler goroutine or
+// inline (inline.go). It reports whether the caller is still sc's reader:
+// false when, while it ran a handler inline, another goroutine took over
+// the reading.
+func (s *Server) dispatch(sc *serverConn, frames [][]byte) bool {
+	z := sc.z
 	req, err := Parse(frames)
 	if err == nil && len(req.Routing) == 0 {
 		// frames[0] is the connection's identity, so a well-formed request
@@ -342,7 +368,7 @@ func (s *Server) dispatch(z *zconn, frames [][]byte) {
 		s.malformed.Add(1)
 		s.log.Debug("malformed message", "frames", len(frames)-1, "err", err)
 		s.send(z, s.errorReply(frames[:1], guessID(frames), CodeMalformed, err.Error()))
-		return
+		return true
 	}
 	s.requests.Add(1)
 	select {
@@ -352,10 +378,13 @@ func (s *Server) dispatch(z *zconn, frames [][]byte) {
 		s.overloaded.Add(1)
 		s.send(z, s.errorReply(req.Routing, req.ID, CodeOverloaded,
 			fmt.Sprintf("all %d handler slots are busy", s.opts.maxConcurrent)))
-		return
+		return true
 	}
-	z.active.Add(1)
+	if z.active.Add(1) == 1 && s.opts.inlineGrace > 0 && z.gc.rd.Buffered() == 0 {
+		return s.serveInline(sc, req)
+	}
 	s.handOver(job{z: z, req: req})
+	return true
 }
 
 // job is a request for a handler goroutine, and where its reply goes.

@@ -57,6 +57,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"syscall"
 	"time"
@@ -111,6 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.processStore, "process-store", "sqlite", "store of the process phase: sqlite (embedded) or couch (-couch, or the CouchDB-API test peer)")
 	only := fs.String("phases", "", "run only the phases whose names contain one of these comma-separated words (e.g. L1,fan-out)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	traceFile := fs.String("trace", "", "write a runtime/trace execution trace of the run to this file (goroutine handoffs and wakeups; large: pair it with -phases and small counts)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -179,6 +181,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		defer trace.Stop()
 	}
 	failed := false
 	for _, p := range phases {
