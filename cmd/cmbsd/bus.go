@@ -40,6 +40,7 @@ func (e *busEvents) Listening() bool {
 	out := b.Stats().EventsOut
 	return out != nil && out.Subscribers > 0
 }
+
 // publishing reports whether delivered messages may be published (the
 // bus runs): only then does the broker's delivery hook need each message
 // whole (cmbs.Options.DeliveryMessage); the console needs its id.
