@@ -22,7 +22,8 @@
 # three servers on one CouchDB behind a round-robin proxy, then the bus:
 #
 #   bash scripts/readme.sh 'Set up' 'Installing cmbsd' 'Walk-through (pyCMBS README §4)' \
-#       'Three servers brokering messages' -- 'Three servers brokering messages' \
+#       'Three servers brokering messages' 'Running processes (the Process Registry)' \
+#       -- 'Three servers brokering messages' \
 #       -- 'On CouchDB' -- 'Two servers over CURVE' -- 'Deploy an app (smartmob)' \
 #       -- 'Several servers on one CouchDB' -- 'The bus: Choria RPC and events on ZeroMQ' \
 #       -- 'Piping bytes through a definition (streamed execute)'
@@ -38,7 +39,7 @@ readme=$root/README.md
 
 if [ $# -eq 0 ]; then
   set -- 'Set up' 'Installing cmbsd' 'Walk-through (pyCMBS README §4)' 'Three servers brokering messages' \
-    -- 'Three servers brokering messages' -- 'On CouchDB' -- 'Two servers over CURVE' \
+    'Running processes (the Process Registry)' -- 'Three servers brokering messages' -- 'On CouchDB' -- 'Two servers over CURVE' \
     -- 'Deploy an app (smartmob)' -- 'Several servers on one CouchDB' \
     -- 'The bus: Choria RPC and events on ZeroMQ' -- 'Piping bytes through a definition (streamed execute)'
 fi
