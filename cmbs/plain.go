@@ -66,24 +66,8 @@ func plainMessage(body []byte) (plain bool, id []byte) {
 // plainAttributes scans a message's attributes object for
 // cmbs.message.storable and executable (see plainMessage).
 func plainAttributes(s *jsonscan.Scanner, storable, executable *int) bool {
-	cmbsSeen := false
-	return object(s, func(key []byte) bool {
-		if string(key) != "cmbs" {
-			return s.Skip()
-		}
-		if cmbsSeen {
-			return false
-		}
-		cmbsSeen = true
-		messageSeen := false
-		return object(s, func(key []byte) bool {
-			if string(key) != "message" {
-				return s.Skip()
-			}
-			if messageSeen {
-				return false
-			}
-			messageSeen = true
+	return onlyMember(s, "cmbs", func() bool {
+		return onlyMember(s, "message", func() bool {
 			return object(s, func(key []byte) bool {
 				var flag *int
 				switch string(key) {
@@ -131,6 +115,22 @@ func plainAttributes(s *jsonscan.Scanner, storable, executable *int) bool {
 				return s.Skip()
 			})
 		})
+	})
+}
+
+// onlyMember scans an object, skipping every member but name, whose value
+// value consumes; name given twice answers false.
+func onlyMember(s *jsonscan.Scanner, name string, value func() bool) bool {
+	seen := false
+	return object(s, func(key []byte) bool {
+		if string(key) != name {
+			return s.Skip()
+		}
+		if seen {
+			return false
+		}
+		seen = true
+		return value()
 	})
 }
 
