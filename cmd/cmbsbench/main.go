@@ -169,31 +169,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"cache propagation between two servers on one CouchDB", benchPropagation},
 		{"smartmob console fan-out and restart", benchSmartmob},
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	for _, rec := range []struct {
+		path  string
+		start func(io.Writer) error
+		stop  func()
+	}{{*cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile}, {*traceFile, trace.Start, trace.Stop}} {
+		if rec.path == "" {
+			continue
+		}
+		stop, err := record(rec.path, rec.start, rec.stop)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 2
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 2
-		}
-		defer pprof.StopCPUProfile()
-	}
-	if *traceFile != "" {
-		f, err := os.Create(*traceFile)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 2
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 2
-		}
-		defer trace.Stop()
+		defer stop()
 	}
 	failed := false
 	for _, p := range phases {
@@ -239,4 +228,21 @@ func selected(phase, only string) bool {
 		}
 	}
 	return false
+}
+
+// record starts writing a CPU profile or an execution trace to path; the
+// function returned stops it and closes the file.
+func record(path string, start func(io.Writer) error, stop func()) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		stop()
+		f.Close()
+	}, nil
 }
