@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
@@ -195,28 +194,11 @@ func benchFanout(ctx context.Context, cfg config, log *slog.Logger, out func(str
 		if err != nil {
 			return fanoutResult{}, nil, err
 		}
-		var mu sync.Mutex
 		failed := 0
 		sendAll := func(locs []string) error {
-			_, err := runWorkers(ctx, len(locs), cfg.fanoutWindow, func(ctx context.Context, i int) error {
-				ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-				defer cancel()
-				res, err := sender.srv.Entities().Trigger(ctx, locs[i], "send_"+layer, nil)
-				if err != nil {
-					return err
-				}
-				if s, ok := res.(*cmbs.Sent); ok && s.Delivered != receivers {
-					mu.Lock()
-					failed += s.Failed
-					mu.Unlock()
-				}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("send_%s: %w", layer, err)
-			}
-			// The clock runs until every send's result is stored.
-			return sender.srv.Entities().Settle(ctx)
+			f, err := sender.sendEach(ctx, locs, "send_"+layer, cfg.fanoutWindow)
+			failed += f
+			return err
 		}
 		if err := sendAll(all[:warm]); err != nil {
 			return fanoutResult{}, nil, err

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cmbs/cmbs/cmbs"
@@ -121,33 +120,15 @@ func benchCurve(ctx context.Context, cfg config, log *slog.Logger, out func(stri
 		if err != nil {
 			return err
 		}
-		var mu sync.Mutex
-		failed := 0
 		before := 0
 		for _, n := range sd.nodes[1:] {
 			before += int(n.broker.Stats().Received["l2"])
 		}
 		cpuBefore := processCPU()
 		start := time.Now()
-		_, err = runWorkers(ctx, len(locs), cfg.fanoutWindow, func(ctx context.Context, i int) error {
-			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			defer cancel()
-			res, err := sd.sender.srv.Entities().Trigger(ctx, locs[i], "send_l2", nil)
-			if err != nil {
-				return err
-			}
-			if s, ok := res.(*cmbs.Sent); ok && s.Delivered != receivers {
-				mu.Lock()
-				failed += s.Failed
-				mu.Unlock()
-			}
-			return nil
-		})
-		if err == nil {
-			err = sd.sender.srv.Entities().Settle(ctx)
-		}
+		failed, err := sd.sender.sendEach(ctx, locs, "send_l2", cfg.fanoutWindow)
 		if err != nil {
-			return fmt.Errorf("%s send_l2: %w", sd.name, err)
+			return fmt.Errorf("%s %w", sd.name, err)
 		}
 		elapsed := time.Since(start)
 		cpu := processCPU() - cpuBefore

@@ -305,3 +305,31 @@ func startFanoutMesh(ctx context.Context, log *slog.Logger, receivers int, topic
 	}
 	return sender, recv, closeMesh, nil
 }
+
+// sendEach triggers action (send_l2, …) on every message at locs, window
+// at a time, then waits until every send's result is stored; failed is
+// the deliveries the sends reported failed.
+func (n *cmbsNode) sendEach(ctx context.Context, locs []string, action string, window int) (failed int, err error) {
+	var mu sync.Mutex
+	_, err = runWorkers(ctx, len(locs), window, func(ctx context.Context, i int) error {
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		res, err := n.srv.Entities().Trigger(ctx, locs[i], action, nil)
+		if err != nil {
+			return err
+		}
+		if s, ok := res.(*cmbs.Sent); ok && s.Failed > 0 {
+			mu.Lock()
+			failed += s.Failed
+			mu.Unlock()
+		}
+		return nil
+	})
+	if err == nil {
+		err = n.srv.Entities().Settle(ctx)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", action, err)
+	}
+	return failed, nil
+}

@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/cmbs/cmbs/cmbs"
 )
 
 // benchStorable times L2 fan-out of storable messages from one member to
@@ -42,31 +39,13 @@ func benchStorable(ctx context.Context, cfg config, log *slog.Logger, out func(s
 		if err != nil {
 			return 0, 0, err
 		}
-		var mu sync.Mutex
-		failed := 0
 		before := stored()
 		cpuBefore := processCPU()
 		start := time.Now()
-		_, err = runWorkers(ctx, len(locs), cfg.fanoutWindow, func(ctx context.Context, i int) error {
-			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			defer cancel()
-			res, err := sender.srv.Entities().Trigger(ctx, locs[i], "send_l2", nil)
-			if err != nil {
-				return err
-			}
-			if s, ok := res.(*cmbs.Sent); ok && s.Failed > 0 {
-				mu.Lock()
-				failed += s.Failed
-				mu.Unlock()
-			}
-			return nil
-		})
-		if err == nil {
-			// The clock runs until every send's result is stored too.
-			err = sender.srv.Entities().Settle(ctx)
-		}
+		// The clock runs until every send's result is stored too.
+		failed, err := sender.sendEach(ctx, locs, "send_l2", cfg.fanoutWindow)
 		if err != nil {
-			return 0, 0, fmt.Errorf("send_l2: %w", err)
+			return 0, 0, err
 		}
 		elapsed := time.Since(start)
 		cpu := processCPU() - cpuBefore
