@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/cmbs/cmbs/occi/model"
@@ -203,8 +204,17 @@ func parseFlag(v any) (bool, error) {
 	return false, fmt.Errorf("want true or false, got %v", v)
 }
 
-// topicsIntersect reports whether two topic lists share a topic.
+// topicsIntersect reports whether two topic lists share a topic. The
+// short lists of a message and a member are compared without a set.
 func topicsIntersect(a, b []string) bool {
+	if len(a)*len(b) <= 64 {
+		for _, t := range a {
+			if slices.Contains(b, t) {
+				return true
+			}
+		}
+		return false
+	}
 	set := make(map[string]bool, len(a))
 	for _, t := range a {
 		set[t] = true

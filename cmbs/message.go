@@ -373,7 +373,7 @@ func (b *Broker) l32Targets(ctx context.Context, e, sender *model.Entity, attrs 
 		if sender != nil && m.member == sender.Location {
 			continue
 		}
-		if !sharesTopic(topics, m.topics) {
+		if !topicsIntersect(topics, m.topics) {
 			continue
 		}
 		switch {
@@ -385,20 +385,6 @@ func (b *Broker) l32Targets(ctx context.Context, e, sender *model.Entity, attrs 
 		}
 	}
 	return out, nil
-}
-
-// sharesTopic is topicsIntersect without a set for the short lists of a
-// message and a member.
-func sharesTopic(a, b []string) bool {
-	if len(a)*len(b) > 64 {
-		return topicsIntersect(a, b)
-	}
-	for _, t := range a {
-		if slices.Contains(b, t) {
-			return true
-		}
-	}
-	return false
 }
 
 // l4Neighbours: for each of the member's neighbors_socket entries (L1
