@@ -35,7 +35,6 @@ const trBenchDefinition = `{"exec":"/usr/bin/tr","argv":["-d","x"],
 // not), and tr over 10 MiB of input (benchTr: tr_throughput_vs_raw, goal
 // ≥ 0.8).
 func benchProcess(ctx context.Context, cfg config, log *slog.Logger, out func(string, ...any), results map[string]any) (err error) {
-	const trInput = 10 << 20 // see benchTr
 	dir, err := os.MkdirTemp("", "cmbsbench-process-")
 	if err != nil {
 		return err

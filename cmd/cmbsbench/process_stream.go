@@ -10,6 +10,10 @@ import (
 	"time"
 )
 
+// trInput is the bytes benchTr pipes through tr; the process phase's
+// server and provider are sized for it.
+const trInput = 10 << 20
+
 // benchTr pipes 10 MiB through tr -d x three ways, alternating, -runs
 // rounds: a streamed execute (the body in, the output back as it is
 // written: how a user pipes bytes through the server, curl --data-binary),
@@ -19,7 +23,6 @@ import (
 // raw one; tr_json_throughput_vs_raw likewise for JSON.
 func benchTr(ctx context.Context, cfg config, b *benchServer, loc string, execute func(context.Context, string, []byte) error,
 	raw func(context.Context, []byte, string, ...string) ([]byte, error), out func(string, ...any), results map[string]any) error {
-	const trInput = 10 << 20
 	input := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog x\n"), trInput/46+1)[:trInput]
 	wantOut := int64(len(bytes.ReplaceAll(input, []byte("x"), nil)))
 	body, _ := json.Marshal(map[string]any{"attributes": map[string]any{"input": string(input)}})
