@@ -208,15 +208,7 @@ func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Defi
 		Started: func(int) {
 			out.began.Store(true)
 			go func() {
-				l, err := p.createRecordLater(ctx, kind, id, record)
-				if err != nil {
-					cancel() // a run nobody could find or cancel does not go on
-				} else {
-					p.mu.Lock()
-					p.running[l] = r
-					p.mu.Unlock()
-				}
-				out.recorded(runningRecord{l, err})
+				out.recorded(p.recordRunning(r, func() (string, error) { return p.createRecordLater(ctx, kind, id, record) }))
 			}()
 		}}
 	if body != nil {
@@ -226,12 +218,7 @@ func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Defi
 	out.close()
 	rec := out.record()
 	if rec.loc != "" {
-		defer func() {
-			p.mu.Lock()
-			delete(p.running, rec.loc)
-			p.mu.Unlock()
-			close(r.done)
-		}()
+		defer p.runEnded(rec.loc, r)
 	}
 	switch {
 	case runErr != nil:
