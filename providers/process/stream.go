@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"strconv"
@@ -250,7 +251,8 @@ func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Defi
 	var recordErr error
 	if rec.loc == "" {
 		// The process did not start: one record, with the result.
-		if _, recordErr = p.createRecord(ctx, kind, id, mergeFields(record, stored)); recordErr != nil {
+		maps.Copy(record, stored)
+		if _, recordErr = p.createRecord(ctx, kind, id, record); recordErr != nil {
 			ev.finished(nil, recordErr)
 			return recordErr
 		}
@@ -283,14 +285,6 @@ func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Defi
 	result["execution"], result["definition"] = loc, e.Location
 	ev.finished(result, nil)
 	return nil
-}
-
-// mergeFields adds more to base and returns it.
-func mergeFields(base, more map[string]any) map[string]any {
-	for k, v := range more {
-		base[k] = v
-	}
-	return base
 }
 
 // oneLine makes an error text a header value: one line, at most 1 KiB.
