@@ -82,17 +82,7 @@ func (s *Service) CreateLater(ctx context.Context, coll *model.Category, typ str
 	d.mu.Unlock()
 
 	bg := store.InBackground(context.WithoutCancel(ctx))
-	go func() {
-		defer d.wg.Done()
-		defer func() { <-d.slots }()
-		defer func() {
-			d.mu.Lock()
-			if d.pending[loc] == done {
-				delete(d.pending, loc)
-			}
-			d.mu.Unlock()
-			close(done)
-		}()
+	d.start(loc, done, func() {
 		ctx, cancel := context.WithTimeout(bg, deferredTimeout)
 		defer cancel()
 		// Flush past its deadline cancels d.ctx: no write outlives it.
@@ -100,7 +90,7 @@ func (s *Service) CreateLater(ctx context.Context, coll *model.Category, typ str
 		if err := s.createAll(ctx, []*model.Entity{e}); err != nil {
 			s.log.Error("an entity created in the background was not stored", "location", loc, "err", err)
 		}
-	}()
+	})
 	return loc, nil
 }
 

@@ -31,17 +31,16 @@ func (h *heldStore) Put(ctx context.Context, doc store.Document) (string, error)
 	return h.Store.Put(ctx, doc)
 }
 
-// While the store holds every write, CreateLater queues maxDeferred
-// entities and then waits for a slot (here until its context ends): the
-// queue never grows past its bound. Once the store goes on, Flush stores
-// every one queued.
-func TestCreateLaterWaitsWhenTheQueueIsFull(t *testing.T) {
+// newInternalService is a Service over a new SQLite store, as wrap (when
+// set) makes the store look to it, the compute kind, and the store.
+func newInternalService(t *testing.T, wrap func(store.Store) store.Store) (*Service, *model.Category, store.Store) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	cats, err := categories.New(ctx, st, categories.Options{Builtin: categories.Builtin()})
 	if err != nil {
 		t.Fatal(err)
@@ -50,12 +49,29 @@ func TestCreateLaterWaitsWhenTheQueueIsFull(t *testing.T) {
 	if err := provs.Register("occi_infrastructure", providers.Storage{}); err != nil {
 		t.Fatal(err)
 	}
-	held := &heldStore{Store: st, release: make(chan struct{})}
-	svc, err := New(ctx, held, cats, provs, slog.New(slog.DiscardHandler))
+	var seen store.Store = st
+	if wrap != nil {
+		seen = wrap(st)
+	}
+	svc, err := New(ctx, seen, cats, provs, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	kind, _ := cats.Get("http://schemas.ogf.org/occi/infrastructure#compute")
+	return svc, kind, st
+}
+
+// While the store holds every write, CreateLater queues maxDeferred
+// entities and then waits for a slot (here until its context ends): the
+// queue never grows past its bound. Once the store goes on, Flush stores
+// every one queued.
+func TestCreateLaterWaitsWhenTheQueueIsFull(t *testing.T) {
+	ctx := context.Background()
+	var held *heldStore
+	svc, kind, st := newInternalService(t, func(st store.Store) store.Store {
+		held = &heldStore{Store: st, release: make(chan struct{})}
+		return held
+	})
 	input := func(i int) *model.EntityInput {
 		in, err := model.ParseEntityInput(map[string]any{"kind": kind.ID(), "id": fmt.Sprintf("q%03d", i)}, model.TypeResource)
 		if err != nil {
@@ -69,7 +85,7 @@ func TestCreateLaterWaitsWhenTheQueueIsFull(t *testing.T) {
 		}
 	}
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	_, err = svc.CreateLater(short, kind, model.TypeResource, input(maxDeferred))
+	_, err := svc.CreateLater(short, kind, model.TypeResource, input(maxDeferred))
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("CreateLater with %d writes queued and none stored: %v, want to wait until its context ended", maxDeferred, err)

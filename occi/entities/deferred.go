@@ -98,17 +98,7 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 	d.wg.Add(1)
 	d.mu.Unlock()
 
-	go func() {
-		defer d.wg.Done()
-		defer func() { <-d.slots }()
-		defer func() {
-			d.mu.Lock()
-			if d.pending[location] == done {
-				delete(d.pending, location)
-			}
-			d.mu.Unlock()
-			close(done)
-		}()
+	d.start(location, done, func() {
 		if prev != nil {
 			<-prev
 		}
@@ -151,8 +141,29 @@ func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *mo
 		case err != nil:
 			s.log.Error("a deferred update was not stored", "location", location, "err", err)
 		}
-	}()
+	})
 	return nil
+}
+
+// start runs write in the background as the queued write of location
+// (CreateLater's or UpdateLater's): once it returns, done is closed,
+// location leaves pending unless a later write took its place, and the
+// slot and the wait group's count the caller took (d.wg.Add under d.mu)
+// are given back.
+func (d *deferred) start(location string, done chan struct{}, write func()) {
+	go func() {
+		defer d.wg.Done()
+		defer func() { <-d.slots }()
+		defer func() {
+			d.mu.Lock()
+			if d.pending[location] == done {
+				delete(d.pending, location)
+			}
+			d.mu.Unlock()
+			close(done)
+		}()
+		write()
+	}()
 }
 
 // join adds in to the update of location queued and not started yet, if

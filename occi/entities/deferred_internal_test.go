@@ -3,14 +3,9 @@ package entities
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"testing"
 
-	"github.com/cmbs/cmbs/categories"
 	"github.com/cmbs/cmbs/occi/model"
-	"github.com/cmbs/cmbs/providers"
-	"github.com/cmbs/cmbs/store/sqlite"
 )
 
 // A Flush whose deadline has passed cancels the updates still queued and
@@ -18,24 +13,7 @@ import (
 // store.
 func TestFlushPastItsDeadlineLeavesNoUpdateRunning(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	cats, err := categories.New(ctx, st, categories.Options{Builtin: categories.Builtin()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	provs := providers.NewRegistry()
-	if err := provs.Register("occi_infrastructure", providers.Storage{}); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := New(ctx, st, cats, provs, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kind, _ := cats.Get("http://schemas.ogf.org/occi/infrastructure#compute")
+	svc, kind, _ := newInternalService(t, nil)
 	var inputs []*model.EntityInput
 	for i := range 50 {
 		in, err := model.ParseEntityInput(map[string]any{"kind": kind.ID(), "id": fmt.Sprintf("c%02d", i)}, model.TypeResource)

@@ -395,15 +395,7 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Def
 	r := &run{cancel: cancel, done: make(chan struct{})}
 	recorded := make(chan runningRecord, 1)
 	timer := time.AfterFunc(runningRecordAfter, func() {
-		loc, err := p.createRecord(ctx, kind, id, record)
-		if err != nil {
-			cancel() // a run nobody could find or cancel does not go on
-		} else {
-			p.mu.Lock()
-			p.running[loc] = r
-			p.mu.Unlock()
-		}
-		recorded <- runningRecord{loc, err}
+		recorded <- p.recordRunning(r, func() (string, error) { return p.createRecord(ctx, kind, id, record) })
 	})
 	res, err := p.runner.Run(runCtx, def, engine.Request{Input: input, Timeout: timeout, Lines: ev.lines()})
 	if timer.Stop() {
@@ -433,12 +425,7 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Def
 		return nil, rec.err
 	}
 	loc := rec.loc
-	defer func() {
-		p.mu.Lock()
-		delete(p.running, loc)
-		p.mu.Unlock()
-		close(r.done)
-	}()
+	defer p.runEnded(loc, r)
 	if err != nil {
 		ev.finished(nil, err)
 		return nil, err
@@ -466,6 +453,29 @@ const runningRecordAfter = 50 * time.Millisecond
 type runningRecord struct {
 	loc string
 	err error
+}
+
+// recordRunning writes a running run's record with create and makes the
+// run cancellable at the record's location; a run that got no record is
+// cancelled: a run nobody could find or cancel does not go on.
+func (p *Provider) recordRunning(r *run, create func() (string, error)) runningRecord {
+	loc, err := create()
+	if err != nil {
+		r.cancel()
+		return runningRecord{loc, err}
+	}
+	p.mu.Lock()
+	p.running[loc] = r
+	p.mu.Unlock()
+	return runningRecord{loc, nil}
+}
+
+// runEnded undoes recordRunning once the run at loc has ended.
+func (p *Provider) runEnded(loc string, r *run) {
+	p.mu.Lock()
+	delete(p.running, loc)
+	p.mu.Unlock()
+	close(r.done)
 }
 
 // DefaultMaxRecordOutput is the default of Options.MaxRecordOutput.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"strconv"
@@ -208,15 +209,7 @@ func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Defi
 		Started: func(int) {
 			out.began.Store(true)
 			go func() {
-				l, err := p.createRecordLater(ctx, kind, id, record)
-				if err != nil {
-					cancel() // a run nobody could find or cancel does not go on
-				} else {
-					p.mu.Lock()
-					p.running[l] = r
-					p.mu.Unlock()
-				}
-				out.recorded(runningRecord{l, err})
+				out.recorded(p.recordRunning(r, func() (string, error) { return p.createRecordLater(ctx, kind, id, record) }))
 			}()
 		}}
 	if body != nil {
@@ -226,12 +219,7 @@ func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Defi
 	out.close()
 	rec := out.record()
 	if rec.loc != "" {
-		defer func() {
-			p.mu.Lock()
-			delete(p.running, rec.loc)
-			p.mu.Unlock()
-			close(r.done)
-		}()
+		defer p.runEnded(rec.loc, r)
 	}
 	switch {
 	case runErr != nil:
@@ -263,7 +251,8 @@ func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Defi
 	var recordErr error
 	if rec.loc == "" {
 		// The process did not start: one record, with the result.
-		if _, recordErr = p.createRecord(ctx, kind, id, mergeFields(record, stored)); recordErr != nil {
+		maps.Copy(record, stored)
+		if _, recordErr = p.createRecord(ctx, kind, id, record); recordErr != nil {
 			ev.finished(nil, recordErr)
 			return recordErr
 		}
@@ -296,14 +285,6 @@ func (p *Provider) stream(ctx context.Context, e *model.Entity, def *engine.Defi
 	result["execution"], result["definition"] = loc, e.Location
 	ev.finished(result, nil)
 	return nil
-}
-
-// mergeFields adds more to base and returns it.
-func mergeFields(base, more map[string]any) map[string]any {
-	for k, v := range more {
-		base[k] = v
-	}
-	return base
 }
 
 // oneLine makes an error text a header value: one line, at most 1 KiB.

@@ -32,22 +32,28 @@ type streamReply struct {
 // application/octet-stream, plus the query, and reads the whole answer.
 func (n *node) stream(ctx context.Context, loc, query string, body io.Reader, header ...string) (streamReply, error) {
 	n.t.Helper()
-	req, err := http.NewRequestWithContext(ctx, "POST", n.url+loc+"?action=execute"+query, body)
-	if err != nil {
-		return streamReply{}, err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Accept", "application/octet-stream")
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := n.openStream(ctx, loc, query, body, header...)
 	if err != nil {
 		return streamReply{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return streamReply{resp.StatusCode, resp.Header, resp.Trailer, b}, err
+}
+
+// openStream sends a streamed execute of the definition at loc and
+// returns the answer as it begins, its body to be read and closed.
+func (n *node) openStream(ctx context.Context, loc, query string, body io.Reader, header ...string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", n.url+loc+"?action=execute"+query, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Accept", "application/octet-stream")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return http.DefaultClient.Do(req)
 }
 
 func (n *node) mustStream(loc, query string, body io.Reader, header ...string) streamReply {
@@ -293,14 +299,12 @@ func TestStreamExecuteEnds(t *testing.T) {
 		defer cancel()
 		pr, pw := io.Pipe()
 		defer pw.Close()
-		req, _ := http.NewRequestWithContext(ctx, "POST", n.url+catLoc+"?action=execute", pr)
-		req.Header.Set("Content-Type", "application/octet-stream")
 		done := make(chan error, 1)
 		go func() {
 			_, err := pw.Write([]byte("first line\n"))
 			done <- err
 		}()
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := n.openStream(ctx, catLoc, "", pr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,9 +333,7 @@ func TestStreamExecuteEnds(t *testing.T) {
 		pr, pw := io.Pipe()
 		defer pw.Close()
 		go func() { _, _ = pw.Write([]byte("some input\n")) }() // and no end
-		req, _ := http.NewRequestWithContext(ctx, "POST", n.url+catLoc+"?action=execute", pr)
-		req.Header.Set("Content-Type", "application/octet-stream")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := n.openStream(ctx, catLoc, "", pr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -381,9 +383,7 @@ func TestStreamExecuteEnds(t *testing.T) {
 		yes := n.createDefinition(`{"exec":"yes"}`)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, "POST", n.url+yes+"?action=execute", nil)
-		req.Header.Set("Content-Type", "application/octet-stream")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := n.openStream(ctx, yes, "", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

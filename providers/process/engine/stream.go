@@ -188,8 +188,7 @@ func growPipe(f *os.File) {
 }
 
 // streamWriter is a run's streamed output: a write that fails ends the
-// run through fail. ReadFrom copies from the process's pipe with one large
-// buffer.
+// run through fail.
 type streamWriter struct {
 	w    io.Writer
 	fail func(*StreamError)
@@ -204,26 +203,6 @@ func (s *streamWriter) Write(p []byte) (int, error) {
 		return n, se
 	}
 	return n, nil
-}
-
-func (s *streamWriter) ReadFrom(r io.Reader) (int64, error) {
-	buf := make([]byte, streamBuffer)
-	var total int64
-	for {
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if _, err := s.Write(buf[:n]); err != nil {
-				return total, err
-			}
-			total += int64(n)
-		}
-		if errors.Is(rerr, io.EOF) {
-			return total, nil
-		}
-		if rerr != nil {
-			return total, rerr
-		}
-	}
 }
 
 // streamOutput sends the process's output (stdout, or stderr for a STDERR
@@ -246,8 +225,15 @@ func streamOutputFile(path string, w *streamWriter) error {
 		return err
 	}
 	defer f.Close()
-	_, err = w.ReadFrom(f)
+	_, err = copyLarge(w, f)
 	return err
+}
+
+// copyLarge copies src to dst with one streamBuffer, through a plain
+// reader so that neither side's WriteTo or ReadFrom (os.File's: 32 KiB)
+// replaces it.
+func copyLarge(dst io.Writer, src io.Reader) (int64, error) {
+	return io.CopyBuffer(dst, struct{ io.Reader }{src}, make([]byte, streamBuffer))
 }
 
 // outputFileError is the status and error of a streamed output file that
@@ -288,9 +274,7 @@ func newOutputPipe(cmd *exec.Cmd, stderr bool) (*outputPipe, error) {
 	p := &outputPipe{r: r, w: w, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		// Through a plain reader, so that a destination without ReadFrom
-		// gets the large buffer too (os.File's WriteTo would use 32 KiB).
-		_, _ = io.CopyBuffer(dst, struct{ io.Reader }{r}, make([]byte, streamBuffer))
+		_, _ = copyLarge(dst, r)
 	}()
 	return p, nil
 }
