@@ -618,17 +618,8 @@ func (w *txWriter) storedRows(rid int64) (map[pidRow]struct{}, error) {
 		if err := rows.Scan(&r.pid, &v); err != nil {
 			return nil, dbError(w.ctx, err)
 		}
-		switch t := v.(type) {
-		case float64:
-			r.val = fieldValue{kind: kindNumber, num: t}
-		case int64:
-			r.val = fieldValue{kind: kindNumber, num: float64(t)}
-		case string:
-			r.val = fieldValue{kind: kindString, str: t}
-		case []byte:
-			r.val = fieldValue{kind: kindTag, str: string(t)}
-		default:
-			return nil, fmt.Errorf("%w: index row of type %T", store.ErrUnavailable, v)
+		if r.val, err = storedValue(v); err != nil {
+			return nil, err
 		}
 		out[r] = struct{}{}
 	}
@@ -636,6 +627,21 @@ func (w *txWriter) storedRows(rid int64) (map[pidRow]struct{}, error) {
 		return nil, dbError(w.ctx, err)
 	}
 	return out, nil
+}
+
+// storedValue is the fieldValue of a value read from the fields table.
+func storedValue(v any) (fieldValue, error) {
+	switch t := v.(type) {
+	case float64:
+		return fieldValue{kind: kindNumber, num: t}, nil
+	case int64:
+		return fieldValue{kind: kindNumber, num: float64(t)}, nil
+	case string:
+		return fieldValue{kind: kindString, str: t}, nil
+	case []byte:
+		return tagValue(t), nil
+	}
+	return fieldValue{}, fmt.Errorf("%w: index row of type %T", store.ErrUnavailable, v)
 }
 
 // markPartial records in partial_paths that path pid has a partial row.
