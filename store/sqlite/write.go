@@ -107,10 +107,11 @@ func (s *Store) Delete(ctx context.Context, id, rev string) (string, error) {
 // index entry in the single writer (most of an update's time there). nil
 // if unknown.
 func (s *Store) knownRows(id, rev string) map[pidRow]struct{} {
-	body, ok := s.cache.writtenBody(id, rev)
-	if !ok {
+	d, ok := s.cache.written(id)
+	if !ok || d.rev != rev {
 		return nil
 	}
+	body := d.body
 	var rows map[fieldRow]struct{}
 	if sc, ok := scan(body, s.unindexed); ok {
 		rows = sc.rowSet()
@@ -469,7 +470,9 @@ func (w *txWriter) applyAs(op writeOp, seq int64, guessNew bool) (string, int64,
 	// store wrote (the writer updates it right after each commit), unless
 	// this transaction wrote the document since.
 	if _, ok := w.touched[op.id]; !ok {
-		rid, curRev, exists = s.cache.writtenDoc(op.id)
+		if d, ok := s.cache.written(op.id); ok {
+			rid, curRev, exists = d.rid, d.rev, true
+		}
 	}
 	w.touched[op.id] = struct{}{}
 	guessNew = guessNew && !exists && op.rev == "" && !op.delete
