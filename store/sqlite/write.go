@@ -277,7 +277,7 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 	}()
 	if s.tryBatch(batch, false) {
 		for _, req := range batch {
-			req.revs, req.err = nil, nil
+			req.revs, req.rids, req.err = nil, nil, nil
 		}
 		s.tryBatch(batch, true)
 	}
