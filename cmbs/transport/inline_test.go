@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,43 +87,7 @@ func TestInlineHandlerIsOvertaken(t *testing.T) {
 // Pipelined requests that can only all finish together (each handler
 // waits for the others) are all read and run: the first, inline, is
 // overtaken, and those behind it go to handler goroutines.
-func TestInlineHandlersPipelined(t *testing.T) {
-	const n = 40
-	ctx := testCtx(t)
-	var running atomic.Int64
-	all := make(chan struct{})
-	srv := startServer(t, func(ctx context.Context, req Envelope) (Envelope, error) {
-		if running.Add(1) == n {
-			close(all)
-		}
-		select {
-		case <-all:
-		case <-ctx.Done():
-			return Envelope{}, ctx.Err()
-		}
-		return echo(ctx, req)
-	}, inline)
-	c := newClient(t, WithRequestTimeout(10*time.Second))
-	errs := make(chan error, n)
-	for i := range n {
-		go func() {
-			id := fmt.Sprint("p-", i)
-			reply, err := c.Request(ctx, srv.Addr(), env(id, id))
-			if err == nil && string(reply.Body) != id {
-				err = fmt.Errorf("reply %q to %q", reply.Body, id)
-			}
-			errs <- err
-		}()
-	}
-	for range n {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	if st := srv.Stats(); st.Connections != 1 || st.Requests != n {
-		t.Fatalf("stats %+v, want %d requests on 1 connection", st, n)
-	}
-}
+func TestInlineHandlersPipelined(t *testing.T) { pipelined(t, inline) }
 
 // Close with a handler blocked inline returns at once, fails the request
 // and leaves no goroutine behind, whether or not the reading was taken

@@ -677,7 +677,12 @@ func TestDeliver(t *testing.T) {
 // Requests to one endpoint are pipelined on one connection: 40 handlers
 // that each wait until all 40 are running can only finish if all 40
 // requests are in flight at once, and the server sees one connection.
-func TestRequestsArePipelinedOnOneConnection(t *testing.T) {
+func TestRequestsArePipelinedOnOneConnection(t *testing.T) { pipelined(t) }
+
+// pipelined sends 40 requests at once on one connection, whose handlers
+// can only all finish together (each waits for the others), and checks
+// that all are read, run and answered.
+func pipelined(t *testing.T, opts ...Option) {
 	const n = 40
 	ctx := testCtx(t)
 	var running atomic.Int64
@@ -692,7 +697,7 @@ func TestRequestsArePipelinedOnOneConnection(t *testing.T) {
 			return Envelope{}, ctx.Err()
 		}
 		return echo(ctx, req)
-	})
+	}, opts...)
 	c := newClient(t, WithRequestTimeout(10*time.Second))
 	errs := make(chan error, n)
 	for i := range n {

@@ -69,37 +69,18 @@ func (c *docCache) add(id, rev string, body []byte, gen uint64) {
 	}
 }
 
-// writtenDoc returns the row id and revision of a document the writer
-// cached (see cachedDoc.written).
-func (c *docCache) writtenDoc(id string) (rid int64, rev string, ok bool) {
+// written returns what the cache holds of a document the writer cached
+// (see cachedDoc.written); its body is not copied, and the caller must
+// not modify it.
+func (c *docCache) written(id string) (cachedDoc, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.items[id]
 	if !ok {
-		return 0, "", false
+		return cachedDoc{}, false
 	}
 	d := el.Value.(*cachedDoc)
-	if !d.written {
-		return 0, "", false
-	}
-	return d.rid, d.rev, true
-}
-
-// writtenBody returns the body of revision rev of a document, without a
-// copy (the caller must not modify it), if the writer cached it: see
-// cachedDoc.written.
-func (c *docCache) writtenBody(id, rev string) ([]byte, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[id]
-	if !ok {
-		return nil, false
-	}
-	d := el.Value.(*cachedDoc)
-	if d.rev != rev || !d.written {
-		return nil, false
-	}
-	return d.body, true
+	return *d, d.written
 }
 
 // keeps reports whether a body of that size is cached at all.

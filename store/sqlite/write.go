@@ -107,10 +107,11 @@ func (s *Store) Delete(ctx context.Context, id, rev string) (string, error) {
 // index entry in the single writer (most of an update's time there). nil
 // if unknown.
 func (s *Store) knownRows(id, rev string) map[pidRow]struct{} {
-	body, ok := s.cache.writtenBody(id, rev)
-	if !ok {
+	d, ok := s.cache.written(id)
+	if !ok || d.rev != rev {
 		return nil
 	}
+	body := d.body
 	var rows map[fieldRow]struct{}
 	if sc, ok := scan(body, s.unindexed); ok {
 		rows = sc.rowSet()
@@ -276,7 +277,7 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 	}()
 	if s.tryBatch(batch, false) {
 		for _, req := range batch {
-			req.revs, req.err = nil, nil
+			req.revs, req.rids, req.err = nil, nil, nil
 		}
 		s.tryBatch(batch, true)
 	}
@@ -469,7 +470,9 @@ func (w *txWriter) applyAs(op writeOp, seq int64, guessNew bool) (string, int64,
 	// store wrote (the writer updates it right after each commit), unless
 	// this transaction wrote the document since.
 	if _, ok := w.touched[op.id]; !ok {
-		rid, curRev, exists = s.cache.writtenDoc(op.id)
+		if d, ok := s.cache.written(op.id); ok {
+			rid, curRev, exists = d.rid, d.rev, true
+		}
 	}
 	w.touched[op.id] = struct{}{}
 	guessNew = guessNew && !exists && op.rev == "" && !op.delete
@@ -618,17 +621,8 @@ func (w *txWriter) storedRows(rid int64) (map[pidRow]struct{}, error) {
 		if err := rows.Scan(&r.pid, &v); err != nil {
 			return nil, dbError(w.ctx, err)
 		}
-		switch t := v.(type) {
-		case float64:
-			r.val = fieldValue{kind: kindNumber, num: t}
-		case int64:
-			r.val = fieldValue{kind: kindNumber, num: float64(t)}
-		case string:
-			r.val = fieldValue{kind: kindString, str: t}
-		case []byte:
-			r.val = fieldValue{kind: kindTag, str: string(t)}
-		default:
-			return nil, fmt.Errorf("%w: index row of type %T", store.ErrUnavailable, v)
+		if r.val, err = storedValue(v); err != nil {
+			return nil, err
 		}
 		out[r] = struct{}{}
 	}
@@ -636,6 +630,21 @@ func (w *txWriter) storedRows(rid int64) (map[pidRow]struct{}, error) {
 		return nil, dbError(w.ctx, err)
 	}
 	return out, nil
+}
+
+// storedValue is the fieldValue of a value read from the fields table.
+func storedValue(v any) (fieldValue, error) {
+	switch t := v.(type) {
+	case float64:
+		return fieldValue{kind: kindNumber, num: t}, nil
+	case int64:
+		return fieldValue{kind: kindNumber, num: float64(t)}, nil
+	case string:
+		return fieldValue{kind: kindString, str: t}, nil
+	case []byte:
+		return tagValue(t), nil
+	}
+	return fieldValue{}, fmt.Errorf("%w: index row of type %T", store.ErrUnavailable, v)
 }
 
 // markPartial records in partial_paths that path pid has a partial row.

@@ -35,15 +35,8 @@ func indexOf(t *testing.T, s *Store, id string) map[pidRow]struct{} {
 		if err := rows.Scan(&r.pid, &v); err != nil {
 			t.Fatal(err)
 		}
-		switch x := v.(type) {
-		case float64:
-			r.val = fieldValue{kind: kindNumber, num: x}
-		case int64:
-			r.val = fieldValue{kind: kindNumber, num: float64(x)}
-		case string:
-			r.val = fieldValue{kind: kindString, str: x}
-		case []byte:
-			r.val = fieldValue{kind: kindTag, str: string(x)}
+		if r.val, err = storedValue(v); err != nil {
+			t.Fatal(err)
 		}
 		out[r] = struct{}{}
 	}
