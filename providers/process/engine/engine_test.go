@@ -380,3 +380,23 @@ func TestRunLeftoverChild(t *testing.T) {
 		t.Errorf("child %d alive or unknown", child)
 	}
 }
+
+// A leader that ignores TERM, and the child it waits for, are killed a
+// grace after the timeout: the run ends and nothing of it survives.
+func TestRunTimeoutEscalatesToKill(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child")
+	d := parse(t, `{"exec":"sh","argv":["-c","trap '' TERM; sleep 30 & echo $! > `+pidFile+`; wait; wait"],"timeout":0.3}`)
+	res := run(t, &engine.Runner{KillGrace: 200 * time.Millisecond}, d, engine.Request{})
+	wantStatus(t, res, engine.StatusTimeout, -1)
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	fmt.Sscan(string(b), &child)
+	for _, pid := range []int{res.Pid, child} {
+		if pid == 0 || alive(pid) {
+			t.Errorf("process %d alive or unknown", pid)
+		}
+	}
+}

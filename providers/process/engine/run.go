@@ -151,7 +151,7 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 		return fail("cannot create the run directory: %v", err)
 	}
 	res.RunDir = runDir
-	defer os.RemoveAll(runDir)
+	defer removeRunDir(runDir)
 
 	subst := substitutions(runDir)
 	c, err := r.Command(d, runDir)
@@ -398,15 +398,24 @@ func (r *Runner) environment(d *Definition, runDir string) []string {
 	if path == "" {
 		path = defaultPath
 	}
-	base := map[string]string{"PATH": path, "HOME": runDir, "TMPDIR": runDir}
-	for k, v := range d.Environment {
-		base[k] = v
+	env := make([]string, 0, 3+len(d.Environment))
+	for _, kv := range [...][2]string{{"PATH", path}, {"HOME", runDir}, {"TMPDIR", runDir}} {
+		if _, over := d.Environment[kv[0]]; !over {
+			env = append(env, kv[0]+"="+kv[1])
+		}
 	}
-	env := make([]string, 0, len(base))
-	for k, v := range base {
+	for k, v := range d.Environment {
 		env = append(env, k+"="+v)
 	}
 	return env
+}
+
+// removeRunDir removes a run directory: one rmdir when the run left it
+// empty, as most do, else the walk of os.RemoveAll.
+func removeRunDir(dir string) {
+	if syscall.Rmdir(dir) != nil {
+		_ = os.RemoveAll(dir)
+	}
 }
 
 func envValue(env []string, name string) string {
