@@ -176,6 +176,12 @@ func (s *Service) CreateAt(ctx context.Context, location, typ string, in *model.
 
 // prepare builds and validates a new entity (and its inline links).
 func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.EntityInput) (*model.Entity, []*model.Entity, error) {
+	return s.prepareAs(ctx, loc, typ, in, false)
+}
+
+// prepareAs is prepare; trusted skips what only a client's input needs
+// (see CreateLaterTrusted): nesting flat names and checking each value.
+func (s *Service) prepareAs(ctx context.Context, loc, typ string, in *model.EntityInput, trusted bool) (*model.Entity, []*model.Entity, error) {
 	// An entity CreateLater queued there is stored first: this one is then refused.
 	if err := s.settle(ctx, loc); err != nil {
 		return nil, nil, err
@@ -197,14 +203,20 @@ func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.Entity
 	if err := s.cats.CheckMixins(e.Kind, e.Mixins, nil); err != nil {
 		return nil, nil, err
 	}
-	e.Attributes = attrs.Nest(e.Attributes)
+	if !trusted {
+		e.Attributes = attrs.Nest(e.Attributes)
+	}
 	if err := takeCoreAttributes(&e); err != nil {
 		return nil, nil, err
 	}
 	if err := s.providerPrepare(ctx, &e); err != nil {
 		return nil, nil, err
 	}
-	if err := attrs.Prepare(e.Attributes); err != nil {
+	prepareAttrs := attrs.Prepare
+	if trusted {
+		prepareAttrs = attrs.Complete
+	}
+	if err := prepareAttrs(e.Attributes); err != nil {
 		return nil, nil, s.explainAttr(err)
 	}
 	if typ == model.TypeLink {

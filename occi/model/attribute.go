@@ -470,6 +470,13 @@ func (s *AttrSet) Prepare(tree map[string]any) error {
 	if err := s.checkValues(tree); err != nil {
 		return err
 	}
+	return s.Complete(tree)
+}
+
+// Complete is Prepare without checking the values given: it fills in
+// defaults and checks that every required attribute is present, for a
+// tree the server built itself from values it knows are valid.
+func (s *AttrSet) Complete(tree map[string]any) error {
 	for _, d := range s.defs {
 		if _, present := Lookup(tree, d.Path); !present && d.HasDefault {
 			SetPath(tree, d.Path, deepCopy(d.Default))
