@@ -388,10 +388,10 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Def
 	id := uuid.NewString()
 	ev := p.executionEvents(id, kind.Location+id, e.Location)
 	ev.started(started)
-	record := map[string]any{
-		"definition": e.Location, "status": engine.StatusRunning, "started_at": started.Format(time.RFC3339Nano),
-		"input_size": float64(len(input)), "trigger": trigger,
-	}
+	// Room for the result too (storeFields): the map does not grow.
+	record := make(map[string]any, 16)
+	record["definition"], record["status"], record["started_at"] = e.Location, engine.StatusRunning, started.Format(time.RFC3339Nano)
+	record["input_size"], record["trigger"] = float64(len(input)), trigger
 	r := &run{cancel: cancel, done: make(chan struct{})}
 	recorded := make(chan runningRecord, 1)
 	timer := time.AfterFunc(runningRecordAfter, func() {
@@ -406,9 +406,7 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Def
 			return nil, err
 		}
 		result := resultFields(res)
-		for k, v := range p.storedFields(result, res) {
-			record[k] = v
-		}
+		p.storeFields(record, result, res)
 		loc, err := p.createRecordLater(ctx, kind, id, record)
 		if err != nil {
 			ev.finished(nil, err)
@@ -486,7 +484,13 @@ const DefaultMaxRecordOutput = 64 << 10
 // p.maxRecord (a document of megabytes costs every store far more than
 // the run, and CouchDB refuses one over its max_document_size).
 func (p *Provider) storedFields(result map[string]any, res *engine.Result) map[string]any {
-	stored := map[string]any{}
+	stored := make(map[string]any, len(result)+1)
+	p.storeFields(stored, result, res)
+	return stored
+}
+
+// storeFields adds storedFields to the record stored.
+func (p *Provider) storeFields(stored, result map[string]any, res *engine.Result) {
 	for k, v := range result {
 		if v != nil {
 			stored[k] = v
@@ -494,7 +498,7 @@ func (p *Provider) storedFields(result map[string]any, res *engine.Result) map[s
 	}
 	stored["pid"] = float64(res.Pid)
 	if p.maxRecord < 0 || (int64(len(res.Output)) <= p.maxRecord && int64(len(res.Stderr)) <= p.maxRecord) {
-		return stored
+		return
 	}
 	stored["record_truncated"] = true
 	stored["output_size"] = float64(len(res.Output))
@@ -510,7 +514,6 @@ func (p *Provider) storedFields(result map[string]any, res *engine.Result) map[s
 	if int64(len(res.Stderr)) > p.maxRecord {
 		stored["stderr"] = strings.ToValidUTF8(string(runePrefix(res.Stderr[:p.maxRecord])), "\uFFFD")
 	}
-	return stored
 }
 
 // runePrefix drops an incomplete UTF-8 sequence a cut left at the end of b.

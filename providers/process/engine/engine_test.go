@@ -165,6 +165,8 @@ func TestRunAdapters(t *testing.T) {
 		{"PR-E4 file in, stdout out", `{"exec":"cat","argv":["${input_file}"],"input_adapter":` + processtest.FileIn + `,"output_adapter":` + processtest.StdoutOut + `}`, "abc", "abc"},
 		{"PR-E5 environment and cwd", `{"exec":"sh","argv":["-c","printf '%s|%s' \"$FOO\" \"$(pwd)\""],"environment":{"FOO":"bar"},"cwd":"` + dir + `","output_adapter":` + processtest.StdoutOut + `}`, "", "bar|" + dir},
 		{"no input adapter: stdin is empty", `{"exec":"cat"}`, "ignored", ""},
+		{"no input adapter: stdin is /dev/null", `{"exec":"readlink","argv":["/proc/self/fd/0"]}`, "ignored", "/dev/null\n"},
+		{"file in: stdin is /dev/null", `{"exec":"sh","argv":["-c","cat; readlink /proc/self/fd/0; cat \"$0\"","${input_file}"],"input_adapter":` + processtest.FileIn + `}`, "abc", "/dev/null\nabc"},
 		{"stderr as output", `{"exec":"sh","argv":["-c","echo out; echo err >&2"],"output_adapter":{"output_type":"file","output_parameters":{"file_type":"stream","stream_name":"STDERR"}}}`, "", "err\n"},
 		{"minimal environment", `{"exec":"sh","argv":["-c","env | cut -d= -f1 | sort | tr '\\n' ' '"]}`, "", "HOME PATH PWD TMPDIR "},
 		{"exec through PATH from the environment", `{"exec":"mytool","environment":{"PATH":"` + dir + `"}}`, "", "mine\n"},
