@@ -402,3 +402,26 @@ func TestRunTimeoutEscalatesToKill(t *testing.T) {
 		}
 	}
 }
+
+// A run whose context ended before it started does not start: status
+// error, no process.
+func TestRunCancelledBeforeStart(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := (&engine.Runner{}).Run(ctx, parse(t, `{"exec":"/bin/true"}`), engine.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, res, engine.StatusError, -1)
+	if res.Pid != 0 {
+		t.Errorf("pid %d: a process was started", res.Pid)
+	}
+}
+
+// A timed-out process that exits 0 on the TERM did not end by itself: the
+// status is timeout and there is no exit code.
+func TestRunTimeoutExitZeroOnTerm(t *testing.T) {
+	d := parse(t, `{"exec":"sh","argv":["-c","trap 'exit 0' TERM; sleep 30 & wait"],"timeout":0.3}`)
+	res := run(t, &engine.Runner{KillGrace: 2 * time.Second}, d, engine.Request{})
+	wantStatus(t, res, engine.StatusTimeout, -1)
+}
