@@ -68,7 +68,9 @@ type laterBatch struct {
 // stored or ctx ends.
 func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *model.EntityInput) error {
 	location := current.Location
-	patched, err := s.patch(ctx, location, in)(current)
+	// current was read from the store and its values passed when stored:
+	// what the update brings is checked, not every value again.
+	patched, err := s.patchChecked(ctx, location, in, true)(current)
 	if err != nil {
 		return err
 	}
