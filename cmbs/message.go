@@ -1,6 +1,7 @@
 package cmbs
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -368,7 +369,6 @@ func (b *Broker) l32Targets(ctx context.Context, e, sender *model.Entity, attrs 
 		return nil, err
 	}
 	var out []target
-	seen := map[string]bool{}
 	for _, m := range known.subscribers {
 		if sender != nil && m.member == sender.Location {
 			continue
@@ -379,8 +379,7 @@ func (b *Broker) l32Targets(ctx context.Context, e, sender *model.Entity, attrs 
 		switch {
 		case m.socket == "":
 			out = append(out, target{member: m.member, err: "the member has no " + L32.socketAttrName()})
-		case !seen[m.socket]:
-			seen[m.socket] = true
+		case !slices.ContainsFunc(out, func(t target) bool { return t.socket == m.socket }):
 			out = append(out, target{member: m.member, local: m.local, socket: m.socket})
 		}
 	}
@@ -439,7 +438,6 @@ func (b *Broker) l4Neighbours(ctx context.Context, member *model.Entity, path []
 func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env transport.Envelope) []Delivery {
 	out := make([]Delivery, len(targets))
 	var endpoints []string
-	first := map[string]int{} // socket → index in endpoints
 	for i, t := range targets {
 		out[i] = Delivery{Provider: t.provider, Neighbor: t.neighbor, Member: t.member, Socket: t.socket, Error: t.err}
 		if t.err != "" || t.socket == "" {
@@ -451,8 +449,7 @@ func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env tra
 			b.deliveryFailed(l, env.ID, t.socket, out[i].Error)
 			continue
 		}
-		if _, dup := first[t.socket]; !dup {
-			first[t.socket] = len(endpoints)
+		if !slices.Contains(endpoints, t.socket) {
 			endpoints = append(endpoints, t.socket)
 		}
 	}
@@ -463,28 +460,75 @@ func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env tra
 	b.stats.inFlightByLayer[li].Add(int64(len(endpoints)))
 	results := b.client.Deliver(ctx, endpoints, env)
 	b.stats.inFlightByLayer[li].Add(-int64(len(endpoints)))
+	sent := 0
 	for _, r := range results {
 		if r.Err != nil {
 			b.deliveryFailed(l, env.ID, r.Endpoint, r.Err)
 		} else {
-			b.stats.sent[li].Add(1)
+			sent++
 		}
 	}
+	b.stats.sent[li].Add(uint64(sent))
+	acks := make([]map[string]any, len(results)) // decoded once per socket
 	for i := range out {
-		j, ok := first[out[i].Socket]
-		if !ok || out[i].Error != "" {
+		if out[i].Error != "" || out[i].Socket == "" {
 			continue
 		}
-		if r := results[j]; r.Err != nil {
+		j := slices.Index(endpoints, out[i].Socket)
+		if j < 0 {
+			continue
+		}
+		r := results[j]
+		if r.Err != nil {
 			out[i].Error = r.Err.Error()
 			continue
 		}
 		out[i].Delivered = true
-		if v, err := jsonscan.Decode(results[j].Reply.Body); err == nil {
-			out[i].Ack, _ = v.(map[string]any)
+		if acks[j] == nil {
+			acks[j] = decodeReceipt(r.Reply.Body, l)
 		}
+		out[i].Ack = acks[j]
 	}
 	return out
+}
+
+// decodeReceipt decodes a receiver's receipt. The one of a plain delivery,
+// {"member":"<reference>","layer":"<l>"} as the receiver's directory
+// encodes it, is read without a JSON decoder; anything else is decoded.
+// A receipt that is not a JSON object is nil.
+func decodeReceipt(body []byte, l Layer) map[string]any {
+	if rest, ok := bytes.CutPrefix(body, plainReceiptPrefix); ok {
+		if ref, ok := bytes.CutSuffix(rest, plainReceiptSuffix[layerIndex(l)]); ok && plainJSONText(ref) {
+			return map[string]any{"member": string(ref), "layer": string(l)}
+		}
+	}
+	v, err := jsonscan.Decode(body)
+	if err != nil {
+		return nil
+	}
+	m, _ := v.(map[string]any)
+	return m
+}
+
+var (
+	plainReceiptPrefix = []byte(`{"member":"`)
+	plainReceiptSuffix = func() (s [][]byte) {
+		for _, l := range Layers() {
+			s = append(s, []byte(`","layer":"`+string(l)+`"}`))
+		}
+		return s
+	}()
+)
+
+// plainJSONText reports whether b, between the quotes of a JSON string,
+// is its value as it is: printable ASCII without a quote or backslash.
+func plainJSONText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // execute runs the message here: its result becomes {"executed_by", "at"},
