@@ -524,7 +524,7 @@ func (s *AttrSet) CheckPatch(old, updated, patch map[string]any) error {
 		return err
 	}
 	if s.maxValues > 0 {
-		if n := s.countLeaves(nil, updated); n > s.maxValues {
+		if n := s.countLeaves(make([]byte, 0, 64), updated); n > s.maxValues {
 			return TooLarge("the entity has %d attributes; the limit is %d", n, s.maxValues)
 		}
 	}
@@ -550,14 +550,18 @@ func (s *AttrSet) patchLeaves(prefix []string, patch, updated map[string]any, le
 }
 
 // countLeaves counts the values Leaves finds in tree, without building
-// them.
-func (s *AttrSet) countLeaves(prefix []string, tree map[string]any) int {
+// them: key is the pathKey of tree's namespace (nil at the top).
+func (s *AttrSet) countLeaves(key []byte, tree map[string]any) int {
 	n := 0
 	for k, v := range tree {
-		path := append(prefix, k)
-		if s.byName[pathKey(path)] == nil {
+		path := key
+		if len(path) > 0 {
+			path = append(path, 0)
+		}
+		path = append(path, k...)
+		if s.byName[string(path)] == nil {
 			if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
-				n += s.countLeaves(path[:len(path):len(path)], sub)
+				n += s.countLeaves(path, sub)
 				continue
 			}
 		}

@@ -73,3 +73,52 @@ func attrOf(err error) string {
 	}
 	return e.Attribute
 }
+
+// BenchmarkCheckMessageResult: the check UpdateLater makes of a message's
+// send result, by CheckUpdate (every value of the entity) and CheckPatch
+// (the result and path_history the update brings).
+func BenchmarkCheckMessageResult(b *testing.B) {
+	spec := map[string]any{}
+	for _, n := range []string{"message_content", "result"} {
+		spec["cmbs.message."+n] = map[string]any{"type": "Object", "mutable": true, "pattern": "(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\\-]*[a-zA-Z0-9])\\.)*"}
+	}
+	for _, n := range []string{"path_history", "topics", "providers"} {
+		spec["cmbs.message."+n] = map[string]any{"type": "Array", "mutable": true}
+	}
+	for _, n := range []string{"cmbs_layer", "storable", "executable", "sendable", "l1_socket_receiver_member", "neighbors_socket"} {
+		spec["cmbs.message."+n] = map[string]any{"type": "string", "mutable": true, "pattern": "(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\\-]*[a-zA-Z0-9])\\.)*"}
+	}
+	defs, err := ParseAttrDefs(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	set := NewAttrSet(defs)
+	set.SetMaxValues(1000)
+	old := map[string]any{"cmbs": map[string]any{"message": map[string]any{
+		"cmbs_layer": "l32", "storable": "false", "executable": "false", "sendable": "true", "topics": []any{"bench"},
+		"message_content": map[string]any{"text": "xxxxxxxxxxxxxxxxxxxx"}, "path_history": []any{}, "result": ""}},
+		"occi": map[string]any{"core": map[string]any{"id": "m1", "title": "t"}}}
+	deliveries := make([]any, 10)
+	for i := range deliveries {
+		deliveries[i] = map[string]any{"delivered": true, "member": "/cmbs/member/r", "socket": "tcp://127.0.0.1:4000",
+			"ack": map[string]any{"member": "tcp://127.0.0.1:4000/cmbs/member/r", "layer": "l32"}}
+	}
+	patch := map[string]any{"cmbs": map[string]any{"message": map[string]any{"path_history": []any{"tcp://127.0.0.1:1/cmbs/member/s"},
+		"result": map[string]any{"message": "/cmbs/message/m1", "layer": "l32", "deliveries": deliveries, "delivered": 10.0, "failed": 0.0}}}}
+	updated := DeepCopy(old).(map[string]any)
+	set.MergeAttributes(updated, patch)
+	b.Run("CheckUpdate", func(b *testing.B) {
+		for b.Loop() {
+			if err := set.CheckUpdate(old, updated); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("CheckPatch", func(b *testing.B) {
+		for b.Loop() {
+			if err := set.CheckPatch(old, updated, patch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
