@@ -1,7 +1,6 @@
 package cmbs
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -485,50 +484,22 @@ func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env tra
 		}
 		out[i].Delivered = true
 		if acks[j] == nil {
-			acks[j] = decodeReceipt(r.Reply.Body, l)
+			acks[j] = decodeReceipt(r.Reply.Body)
 		}
 		out[i].Ack = acks[j]
 	}
 	return out
 }
 
-// decodeReceipt decodes a receiver's receipt. The one of a plain delivery,
-// {"member":"<reference>","layer":"<l>"} as the receiver's directory
-// encodes it, is read without a JSON decoder; anything else is decoded.
-// A receipt that is not a JSON object is nil.
-func decodeReceipt(body []byte, l Layer) map[string]any {
-	if rest, ok := bytes.CutPrefix(body, plainReceiptPrefix); ok {
-		if ref, ok := bytes.CutSuffix(rest, plainReceiptSuffix[layerIndex(l)]); ok && plainJSONText(ref) {
-			return map[string]any{"member": string(ref), "layer": string(l)}
-		}
-	}
+// decodeReceipt decodes a receiver's receipt; one that is not a JSON
+// object is nil.
+func decodeReceipt(body []byte) map[string]any {
 	v, err := jsonscan.Decode(body)
 	if err != nil {
 		return nil
 	}
 	m, _ := v.(map[string]any)
 	return m
-}
-
-var (
-	plainReceiptPrefix = []byte(`{"member":"`)
-	plainReceiptSuffix = func() (s [][]byte) {
-		for _, l := range Layers() {
-			s = append(s, []byte(`","layer":"`+string(l)+`"}`))
-		}
-		return s
-	}()
-)
-
-// plainJSONText reports whether b, between the quotes of a JSON string,
-// is its value as it is: printable ASCII without a quote or backslash.
-func plainJSONText(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 // execute runs the message here: its result becomes {"executed_by", "at"},

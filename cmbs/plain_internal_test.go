@@ -2,11 +2,9 @@ package cmbs
 
 import (
 	"encoding/json"
-	"reflect"
 	"testing"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
-	"github.com/cmbs/cmbs/internal/jsonscan"
 	"github.com/cmbs/cmbs/occi/model"
 )
 
@@ -168,38 +166,5 @@ func BenchmarkDecodeMessage(b *testing.B) {
 		if _, err := decodeMessage(transport.Envelope{ID: "x", MimeType: MessageMimeType, Body: wire}); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// decodeReceipt reads a plain receipt without the decoder, and answers
-// what the decoder does for every receipt, plain or not.
-func TestDecodeReceiptAgreesWithDecoder(t *testing.T) {
-	ref := "tcp://127.0.0.1:4000/cmbs/member/b"
-	plain, _ := json.Marshal(Receipt{Member: ref, Layer: L32})
-	odd, _ := json.Marshal(Receipt{Member: "tcp://h:1/cmbs/member/a&b\"é", Layer: L32})
-	for _, body := range []string{
-		string(plain),
-		string(odd),
-		`{"member":"` + ref + `","layer":"l2"}`, // another layer than asked
-		`{"member":"` + ref + `","layer":"l32","stored":"/cmbs/message/m"}`,
-		`{"member":"a\u0062","layer":"l32"}`,
-		`{"member":"` + ref + `","layer":"l32"} `,
-		`{"member":"x"}`,
-		`[1]`,
-		`not json`,
-		``,
-	} {
-		want, err := jsonscan.Decode([]byte(body))
-		wm, _ := want.(map[string]any)
-		if err != nil {
-			wm = nil
-		}
-		got := decodeReceipt([]byte(body), L32)
-		if !reflect.DeepEqual(got, wm) {
-			t.Errorf("%s: got %#v, want %#v", body, got, wm)
-		}
-	}
-	if got := decodeReceipt(plain, L32); got["member"] != ref || got["layer"] != "l32" {
-		t.Fatalf("plain receipt read as %v", got)
 	}
 }
