@@ -368,6 +368,7 @@ func (b *Broker) l32Targets(ctx context.Context, e, sender *model.Entity, attrs 
 		return nil, err
 	}
 	var out []target
+	var sockets socketSet
 	for _, m := range known.subscribers {
 		if sender != nil && m.member == sender.Location {
 			continue
@@ -378,11 +379,43 @@ func (b *Broker) l32Targets(ctx context.Context, e, sender *model.Entity, attrs 
 		switch {
 		case m.socket == "":
 			out = append(out, target{member: m.member, err: "the member has no " + L32.socketAttrName()})
-		case !slices.ContainsFunc(out, func(t target) bool { return t.socket == m.socket }):
+		case sockets.index(m.socket) < 0:
+			sockets.add(m.socket)
 			out = append(out, target{member: m.member, local: m.local, socket: m.socket})
 		}
 	}
 	return out, nil
+}
+
+// socketSet is a list of sockets, each once, searched in order while it is
+// short (a send has a handful of receivers) and through a map beyond.
+type socketSet struct {
+	list []string
+	pos  map[string]int
+}
+
+const socketSetScan = 16
+
+func (s *socketSet) index(socket string) int {
+	if s.pos != nil {
+		if i, ok := s.pos[socket]; ok {
+			return i
+		}
+		return -1
+	}
+	return slices.Index(s.list, socket)
+}
+
+func (s *socketSet) add(socket string) {
+	s.list = append(s.list, socket)
+	if s.pos == nil && len(s.list) > socketSetScan {
+		s.pos = make(map[string]int, 2*len(s.list))
+		for i, x := range s.list {
+			s.pos[x] = i
+		}
+	} else if s.pos != nil {
+		s.pos[socket] = len(s.list) - 1
+	}
 }
 
 // l4Neighbours: for each of the member's neighbors_socket entries (L1
@@ -436,7 +469,7 @@ func (b *Broker) l4Neighbours(ctx context.Context, member *model.Entity, path []
 // whose layer is not started is reported without a network call.
 func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env transport.Envelope) []Delivery {
 	out := make([]Delivery, len(targets))
-	var endpoints []string
+	var sockets socketSet
 	for i, t := range targets {
 		out[i] = Delivery{Provider: t.provider, Neighbor: t.neighbor, Member: t.member, Socket: t.socket, Error: t.err}
 		if t.err != "" || t.socket == "" {
@@ -448,10 +481,11 @@ func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env tra
 			b.deliveryFailed(l, env.ID, t.socket, out[i].Error)
 			continue
 		}
-		if !slices.Contains(endpoints, t.socket) {
-			endpoints = append(endpoints, t.socket)
+		if sockets.index(t.socket) < 0 {
+			sockets.add(t.socket)
 		}
 	}
+	endpoints := sockets.list
 	if len(endpoints) == 0 {
 		return out
 	}
@@ -473,7 +507,7 @@ func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env tra
 		if out[i].Error != "" || out[i].Socket == "" {
 			continue
 		}
-		j := slices.Index(endpoints, out[i].Socket)
+		j := sockets.index(out[i].Socket)
 		if j < 0 {
 			continue
 		}
