@@ -547,6 +547,13 @@ func (s *Service) update(ctx context.Context, location, ifMatch string, in *mode
 
 // patch returns the change a partial update makes to an entity.
 func (s *Service) patch(ctx context.Context, location string, in *model.EntityInput) func(old *model.Entity) (*model.Entity, error) {
+	return s.patchChecked(ctx, location, in, false)
+}
+
+// patchChecked is patch; onlyChanges checks, when the update changes
+// attributes only, the values it brings rather than every value of the
+// entity (model.AttrSet.CheckPatch), for an old entity read from the store.
+func (s *Service) patchChecked(ctx context.Context, location string, in *model.EntityInput, onlyChanges bool) func(old *model.Entity) (*model.Entity, error) {
 	return func(old *model.Entity) (*model.Entity, error) {
 		e := cloneEntity(old)
 		if in.Present["kind"] && in.Kind != old.Kind {
@@ -598,8 +605,11 @@ func (s *Service) patch(ctx context.Context, location string, in *model.EntityIn
 				e.Summary, e.HasSummary = tmp.Summary, true
 			}
 			attrs.MergeAttributes(e.Attributes, tmp.Attributes)
+			if onlyChanges && !in.Present["mixins"] {
+				return e, s.checkChanged(ctx, attrs, old, e, in.SourceKind, tmp.Attributes)
+			}
 		}
-		return e, s.checkChanged(ctx, attrs, old, e, in.SourceKind)
+		return e, s.checkChanged(ctx, attrs, old, e, in.SourceKind, nil)
 	}
 }
 
@@ -655,7 +665,7 @@ func (s *Service) Replace(ctx context.Context, location, ifMatch, typ string, in
 			return nil, s.explainAttr(err)
 		}
 		e.Normalize()
-		return &e, s.checkChanged(ctx, attrs, old, &e, in.SourceKind)
+		return &e, s.checkChanged(ctx, attrs, old, &e, in.SourceKind, nil)
 	})
 	return e, false, err
 }
@@ -678,11 +688,15 @@ func (s *Service) explainAttr(err error) error {
 }
 
 // checkChanged validates an updated entity against its stored state.
-func (s *Service) checkChanged(ctx context.Context, attrs *model.AttrSet, old, e *model.Entity, sourceKind string) error {
+func (s *Service) checkChanged(ctx context.Context, attrs *model.AttrSet, old, e *model.Entity, sourceKind string, patch map[string]any) error {
 	if err := model.CheckEntityBounds(e, s.cats.MaxAttributes()); err != nil {
 		return err
 	}
-	if err := attrs.CheckUpdate(old.Attributes, e.Attributes); err != nil {
+	check := attrs.CheckUpdate
+	if patch != nil { // only patch's values changed (patchChecked)
+		check = func(old, updated map[string]any) error { return attrs.CheckPatch(old, updated, patch) }
+	}
+	if err := check(old.Attributes, e.Attributes); err != nil {
 		return err
 	}
 	if e.Type == model.TypeLink && (e.Source != old.Source || e.Target != old.Target || e.TargetKind != old.TargetKind || sourceKind != "") {
