@@ -479,7 +479,13 @@ func filterSQL(n, skip *narrowing, args *[]any) string {
 	case nField:
 		*args = append(*args, n.pid)
 		*args = append(*args, n.args...)
-		q := "EXISTS (SELECT 1 FROM fields f WHERE f.rid = d.rid AND f.pid = ?"
+		// The index is ordered by (pid, value, rid) only: a condition
+		// naming the values is a few probes per document; any other
+		// lists its documents once.
+		if pointPred(n.pred) {
+			return "EXISTS (SELECT 1 FROM fields f WHERE f.pid = ? AND f." + n.pred + " AND f.rid = d.rid)"
+		}
+		q := "d.rid IN (SELECT rid FROM fields WHERE pid = ?"
 		if n.pred != "" {
 			q += " AND " + n.pred
 		}
@@ -499,6 +505,12 @@ func filterSQL(n, skip *narrowing, args *[]any) string {
 		return "(" + strings.Join(parts, sep) + ")"
 	}
 	return "1"
+}
+
+// pointPred reports whether a field narrowing's condition names its
+// values ("value = ?" or "value IN (…)").
+func pointPred(pred string) bool {
+	return pred == "value = ?" || strings.HasPrefix(pred, "value IN (") && !strings.Contains(pred, " AND ")
 }
 
 // findPlan is the SQL chosen for a query.

@@ -111,18 +111,9 @@ func (s *Store) knownRows(id, rev string) map[pidRow]struct{} {
 	if !ok || d.rev != rev {
 		return nil
 	}
-	body := d.body
-	var rows map[fieldRow]struct{}
-	if sc, ok := scan(body, s.unindexed); ok {
-		rows = sc.rowSet()
-	} else {
-		obj, err := decodeBody(body)
-		if err != nil {
-			return nil
-		}
-		if rows, err = indexRows(obj, s.unindexed); err != nil {
-			return nil
-		}
+	rows, err := bodyRows(d.body, s.unindexed)
+	if err != nil {
+		return nil
 	}
 	// The paths of a committed document's rows are interned, and their
 	// ids cached, by the commit that wrote them.
@@ -507,11 +498,9 @@ func (w *txWriter) applyAs(op writeOp, seq int64, guessNew bool) (string, int64,
 	// Like CouchDB, a write after a tombstone continues its revision history.
 	rev := nextRev(curRev, op.delete, body)
 
-	// The document's current rows are the rows of the stored body when
-	// this store wrote it (op.known, listed by the caller from the cache),
-	// else they are read from the index: a huge body is not parsed again
-	// inside the commit, and rows an older version of this program wrote
-	// go too.
+	// The document's current rows are the rows of its stored body
+	// (reindex.go): listed by the caller from the cached body (op.known),
+	// else from the body read here.
 	var oldRows map[pidRow]struct{}
 	if exists && !deleted {
 		if op.known != nil && op.knownRev == curRev {
@@ -523,23 +512,13 @@ func (w *txWriter) applyAs(op writeOp, seq int64, guessNew bool) (string, int64,
 			}
 		}
 	}
-	newRows := make(map[pidRow]struct{}, len(op.rows))
-	for r := range op.rows {
-		pid, err := w.pathID(r.path)
-		if err != nil {
-			return fail(err)
-		}
-		if r.val.kind == kindTag && r.val.str == string(tagPartial) {
-			if err := w.markPartial(r.path, pid); err != nil {
-				return fail(err)
-			}
-		}
-		newRows[pidRow{pid, r.val}] = struct{}{}
+	newRows, err := w.internRows(op.rows)
+	if err != nil {
+		return fail(err)
 	}
 
 	wrote := w.wrote
 	w.wrote = true
-	var err error
 	if exists {
 		_, err = w.stmts.get(s.wUpdateDoc).ExecContext(ctx, rev, op.delete, seq, body, rid)
 	} else {
@@ -607,27 +586,67 @@ func (w *txWriter) changeRows(stmts [len(fieldChunks)]*sql.Stmt, rows []pidRow, 
 	return nil
 }
 
-// storedRows reads the index rows of document rid.
+// storedRows lists the index rows of document rid, which are the rows
+// of its stored body (see reindex.go). A row whose path was never
+// interned cannot be stored, and is left out.
 func (w *txWriter) storedRows(rid int64) (map[pidRow]struct{}, error) {
-	rows, err := w.stmts.get(w.s.wSelectRows).QueryContext(w.ctx, rid)
-	if err != nil {
+	var body []byte
+	if err := w.stmts.get(w.s.wSelectBody).QueryRowContext(w.ctx, rid).Scan(&body); err != nil {
 		return nil, dbError(w.ctx, err)
 	}
-	defer rows.Close()
-	out := make(map[pidRow]struct{})
-	for rows.Next() {
-		var r pidRow
-		var v any
-		if err := rows.Scan(&r.pid, &v); err != nil {
-			return nil, dbError(w.ctx, err)
-		}
-		if r.val, err = storedValue(v); err != nil {
+	rows, err := bodyRows(body, w.s.unindexed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: stored body of document %d: %w", store.ErrUnavailable, rid, err)
+	}
+	out := make(map[pidRow]struct{}, len(rows))
+	for r := range rows {
+		pid, ok, err := w.knownPathID(r.path)
+		if err != nil {
 			return nil, err
 		}
-		out[r] = struct{}{}
+		if ok {
+			out[pidRow{pid, r.val}] = struct{}{}
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, dbError(w.ctx, err)
+	return out, nil
+}
+
+// knownPathID returns the id of a path key without interning it.
+func (w *txWriter) knownPathID(key string) (int64, bool, error) {
+	if pid, ok := w.s.cachedPath(key); ok {
+		return pid, true, nil
+	}
+	if pid, ok := w.newPaths[key]; ok {
+		return pid, true, nil
+	}
+	if pid, ok := w.paths[key]; ok {
+		return pid, true, nil
+	}
+	var pid int64
+	err := w.stmts.get(w.s.wSelectPath).QueryRowContext(w.ctx, []byte(key)).Scan(&pid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, dbError(w.ctx, err)
+	}
+	return pid, true, nil
+}
+
+// internRows interns the paths of rows (recording partial rows' paths).
+func (w *txWriter) internRows(rows map[fieldRow]struct{}) (map[pidRow]struct{}, error) {
+	out := make(map[pidRow]struct{}, len(rows))
+	for r := range rows {
+		pid, err := w.pathID(r.path)
+		if err != nil {
+			return nil, err
+		}
+		if r.val.kind == kindTag && r.val.str == string(tagPartial) {
+			if err := w.markPartial(r.path, pid); err != nil {
+				return nil, err
+			}
+		}
+		out[pidRow{pid, r.val}] = struct{}{}
 	}
 	return out, nil
 }
