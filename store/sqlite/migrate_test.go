@@ -156,7 +156,6 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-
 // A version 3 file (testdata/v3.sqlite, written by the version 3 code
 // with fixtureHistory, its snapshot in testdata/v3.json) opened by this
 // code keeps every document, revision, change and selector result, under

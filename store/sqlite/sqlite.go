@@ -183,6 +183,7 @@ func WithBusyTimeout(d time.Duration) Option {
 // Open rebuilds the fields table from the bodies when it upgrades an
 // older file or when the options changed.
 const schemaVersion = 4
+
 // schema: see the package comment and fields.go. docs.rid is the internal
 // document number the index refers to; it never changes for an id, because
 // deletes keep a tombstone row. docs.seq is the document's latest change,
