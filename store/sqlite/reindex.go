@@ -25,18 +25,24 @@ import (
 // change of indexRows or scan that changes rows must change it too (or
 // the schema version).
 func (s *Store) indexOptions() string {
-	skip := make([]string, 0, len(s.unindexed))
-	for k := range s.unindexed {
-		skip = append(skip, k)
+	var skip, omit []string
+	for k, unsearched := range s.unindexed {
+		if unsearched {
+			omit = append(omit, k)
+		} else {
+			skip = append(skip, k)
+		}
 	}
 	slices.Sort(skip)
+	slices.Sort(omit)
 	raw, _ := json.Marshal(struct {
 		Depth    int      `json:"depth"`
 		Elements int      `json:"elements"`
 		Members  int      `json:"members"`
 		DocRows  int      `json:"doc_rows"`
 		Skip     []string `json:"unindexed"`
-	}{maxIndexDepth, maxIndexedElements, maxIndexedMembers, maxDocRows, skip})
+		Omit     []string `json:"unsearched,omitempty"`
+	}{maxIndexDepth, maxIndexedElements, maxIndexedMembers, maxDocRows, skip, omit})
 	return string(raw)
 }
 

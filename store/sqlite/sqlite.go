@@ -128,7 +128,28 @@ func WithUnindexed(paths ...string) Option {
 		}
 		for _, p := range paths {
 			if p != "" {
-				o.unindexed[pathKey(strings.Split(p, "."))] = struct{}{}
+				k := pathKey(strings.Split(p, "."))
+				o.unindexed[k] = o.unindexed[k]
+			}
+		}
+	}
+}
+
+// WithUnsearched names paths (dotted, as WithUnindexed) whose values get
+// no index row at all, nor anything inside them: meant for the fields of
+// a document written often and never searched (a run's output, its
+// times). A selector condition on such a path, or below it, still gives
+// the exact result: it narrows nothing, and the documents the rest of the
+// selector admits are read and matched. Changing the paths of an existing
+// database rebuilds its index at Open.
+func WithUnsearched(paths ...string) Option {
+	return func(o *options) {
+		if o.unindexed == nil {
+			o.unindexed = unindexedPaths{}
+		}
+		for _, p := range paths {
+			if p != "" {
+				o.unindexed[pathKey(strings.Split(p, "."))] = true
 			}
 		}
 	}

@@ -63,19 +63,37 @@ func runWriters(b *testing.B, s *Store, n int, write func(i int) error) {
 	b.ReportMetric(float64(s.commits.Load()-commits)/float64(b.N), "commits/op")
 }
 
+// recordUnsearched is process.UnindexedPaths (which this package cannot
+// import), as cmbsd opens its store with them.
+var recordUnsearched = []string{
+	"attributes.process.execution.output", "attributes.process.execution.output_base64",
+	"attributes.process.execution.stderr", "attributes.process.execution.error",
+	"attributes.process.execution.started_at", "attributes.process.execution.finished_at",
+	"attributes.process.execution.duration_ms", "attributes.process.execution.truncated",
+	"attributes.process.execution.stderr_truncated", "attributes.process.execution.record_truncated",
+	"attributes.process.execution.input_size", "attributes.process.execution.output_size",
+	"attributes.process.execution.stderr_size", "attributes.process.execution.pid",
+}
+
 // BenchmarkExecutionRecord is the create of a process execution record:
 // "serial" one foreground Put at a time, "background8" eight writers of
 // background (store.InBackground) creates, as the process provider
-// stores the records of eight executes in flight.
+// stores the records of eight executes in flight; "unsearched" opens the
+// store as cmbsd does (WithUnsearched of the record's unsearched paths).
 func BenchmarkExecutionRecord(b *testing.B) {
 	for _, mode := range []struct {
 		name    string
 		writers int
 		bg      bool
-	}{{"serial", 1, false}, {"background8", 8, true}} {
+		opts    []Option
+	}{
+		{"serial", 1, false, nil}, {"background8", 8, true, nil},
+		{"serial/unsearched", 1, false, []Option{WithUnsearched(recordUnsearched...)}},
+		{"background8/unsearched", 8, true, []Option{WithUnsearched(recordUnsearched...)}},
+	} {
 		b.Run(mode.name, func(b *testing.B) {
 			ctx := context.Background()
-			s, err := Open(ctx, filepath.Join(b.TempDir(), "bench.sqlite"), benchOptions()...)
+			s, err := Open(ctx, filepath.Join(b.TempDir(), "bench.sqlite"), mode.opts...)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -119,7 +137,7 @@ func BenchmarkMessageResultBatch(b *testing.B) {
 	}{{"serial", 1, false}, {"background20", 20, true}} {
 		b.Run(mode.name, func(b *testing.B) {
 			ctx := context.Background()
-			s, err := Open(ctx, filepath.Join(b.TempDir(), "bench.sqlite"), append(benchOptions(), WithUnindexed("attributes.cmbs.message.result"))...)
+			s, err := Open(ctx, filepath.Join(b.TempDir(), "bench.sqlite"), WithUnindexed("attributes.cmbs.message.result"))
 			if err != nil {
 				b.Fatal(err)
 			}
