@@ -101,15 +101,17 @@ func (s *Store) Delete(ctx context.Context, id, rev string) (string, error) {
 }
 
 // knownRows lists the index rows of revision rev of a document if this
-// store wrote that revision and its body is still cached: they are the
-// rows of that body, listed here in the caller's goroutine instead of
-// read from the index by the writer, which cost a query and a row per
-// index entry in the single writer (most of an update's time there). nil
-// if unknown.
+// store wrote that revision and it is still cached: the rows the writer
+// cached with it (no listing at all), else the rows of its body, listed
+// here in the caller's goroutine instead of by the single writer. nil if
+// unknown.
 func (s *Store) knownRows(id, rev string) map[pidRow]struct{} {
 	d, ok := s.cache.written(id)
 	if !ok || d.rev != rev {
 		return nil
+	}
+	if d.rows != nil {
+		return d.rows
 	}
 	rows, err := bodyRows(d.body, s.unindexed)
 	if err != nil {
@@ -146,7 +148,8 @@ type writeRequest struct {
 	ctx  context.Context
 	ops  []writeOp
 	revs []string
-	rids []int64 // the documents' row ids, for the cache
+	rids []int64               // the documents' row ids, for the cache
+	rows []map[pidRow]struct{} // the documents' index rows, for the cache
 	err  error
 	done chan struct{} // closed when revs/err are set
 }
@@ -268,7 +271,7 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 	}()
 	if s.tryBatch(batch, false) {
 		for _, req := range batch {
-			req.revs, req.rids, req.err = nil, nil, nil
+			req.revs, req.rids, req.rows, req.err = nil, nil, nil, nil
 		}
 		s.tryBatch(batch, true)
 	}
@@ -329,12 +332,14 @@ func (s *Store) tryBatch(batch []*writeRequest, careful bool) (retry bool) {
 		w := txWriter{s: s, ctx: ctx, stmts: stmts, touched: touched, paths: newPaths, newPaths: make(map[string]int64), partial: newPartial, newPartial: make(map[string]int64)}
 		revs := make([]string, len(req.ops))
 		rids := make([]int64, len(req.ops))
+		rows := make([]map[pidRow]struct{}, len(req.ops))
 		reqSeq := seq
 		for i, op := range req.ops {
 			reqSeq++
 			if revs[i], rids[i], err = w.apply(op, reqSeq); err != nil {
 				break
 			}
+			rows[i] = w.rows
 		}
 		if err != nil {
 			req.err = err
@@ -364,7 +369,7 @@ func (s *Store) tryBatch(batch []*writeRequest, careful bool) (retry bool) {
 			}
 		}
 		seq = reqSeq
-		req.revs, req.rids = revs, rids
+		req.revs, req.rids, req.rows = revs, rids, rows
 		maps.Copy(newPaths, w.newPaths)
 		maps.Copy(newPartial, w.newPartial)
 		applied = append(applied, req)
@@ -384,7 +389,7 @@ func (s *Store) tryBatch(batch []*writeRequest, careful bool) (retry bool) {
 		for i, op := range req.ops {
 			d := cachedDoc{id: op.id, rev: req.revs[i], rid: req.rids[i]}
 			if !op.delete {
-				d.body = op.body
+				d.body, d.rows = op.body, req.rows[i]
 			}
 			docs = append(docs, d)
 		}
@@ -426,6 +431,8 @@ type txWriter struct {
 	// wrote is set before the request's first statement that changes the
 	// database: a failure after it leaves the request half done.
 	wrote bool
+	// rows are the index rows of the document apply wrote last.
+	rows map[pidRow]struct{}
 }
 
 // pidRow is an index row with its path interned: what the fields table
@@ -556,6 +563,7 @@ func (w *txWriter) applyAs(op writeOp, seq int64, guessNew bool) (string, int64,
 	if err := w.changeRows(w.s.wInsertFields, added, rid); err != nil {
 		return fail(err)
 	}
+	w.rows = newRows
 	return rev, rid, nil
 }
 
@@ -636,7 +644,19 @@ func (w *txWriter) knownPathID(key string) (int64, bool, error) {
 // internRows interns the paths of rows (recording partial rows' paths).
 func (w *txWriter) internRows(rows map[fieldRow]struct{}) (map[pidRow]struct{}, error) {
 	out := make(map[pidRow]struct{}, len(rows))
+	// Most paths are cached: map them under one lock.
+	var rest []fieldRow
+	w.s.pathsMu.RLock()
 	for r := range rows {
+		pid, ok := w.s.paths[r.path]
+		if ok && (r.val.kind != kindTag || r.val.str != string(tagPartial)) {
+			out[pidRow{pid, r.val}] = struct{}{}
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	w.s.pathsMu.RUnlock()
+	for _, r := range rest {
 		pid, err := w.pathID(r.path)
 		if err != nil {
 			return nil, err
