@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cmbs/cmbs/store"
 )
@@ -386,4 +387,36 @@ func TestReopenWithOtherOptions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// A rebuild outlives its context's deadline (a start timeout shorter than
+// the rebuild must not make the file unopenable), and stops when the
+// context is canceled, leaving the file as it was.
+func TestReindexDeadlineAndCancel(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v3.sqlite")
+	copyFile(t, filepath.Join("testdata", "v3.sqlite"), path)
+
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := Open(canceled, path); err == nil {
+		t.Fatal("Open with a canceled context succeeded")
+	}
+	expired, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer cancel()
+	// The rebuild itself, on an opened store.
+	st, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.reindex(expired, schemaVersion, st.indexOptions()); err != nil {
+		t.Fatalf("rebuild with an expired deadline: %v", err)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := st.reindex(gone, schemaVersion, st.indexOptions()); err == nil {
+		t.Fatal("rebuild with a canceled context succeeded")
+	}
+	checkIndexExact(t, st)
 }

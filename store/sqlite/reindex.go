@@ -65,8 +65,27 @@ func (s *Store) reindexIfNeeded(ctx context.Context, version int) error {
 // bodies under the current options, in one transaction that also records
 // the options and the schema version: an interrupted rebuild leaves the
 // file as it was.
-func (s *Store) reindex(ctx context.Context, version int, options string) error {
+//
+// The rebuild outlives ctx's deadline, and stops only when ctx is
+// canceled: it rolls back when stopped, so a deadline shorter than the
+// rebuild (cmbsd's start timeout) would make a large database unopenable
+// at every start.
+func (s *Store) reindex(parent context.Context, version int, options string) error {
 	start := time.Now()
+	if errors.Is(parent.Err(), context.Canceled) {
+		return parent.Err()
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	defer cancel()
+	stop := context.AfterFunc(parent, func() {
+		if errors.Is(parent.Err(), context.Canceled) {
+			cancel()
+		}
+	})
+	defer stop()
+	if version != 0 {
+		s.log.Info("rebuilding the index", "from_version", version)
+	}
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return dbError(ctx, err)
