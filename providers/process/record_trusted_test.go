@@ -1,4 +1,4 @@
-package process
+package process_test
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/occi/model"
 	"github.com/cmbs/cmbs/providers"
+	"github.com/cmbs/cmbs/providers/process"
 )
 
 // A quick run's record comes in through CreateLaterTrusted, which skips
@@ -21,10 +22,10 @@ import (
 // same document, for every shape a record takes (text and binary output,
 // stderr, a failure, a run that could not start, a record cut short).
 func TestRecordMatchesValidated(t *testing.T) {
-	var prov *Provider
+	var prov *process.Provider
 	srv := testserver.Start(t, testserver.Options{
 		Register: func(reg *providers.Registry, srv *occi.Server) error {
-			prov = New(srv.Entities(), Options{MaxRecordOutput: 8, KillGrace: 500 * time.Millisecond})
+			prov = process.New(srv.Entities(), process.Options{MaxRecordOutput: 8, KillGrace: 500 * time.Millisecond})
 			return prov.Register(reg)
 		},
 	})
@@ -69,7 +70,7 @@ func TestRecordMatchesValidated(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			record := subMapOrNil(subMapOrNil(trusted.Attributes, "process"), "execution")
+			record := subMap(subMap(trusted.Attributes, "process"), "execution")
 			if len(record) == 0 {
 				t.Fatalf("no record in %v", trusted.Attributes)
 			}
@@ -82,7 +83,7 @@ func TestRecordMatchesValidated(t *testing.T) {
 			}
 			in := &model.EntityInput{Entity: model.Entity{Kind: kind.ID(), Attributes: map[string]any{"process": map[string]any{"execution": copied}}},
 				Present: map[string]bool{"kind": true, "attributes": true}}
-			locs, err := ents.Create(internal(ctx), kind, model.TypeResource, []*model.EntityInput{in})
+			locs, err := ents.Create(process.InternalContext(ctx), kind, model.TypeResource, []*model.EntityInput{in})
 			if err != nil {
 				t.Fatalf("the validated path refuses the record %v: %v", record, err)
 			}
@@ -108,4 +109,9 @@ func document(t *testing.T, e *model.Entity) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func subMap(m map[string]any, key string) map[string]any {
+	s, _ := m[key].(map[string]any)
+	return s
 }
