@@ -62,6 +62,8 @@ type Server struct {
 	// ctx is the parent of every handler's context; Close cancels it.
 	ctx     context.Context
 	cancel  context.CancelFunc
+	hbase   context.Context // ctx's values without its cancellation: the values of handler contexts
+	dl      deadlines       // the handler calls in progress, for their deadlines (deadline.go)
 	slots   chan struct{} // one token per running handler
 	jobs    chan job      // to idle handler goroutines
 	workers atomic.Int64  // handler goroutines
@@ -114,7 +116,9 @@ func Listen(ctx context.Context, endpoint string, h Handler, opts ...Option) (*S
 	s.log = s.opts.logger.With("component", "transport.server", "endpoint", s.addr)
 	s.slots = make(chan struct{}, s.opts.maxConcurrent)
 	s.jobs = make(chan job)
-	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.hbase = context.WithoutCancel(ctx)
+	s.ctx, s.cancel = context.WithCancel(s.hbase)
+	s.dl.timeout = s.opts.handlerTimeout
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s, nil
@@ -147,6 +151,7 @@ func (s *Server) Stats() ServerStats {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
+		s.dl.close()
 		s.mu.Lock()
 		s.closed = true
 		for gc := range s.conns {
@@ -252,6 +257,7 @@ func (s *Server) serveConn(pc *pendingConn, id uint32) {
 		return
 	}
 	s.connections.Add(1)
+	z.hbase = z.withPeer(s.hbase)
 	// As libzmq's ROUTER: a 5-byte identity, 0 and a counter, which heads
 	// the routing of every request from this connection.
 	s.readLoop(&serverConn{z: z, identity: binary.BigEndian.AppendUint32([]byte{0}, id)})
@@ -447,8 +453,8 @@ func (s *Server) worker(j job) {
 }
 
 func (s *Server) serve(z *zconn, req Envelope) {
-	ctx, cancel := context.WithTimeout(z.withPeer(s.ctx), s.opts.handlerTimeout)
-	defer cancel()
+	ctx := s.dl.start(z.hbase)
+	defer s.dl.finish(ctx)
 	reply, err := s.call(ctx, req)
 	if err == nil {
 		reply.Routing = req.Routing

@@ -47,6 +47,10 @@ type zconn struct {
 	// sec is the connection's CURVE state (curve.go); nil: NULL.
 	sec *curveConn
 
+	// hbase supplies the values of a server's handler contexts: the
+	// server's, and the peer's key on CURVE (withPeer). Nil on a client.
+	hbase context.Context
+
 	// What readMsg enforces; see readLimits.
 	readLimits
 	lastStart time.Time // when the last message (or the connection) started
