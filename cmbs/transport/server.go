@@ -64,9 +64,9 @@ type Server struct {
 	cancel  context.CancelFunc
 	hbase   context.Context // ctx's values without its cancellation: the values of handler contexts
 	dl      deadlines       // the handler calls in progress, for their deadlines (deadline.go)
-	slots   chan struct{} // one token per running handler
-	jobs    chan job      // to idle handler goroutines
-	workers atomic.Int64  // handler goroutines
+	slots   chan struct{}   // one token per running handler
+	jobs    chan job        // to idle handler goroutines
+	workers atomic.Int64    // handler goroutines
 	wg      sync.WaitGroup
 
 	mu      sync.Mutex
