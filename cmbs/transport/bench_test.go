@@ -98,6 +98,13 @@ const deliverInFlight = 8
 
 func BenchmarkDeliver10(b *testing.B) { benchDeliver10(b, nil, nil) }
 
+// BenchmarkDeliver10Inline: the same with the servers' handlers run by
+// their connections' readers (WithInlineHandlers), as the broker's layer
+// sockets do.
+func BenchmarkDeliver10Inline(b *testing.B) {
+	benchDeliver10(b, []Option{WithInlineHandlers(200 * time.Microsecond)}, nil)
+}
+
 // BenchmarkDeliver10Curve: the same over CURVE.
 func BenchmarkDeliver10Curve(b *testing.B) {
 	srvOpt, cliOpt := benchCurve(b)

@@ -366,7 +366,38 @@ func (z *zconn) sendCommand(name string, data []byte) error {
 // to the sender writing now, which writes it next; a failure of that write
 // ends the connection, which the reader reports.
 func (z *zconn) send(frames [][]byte) error {
-	return z.write(func(buf []byte) []byte {
+	return z.write(z.encoder(frames))
+}
+
+// queue leaves one message for the next write: the connection's reader
+// queues the replies of requests it answered inline while more requests
+// are buffered behind them, and the queue goes out in one system call
+// when the reader is about to wait for the network (flushQueued), or
+// with any message sent before that.
+func (z *zconn) queue(frames [][]byte) error {
+	z.wmu.Lock()
+	defer z.wmu.Unlock()
+	if z.werr != nil {
+		return z.werr
+	}
+	z.pending = z.encoder(frames)(z.pending)
+	return nil
+}
+
+// flushQueued writes what queue left, if anything; the reader calls it
+// before it waits for the network (guardedConn.beforeFill), so that a
+// queued reply never waits for the peer.
+func (z *zconn) flushQueued() {
+	z.wmu.Lock()
+	idle := len(z.pending) == 0 || z.flushing // the writing sender takes it
+	z.wmu.Unlock()
+	if !idle {
+		_ = z.write(nil)
+	}
+}
+
+func (z *zconn) encoder(frames [][]byte) func([]byte) []byte {
+	return func(buf []byte) []byte {
 		for i, f := range frames {
 			var flags byte
 			if i < len(frames)-1 {
@@ -375,7 +406,7 @@ func (z *zconn) send(frames [][]byte) error {
 			buf = z.frame(buf, flags, f)
 		}
 		return buf
-	})
+	}
 }
 
 // maxSpare is the largest write buffer kept for reuse.
@@ -388,7 +419,9 @@ func (z *zconn) write(encode func([]byte) []byte) error {
 		z.wmu.Unlock()
 		return err
 	}
-	z.pending = encode(z.pending)
+	if encode != nil {
+		z.pending = encode(z.pending)
+	}
 	if z.flushing {
 		z.wmu.Unlock()
 		return nil
