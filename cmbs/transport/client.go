@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -345,7 +346,10 @@ func (g *replyGroup) one() {
 }
 
 // send sends req on cc with a correlation frame of its own; its reply
-// goes to group if it is not nil (collect), else to wait.
+// goes to group if it is not nil (collect), else to wait. With a group
+// the message is only queued (zconn.queue): the caller flushes cc once
+// it has queued its message on every connection, so that the messages
+// other Deliver calls queue meanwhile go out in the same system call.
 func (c *Client) send(ctx context.Context, cc *clientConn, req Envelope, group *replyGroup) (outstanding, error) {
 	var token [8]byte
 	w := &waiter{group: group}
@@ -364,7 +368,14 @@ func (c *Client) send(ctx context.Context, cc *clientConn, req Envelope, group *
 	}
 	out.heard = cc.received.Load()
 	cc.z.active.Add(1)
-	if err := cc.z.send([][]byte{token[:], nil, []byte(req.ID), []byte(req.MimeType), req.Body}); err != nil {
+	frames := [][]byte{token[:], nil, []byte(req.ID), []byte(req.MimeType), req.Body}
+	var err error
+	if group != nil {
+		err = cc.z.queue(frames)
+	} else {
+		err = cc.z.send(frames)
+	}
+	if err != nil {
 		cc.z.active.Add(-1)
 		if cc.forget(out.tok) && group != nil {
 			// Else the connection's end counted it.
@@ -682,6 +693,15 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 			defer func() { <-sem }()
 			results[i].Reply, results[i].Err = c.Request(ctx, ep, env)
 		}()
+	}
+	// Queued on every connection that was up: written now, each with
+	// what other calls queued on it meanwhile. A failed write ends its
+	// connection, which fails its requests.
+	if len(fast) > 0 {
+		runtime.Gosched() // let other calls queue theirs first
+	}
+	for _, f := range fast {
+		f.out.cc.z.flushQueued()
 	}
 	// One wake-up for all the replies on connections that were up.
 	group.one()

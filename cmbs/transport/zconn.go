@@ -384,9 +384,11 @@ func (z *zconn) queue(frames [][]byte) error {
 	return nil
 }
 
-// flushQueued writes what queue left, if anything; the reader calls it
-// before it waits for the network (guardedConn.beforeFill), so that a
-// queued reply never waits for the peer.
+// flushQueued writes what queue left, if anything, unless a sender is
+// writing (it writes the queue too). A server's reader calls it before it
+// waits for the network (guardedConn.beforeFill), so that a queued reply
+// never waits for the peer; Client.Deliver once it has queued its
+// message on every connection.
 func (z *zconn) flushQueued() {
 	z.wmu.Lock()
 	idle := len(z.pending) == 0 || z.flushing // the writing sender takes it
@@ -427,7 +429,7 @@ func (z *zconn) write(encode func([]byte) []byte) error {
 		return nil
 	}
 	z.flushing = true
-	if z.active.Load() > 1 {
+	if encode != nil && z.active.Load() > 1 {
 		// Other exchanges are in progress on this connection, so more
 		// messages are likely on their way: let their goroutines run
 		// first, so that their messages join this write instead of each
