@@ -106,7 +106,9 @@ func TestHandlerDeadlineAmongPipelinedRequests(t *testing.T) {
 				return Envelope{}, ctx.Err()
 			}
 			srv := startServer(t, h, append(tc.opts, WithHandlerTimeout(200*time.Millisecond))...)
-			c := newClient(t)
+			// Fewer in flight than the server's slots, which a reply
+			// can overtake.
+			c := newClient(t, WithMaxInFlight(32))
 			var wg sync.WaitGroup
 			errs := make(chan error, 200)
 			for i := range 200 {

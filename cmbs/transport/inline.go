@@ -13,7 +13,12 @@ import (
 // nothing (the reader's) before the handler runs.
 //
 // Pipelined requests (many in flight on one connection, as a fan-out
-// sends them) are answered one after the other by the reader: while more
+// sends them) are answered one after the other by the reader, as long as
+// no handler of the connection runs elsewhere: one that overran the grace
+// and was overtaken, or one on a handler goroutine, makes the requests
+// read meanwhile go to handler goroutines, so that a slow handler (a
+// receiver storing its message) holds those behind it up by the grace
+// once, and they run beside it rather than one after the other. While more
 // of the peer's bytes are buffered, a reply is queued (zconn.queue), and
 // the queue is written in one system call when the reader is about to
 // wait for the network (guardedConn.beforeFill), so that a burst of

@@ -389,8 +389,10 @@ func (s *Server) dispatch(sc *serverConn, frames [][]byte) bool {
 			fmt.Sprintf("all %d handler slots are busy", s.opts.maxConcurrent)))
 		return true
 	}
-	z.active.Add(1)
-	if s.opts.inlineGrace > 0 {
+	// Inline unless a handler of the connection's still runs (one that
+	// was overtaken, or on a handler goroutine): requests read behind a
+	// slow one then run beside it, not after it (inline.go).
+	if z.active.Add(1) == 1 && s.opts.inlineGrace > 0 {
 		return s.serveInline(sc, req)
 	}
 	s.handOver(job{z: z, req: req})
