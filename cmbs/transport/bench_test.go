@@ -111,6 +111,12 @@ func BenchmarkDeliver10Curve(b *testing.B) {
 	benchDeliver10(b, srvOpt, cliOpt)
 }
 
+// BenchmarkDeliver10CurveInline: CURVE, handlers inline.
+func BenchmarkDeliver10CurveInline(b *testing.B) {
+	srvOpt, cliOpt := benchCurve(b)
+	benchDeliver10(b, append(srvOpt, WithInlineHandlers(200*time.Microsecond)), cliOpt)
+}
+
 func benchDeliver10(b *testing.B, srvOpts, cliOpts []Option) {
 	ctx := testCtx(b)
 	eps := make([]string, 10)
