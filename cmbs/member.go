@@ -22,10 +22,11 @@ import (
 // members around it. Obtain one from Broker.MemberProvider.
 type MemberProvider struct{ b *Broker }
 
-// l1InlineGrace is how long an L1 handler runs on the goroutine that read
-// its request before another takes over reading the connection
-// (transport.WithInlineHandlers): an L1 request that stores or executes
-// its message takes longer, and one sent behind it waits that much more.
+// l1InlineGrace is how long a layer handler (L1 first, now every layer)
+// runs on the goroutine that read its request before another takes over
+// reading the connection (transport.WithInlineHandlers): a request that
+// stores or executes its message takes longer, and one sent behind it
+// waits that much more.
 const l1InlineGrace = 200 * time.Microsecond
 
 var (
