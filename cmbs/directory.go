@@ -54,7 +54,11 @@ type members struct {
 	receipts map[string][][]byte
 	// refs is each local member's reference (memberRef).
 	refs map[string]string
-	at   time.Time
+	// l1Replies memoizes, by local member location, the member's answer
+	// to an L1 message it did not execute, encoded (receiveL1): it is
+	// made of this listing only. Filled on first use; an encodedReply.
+	l1Replies sync.Map
+	at        time.Time
 }
 
 // subscriber is a member as send_l32 sees it.

@@ -368,7 +368,7 @@ func (b *Broker) l32Targets(ctx context.Context, e, sender *model.Entity, attrs 
 		return nil, err
 	}
 	var out []target
-	seen := map[string]bool{}
+	var sockets socketSet
 	for _, m := range known.subscribers {
 		if sender != nil && m.member == sender.Location {
 			continue
@@ -379,12 +379,43 @@ func (b *Broker) l32Targets(ctx context.Context, e, sender *model.Entity, attrs 
 		switch {
 		case m.socket == "":
 			out = append(out, target{member: m.member, err: "the member has no " + L32.socketAttrName()})
-		case !seen[m.socket]:
-			seen[m.socket] = true
+		case sockets.index(m.socket) < 0:
+			sockets.add(m.socket)
 			out = append(out, target{member: m.member, local: m.local, socket: m.socket})
 		}
 	}
 	return out, nil
+}
+
+// socketSet is a list of sockets, each once, searched in order while it is
+// short (a send has a handful of receivers) and through a map beyond.
+type socketSet struct {
+	list []string
+	pos  map[string]int
+}
+
+const socketSetScan = 16
+
+func (s *socketSet) index(socket string) int {
+	if s.pos != nil {
+		if i, ok := s.pos[socket]; ok {
+			return i
+		}
+		return -1
+	}
+	return slices.Index(s.list, socket)
+}
+
+func (s *socketSet) add(socket string) {
+	s.list = append(s.list, socket)
+	if s.pos == nil && len(s.list) > socketSetScan {
+		s.pos = make(map[string]int, 2*len(s.list))
+		for i, x := range s.list {
+			s.pos[x] = i
+		}
+	} else if s.pos != nil {
+		s.pos[socket] = len(s.list) - 1
+	}
 }
 
 // l4Neighbours: for each of the member's neighbors_socket entries (L1
@@ -438,8 +469,7 @@ func (b *Broker) l4Neighbours(ctx context.Context, member *model.Entity, path []
 // whose layer is not started is reported without a network call.
 func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env transport.Envelope) []Delivery {
 	out := make([]Delivery, len(targets))
-	var endpoints []string
-	first := map[string]int{} // socket → index in endpoints
+	var sockets socketSet
 	for i, t := range targets {
 		out[i] = Delivery{Provider: t.provider, Neighbor: t.neighbor, Member: t.member, Socket: t.socket, Error: t.err}
 		if t.err != "" || t.socket == "" {
@@ -451,11 +481,11 @@ func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env tra
 			b.deliveryFailed(l, env.ID, t.socket, out[i].Error)
 			continue
 		}
-		if _, dup := first[t.socket]; !dup {
-			first[t.socket] = len(endpoints)
-			endpoints = append(endpoints, t.socket)
+		if sockets.index(t.socket) < 0 {
+			sockets.add(t.socket)
 		}
 	}
+	endpoints := sockets.list
 	if len(endpoints) == 0 {
 		return out
 	}
@@ -463,28 +493,47 @@ func (b *Broker) deliver(ctx context.Context, l Layer, targets []target, env tra
 	b.stats.inFlightByLayer[li].Add(int64(len(endpoints)))
 	results := b.client.Deliver(ctx, endpoints, env)
 	b.stats.inFlightByLayer[li].Add(-int64(len(endpoints)))
+	sent := 0
 	for _, r := range results {
 		if r.Err != nil {
 			b.deliveryFailed(l, env.ID, r.Endpoint, r.Err)
 		} else {
-			b.stats.sent[li].Add(1)
+			sent++
 		}
 	}
+	b.stats.sent[li].Add(uint64(sent))
+	acks := make([]map[string]any, len(results)) // decoded once per socket
 	for i := range out {
-		j, ok := first[out[i].Socket]
-		if !ok || out[i].Error != "" {
+		if out[i].Error != "" || out[i].Socket == "" {
 			continue
 		}
-		if r := results[j]; r.Err != nil {
+		j := sockets.index(out[i].Socket)
+		if j < 0 {
+			continue
+		}
+		r := results[j]
+		if r.Err != nil {
 			out[i].Error = r.Err.Error()
 			continue
 		}
 		out[i].Delivered = true
-		if v, err := jsonscan.Decode(results[j].Reply.Body); err == nil {
-			out[i].Ack, _ = v.(map[string]any)
+		if acks[j] == nil {
+			acks[j] = decodeReceipt(r.Reply.Body)
 		}
+		out[i].Ack = acks[j]
 	}
 	return out
+}
+
+// decodeReceipt decodes a receiver's receipt; one that is not a JSON
+// object is nil.
+func decodeReceipt(body []byte) map[string]any {
+	v, err := jsonscan.Decode(body)
+	if err != nil {
+		return nil
+	}
+	m, _ := v.(map[string]any)
+	return m
 }
 
 // execute runs the message here: its result becomes {"executed_by", "at"},

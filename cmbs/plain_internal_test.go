@@ -2,6 +2,7 @@ package cmbs
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/cmbs/cmbs/cmbs/transport"
@@ -166,5 +167,26 @@ func BenchmarkDecodeMessage(b *testing.B) {
 		if _, err := decodeMessage(transport.Envelope{ID: "x", MimeType: MessageMimeType, Body: wire}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// socketSet finds each socket at the index it was added at, before and
+// after it switches from scanning to a map.
+func TestSocketSet(t *testing.T) {
+	var s socketSet
+	for i := range 3 * socketSetScan {
+		socket := fmt.Sprintf("tcp://127.0.0.1:%d", 4000+i)
+		if s.index(socket) != -1 {
+			t.Fatalf("%s found before it was added", socket)
+		}
+		s.add(socket)
+		for j := 0; j <= i; j++ {
+			if got := s.index(fmt.Sprintf("tcp://127.0.0.1:%d", 4000+j)); got != j {
+				t.Fatalf("after %d adds: socket %d at %d", i+1, j, got)
+			}
+		}
+	}
+	if len(s.list) != 3*socketSetScan || s.pos == nil {
+		t.Fatalf("%d sockets listed, map %v", len(s.list), s.pos != nil)
 	}
 }

@@ -81,7 +81,9 @@ func (b *Broker) layerHandler(loc string, l Layer) transport.Handler {
 			return transport.Envelope{}, err
 		}
 		var body []byte
-		if m, ok := reply.(map[string]any); ok {
+		if r, ok := reply.(encodedReply); ok {
+			body = r
+		} else if m, ok := reply.(map[string]any); ok {
 			body, err = jsonenc.Append(nil, m) // the L1 reply, without reflection
 		} else {
 			body, err = json.Marshal(reply)
@@ -154,6 +156,34 @@ func (b *Broker) receiveL1(ctx context.Context, member *model.Entity, msg map[st
 		b.learnAskerKey(ctx, content)
 	}
 	rec := b.deliverLocally(ctx, member, L1, msg)
+	if rec.Executed == nil && b.curve == nil {
+		// The answer depends on the listing of members only: encoded once
+		// per listing (a change of members makes a new one).
+		if snap, err := b.known(ctx); err == nil && snap.byLoc[member.Location] == member {
+			if r, ok := snap.l1Replies.Load(member.Location); ok {
+				return r.(encodedReply), nil
+			}
+			reply, err := b.l1Reply(ctx, member, rec)
+			if err != nil {
+				return nil, err
+			}
+			body, err := jsonenc.Append(nil, reply)
+			if err != nil {
+				return nil, err
+			}
+			snap.l1Replies.Store(member.Location, encodedReply(body))
+			return encodedReply(body), nil
+		}
+	}
+	return b.l1Reply(ctx, member, rec)
+}
+
+// encodedReply is an answer already encoded as JSON; it is shared, never
+// modified.
+type encodedReply []byte
+
+// l1Reply is a local member's answer to an L1 message (receiveL1).
+func (b *Broker) l1Reply(ctx context.Context, member *model.Entity, rec *Receipt) (map[string]any, error) {
 	sockets, err := b.knownL1Sockets(ctx)
 	if err != nil {
 		return nil, err

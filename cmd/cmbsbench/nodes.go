@@ -19,6 +19,7 @@ import (
 	"github.com/cmbs/cmbs/cmbs"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
+	"github.com/cmbs/cmbs/providers/process"
 	"github.com/cmbs/cmbs/store/sqlite"
 )
 
@@ -60,7 +61,7 @@ func startNodeWith(ctx context.Context, log *slog.Logger, opts cmbs.Options) (*c
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "cmbs.db"), sqlite.WithLogger(log), sqlite.WithUnindexed(cmbs.UnindexedPaths...))
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "cmbs.db"), sqlite.WithLogger(log), sqlite.WithUnindexed(cmbs.UnindexedPaths...), sqlite.WithUnsearched(process.UnindexedPaths...))
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/cmbs/cmbs/cmbs"
+	processreg "github.com/cmbs/cmbs/providers/process"
 	"github.com/cmbs/cmbs/store"
 	"github.com/cmbs/cmbs/store/couch"
 	"github.com/cmbs/cmbs/store/sqlite"
@@ -31,7 +32,7 @@ func openBackend(ctx context.Context, cfg config, logger *slog.Logger) (store.St
 		if err := os.MkdirAll(filepath.Dir(cfg.SQLitePath), 0o750); err != nil {
 			return nil, fmt.Errorf("create store directory: %w", err)
 		}
-		st, err := sqlite.Open(ctx, cfg.SQLitePath, sqlite.WithLogger(logger), sqlite.WithUnindexed(cmbs.UnindexedPaths...))
+		st, err := sqlite.Open(ctx, cfg.SQLitePath, sqlite.WithLogger(logger), sqlite.WithUnindexed(cmbs.UnindexedPaths...), sqlite.WithUnsearched(processreg.UnindexedPaths...))
 		if err != nil {
 			return nil, fmt.Errorf("open embedded store %s: %w", cfg.SQLitePath, err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/cmbs/cmbs/internal/couchpeer"
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
+	"github.com/cmbs/cmbs/providers/process"
 	"github.com/cmbs/cmbs/store"
 	"github.com/cmbs/cmbs/store/couch"
 	"github.com/cmbs/cmbs/store/sqlite"
@@ -92,7 +93,7 @@ func OpenSQLite(t testing.TB) store.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "cmbs.db"), sqlite.WithUnindexed(cmbs.UnindexedPaths...))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "cmbs.db"), sqlite.WithUnindexed(cmbs.UnindexedPaths...), sqlite.WithUnsearched(process.UnindexedPaths...))
 	if err != nil {
 		t.Fatalf("open embedded store: %v", err)
 	}
@@ -163,7 +164,7 @@ func ReopenableStores(couchURL func(t testing.TB) string) []ReopenableStore {
 			return func(t *testing.T) store.Store {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				st, err := sqlite.Open(ctx, path, sqlite.WithUnindexed(cmbs.UnindexedPaths...))
+				st, err := sqlite.Open(ctx, path, sqlite.WithUnindexed(cmbs.UnindexedPaths...), sqlite.WithUnsearched(process.UnindexedPaths...))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -2,9 +2,11 @@ package entities_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,5 +149,49 @@ func TestFlushStoresEverythingCreatedLater(t *testing.T) {
 	}
 	if _, err := svc.CreateLater(ctx, kind, model.TypeResource, computeInput(t, "late", "l")); !errors.Is(err, entities.ErrFlushed) {
 		t.Fatalf("CreateLater after Flush: %v, want ErrFlushed", err)
+	}
+}
+
+// TestCreateLaterTrustedStoresTheSame: an entity the server built itself,
+// nested and valid, is stored by CreateLaterTrusted as the same document
+// CreateLater stores (defaults filled in, the core attributes taken out).
+func TestCreateLaterTrustedStoresTheSame(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{})
+	svc := srv.OCCI.Entities()
+	kind, _ := svc.Categories().Get(computeKind)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	input := func(id string) *model.EntityInput {
+		in := computeInput(t, id, "h1")
+		in.Attributes["occi"].(map[string]any)["core"] = map[string]any{"title": "t1"}
+		in.Attributes["occi"].(map[string]any)["compute"].(map[string]any)["cores"] = float64(2)
+		return in
+	}
+	checked, err := svc.CreateLater(ctx, kind, model.TypeResource, input("checked"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted, err := svc.CreateLaterTrusted(ctx, kind, model.TypeResource, input("trusted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs [2]string
+	for i, loc := range []string{checked, trusted} {
+		e, err := svc.Get(ctx, loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.ID, e.Location, e.Rev = "", "", ""
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[i] = string(b)
+	}
+	if docs[0] != docs[1] {
+		t.Errorf("CreateLater stored\n%s\nCreateLaterTrusted stored\n%s", docs[0], docs[1])
+	}
+	if !strings.Contains(docs[1], `"title":"t1"`) {
+		t.Errorf("the title given as occi.core.title is not the entity's: %s", docs[1])
 	}
 }

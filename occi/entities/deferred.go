@@ -56,7 +56,10 @@ type laterBatch struct {
 // stores it in the background: for a write whose caller has already
 // answered its client, such as the result of a message that has been
 // delivered. The update is checked against current (the entity as the
-// caller read it) first, so an invalid one is refused here, not lost. Updates of one location are stored in the order
+// caller read it from the service, whose values passed when stored) first:
+// the values it brings, and the entity's bounds, required and immutable
+// attributes (model.AttrSet.CheckPatch), so an invalid one is refused
+// here, not lost. Updates of one location are stored in the order
 // they were queued, those queued while an earlier one of the location is
 // being stored in one write after it; a concurrent change is retried. Every read or change
 // of the location through the Service waits for it first, and listings
@@ -68,7 +71,9 @@ type laterBatch struct {
 // stored or ctx ends.
 func (s *Service) UpdateLater(ctx context.Context, current *model.Entity, in *model.EntityInput) error {
 	location := current.Location
-	patched, err := s.patch(ctx, location, in)(current)
+	// current was read from the store and its values passed when stored:
+	// what the update brings is checked, not every value again.
+	patched, err := s.patchChecked(ctx, location, in, true)(current)
 	if err != nil {
 		return err
 	}

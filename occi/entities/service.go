@@ -176,6 +176,12 @@ func (s *Service) CreateAt(ctx context.Context, location, typ string, in *model.
 
 // prepare builds and validates a new entity (and its inline links).
 func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.EntityInput) (*model.Entity, []*model.Entity, error) {
+	return s.prepareAs(ctx, loc, typ, in, false)
+}
+
+// prepareAs is prepare; trusted skips what only a client's input needs
+// (see CreateLaterTrusted): nesting flat names and checking each value.
+func (s *Service) prepareAs(ctx context.Context, loc, typ string, in *model.EntityInput, trusted bool) (*model.Entity, []*model.Entity, error) {
 	// An entity CreateLater queued there is stored first: this one is then refused.
 	if err := s.settle(ctx, loc); err != nil {
 		return nil, nil, err
@@ -197,14 +203,20 @@ func (s *Service) prepare(ctx context.Context, loc, typ string, in *model.Entity
 	if err := s.cats.CheckMixins(e.Kind, e.Mixins, nil); err != nil {
 		return nil, nil, err
 	}
-	e.Attributes = attrs.Nest(e.Attributes)
+	if !trusted {
+		e.Attributes = attrs.Nest(e.Attributes)
+	}
 	if err := takeCoreAttributes(&e); err != nil {
 		return nil, nil, err
 	}
 	if err := s.providerPrepare(ctx, &e); err != nil {
 		return nil, nil, err
 	}
-	if err := attrs.Prepare(e.Attributes); err != nil {
+	prepareAttrs := attrs.Prepare
+	if trusted {
+		prepareAttrs = attrs.Complete
+	}
+	if err := prepareAttrs(e.Attributes); err != nil {
 		return nil, nil, s.explainAttr(err)
 	}
 	if typ == model.TypeLink {
@@ -535,6 +547,13 @@ func (s *Service) update(ctx context.Context, location, ifMatch string, in *mode
 
 // patch returns the change a partial update makes to an entity.
 func (s *Service) patch(ctx context.Context, location string, in *model.EntityInput) func(old *model.Entity) (*model.Entity, error) {
+	return s.patchChecked(ctx, location, in, false)
+}
+
+// patchChecked is patch; onlyChanges checks, when the update changes
+// attributes only, the values it brings rather than every value of the
+// entity (model.AttrSet.CheckPatch), for an old entity read from the store.
+func (s *Service) patchChecked(ctx context.Context, location string, in *model.EntityInput, onlyChanges bool) func(old *model.Entity) (*model.Entity, error) {
 	return func(old *model.Entity) (*model.Entity, error) {
 		e := cloneEntity(old)
 		if in.Present["kind"] && in.Kind != old.Kind {
@@ -586,8 +605,11 @@ func (s *Service) patch(ctx context.Context, location string, in *model.EntityIn
 				e.Summary, e.HasSummary = tmp.Summary, true
 			}
 			attrs.MergeAttributes(e.Attributes, tmp.Attributes)
+			if onlyChanges && !in.Present["mixins"] {
+				return e, s.checkChanged(ctx, attrs, old, e, in.SourceKind, tmp.Attributes)
+			}
 		}
-		return e, s.checkChanged(ctx, attrs, old, e, in.SourceKind)
+		return e, s.checkChanged(ctx, attrs, old, e, in.SourceKind, nil)
 	}
 }
 
@@ -643,7 +665,7 @@ func (s *Service) Replace(ctx context.Context, location, ifMatch, typ string, in
 			return nil, s.explainAttr(err)
 		}
 		e.Normalize()
-		return &e, s.checkChanged(ctx, attrs, old, &e, in.SourceKind)
+		return &e, s.checkChanged(ctx, attrs, old, &e, in.SourceKind, nil)
 	})
 	return e, false, err
 }
@@ -666,11 +688,15 @@ func (s *Service) explainAttr(err error) error {
 }
 
 // checkChanged validates an updated entity against its stored state.
-func (s *Service) checkChanged(ctx context.Context, attrs *model.AttrSet, old, e *model.Entity, sourceKind string) error {
+func (s *Service) checkChanged(ctx context.Context, attrs *model.AttrSet, old, e *model.Entity, sourceKind string, patch map[string]any) error {
 	if err := model.CheckEntityBounds(e, s.cats.MaxAttributes()); err != nil {
 		return err
 	}
-	if err := attrs.CheckUpdate(old.Attributes, e.Attributes); err != nil {
+	check := attrs.CheckUpdate
+	if patch != nil { // only patch's values changed (patchChecked)
+		check = func(old, updated map[string]any) error { return attrs.CheckPatch(old, updated, patch) }
+	}
+	if err := check(old.Attributes, e.Attributes); err != nil {
 		return err
 	}
 	if e.Type == model.TypeLink && (e.Source != old.Source || e.Target != old.Target || e.TargetKind != old.TargetKind || sourceKind != "") {

@@ -470,6 +470,13 @@ func (s *AttrSet) Prepare(tree map[string]any) error {
 	if err := s.checkValues(tree); err != nil {
 		return err
 	}
+	return s.Complete(tree)
+}
+
+// Complete is Prepare without checking the values given: it fills in
+// defaults and checks that every required attribute is present, for a
+// tree the server built itself from values it knows are valid.
+func (s *AttrSet) Complete(tree map[string]any) error {
 	for _, d := range s.defs {
 		if _, present := Lookup(tree, d.Path); !present && d.HasDefault {
 			SetPath(tree, d.Path, deepCopy(d.Default))
@@ -490,6 +497,11 @@ func (s *AttrSet) CheckUpdate(old, updated map[string]any) error {
 	if err := s.checkValues(updated); err != nil {
 		return err
 	}
+	return s.checkDefs(old, updated)
+}
+
+// checkDefs checks required and immutable attributes of an update.
+func (s *AttrSet) checkDefs(old, updated map[string]any) error {
 	for _, d := range s.defs {
 		nv, present := Lookup(updated, d.Path)
 		if d.Required && (!present || nv == nil) {
@@ -505,8 +517,71 @@ func (s *AttrSet) CheckUpdate(old, updated map[string]any) error {
 	return nil
 }
 
+// CheckPatch is CheckUpdate for an update that merged patch (a nested
+// tree, as MergeAttributes took it) into old, giving updated, where old's
+// own values are valid: only patch's values are checked one by one, the
+// number of updated's values is bounded, and every required and immutable
+// attribute is checked as CheckUpdate does. A value of old that no longer
+// passes its definition is not looked at again; anything patch brings is.
+func (s *AttrSet) CheckPatch(old, updated, patch map[string]any) error {
+	var leaves leavesByKey
+	s.patchLeaves(nil, patch, updated, &leaves)
+	sort.Sort(&leaves) // the first error is the one Leaves' order finds
+	if err := s.checkLeaves(leaves.leaves); err != nil {
+		return err
+	}
+	if s.maxValues > 0 {
+		if n := s.countLeaves(make([]byte, 0, 64), updated); n > s.maxValues {
+			return TooLarge("the entity has %d attributes; the limit is %d", n, s.maxValues)
+		}
+	}
+	return s.checkDefs(old, updated)
+}
+
+// patchLeaves adds to leaves the values of updated that patch brought, as
+// Leaves would find them: it follows MergeAttributes, which merged a
+// namespace object into the one updated already had.
+func (s *AttrSet) patchLeaves(prefix []string, patch, updated map[string]any, leaves *leavesByKey) {
+	for k, v := range patch {
+		path := append(prefix[:len(prefix):len(prefix)], k)
+		key := pathKey(path)
+		d := s.byName[key]
+		if sub, ok := v.(map[string]any); ok && d == nil {
+			if merged, _ := updated[k].(map[string]any); len(merged) > 0 {
+				s.patchLeaves(path, sub, merged, leaves)
+				continue
+			}
+		}
+		leaves.add(key, Leaf{Path: path, Value: v, Def: d})
+	}
+}
+
+// countLeaves counts the values Leaves finds in tree, without building
+// them: key is the pathKey of tree's namespace (nil at the top).
+func (s *AttrSet) countLeaves(key []byte, tree map[string]any) int {
+	n := 0
+	for k, v := range tree {
+		path := key
+		if len(path) > 0 {
+			path = append(path, 0)
+		}
+		path = append(path, k...)
+		if s.byName[string(path)] == nil {
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
+				n += s.countLeaves(path, sub)
+				continue
+			}
+		}
+		n++
+	}
+	return n
+}
+
 func (s *AttrSet) checkValues(tree map[string]any) error {
-	leaves := s.Leaves(tree)
+	return s.checkLeaves(s.Leaves(tree))
+}
+
+func (s *AttrSet) checkLeaves(leaves []Leaf) error {
 	if err := checkValueBounds(leaves, s.maxValues); err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ import (
 type Entities interface {
 	Get(ctx context.Context, location string) (*model.Entity, error)
 	Create(ctx context.Context, kind *model.Category, typ string, inputs []*model.EntityInput) ([]string, error)
-	CreateLater(ctx context.Context, kind *model.Category, typ string, in *model.EntityInput) (string, error)
+	CreateLaterTrusted(ctx context.Context, kind *model.Category, typ string, in *model.EntityInput) (string, error)
 	Update(ctx context.Context, location, ifMatch string, in *model.EntityInput) (*model.Entity, error)
 	Replace(ctx context.Context, location, ifMatch, typ string, in *model.EntityInput) (*model.Entity, bool, error)
 	Delete(ctx context.Context, location, ifMatch string) error
@@ -388,10 +388,10 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Def
 	id := uuid.NewString()
 	ev := p.executionEvents(id, kind.Location+id, e.Location)
 	ev.started(started)
-	record := map[string]any{
-		"definition": e.Location, "status": engine.StatusRunning, "started_at": started.Format(time.RFC3339Nano),
-		"input_size": float64(len(input)), "trigger": trigger,
-	}
+	// Room for the result too (storeFields): the map does not grow.
+	record := make(map[string]any, 16)
+	record["definition"], record["status"], record["started_at"] = e.Location, engine.StatusRunning, started.Format(time.RFC3339Nano)
+	record["input_size"], record["trigger"] = float64(len(input)), trigger
 	r := &run{cancel: cancel, done: make(chan struct{})}
 	recorded := make(chan runningRecord, 1)
 	timer := time.AfterFunc(runningRecordAfter, func() {
@@ -406,9 +406,7 @@ func (p *Provider) execute(ctx context.Context, e *model.Entity, def *engine.Def
 			return nil, err
 		}
 		result := resultFields(res)
-		for k, v := range p.storedFields(result, res) {
-			record[k] = v
-		}
+		p.storeFields(record, result, res)
 		loc, err := p.createRecordLater(ctx, kind, id, record)
 		if err != nil {
 			ev.finished(nil, err)
@@ -486,7 +484,13 @@ const DefaultMaxRecordOutput = 64 << 10
 // p.maxRecord (a document of megabytes costs every store far more than
 // the run, and CouchDB refuses one over its max_document_size).
 func (p *Provider) storedFields(result map[string]any, res *engine.Result) map[string]any {
-	stored := map[string]any{}
+	stored := make(map[string]any, len(result)+1)
+	p.storeFields(stored, result, res)
+	return stored
+}
+
+// storeFields adds storedFields to the record stored.
+func (p *Provider) storeFields(stored, result map[string]any, res *engine.Result) {
 	for k, v := range result {
 		if v != nil {
 			stored[k] = v
@@ -494,7 +498,7 @@ func (p *Provider) storedFields(result map[string]any, res *engine.Result) map[s
 	}
 	stored["pid"] = float64(res.Pid)
 	if p.maxRecord < 0 || (int64(len(res.Output)) <= p.maxRecord && int64(len(res.Stderr)) <= p.maxRecord) {
-		return stored
+		return
 	}
 	stored["record_truncated"] = true
 	stored["output_size"] = float64(len(res.Output))
@@ -510,7 +514,6 @@ func (p *Provider) storedFields(result map[string]any, res *engine.Result) map[s
 	if int64(len(res.Stderr)) > p.maxRecord {
 		stored["stderr"] = strings.ToValidUTF8(string(runePrefix(res.Stderr[:p.maxRecord])), "\uFFFD")
 	}
-	return stored
 }
 
 // runePrefix drops an incomplete UTF-8 sequence a cut left at the end of b.
@@ -548,7 +551,10 @@ func (p *Provider) createRecordLater(ctx context.Context, kind *model.Category, 
 	// gone away (waiting only while the queue is full).
 	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	loc, err := p.ents.CreateLater(internal(saveCtx), kind, model.TypeResource, in)
+	// The record is built here from the run's result, every value of the
+	// type its attribute declares (recordMatchesValidated checks it): the
+	// trusted path skips checking each value again.
+	loc, err := p.ents.CreateLaterTrusted(internal(saveCtx), kind, model.TypeResource, in)
 	if err != nil {
 		return "", fmt.Errorf("record the execution: %w", err)
 	}

@@ -32,7 +32,15 @@ type cachedDoc struct {
 	// have been indexed by an older program.
 	written bool
 	rid     int64 // the document's row id, if written
+	// rows are the document's index rows as the writer wrote them, if
+	// written (nil for a body with no rows): never modified, so that
+	// Store.knownRows hands them out without listing them again.
+	rows map[pidRow]struct{}
 }
+
+// size is what a cached document counts against the cache's bytes: its
+// body and its rows (about 48 bytes each in a map).
+func (d *cachedDoc) size() int { return len(d.body) + 48*len(d.rows) }
 
 // maxCachedBody is the largest body kept: a few large documents must not
 // push out many small hot ones.
@@ -108,7 +116,7 @@ func (c *docCache) put(d cachedDoc) {
 		return
 	}
 	c.items[d.id] = c.lru.PushFront(&d)
-	c.size += len(d.body)
+	c.size += d.size()
 	for c.size > c.max {
 		c.remove(c.lru.Back().Value.(*cachedDoc).id)
 	}
@@ -116,7 +124,7 @@ func (c *docCache) put(d cachedDoc) {
 
 func (c *docCache) remove(id string) {
 	if el, ok := c.items[id]; ok {
-		c.size -= len(el.Value.(*cachedDoc).body)
+		c.size -= el.Value.(*cachedDoc).size()
 		c.lru.Remove(el)
 		delete(c.items, id)
 	}

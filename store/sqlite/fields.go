@@ -160,18 +160,41 @@ func scalarValue(v any) (fieldValue, bool, error) {
 // and one more level).
 const maxIndexDepth = 5
 
-// unindexedPaths are the pathKeys of WithUnindexed: a value at one of them
-// gets its own row (an object's or array's marker, and then a partial
-// row), and nothing inside it is indexed. nil indexes everything.
-type unindexedPaths map[string]struct{}
+// unindexedPaths are the pathKeys of WithUnindexed (false) and
+// WithUnsearched (true). At a WithUnindexed path a value gets its own row
+// (an object's or array's marker, and then a partial row), and nothing
+// inside it is indexed; at a WithUnsearched path nothing is, and Find
+// does not look the path up (see narrow). nil indexes everything.
+type unindexedPaths map[string]bool
 
-// has reports whether the pathKey path is unindexed.
+// has reports whether the pathKey path is a WithUnindexed path.
 func (u unindexedPaths) has(path []byte) bool {
 	if len(u) == 0 {
 		return false
 	}
-	_, ok := u[string(path)]
-	return ok
+	unsearched, ok := u[string(path)]
+	return ok && !unsearched
+}
+
+// omits reports whether the pathKey path is a WithUnsearched path.
+func (u unindexedPaths) omits(path []byte) bool {
+	return len(u) > 0 && u[string(path)]
+}
+
+// omitsAny reports whether a WithUnsearched path is path or one of its
+// prefixes: the index has no row for a value there.
+func (u unindexedPaths) omitsAny(path []string) bool {
+	if len(u) == 0 {
+		return false
+	}
+	var key []byte
+	for _, seg := range path {
+		key = appendSegment(key, seg)
+		if u[string(key)] {
+			return true
+		}
+	}
+	return false
 }
 
 // indexRows lists the index rows of a document body.
@@ -179,6 +202,9 @@ func indexRows(body map[string]any, skip unindexedPaths) (map[fieldRow]struct{},
 	rows := make(map[fieldRow]struct{}, 2*len(body))
 	var walk func(prefix string, depth int, v any) error
 	walk = func(prefix string, depth int, v any) error {
+		if skip.omits([]byte(prefix)) {
+			return nil
+		}
 		switch t := v.(type) {
 		case map[string]any:
 			rows[fieldRow{prefix, tagValue(tagObject)}] = struct{}{}

@@ -127,13 +127,14 @@ func orNarrowing(kids ...*narrowing) *narrowing {
 }
 
 // narrow computes the narrowing of a normalised selector node; prefix is the
-// path of the array an $elemMatch applies to.
-func narrow(n *mango.Node, prefix []string) *narrowing {
+// path of the array an $elemMatch applies to; a condition on a path omit
+// omits (WithUnsearched) narrows nothing.
+func narrow(n *mango.Node, prefix []string, omit unindexedPaths) *narrowing {
 	switch n.Op {
 	case mango.OpAnd:
 		kids := make([]*narrowing, 0, len(n.Args))
 		for _, a := range n.Args {
-			kids = append(kids, narrow(a, prefix))
+			kids = append(kids, narrow(a, prefix, omit))
 		}
 		return andNarrowing(kids...)
 	case mango.OpOr:
@@ -142,7 +143,7 @@ func narrow(n *mango.Node, prefix []string) *narrowing {
 		}
 		kids := make([]*narrowing, 0, len(n.Args))
 		for _, a := range n.Args {
-			kids = append(kids, narrow(a, prefix))
+			kids = append(kids, narrow(a, prefix, omit))
 		}
 		return orNarrowing(kids...)
 	case "":
@@ -155,7 +156,7 @@ func narrow(n *mango.Node, prefix []string) *narrowing {
 				return narrowAll
 			}
 		}
-		if len(path) == 0 {
+		if len(path) == 0 || omit.omitsAny(path) {
 			return narrowAll
 		}
 		for _, seg := range path {
@@ -165,7 +166,7 @@ func narrow(n *mango.Node, prefix []string) *narrowing {
 				return narrowAll
 			}
 		}
-		return withPartial(path, condNarrowing(path, n.Cond))
+		return withPartial(path, condNarrowing(path, n.Cond, omit))
 	}
 	// $not and $nor survive normalisation only inside $elemMatch.
 	return narrowAll
@@ -184,7 +185,7 @@ func withPartial(path []string, n *narrowing) *narrowing {
 	return orNarrowing(kids...)
 }
 
-func condNarrowing(path []string, c *mango.Node) *narrowing {
+func condNarrowing(path []string, c *mango.Node, omit unindexedPaths) *narrowing {
 	if len(path) > maxIndexDepth {
 		if c.Op == mango.OpExists && !c.Val.(bool) {
 			return narrowAll
@@ -249,7 +250,7 @@ func condNarrowing(path []string, c *mango.Node) *narrowing {
 	case mango.OpSize:
 		return fieldNarrowing(key, "value = ?", tagArray)
 	case mango.OpElemMatch, mango.OpAllMatch:
-		return andNarrowing(fieldNarrowing(key, "value = ?", tagArray), narrow(c.Cond, path))
+		return andNarrowing(fieldNarrowing(key, "value = ?", tagArray), narrow(c.Cond, path, omit))
 	case mango.OpKeyMapMatch:
 		return fieldNarrowing(key, "value = ?", tagObject)
 	case mango.OpRegex:
@@ -479,7 +480,13 @@ func filterSQL(n, skip *narrowing, args *[]any) string {
 	case nField:
 		*args = append(*args, n.pid)
 		*args = append(*args, n.args...)
-		q := "EXISTS (SELECT 1 FROM fields f WHERE f.rid = d.rid AND f.pid = ?"
+		// The index is ordered by (pid, value, rid) only: a condition
+		// naming the values is a few probes per document; any other
+		// lists its documents once.
+		if pointPred(n.pred) {
+			return "EXISTS (SELECT 1 FROM fields f WHERE f.pid = ? AND f." + n.pred + " AND f.rid = d.rid)"
+		}
+		q := "d.rid IN (SELECT rid FROM fields WHERE pid = ?"
 		if n.pred != "" {
 			q += " AND " + n.pred
 		}
@@ -499,6 +506,12 @@ func filterSQL(n, skip *narrowing, args *[]any) string {
 		return "(" + strings.Join(parts, sep) + ")"
 	}
 	return "1"
+}
+
+// pointPred reports whether a field narrowing's condition names its
+// values ("value = ?" or "value IN (…)").
+func pointPred(pred string) bool {
+	return pred == "value = ?" || strings.HasPrefix(pred, "value IN (") && !strings.Contains(pred, " AND ")
 }
 
 // findPlan is the SQL chosen for a query.
@@ -542,7 +555,7 @@ func (s *Store) plan(ctx context.Context, sel *mango.Selector, order sortOrder, 
 	n := narrowAll
 	if sel.Root != nil {
 		var err error
-		if n, err = s.resolve(ctx, narrow(sel.Root, nil)); err != nil {
+		if n, err = s.resolve(ctx, narrow(sel.Root, nil, s.unindexed)); err != nil {
 			return nil, err
 		}
 		n, _ = bound(n, maxLookups)

@@ -188,7 +188,7 @@ func (s *bodyScanner) object(depth int, members, top bool) bool {
 			s.keys[level] = append(seen, key)
 			s.path = appendSegment(s.path, key)
 		}
-		if !s.value(depth+1, members) {
+		if !s.value(depth+1, members && !s.skip.omits(s.path)) {
 			return false
 		}
 		s.path = s.path[:mark]

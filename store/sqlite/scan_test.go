@@ -87,6 +87,15 @@ func FuzzScanBodyAgrees(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) { checkScanBody(t, raw) })
 }
 
+// testUnsearched are WithUnsearched paths (and WithUnindexed ones) that
+// the seeds have values at.
+var testUnsearched = func() unindexedPaths {
+	var o options
+	WithUnindexed("attributes.cmbs.message.result", "mixins")(&o)
+	WithUnsearched("a", "t", "k", "attributes.cmbs.message.cmbs_layer", "attributes.cmbs.message.path_history")(&o)
+	return o.unindexed
+}()
+
 // testUnindexed are WithUnindexed paths that the seeds have values at.
 var testUnindexed = func() unindexedPaths {
 	var o options
@@ -99,6 +108,7 @@ func checkScanBody(t *testing.T, raw []byte) {
 	t.Helper()
 	checkScanBodySkip(t, raw, nil)
 	checkScanBodySkip(t, raw, testUnindexed)
+	checkScanBodySkip(t, raw, testUnsearched)
 }
 
 func checkScanBodySkip(t *testing.T, raw []byte, skip unindexedPaths) {

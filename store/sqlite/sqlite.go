@@ -18,7 +18,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -51,7 +50,7 @@ type Store struct {
 
 	// Prepared statements, on writer (w*) or reader (r*).
 	wSelectDoc, wMaxSeq, wInsertDoc, wUpdateDoc, wSelectPath, wInsertPath *sql.Stmt
-	wSelectRows, wInsertPartial                                           *sql.Stmt
+	wSelectBody, wInsertPartial                                           *sql.Stmt
 	rGet, rChanges, rMaxSeq, rMaxRID, rSelectPath                         *sql.Stmt
 	// wInsertFields[i] and wDeleteFields[i] insert or delete
 	// fieldChunks[i] index rows in one statement: a document has dozens of
@@ -129,7 +128,28 @@ func WithUnindexed(paths ...string) Option {
 		}
 		for _, p := range paths {
 			if p != "" {
-				o.unindexed[pathKey(strings.Split(p, "."))] = struct{}{}
+				k := pathKey(strings.Split(p, "."))
+				o.unindexed[k] = o.unindexed[k]
+			}
+		}
+	}
+}
+
+// WithUnsearched names paths (dotted, as WithUnindexed) whose values get
+// no index row at all, nor anything inside them: meant for the fields of
+// a document written often and never searched (a run's output, its
+// times). A selector condition on such a path, or below it, still gives
+// the exact result: it narrows nothing, and the documents the rest of the
+// selector admits are read and matched. Changing the paths of an existing
+// database rebuilds its index at Open.
+func WithUnsearched(paths ...string) Option {
+	return func(o *options) {
+		if o.unindexed == nil {
+			o.unindexed = unindexedPaths{}
+		}
+		for _, p := range paths {
+			if p != "" {
+				o.unindexed[pathKey(strings.Split(p, "."))] = true
 			}
 		}
 	}
@@ -177,7 +197,13 @@ func WithBusyTimeout(d time.Duration) Option {
 // 3: partial rows (capped documents) and partial_paths; a version 2
 // database needs nothing done, and older programs must not read version 3
 // (they would miss the documents partial rows stand for).
-const schemaVersion = 3
+// 4: no fields_by_doc index: a document's index rows are always the rows
+// of its stored body under the index options recorded in index_options
+// (see reindex), so the writer derives the rows to delete from the old
+// body instead of keeping a second copy of every row ordered by document.
+// Open rebuilds the fields table from the bodies when it upgrades an
+// older file or when the options changed.
+const schemaVersion = 4
 
 // schema: see the package comment and fields.go. docs.rid is the internal
 // document number the index refers to; it never changes for an id, because
@@ -205,9 +231,12 @@ CREATE TABLE IF NOT EXISTS fields (
 	rid   INTEGER NOT NULL,
 	PRIMARY KEY (pid, value, rid)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS fields_by_doc ON fields(rid, pid, value);
 CREATE TABLE IF NOT EXISTS partial_paths (
 	pid INTEGER PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS index_options (
+	id      INTEGER PRIMARY KEY CHECK (id = 1),
+	options TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS mango_indexes (
 	name   TEXT PRIMARY KEY,
@@ -284,39 +313,6 @@ func dsn(path string, o options, readOnly bool) string {
 	return path + "?" + q.Encode()
 }
 
-// dropDeepRows upgrades a version 1 database: the index rows below
-// maxIndexDepth are never looked up now, nor deleted with their documents,
-// so they go once.
-func dropDeepRows(ctx context.Context, db *sql.DB) error {
-	rows, err := db.QueryContext(ctx, `SELECT pid, path FROM paths`)
-	if err != nil {
-		return err
-	}
-	var deep []int64
-	for rows.Next() {
-		var pid int64
-		var path []byte
-		if err := rows.Scan(&pid, &path); err != nil {
-			rows.Close()
-			return err
-		}
-		// A path key ends each segment with a NUL byte.
-		if bytes.Count(path, []byte{0}) > maxIndexDepth {
-			deep = append(deep, pid)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, pid := range deep {
-		if _, err := db.ExecContext(ctx, `DELETE FROM fields WHERE pid = ?`, pid); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (s *Store) open(ctx context.Context, o options) error {
 	var err error
 	if s.writer, err = sql.Open("sqlite", dsn(s.path, o, false)); err != nil {
@@ -335,14 +331,6 @@ func (s *Store) open(ctx context.Context, o options) error {
 		return fmt.Errorf("%w: schema version %d is newer than this program's %d", store.ErrUnavailable, version, schemaVersion)
 	}
 	if _, err := s.writer.ExecContext(ctx, schema); err != nil {
-		return dbError(ctx, err)
-	}
-	if version == 1 {
-		if err := dropDeepRows(ctx, s.writer); err != nil {
-			return dbError(ctx, err)
-		}
-	}
-	if _, err := s.writer.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
 		return dbError(ctx, err)
 	}
 
@@ -371,7 +359,7 @@ func (s *Store) open(ctx context.Context, o options) error {
 	}
 	prepare(s.writer, &s.wSelectPath, `SELECT pid FROM paths WHERE path = ?`)
 	prepare(s.writer, &s.wInsertPath, `INSERT INTO paths(path) VALUES (?)`)
-	prepare(s.writer, &s.wSelectRows, `SELECT pid, value FROM fields WHERE rid = ?`)
+	prepare(s.writer, &s.wSelectBody, `SELECT body FROM docs WHERE rid = ?`)
 	prepare(s.writer, &s.wInsertPartial, `INSERT OR IGNORE INTO partial_paths(pid) VALUES (?)`)
 	prepare(s.reader, &s.rGet, `SELECT rev, body FROM docs WHERE id = ? AND deleted = 0`)
 	prepare(s.reader, &s.rChanges, `SELECT seq, id, rev, deleted FROM docs WHERE seq > ? ORDER BY seq LIMIT ?`)
@@ -380,6 +368,9 @@ func (s *Store) open(ctx context.Context, o options) error {
 	prepare(s.reader, &s.rSelectPath, `SELECT pid FROM paths WHERE path = ?`)
 	if err != nil {
 		return dbError(ctx, err)
+	}
+	if err := s.reindexIfNeeded(ctx, version); err != nil {
+		return err
 	}
 	return s.loadPartial(ctx)
 }
@@ -430,7 +421,7 @@ func (s *Store) closeDBs() error {
 	s.stmtsMu.Unlock()
 	for _, st := range slices.Concat([]*sql.Stmt{
 		s.wSelectDoc, s.wMaxSeq, s.wInsertDoc, s.wUpdateDoc, s.wSelectPath, s.wInsertPath,
-		s.wSelectRows, s.wInsertPartial,
+		s.wSelectBody, s.wInsertPartial,
 		s.rGet, s.rChanges, s.rMaxSeq, s.rMaxRID, s.rSelectPath,
 	}, s.wInsertFields[:], s.wDeleteFields[:]) {
 		if st != nil {

@@ -101,28 +101,21 @@ func (s *Store) Delete(ctx context.Context, id, rev string) (string, error) {
 }
 
 // knownRows lists the index rows of revision rev of a document if this
-// store wrote that revision and its body is still cached: they are the
-// rows of that body, listed here in the caller's goroutine instead of
-// read from the index by the writer, which cost a query and a row per
-// index entry in the single writer (most of an update's time there). nil
-// if unknown.
+// store wrote that revision and it is still cached: the rows the writer
+// cached with it (no listing at all), else the rows of its body, listed
+// here in the caller's goroutine instead of by the single writer. nil if
+// unknown.
 func (s *Store) knownRows(id, rev string) map[pidRow]struct{} {
 	d, ok := s.cache.written(id)
 	if !ok || d.rev != rev {
 		return nil
 	}
-	body := d.body
-	var rows map[fieldRow]struct{}
-	if sc, ok := scan(body, s.unindexed); ok {
-		rows = sc.rowSet()
-	} else {
-		obj, err := decodeBody(body)
-		if err != nil {
-			return nil
-		}
-		if rows, err = indexRows(obj, s.unindexed); err != nil {
-			return nil
-		}
+	if d.rows != nil {
+		return d.rows
+	}
+	rows, err := bodyRows(d.body, s.unindexed)
+	if err != nil {
+		return nil
 	}
 	// The paths of a committed document's rows are interned, and their
 	// ids cached, by the commit that wrote them.
@@ -155,7 +148,8 @@ type writeRequest struct {
 	ctx  context.Context
 	ops  []writeOp
 	revs []string
-	rids []int64 // the documents' row ids, for the cache
+	rids []int64               // the documents' row ids, for the cache
+	rows []map[pidRow]struct{} // the documents' index rows, for the cache
 	err  error
 	done chan struct{} // closed when revs/err are set
 }
@@ -277,7 +271,7 @@ func (s *Store) commitBatch(batch []*writeRequest) {
 	}()
 	if s.tryBatch(batch, false) {
 		for _, req := range batch {
-			req.revs, req.rids, req.err = nil, nil, nil
+			req.revs, req.rids, req.rows, req.err = nil, nil, nil, nil
 		}
 		s.tryBatch(batch, true)
 	}
@@ -338,12 +332,14 @@ func (s *Store) tryBatch(batch []*writeRequest, careful bool) (retry bool) {
 		w := txWriter{s: s, ctx: ctx, stmts: stmts, touched: touched, paths: newPaths, newPaths: make(map[string]int64), partial: newPartial, newPartial: make(map[string]int64)}
 		revs := make([]string, len(req.ops))
 		rids := make([]int64, len(req.ops))
+		rows := make([]map[pidRow]struct{}, len(req.ops))
 		reqSeq := seq
 		for i, op := range req.ops {
 			reqSeq++
 			if revs[i], rids[i], err = w.apply(op, reqSeq); err != nil {
 				break
 			}
+			rows[i] = w.rows
 		}
 		if err != nil {
 			req.err = err
@@ -373,7 +369,7 @@ func (s *Store) tryBatch(batch []*writeRequest, careful bool) (retry bool) {
 			}
 		}
 		seq = reqSeq
-		req.revs, req.rids = revs, rids
+		req.revs, req.rids, req.rows = revs, rids, rows
 		maps.Copy(newPaths, w.newPaths)
 		maps.Copy(newPartial, w.newPartial)
 		applied = append(applied, req)
@@ -393,7 +389,7 @@ func (s *Store) tryBatch(batch []*writeRequest, careful bool) (retry bool) {
 		for i, op := range req.ops {
 			d := cachedDoc{id: op.id, rev: req.revs[i], rid: req.rids[i]}
 			if !op.delete {
-				d.body = op.body
+				d.body, d.rows = op.body, req.rows[i]
 			}
 			docs = append(docs, d)
 		}
@@ -435,6 +431,8 @@ type txWriter struct {
 	// wrote is set before the request's first statement that changes the
 	// database: a failure after it leaves the request half done.
 	wrote bool
+	// rows are the index rows of the document apply wrote last.
+	rows map[pidRow]struct{}
 }
 
 // pidRow is an index row with its path interned: what the fields table
@@ -507,11 +505,9 @@ func (w *txWriter) applyAs(op writeOp, seq int64, guessNew bool) (string, int64,
 	// Like CouchDB, a write after a tombstone continues its revision history.
 	rev := nextRev(curRev, op.delete, body)
 
-	// The document's current rows are the rows of the stored body when
-	// this store wrote it (op.known, listed by the caller from the cache),
-	// else they are read from the index: a huge body is not parsed again
-	// inside the commit, and rows an older version of this program wrote
-	// go too.
+	// The document's current rows are the rows of its stored body
+	// (reindex.go): listed by the caller from the cached body (op.known),
+	// else from the body read here.
 	var oldRows map[pidRow]struct{}
 	if exists && !deleted {
 		if op.known != nil && op.knownRev == curRev {
@@ -523,23 +519,13 @@ func (w *txWriter) applyAs(op writeOp, seq int64, guessNew bool) (string, int64,
 			}
 		}
 	}
-	newRows := make(map[pidRow]struct{}, len(op.rows))
-	for r := range op.rows {
-		pid, err := w.pathID(r.path)
-		if err != nil {
-			return fail(err)
-		}
-		if r.val.kind == kindTag && r.val.str == string(tagPartial) {
-			if err := w.markPartial(r.path, pid); err != nil {
-				return fail(err)
-			}
-		}
-		newRows[pidRow{pid, r.val}] = struct{}{}
+	newRows, err := w.internRows(op.rows)
+	if err != nil {
+		return fail(err)
 	}
 
 	wrote := w.wrote
 	w.wrote = true
-	var err error
 	if exists {
 		_, err = w.stmts.get(s.wUpdateDoc).ExecContext(ctx, rev, op.delete, seq, body, rid)
 	} else {
@@ -577,6 +563,7 @@ func (w *txWriter) applyAs(op writeOp, seq int64, guessNew bool) (string, int64,
 	if err := w.changeRows(w.s.wInsertFields, added, rid); err != nil {
 		return fail(err)
 	}
+	w.rows = newRows
 	return rev, rid, nil
 }
 
@@ -607,27 +594,79 @@ func (w *txWriter) changeRows(stmts [len(fieldChunks)]*sql.Stmt, rows []pidRow, 
 	return nil
 }
 
-// storedRows reads the index rows of document rid.
+// storedRows lists the index rows of document rid, which are the rows
+// of its stored body (see reindex.go). A row whose path was never
+// interned cannot be stored, and is left out.
 func (w *txWriter) storedRows(rid int64) (map[pidRow]struct{}, error) {
-	rows, err := w.stmts.get(w.s.wSelectRows).QueryContext(w.ctx, rid)
-	if err != nil {
+	var body []byte
+	if err := w.stmts.get(w.s.wSelectBody).QueryRowContext(w.ctx, rid).Scan(&body); err != nil {
 		return nil, dbError(w.ctx, err)
 	}
-	defer rows.Close()
-	out := make(map[pidRow]struct{})
-	for rows.Next() {
-		var r pidRow
-		var v any
-		if err := rows.Scan(&r.pid, &v); err != nil {
-			return nil, dbError(w.ctx, err)
-		}
-		if r.val, err = storedValue(v); err != nil {
+	rows, err := bodyRows(body, w.s.unindexed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: stored body of document %d: %w", store.ErrUnavailable, rid, err)
+	}
+	out := make(map[pidRow]struct{}, len(rows))
+	for r := range rows {
+		pid, ok, err := w.knownPathID(r.path)
+		if err != nil {
 			return nil, err
 		}
-		out[r] = struct{}{}
+		if ok {
+			out[pidRow{pid, r.val}] = struct{}{}
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, dbError(w.ctx, err)
+	return out, nil
+}
+
+// knownPathID returns the id of a path key without interning it.
+func (w *txWriter) knownPathID(key string) (int64, bool, error) {
+	if pid, ok := w.s.cachedPath(key); ok {
+		return pid, true, nil
+	}
+	if pid, ok := w.newPaths[key]; ok {
+		return pid, true, nil
+	}
+	if pid, ok := w.paths[key]; ok {
+		return pid, true, nil
+	}
+	var pid int64
+	err := w.stmts.get(w.s.wSelectPath).QueryRowContext(w.ctx, []byte(key)).Scan(&pid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, dbError(w.ctx, err)
+	}
+	return pid, true, nil
+}
+
+// internRows interns the paths of rows (recording partial rows' paths).
+func (w *txWriter) internRows(rows map[fieldRow]struct{}) (map[pidRow]struct{}, error) {
+	out := make(map[pidRow]struct{}, len(rows))
+	// Most paths are cached: map them under one lock.
+	var rest []fieldRow
+	w.s.pathsMu.RLock()
+	for r := range rows {
+		pid, ok := w.s.paths[r.path]
+		if ok && (r.val.kind != kindTag || r.val.str != string(tagPartial)) {
+			out[pidRow{pid, r.val}] = struct{}{}
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	w.s.pathsMu.RUnlock()
+	for _, r := range rest {
+		pid, err := w.pathID(r.path)
+		if err != nil {
+			return nil, err
+		}
+		if r.val.kind == kindTag && r.val.str == string(tagPartial) {
+			if err := w.markPartial(r.path, pid); err != nil {
+				return nil, err
+			}
+		}
+		out[pidRow{pid, r.val}] = struct{}{}
 	}
 	return out, nil
 }

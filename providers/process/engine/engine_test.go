@@ -165,6 +165,8 @@ func TestRunAdapters(t *testing.T) {
 		{"PR-E4 file in, stdout out", `{"exec":"cat","argv":["${input_file}"],"input_adapter":` + processtest.FileIn + `,"output_adapter":` + processtest.StdoutOut + `}`, "abc", "abc"},
 		{"PR-E5 environment and cwd", `{"exec":"sh","argv":["-c","printf '%s|%s' \"$FOO\" \"$(pwd)\""],"environment":{"FOO":"bar"},"cwd":"` + dir + `","output_adapter":` + processtest.StdoutOut + `}`, "", "bar|" + dir},
 		{"no input adapter: stdin is empty", `{"exec":"cat"}`, "ignored", ""},
+		{"no input adapter: stdin is /dev/null", `{"exec":"readlink","argv":["/proc/self/fd/0"]}`, "ignored", "/dev/null\n"},
+		{"file in: stdin is /dev/null", `{"exec":"sh","argv":["-c","cat; readlink /proc/self/fd/0; cat \"$0\"","${input_file}"],"input_adapter":` + processtest.FileIn + `}`, "abc", "/dev/null\nabc"},
 		{"stderr as output", `{"exec":"sh","argv":["-c","echo out; echo err >&2"],"output_adapter":{"output_type":"file","output_parameters":{"file_type":"stream","stream_name":"STDERR"}}}`, "", "err\n"},
 		{"minimal environment", `{"exec":"sh","argv":["-c","env | cut -d= -f1 | sort | tr '\\n' ' '"]}`, "", "HOME PATH PWD TMPDIR "},
 		{"exec through PATH from the environment", `{"exec":"mytool","environment":{"PATH":"` + dir + `"}}`, "", "mine\n"},
@@ -379,4 +381,47 @@ func TestRunLeftoverChild(t *testing.T) {
 	if child == 0 || alive(child) {
 		t.Errorf("child %d alive or unknown", child)
 	}
+}
+
+// A leader that ignores TERM, and the child it waits for, are killed a
+// grace after the timeout: the run ends and nothing of it survives.
+func TestRunTimeoutEscalatesToKill(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child")
+	d := parse(t, `{"exec":"sh","argv":["-c","trap '' TERM; sleep 30 & echo $! > `+pidFile+`; wait; wait"],"timeout":0.3}`)
+	res := run(t, &engine.Runner{KillGrace: 200 * time.Millisecond}, d, engine.Request{})
+	wantStatus(t, res, engine.StatusTimeout, -1)
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	fmt.Sscan(string(b), &child)
+	for _, pid := range []int{res.Pid, child} {
+		if pid == 0 || alive(pid) {
+			t.Errorf("process %d alive or unknown", pid)
+		}
+	}
+}
+
+// A run whose context ended before it started does not start: status
+// error, no process.
+func TestRunCancelledBeforeStart(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := (&engine.Runner{}).Run(ctx, parse(t, `{"exec":"/bin/true"}`), engine.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, res, engine.StatusError, -1)
+	if res.Pid != 0 {
+		t.Errorf("pid %d: a process was started", res.Pid)
+	}
+}
+
+// A timed-out process that exits 0 on the TERM did not end by itself: the
+// status is timeout and there is no exit code.
+func TestRunTimeoutExitZeroOnTerm(t *testing.T) {
+	d := parse(t, `{"exec":"sh","argv":["-c","trap 'exit 0' TERM; sleep 30 & wait"],"timeout":0.3}`)
+	res := run(t, &engine.Runner{KillGrace: 2 * time.Second}, d, engine.Request{})
+	wantStatus(t, res, engine.StatusTimeout, -1)
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -151,7 +152,7 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 		return fail("cannot create the run directory: %v", err)
 	}
 	res.RunDir = runDir
-	defer os.RemoveAll(runDir)
+	defer removeRunDir(runDir)
 
 	subst := substitutions(runDir)
 	c, err := r.Command(d, runDir)
@@ -231,6 +232,13 @@ func (r *Runner) Run(ctx context.Context, d *Definition, req Request) (*Result, 
 		defer outPipe.end(0)
 	}
 
+	if cmd.Stdin == nil {
+		// Without an input adapter stdin is /dev/null: the one this
+		// process keeps open, not one opened (and closed) per run.
+		if f := devNull(); f != nil {
+			cmd.Stdin = f
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		if se := streamErr.get(); se != nil {
 			return fail("%v", se) // the input failed at once
@@ -384,8 +392,24 @@ func (r *Runner) Command(d *Definition, runDir string) (Command, error) {
 	return Command{Path: path, Args: args, Dir: cwd, Env: env}, nil
 }
 
-func substitutions(runDir string) *strings.Replacer {
-	return strings.NewReplacer(InputFile, filepath.Join(runDir, "input"), OutputFile, filepath.Join(runDir, "output"))
+// substituter replaces the placeholders of a run directory in the strings
+// of a definition; most hold none, and cost it nothing.
+type substituter struct {
+	runDir string
+	r      *strings.Replacer // made at the first string with a placeholder
+}
+
+func substitutions(runDir string) *substituter { return &substituter{runDir: runDir} }
+
+// Replace substitutes InputFile and OutputFile in s.
+func (s *substituter) Replace(v string) string {
+	if !strings.Contains(v, "${") {
+		return v
+	}
+	if s.r == nil {
+		s.r = strings.NewReplacer(InputFile, filepath.Join(s.runDir, "input"), OutputFile, filepath.Join(s.runDir, "output"))
+	}
+	return s.r.Replace(v)
 }
 
 // environment is the minimal base (PATH, HOME and TMPDIR set to the run
@@ -398,15 +422,34 @@ func (r *Runner) environment(d *Definition, runDir string) []string {
 	if path == "" {
 		path = defaultPath
 	}
-	base := map[string]string{"PATH": path, "HOME": runDir, "TMPDIR": runDir}
-	for k, v := range d.Environment {
-		base[k] = v
+	env := make([]string, 0, 3+len(d.Environment))
+	for _, kv := range [...][2]string{{"PATH", path}, {"HOME", runDir}, {"TMPDIR", runDir}} {
+		if _, over := d.Environment[kv[0]]; !over {
+			env = append(env, kv[0]+"="+kv[1])
+		}
 	}
-	env := make([]string, 0, len(base))
-	for k, v := range base {
+	for k, v := range d.Environment {
 		env = append(env, k+"="+v)
 	}
 	return env
+}
+
+// devNull is /dev/null opened once for reading, shared by every run's
+// stdin (nil if it cannot be opened: os/exec then opens it per run).
+var devNull = sync.OnceValue(func() *os.File {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil
+	}
+	return f
+})
+
+// removeRunDir removes a run directory: one rmdir when the run left it
+// empty, as most do, else the walk of os.RemoveAll.
+func removeRunDir(dir string) {
+	if syscall.Rmdir(dir) != nil {
+		_ = os.RemoveAll(dir)
+	}
 }
 
 func envValue(env []string, name string) string {
