@@ -22,10 +22,11 @@ import (
 // members around it. Obtain one from Broker.MemberProvider.
 type MemberProvider struct{ b *Broker }
 
-// l1InlineGrace is how long an L1 handler runs on the goroutine that read
-// its request before another takes over reading the connection
-// (transport.WithInlineHandlers): an L1 request that stores or executes
-// its message takes longer, and one sent behind it waits that much more.
+// l1InlineGrace is how long a layer handler (L1 first, now every layer)
+// runs on the goroutine that read its request before another takes over
+// reading the connection (transport.WithInlineHandlers): a request that
+// stores or executes its message takes longer, and one sent behind it
+// waits that much more.
 const l1InlineGrace = 200 * time.Microsecond
 
 var (
@@ -169,12 +170,11 @@ func (b *Broker) bindLayer(e *model.Entity, l Layer) (*LayerState, error) {
 	opts := []transport.Option{
 		transport.WithHandlerTimeout(b.opts.HandlerTimeout),
 		transport.WithLogger(b.opts.Logger),
-	}
-	if l == L1 {
-		// L1 requests come one at a time per connection, and most are
-		// answered in tens of microseconds: answered on the goroutine
-		// that read them, a round trip saves a handoff each way.
-		opts = append(opts, transport.WithInlineHandlers(l1InlineGrace))
+		// Most requests are answered in tens of microseconds: answered on
+		// the goroutine that read them, an L1 round trip saves a handoff
+		// each way, and the acknowledgements of an L2/L3 fan-out's
+		// pipelined requests go out together.
+		transport.WithInlineHandlers(l1InlineGrace),
 	}
 	srv, err := transport.Listen(b.ctx, endpoint, b.layerHandler(e.Location, l), append(opts, append(b.curveServerOptions(), b.opts.Transport...)...)...)
 	if err != nil {

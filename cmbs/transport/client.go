@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -72,7 +73,7 @@ type clientConn struct {
 	received atomic.Uint64 // messages read, to tell a silent peer from a slow handler
 
 	mu       sync.Mutex
-	waiting  map[uint64]chan Envelope
+	waiting  map[uint64]*waiter
 	lastUsed time.Time     // when a request was last sent or answered
 	err      error         // why the connection ended
 	dead     chan struct{} // closed when it ended
@@ -250,7 +251,7 @@ func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
 			gc := newGuardedConn(nc, c.opts.maxMessageSize)
 			z, err := handshake(ctx, gc, zmq4.Dealer, c.opts.handshakeTimeout, c.opts.requestTimeout, c.opts.readLimits(false), mech)
 			if err == nil {
-				return &clientConn{z: z, waiting: make(map[uint64]chan Envelope), lastUsed: time.Now(), dead: make(chan struct{})}, nil
+				return &clientConn{z: z, waiting: make(map[uint64]*waiter), lastUsed: time.Now(), dead: make(chan struct{})}, nil
 			}
 			_ = gc.Close()
 			switch {
@@ -286,7 +287,7 @@ func (c *Client) dial(ctx context.Context, p *peer) (*clientConn, error) {
 // roundTrip sends req on cc and waits for the reply carrying its
 // correlation frame.
 func (c *Client) roundTrip(ctx context.Context, cc *clientConn, req Envelope) (Envelope, error) {
-	out, err := c.send(ctx, cc, req)
+	out, err := c.send(ctx, cc, req, nil)
 	if err != nil {
 		return Envelope{}, err
 	}
@@ -297,38 +298,136 @@ func (c *Client) roundTrip(ctx context.Context, cc *clientConn, req Envelope) (E
 type outstanding struct {
 	cc    *clientConn
 	tok   uint64
-	reply chan Envelope
+	w     *waiter
 	heard uint64 // cc's messages read when it was sent
 }
 
-// send sends req on cc with a correlation frame of its own.
-func (c *Client) send(ctx context.Context, cc *clientConn, req Envelope) (outstanding, error) {
+// waiter is a request waiting for its reply on a connection: alone (a
+// Request), woken by its reply on ch; or one of a Deliver call's, whose
+// reply is kept here while the call sleeps until the last of its group
+// is in, so that a fan-out to n endpoints wakes its caller once, not n
+// times.
+type waiter struct {
+	ch    chan Envelope // alone: the reply; nil in a group
+	group *replyGroup
+
+	// A group's waiter, once its reply is in or its connection ended;
+	// under the connection's mu.
+	state waiterState
+	reply Envelope
+	err   error
+}
+
+type waiterState uint8
+
+const (
+	waiting waiterState = iota
+	answered
+	failed
+)
+
+// replyGroup is the requests of one Deliver call still waiting.
+type replyGroup struct {
+	left atomic.Int64  // waiting requests, plus 1 while the call still sends
+	done chan struct{} // gets a value when left reaches 0
+}
+
+func newReplyGroup() *replyGroup {
+	g := &replyGroup{done: make(chan struct{}, 1)}
+	g.left.Store(1)
+	return g
+}
+
+// one counts one request of the group as done.
+func (g *replyGroup) one() {
+	if g.left.Add(-1) == 0 {
+		g.done <- struct{}{}
+	}
+}
+
+// send sends req on cc with a correlation frame of its own; its reply
+// goes to group if it is not nil (collect), else to wait. With a group
+// the message is only queued (zconn.queue): the caller flushes cc once
+// it has queued its message on every connection, so that the messages
+// other Deliver calls queue meanwhile go out in the same system call.
+func (c *Client) send(ctx context.Context, cc *clientConn, req Envelope, group *replyGroup) (outstanding, error) {
 	var token [8]byte
-	out := outstanding{cc: cc, tok: c.nextTok.Add(1), reply: make(chan Envelope, 1)}
+	w := &waiter{group: group}
+	if group == nil {
+		w.ch = make(chan Envelope, 1)
+	} else {
+		group.left.Add(1)
+	}
+	out := outstanding{cc: cc, tok: c.nextTok.Add(1), w: w}
 	binary.BigEndian.PutUint64(token[:], out.tok)
-	if err := cc.await(out.tok, out.reply); err != nil {
+	if err := cc.await(out.tok, w); err != nil {
+		if group != nil {
+			group.left.Add(-1) // never below 1: the caller's own count
+		}
 		return out, fmt.Errorf("%w: %w", errNotSent, err)
 	}
 	out.heard = cc.received.Load()
 	cc.z.active.Add(1)
-	if err := cc.z.send([][]byte{token[:], nil, []byte(req.ID), []byte(req.MimeType), req.Body}); err != nil {
+	frames := [][]byte{token[:], nil, []byte(req.ID), []byte(req.MimeType), req.Body}
+	var err error
+	if group != nil {
+		err = cc.z.queue(frames)
+	} else {
+		err = cc.z.send(frames)
+	}
+	if err != nil {
 		cc.z.active.Add(-1)
-		cc.forget(out.tok)
+		if cc.forget(out.tok) && group != nil {
+			// Else the connection's end counted it.
+			group.left.Add(-1)
+		}
 		return out, c.ioError(ctx, "sending", err)
 	}
 	return out, nil
 }
 
-// wait waits for the reply to out until ctx ends.
+// collect returns the outcome of out, a request of a group whose wait has
+// ended: with every reply in, or with ctx.
+func (c *Client) collect(ctx context.Context, out outstanding) (Envelope, error) {
+	cc := out.cc
+	defer cc.z.active.Add(-1)
+	cc.mu.Lock()
+	w := out.w
+	state, reply, err := w.state, w.reply, w.err
+	if state == waiting && cc.waiting != nil {
+		delete(cc.waiting, out.tok)
+	}
+	cc.mu.Unlock()
+	switch state {
+	case answered:
+		return reply, nil
+	case failed:
+		return Envelope{}, c.ioError(ctx, "waiting for the reply", err)
+	}
+	c.silent(out)
+	return Envelope{}, c.ioError(ctx, "waiting for the reply", ctx.Err())
+}
+
+// silent ends out's connection if the peer has said nothing since out was
+// sent, whose deadline passed: it may be hung or gone without a FIN, so
+// the next request dials afresh. A peer that answered others is only slow
+// on this one.
+func (c *Client) silent(out outstanding) {
+	if c.base.Err() == nil && out.cc.received.Load() == out.heard {
+		out.cc.fail(errSilentPeer)
+	}
+}
+
+// wait waits for the reply to out, a request alone, until ctx ends.
 func (c *Client) wait(ctx context.Context, out outstanding) (Envelope, error) {
 	cc := out.cc
 	defer cc.z.active.Add(-1)
 	select {
-	case reply := <-out.reply:
+	case reply := <-out.w.ch:
 		return reply, nil
 	case <-cc.dead:
 		select {
-		case reply := <-out.reply:
+		case reply := <-out.w.ch:
 			// Answered before the connection ended (the peer closed it
 			// after replying, or it was reaped as idle since).
 			return reply, nil
@@ -337,12 +436,7 @@ func (c *Client) wait(ctx context.Context, out outstanding) (Envelope, error) {
 		return Envelope{}, c.ioError(ctx, "waiting for the reply", cc.err)
 	case <-ctx.Done():
 		cc.forget(out.tok)
-		if c.base.Err() == nil && cc.received.Load() == out.heard {
-			// Not a word from the peer since the request went out: it may
-			// be hung or gone without a FIN, so the next request dials
-			// afresh. A peer that answered others is only slow on this one.
-			cc.fail(errSilentPeer)
-		}
+		c.silent(out)
 		return Envelope{}, c.ioError(ctx, "waiting for the reply", ctx.Err())
 	}
 }
@@ -411,36 +505,46 @@ func (cc *clientConn) idle() bool {
 }
 
 // await registers a request waiting for the reply with token tok.
-func (cc *clientConn) await(tok uint64, ch chan Envelope) error {
+func (cc *clientConn) await(tok uint64, w *waiter) error {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cc.err != nil {
 		return cc.err
 	}
-	cc.waiting[tok] = ch
+	cc.waiting[tok] = w
 	cc.lastUsed = time.Now()
 	return nil
 }
 
-func (cc *clientConn) forget(tok uint64) {
+// forget stops waiting for tok's reply, reporting whether it was waited
+// for still.
+func (cc *clientConn) forget(tok uint64) bool {
 	cc.mu.Lock()
+	_, ok := cc.waiting[tok]
 	delete(cc.waiting, tok)
 	cc.mu.Unlock()
+	return ok
 }
 
 func (cc *clientConn) reply(tok uint64, env Envelope, log *slog.Logger) {
 	cc.mu.Lock()
-	ch, ok := cc.waiting[tok]
+	w, ok := cc.waiting[tok]
 	delete(cc.waiting, tok)
 	if ok {
 		cc.lastUsed = time.Now()
+		if w.group != nil {
+			w.state, w.reply = answered, env
+		}
 	}
 	cc.mu.Unlock()
-	if !ok {
+	switch {
+	case !ok:
 		log.Debug("dropped a reply to a request no longer waiting", "id", env.ID)
-		return
+	case w.group != nil:
+		w.group.one()
+	default:
+		w.ch <- env // buffered, and only one reply per token is handed over
 	}
-	ch <- env // buffered, and only one reply per token is handed over
 }
 
 // fail ends the connection: waiting requests see ErrConnectionLost (with
@@ -450,16 +554,26 @@ func (cc *clientConn) fail(err error) { cc.end(err, nil) }
 // end ends the connection with err unless it has ended, or unless, asked
 // with cc.mu held, it does not agree. It reports whether it ended it.
 func (cc *clientConn) end(err error, agree func() bool) bool {
+	var grouped []*waiter
 	cc.mu.Lock()
 	ended := cc.err == nil && (agree == nil || agree())
 	if ended {
 		cc.err = err
+		for _, w := range cc.waiting {
+			if w.group != nil {
+				w.state, w.err = failed, err
+				grouped = append(grouped, w)
+			}
+		}
 		cc.waiting = nil
 		close(cc.dead)
 	}
 	cc.mu.Unlock()
 	if ended {
 		cc.z.close()
+	}
+	for _, w := range grouped {
+		w.group.one()
 	}
 	return ended
 }
@@ -543,6 +657,7 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 	}
 	rctx, cancel := c.requestContext(ctx)
 	defer cancel()
+	group := newReplyGroup()
 	type sent struct {
 		i   int
 		p   *peer
@@ -554,7 +669,7 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 	for i, ep := range endpoints {
 		results[i].Endpoint = ep
 		if p, cc := c.ready(ep); cc != nil {
-			out, err := c.send(rctx, cc, env)
+			out, err := c.send(rctx, cc, env, group)
 			if err == nil {
 				fast = append(fast, sent{i, p, out})
 				continue
@@ -579,8 +694,23 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 			results[i].Reply, results[i].Err = c.Request(ctx, ep, env)
 		}()
 	}
+	// Queued on every connection that was up: written now, each with
+	// what other calls queued on it meanwhile. A failed write ends its
+	// connection, which fails its requests.
+	if len(fast) > 0 {
+		runtime.Gosched() // let other calls queue theirs first
+	}
 	for _, f := range fast {
-		reply, err := c.wait(rctx, f.out)
+		f.out.cc.z.flushQueued()
+	}
+	// One wake-up for all the replies on connections that were up.
+	group.one()
+	select {
+	case <-group.done:
+	case <-rctx.Done():
+	}
+	for _, f := range fast {
+		reply, err := c.collect(rctx, f.out)
 		c.leave(f.p)
 		results[f.i].Reply, results[f.i].Err = outcome(env.ID, endpoints[f.i], reply, err)
 	}

@@ -26,7 +26,7 @@ func TestEndedConnectionIsNotSentOn(t *testing.T) {
 	if !cc.expire(time.Now().Add(time.Hour)) {
 		t.Fatal("an idle connection was not expired")
 	}
-	if _, err := c.send(ctx, cc, env("late", "2")); !errors.Is(err, errNotSent) || !errors.Is(err, errIdleClosed) {
+	if _, err := c.send(ctx, cc, env("late", "2"), nil); !errors.Is(err, errNotSent) || !errors.Is(err, errIdleClosed) {
 		t.Fatalf("send on the expired connection: %v, want errNotSent (closed after standing idle)", err)
 	}
 	// p.conn still names the ended connection, as between the reaper's

@@ -17,6 +17,11 @@ type guardedConn struct {
 	rd    *bufio.Reader
 	guard frameGuard // the incoming stream; Read is never called concurrently
 
+	// beforeFill, if set, runs on the reading goroutine whenever rd is
+	// about to read from the network: a server flushes the replies it
+	// queued there (zconn.queue). Set by the reader before it reads.
+	beforeFill func()
+
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close: ends a wait for the read budget
 }
@@ -25,12 +30,23 @@ type guardedConn struct {
 const readBufferSize = 16 << 10
 
 func newGuardedConn(c net.Conn, maxMessage int64) *guardedConn {
-	return &guardedConn{
+	gc := &guardedConn{
 		Conn:  c,
-		rd:    bufio.NewReaderSize(c, readBufferSize),
 		guard: frameGuard{max: maxMessage, greeting: zmtpGreetingSize},
 		done:  make(chan struct{}),
 	}
+	gc.rd = bufio.NewReaderSize(fillSource{gc}, readBufferSize)
+	return gc
+}
+
+// fillSource is what rd reads from: the connection, after beforeFill.
+type fillSource struct{ c *guardedConn }
+
+func (s fillSource) Read(p []byte) (int, error) {
+	if f := s.c.beforeFill; f != nil {
+		f()
+	}
+	return s.c.Conn.Read(p)
 }
 
 // Close closes the connection; a read in progress, or a wait for the read

@@ -40,8 +40,9 @@
 //     system call each way: here a connection's reader hands replies
 //     straight to their requests, and messages queued while another is
 //     written go out in the same system call. With WithInlineHandlers a
-//     server's reader answers a connection's only request itself, without
-//     handing it to a handler goroutine.
+//     server's reader answers requests itself, without handing them to a
+//     handler goroutine, and the replies to requests read together go out
+//     together; Deliver wakes its caller once for all its replies.
 //
 // With WithCurveServer and WithCurveClient the connections speak
 // ZMTP-CURVE instead of NULL (package curve has the mechanism): the

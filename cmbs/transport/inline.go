@@ -5,13 +5,25 @@ import (
 	"time"
 )
 
-// Handlers run inline (WithInlineHandlers): a connection's reader that
-// reads a request while no other is in progress on the connection, and
-// finds nothing more buffered behind it, runs the handler itself and
-// writes the reply, instead of handing the request to a handler goroutine
-// and going back to read. On a round trip at a time that saves a handoff
-// between goroutines each way, which costs a futex wake-up and a read
-// system call that finds nothing (the reader's) before the handler runs.
+// Handlers run inline (WithInlineHandlers): a connection's reader runs
+// the handler of each request it reads itself and writes the reply,
+// instead of handing the request to a handler goroutine and going back to
+// read. On a round trip at a time that saves a handoff between goroutines
+// each way, which costs a futex wake-up and a read system call that finds
+// nothing (the reader's) before the handler runs.
+//
+// Pipelined requests (many in flight on one connection, as a fan-out
+// sends them) are answered one after the other by the reader, as long as
+// no handler of the connection runs elsewhere: one that overran the grace
+// and was overtaken, or one on a handler goroutine, makes the requests
+// read meanwhile go to handler goroutines, so that a slow handler (a
+// receiver storing its message) holds those behind it up by the grace
+// once, and they run beside it rather than one after the other. While more
+// of the peer's bytes are buffered, a reply is queued (zconn.queue), and
+// the queue is written in one system call when the reader is about to
+// wait for the network (guardedConn.beforeFill), so that a burst of
+// requests read in one system call is acknowledged in one more. No reply
+// waits for anything but the requests already read behind it.
 //
 // While the handler runs nobody reads the connection, so a timer of grace
 // hands the reading to a new goroutine when the handler is slow; the
@@ -53,13 +65,21 @@ func (s *Server) serveInline(sc *serverConn, req Envelope) bool {
 	}
 	in.mu.Unlock()
 
-	s.serve(sc.z, req)
+	z := sc.z
+	reply, ok := s.answer(z, req)
 	<-s.slots
 
 	in.mu.Lock()
 	reader := in.running
 	in.running = false
 	in.mu.Unlock()
+	if ok {
+		// Still the reader, with more of the peer's bytes buffered: the
+		// reply joins those of the requests behind it, written when the
+		// reader next waits for the network. Else it goes out now.
+		s.reply(z, reply, reader && z.gc.rd.Buffered() > 0)
+	}
+	z.active.Add(-1)
 	return reader
 }
 

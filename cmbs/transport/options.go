@@ -184,13 +184,13 @@ func WithHandlerTimeout(d time.Duration) Option {
 }
 
 // WithInlineHandlers makes a Server run a request's handler on the
-// goroutine that read it, when it is the only request in progress on its
-// connection and no other has arrived behind it: the reply then goes out
-// without a handoff between goroutines, which on a round trip at a time
-// (an L1 request) is a wake-up less each way. A handler still running
-// after grace hands the connection's reading to a new goroutine, so that
-// requests behind a slow handler wait at most grace longer than they
-// would have. Zero or less (the default) runs every handler on a handler
+// goroutine that read it: the reply then goes out without a handoff
+// between goroutines, which on a round trip at a time (an L1 request) is
+// a wake-up less each way, and the replies to requests read together
+// (pipelined on one connection) go out together, in one system call. A
+// handler still running after grace hands the connection's reading to a
+// new goroutine, so that requests behind a slow handler wait at most
+// grace longer than they would have. Zero or less (the default) runs every handler on a handler
 // goroutine of its own.
 func WithInlineHandlers(grace time.Duration) Option {
 	return func(o *options) { o.inlineGrace = max(grace, 0) }

@@ -62,9 +62,11 @@ type Server struct {
 	// ctx is the parent of every handler's context; Close cancels it.
 	ctx     context.Context
 	cancel  context.CancelFunc
-	slots   chan struct{} // one token per running handler
-	jobs    chan job      // to idle handler goroutines
-	workers atomic.Int64  // handler goroutines
+	hbase   context.Context // ctx's values without its cancellation: the values of handler contexts
+	dl      deadlines       // the handler calls in progress, for their deadlines (deadline.go)
+	slots   chan struct{}   // one token per running handler
+	jobs    chan job        // to idle handler goroutines
+	workers atomic.Int64    // handler goroutines
 	wg      sync.WaitGroup
 
 	mu      sync.Mutex
@@ -114,7 +116,9 @@ func Listen(ctx context.Context, endpoint string, h Handler, opts ...Option) (*S
 	s.log = s.opts.logger.With("component", "transport.server", "endpoint", s.addr)
 	s.slots = make(chan struct{}, s.opts.maxConcurrent)
 	s.jobs = make(chan job)
-	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.hbase = context.WithoutCancel(ctx)
+	s.ctx, s.cancel = context.WithCancel(s.hbase)
+	s.dl.timeout = s.opts.handlerTimeout
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s, nil
@@ -147,6 +151,7 @@ func (s *Server) Stats() ServerStats {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
+		s.dl.close()
 		s.mu.Lock()
 		s.closed = true
 		for gc := range s.conns {
@@ -252,6 +257,10 @@ func (s *Server) serveConn(pc *pendingConn, id uint32) {
 		return
 	}
 	s.connections.Add(1)
+	z.hbase = z.withPeer(s.hbase)
+	if s.opts.inlineGrace > 0 {
+		gc.beforeFill = z.flushQueued
+	}
 	// As libzmq's ROUTER: a 5-byte identity, 0 and a counter, which heads
 	// the routing of every request from this connection.
 	s.readLoop(&serverConn{z: z, identity: binary.BigEndian.AppendUint32([]byte{0}, id)})
@@ -380,7 +389,10 @@ func (s *Server) dispatch(sc *serverConn, frames [][]byte) bool {
 			fmt.Sprintf("all %d handler slots are busy", s.opts.maxConcurrent)))
 		return true
 	}
-	if z.active.Add(1) == 1 && s.opts.inlineGrace > 0 && z.gc.rd.Buffered() == 0 {
+	// Inline unless a handler of the connection's still runs (one that
+	// was overtaken, or on a handler goroutine): requests read behind a
+	// slow one then run beside it, not after it (inline.go).
+	if z.active.Add(1) == 1 && s.opts.inlineGrace > 0 {
 		return s.serveInline(sc, req)
 	}
 	s.handOver(job{z: z, req: req})
@@ -447,8 +459,18 @@ func (s *Server) worker(j job) {
 }
 
 func (s *Server) serve(z *zconn, req Envelope) {
-	ctx, cancel := context.WithTimeout(z.withPeer(s.ctx), s.opts.handlerTimeout)
-	defer cancel()
+	reply, ok := s.answer(z, req)
+	defer z.active.Add(-1)
+	if ok {
+		s.send(z, reply)
+	}
+}
+
+// answer runs the handler for req and returns the reply to send, or false
+// when the server is closing (the connection is gone).
+func (s *Server) answer(z *zconn, req Envelope) (Envelope, bool) {
+	ctx := s.dl.start(z.hbase)
+	defer s.dl.finish(ctx)
 	reply, err := s.call(ctx, req)
 	if err == nil {
 		reply.Routing = req.Routing
@@ -472,11 +494,7 @@ func (s *Server) serve(z *zconn, req Envelope) {
 		s.log.Debug("handler failed", "id", req.ID, "code", re.Code, "err", err)
 		reply = s.errorReply(req.Routing, req.ID, re.Code, re.Message)
 	}
-	defer z.active.Add(-1)
-	if s.ctx.Err() != nil {
-		return // closing: the connection is gone
-	}
-	s.send(z, reply)
+	return reply, s.ctx.Err() == nil
 }
 
 // call runs the handler, turning a panic into an error so that one bad
@@ -493,8 +511,19 @@ func (s *Server) call(ctx context.Context, req Envelope) (reply Envelope, err er
 
 // send writes env to the connection it answers, without the identity
 // frame that names that connection.
-func (s *Server) send(z *zconn, env Envelope) {
-	if err := z.send(env.Frames()[1:]); err != nil {
+func (s *Server) send(z *zconn, env Envelope) { s.reply(z, env, false) }
+
+// reply sends env as send does, or with queued, leaves it for the
+// reader's next flush (zconn.queue).
+func (s *Server) reply(z *zconn, env Envelope, queued bool) {
+	frames := env.Frames()[1:]
+	var err error
+	if queued {
+		err = z.queue(frames)
+	} else {
+		err = z.send(frames)
+	}
+	if err != nil {
 		s.sendErrors.Add(1)
 		s.log.Debug("reply not sent", "id", env.ID, "err", err)
 		return

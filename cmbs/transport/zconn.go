@@ -47,6 +47,10 @@ type zconn struct {
 	// sec is the connection's CURVE state (curve.go); nil: NULL.
 	sec *curveConn
 
+	// hbase supplies the values of a server's handler contexts: the
+	// server's, and the peer's key on CURVE (withPeer). Nil on a client.
+	hbase context.Context
+
 	// What readMsg enforces; see readLimits.
 	readLimits
 	lastStart time.Time // when the last message (or the connection) started
@@ -362,7 +366,40 @@ func (z *zconn) sendCommand(name string, data []byte) error {
 // to the sender writing now, which writes it next; a failure of that write
 // ends the connection, which the reader reports.
 func (z *zconn) send(frames [][]byte) error {
-	return z.write(func(buf []byte) []byte {
+	return z.write(z.encoder(frames))
+}
+
+// queue leaves one message for the next write: the connection's reader
+// queues the replies of requests it answered inline while more requests
+// are buffered behind them, and the queue goes out in one system call
+// when the reader is about to wait for the network (flushQueued), or
+// with any message sent before that.
+func (z *zconn) queue(frames [][]byte) error {
+	z.wmu.Lock()
+	defer z.wmu.Unlock()
+	if z.werr != nil {
+		return z.werr
+	}
+	z.pending = z.encoder(frames)(z.pending)
+	return nil
+}
+
+// flushQueued writes what queue left, if anything, unless a sender is
+// writing (it writes the queue too). A server's reader calls it before it
+// waits for the network (guardedConn.beforeFill), so that a queued reply
+// never waits for the peer; Client.Deliver once it has queued its
+// message on every connection.
+func (z *zconn) flushQueued() {
+	z.wmu.Lock()
+	idle := len(z.pending) == 0 || z.flushing // the writing sender takes it
+	z.wmu.Unlock()
+	if !idle {
+		_ = z.write(nil)
+	}
+}
+
+func (z *zconn) encoder(frames [][]byte) func([]byte) []byte {
+	return func(buf []byte) []byte {
 		for i, f := range frames {
 			var flags byte
 			if i < len(frames)-1 {
@@ -371,7 +408,7 @@ func (z *zconn) send(frames [][]byte) error {
 			buf = z.frame(buf, flags, f)
 		}
 		return buf
-	})
+	}
 }
 
 // maxSpare is the largest write buffer kept for reuse.
@@ -384,13 +421,15 @@ func (z *zconn) write(encode func([]byte) []byte) error {
 		z.wmu.Unlock()
 		return err
 	}
-	z.pending = encode(z.pending)
+	if encode != nil {
+		z.pending = encode(z.pending)
+	}
 	if z.flushing {
 		z.wmu.Unlock()
 		return nil
 	}
 	z.flushing = true
-	if z.active.Load() > 1 {
+	if encode != nil && z.active.Load() > 1 {
 		// Other exchanges are in progress on this connection, so more
 		// messages are likely on their way: let their goroutines run
 		// first, so that their messages join this write instead of each

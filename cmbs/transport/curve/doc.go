@@ -12,4 +12,6 @@
 // a peer cannot make it allocate what it announces. A Session is what
 // the handshake leaves: it seals outgoing frames and opens incoming ones,
 // with the short nonces strictly increasing each way as libzmq requires.
+// Its MESSAGE boxes are crypto_box's, computed with the Salsa20 key of
+// each direction derived once (message.go).
 package curve

@@ -63,7 +63,10 @@ type Session struct {
 	shared     [32]byte // Precompute(peer transient, own transient secret)
 	sendPrefix string
 	recvPrefix string
-	sendNonce  uint64 // the last short nonce used
+	sendNonce  uint64   // the last short nonce used
+	sendKey    [32]byte // MESSAGE boxes' Salsa20 keys (messageKeys)
+	recvKey    [32]byte
+	keyed      bool
 	recvNonce  uint64 // the last short nonce seen
 	plain      []byte // Seal's plaintext buffer, reused
 }
