@@ -201,3 +201,44 @@ func TestDeliverWakesWhenAConnectionEnds(t *testing.T) {
 		}
 	}
 }
+
+// Replies queued during a burst go out before the reader waits for read
+// budget for a large message behind the burst: that wait is not the
+// peer's, and may last until the message deadline.
+func TestInlineBurstRepliesNeverWaitForTheReadBudget(t *testing.T) {
+	ctx := testCtx(t)
+	budget := NewReadBudget(1 << 20)
+	if err := budget.acquire(budget.Size(), time.Time{}, nil, func() bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			budget.release(budget.Size())
+		}
+	}
+	defer release()
+	srv := startServer(t, echo, WithInlineHandlers(time.Second), WithReadBudget(budget), WithMessageTimeout(time.Minute))
+	nc := zmtpPeer(t, srv, nil)
+	z := &zconn{gc: newGuardedConn(nc, 1<<20)}
+	z.gc.guard.greeting = 0
+	const n = 20
+	var burst []byte
+	for i := range n {
+		burst = append(burst, rawRequest(fmt.Sprint("b-", i), "x")...)
+	}
+	// Then a message with a frame beyond what is read without the
+	// budget, which is all held.
+	large := rawRequest("large", string(make([]byte, 4*freeMessageBytes)))
+	if _, err := nc.Write(append(burst, large...)); err != nil {
+		t.Fatal(err)
+	}
+	if ids := readReplies(t, ctx, nc, z, n); len(ids) != n {
+		t.Fatalf("%d distinct replies to %d requests", len(ids), n)
+	}
+	release()
+	if ids := readReplies(t, ctx, nc, z, 1); !ids["large"] {
+		t.Fatalf("the large request's reply: %v", ids)
+	}
+}

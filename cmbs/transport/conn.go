@@ -18,7 +18,8 @@ type guardedConn struct {
 	guard frameGuard // the incoming stream; Read is never called concurrently
 
 	// beforeFill, if set, runs on the reading goroutine whenever rd is
-	// about to read from the network: a server flushes the replies it
+	// about to read from the network, and before the reader waits for
+	// read budget (zconn.readLarge): a server flushes the replies it
 	// queued there (zconn.queue). Set by the reader before it reads.
 	beforeFill func()
 

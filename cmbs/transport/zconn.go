@@ -317,6 +317,11 @@ func (z *zconn) readLarge(size int, deadline time.Time, held *int64) ([]byte, er
 		c := cap(body)
 		newCap := min(size, max(2*c, largeFrameStart), c+maxFrameGrowth)
 		if z.budget != nil {
+			if f := z.gc.beforeFill; f != nil {
+				// The wait for budget is no wait for the peer either:
+				// queued replies go out first (zconn.queue).
+				f()
+			}
 			if err := z.budget.acquire(int64(newCap-c), deadline, z.gc.done, z.peerGone); err != nil {
 				return nil, err
 			}
