@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -199,6 +200,15 @@ func (c *handlerCtx) AfterFunc(f func()) (stop func() bool) {
 	return func() bool {
 		stopped := false
 		a.once.Do(func() { stopped = true })
+		if stopped {
+			// Forgotten at once: a handler deriving a context per call
+			// it makes would otherwise keep one entry for each.
+			c.mu.Lock()
+			if i := slices.Index(c.afters, a); i >= 0 {
+				c.afters = slices.Delete(c.afters, i, i+1)
+			}
+			c.mu.Unlock()
+		}
 		return stopped
 	}
 }

@@ -139,3 +139,28 @@ func TestHandlerDeadlineAmongPipelinedRequests(t *testing.T) {
 		})
 	}
 }
+
+// Contexts derived from a handler's and cancelled before it ends leave
+// nothing registered with it: a long handler deriving one per store call
+// does not grow its context.
+func TestHandlerContextForgetsStoppedAfterFuncs(t *testing.T) {
+	d := &deadlines{timeout: time.Hour}
+	defer d.close()
+	c := d.start(context.Background())
+	defer d.finish(c)
+	for range 1000 {
+		derived, cancel := context.WithTimeout(c, time.Hour)
+		cancel()
+		<-derived.Done()
+	}
+	stop := context.AfterFunc(c, func() { t.Error("a stopped AfterFunc ran") })
+	if !stop() {
+		t.Fatal("stopping an AfterFunc of a live context reported false")
+	}
+	c.mu.Lock()
+	n := len(c.afters)
+	c.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d AfterFuncs still registered after every derived context was cancelled", n)
+	}
+}
