@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"testing"
 	"time"
 )
@@ -131,29 +130,18 @@ func TestDeliverManyInFlightNoMisroutes(t *testing.T) {
 		}, opts...).Addr()
 	}
 	c := newClient(t, WithMaxInFlight(16))
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for g := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range 60 {
-				body := fmt.Sprintf("g%d-k%d", g, k)
-				for i, r := range c.Deliver(ctx, eps, env(body, body)) {
-					want := fmt.Sprintf("ep-%d/%s", i, body)
-					if r.Err != nil || string(r.Reply.Body) != want || r.Endpoint != eps[i] {
-						errs <- fmt.Errorf("delivery %s to %d: %q, %v; want %q", body, i, r.Reply.Body, r.Err, want)
-						return
-					}
+	inParallel(t, 16, func(g int) error {
+		for k := range 60 {
+			body := fmt.Sprintf("g%d-k%d", g, k)
+			for i, r := range c.Deliver(ctx, eps, env(body, body)) {
+				want := fmt.Sprintf("ep-%d/%s", i, body)
+				if r.Err != nil || string(r.Reply.Body) != want || r.Endpoint != eps[i] {
+					return fmt.Errorf("delivery %s to %d: %q, %v; want %q", body, i, r.Reply.Body, r.Err, want)
 				}
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+		}
+		return nil
+	})
 }
 
 // A connection that ends while a Deliver call waits for replies on it

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 )
@@ -109,33 +108,23 @@ func TestHandlerDeadlineAmongPipelinedRequests(t *testing.T) {
 			// Fewer in flight than the server's slots, which a reply
 			// can overtake.
 			c := newClient(t, WithMaxInFlight(32))
-			var wg sync.WaitGroup
-			errs := make(chan error, 200)
-			for i := range 200 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					body := fmt.Sprintf("quick-%d", i)
-					if i%50 == 0 {
-						body = "slow"
-					}
-					reply, err := c.Request(ctx, srv.Addr(), env(fmt.Sprint(i), body))
-					var re *RemoteError
-					switch {
-					case body == "slow" && !(errors.As(err, &re) && re.Code == CodeTimeout):
-						errs <- fmt.Errorf("slow request %d: %v, want a %s error reply", i, err, CodeTimeout)
-					case body != "slow" && err != nil:
-						errs <- fmt.Errorf("quick request %d: %v", i, err)
-					case body != "slow" && (string(reply.Body) != body || reply.ID != fmt.Sprint(i)):
-						errs <- fmt.Errorf("request %d got %q (id %q)", i, reply.Body, reply.ID)
-					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Error(err)
-			}
+			inParallel(t, 200, func(i int) error {
+				body := fmt.Sprintf("quick-%d", i)
+				if i%50 == 0 {
+					body = "slow"
+				}
+				reply, err := c.Request(ctx, srv.Addr(), env(fmt.Sprint(i), body))
+				var re *RemoteError
+				switch {
+				case body == "slow" && !(errors.As(err, &re) && re.Code == CodeTimeout):
+					return fmt.Errorf("slow request %d: %v, want a %s error reply", i, err, CodeTimeout)
+				case body != "slow" && err != nil:
+					return fmt.Errorf("quick request %d: %v", i, err)
+				case body != "slow" && (string(reply.Body) != body || reply.ID != fmt.Sprint(i)):
+					return fmt.Errorf("request %d got %q (id %q)", i, reply.Body, reply.ID)
+				}
+				return nil
+			})
 		})
 	}
 }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"github.com/cmbs/cmbs/internal/pyzmqtest"
+	"sync"
 
 	"context"
 	"strings"
@@ -62,3 +63,25 @@ func pyRequest(t *testing.T, ctx context.Context, py, endpoint string, e Envelop
 }
 
 func nullSecurity() zmq4.Security { return null.Security() }
+
+// inParallel runs f(0) … f(n-1) on goroutines of their own, waits for
+// them all, and reports each error f returned.
+func inParallel(t testing.TB, n int, f func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(i); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
