@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -228,5 +229,69 @@ func TestInlineBurstRepliesNeverWaitForTheReadBudget(t *testing.T) {
 	release()
 	if ids := readReplies(t, ctx, nc, z, 1); !ids["large"] {
 		t.Fatalf("the large request's reply: %v", ids)
+	}
+}
+
+// A Deliver call whose fan-out slots are all taken by endpoints it is
+// still dialling has already sent its message on the connections that
+// were up: what it queued there does not wait for a slot.
+func TestDeliverSendsOnConnectionsUpWhileWaitingForAFanOutSlot(t *testing.T) {
+	ctx := testCtx(t)
+	got := make(chan struct{}, 1)
+	up := startServer(t, func(ctx context.Context, req Envelope) (Envelope, error) {
+		if string(req.Body) == "fan" {
+			got <- struct{}{}
+		}
+		return echo(ctx, req)
+	}).Addr()
+	// Endpoints that accept and never answer the handshake: dialling
+	// them lasts until the call's context ends.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, nc)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		_ = ln.Close()
+		<-accepted
+		mu.Lock()
+		for _, nc := range held {
+			_ = nc.Close()
+		}
+		mu.Unlock()
+	}()
+	mute := "tcp://" + ln.Addr().String()
+	c := newClient(t, WithFanOut(1), WithHandshakeTimeout(time.Hour), WithRequestTimeout(time.Hour))
+	if _, err := c.Request(ctx, up, env("warm", "warm")); err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan []Result, 1)
+	go func() { done <- c.Deliver(dctx, []string{up, mute, mute}, env("fan", "fan")) }()
+	select {
+	case <-got:
+	case <-ctx.Done():
+		t.Fatal("the message queued for the connection up was never sent")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("Deliver did not return once its context ended")
 	}
 }

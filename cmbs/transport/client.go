@@ -664,6 +664,13 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 		out outstanding
 	}
 	var fast []sent
+	flushed := 0 // fast[:flushed] are written
+	flush := func() {
+		for _, f := range fast[flushed:] {
+			f.out.cc.z.flushQueued()
+		}
+		flushed = len(fast)
+	}
 	sem := make(chan struct{}, c.opts.fanOut)
 	var wg sync.WaitGroup
 	for i, ep := range endpoints {
@@ -681,6 +688,11 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 			}
 			// The connection ended meanwhile: Request dials afresh.
 		}
+		if len(sem) == cap(sem) {
+			// Every fan-out slot is taken (endpoints being dialled or
+			// busy): what is queued goes out before waiting for one.
+			flush()
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -697,12 +709,10 @@ func (c *Client) Deliver(ctx context.Context, endpoints []string, env Envelope) 
 	// Queued on every connection that was up: written now, each with
 	// what other calls queued on it meanwhile. A failed write ends its
 	// connection, which fails its requests.
-	if len(fast) > 0 {
+	if len(fast) > flushed {
 		runtime.Gosched() // let other calls queue theirs first
 	}
-	for _, f := range fast {
-		f.out.cc.z.flushQueued()
-	}
+	flush()
 	// One wake-up for all the replies on connections that were up.
 	group.one()
 	select {
