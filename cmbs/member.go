@@ -22,12 +22,12 @@ import (
 // members around it. Obtain one from Broker.MemberProvider.
 type MemberProvider struct{ b *Broker }
 
-// l1InlineGrace is how long a layer handler (L1 first, now every layer)
+// layerInlineGrace is how long a layer handler (of every layer)
 // runs on the goroutine that read its request before another takes over
 // reading the connection (transport.WithInlineHandlers): a request that
 // stores or executes its message takes longer, and one sent behind it
 // waits that much more.
-const l1InlineGrace = 200 * time.Microsecond
+const layerInlineGrace = 200 * time.Microsecond
 
 var (
 	_ providers.Starter  = (*MemberProvider)(nil)
@@ -174,7 +174,7 @@ func (b *Broker) bindLayer(e *model.Entity, l Layer) (*LayerState, error) {
 		// the goroutine that read them, an L1 round trip saves a handoff
 		// each way, and the acknowledgements of an L2/L3 fan-out's
 		// pipelined requests go out together.
-		transport.WithInlineHandlers(l1InlineGrace),
+		transport.WithInlineHandlers(layerInlineGrace),
 	}
 	srv, err := transport.Listen(b.ctx, endpoint, b.layerHandler(e.Location, l), append(opts, append(b.curveServerOptions(), b.opts.Transport...)...)...)
 	if err != nil {
