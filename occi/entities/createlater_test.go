@@ -17,6 +17,19 @@ import (
 )
 
 // computeInput is a compute resource with that id and hostname.
+// computeServer starts a real server and returns its entity service and
+// the compute kind.
+func computeServer(t *testing.T) (*testserver.Server, *entities.Service, *model.Category) {
+	t.Helper()
+	srv := testserver.Start(t, testserver.Options{})
+	svc := srv.OCCI.Entities()
+	kind, ok := svc.Categories().Get(computeKind)
+	if !ok {
+		t.Fatal("no compute kind")
+	}
+	return srv, svc, kind
+}
+
 func computeInput(t *testing.T, id, host string) *model.EntityInput {
 	t.Helper()
 	in, err := model.ParseEntityInput(map[string]any{
@@ -33,9 +46,7 @@ func computeInput(t *testing.T, id, host string) *model.EntityInput {
 // of the location it returned, right after it returned, from 8 goroutines
 // at once; a listing right after finds every one queued before it.
 func TestCreateLaterIsReadBack(t *testing.T) {
-	srv := testserver.Start(t, testserver.Options{})
-	svc := srv.OCCI.Entities()
-	kind, _ := svc.Categories().Get(computeKind)
+	_, svc, kind := computeServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const workers, each = 8, 25
@@ -126,9 +137,7 @@ func TestCreateLaterRefusesAtOnce(t *testing.T) {
 // itself (not only reads through the Service, which wait) holds every
 // entity CreateLater queued; later ones are refused.
 func TestFlushStoresEverythingCreatedLater(t *testing.T) {
-	srv := testserver.Start(t, testserver.Options{})
-	svc := srv.OCCI.Entities()
-	kind, _ := svc.Categories().Get(computeKind)
+	srv, svc, kind := computeServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var locs []string
@@ -156,9 +165,7 @@ func TestFlushStoresEverythingCreatedLater(t *testing.T) {
 // nested and valid, is stored by CreateLaterTrusted as the same document
 // CreateLater stores (defaults filled in, the core attributes taken out).
 func TestCreateLaterTrustedStoresTheSame(t *testing.T) {
-	srv := testserver.Start(t, testserver.Options{})
-	svc := srv.OCCI.Entities()
-	kind, _ := svc.Categories().Get(computeKind)
+	_, svc, kind := computeServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	input := func(id string) *model.EntityInput {

@@ -193,7 +193,11 @@ func (s *Service) updateLater(ctx context.Context, location string, ins []*model
 			e := old
 			for _, in := range ins {
 				var err error
-				if e, err = s.patch(ctx, location, in)(e); err != nil {
+				// As UpdateLater checked it: what each brings (the
+				// entity read back passed when stored), so an update
+				// accepted there is not refused here for a value it
+				// does not touch.
+				if e, err = s.patchChecked(ctx, location, in, true)(e); err != nil {
 					return nil, err
 				}
 			}

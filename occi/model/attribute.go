@@ -470,13 +470,33 @@ func (s *AttrSet) Prepare(tree map[string]any) error {
 	if err := s.checkValues(tree); err != nil {
 		return err
 	}
-	return s.Complete(tree)
+	return s.complete(tree)
 }
 
-// Complete is Prepare without checking the values given: it fills in
-// defaults and checks that every required attribute is present, for a
-// tree the server built itself from values it knows are valid.
+// Complete is Prepare without checking the values given one by one: it
+// bounds their number as Prepare does (not the arrays and objects inside
+// them), fills in defaults and checks that every required attribute is
+// present, for a tree the server built itself from values it knows are
+// valid.
 func (s *AttrSet) Complete(tree map[string]any) error {
+	if err := s.checkCount(tree); err != nil {
+		return err
+	}
+	return s.complete(tree)
+}
+
+// checkCount refuses a tree with more values than the set's bound, as
+// Leaves counts them.
+func (s *AttrSet) checkCount(tree map[string]any) error {
+	if s.maxValues > 0 {
+		if n := s.countLeaves(make([]byte, 0, 64), tree); n > s.maxValues {
+			return TooLarge("the entity has %d attributes; the limit is %d", n, s.maxValues)
+		}
+	}
+	return nil
+}
+
+func (s *AttrSet) complete(tree map[string]any) error {
 	for _, d := range s.defs {
 		if _, present := Lookup(tree, d.Path); !present && d.HasDefault {
 			SetPath(tree, d.Path, deepCopy(d.Default))
@@ -530,10 +550,8 @@ func (s *AttrSet) CheckPatch(old, updated, patch map[string]any) error {
 	if err := s.checkLeaves(leaves.leaves); err != nil {
 		return err
 	}
-	if s.maxValues > 0 {
-		if n := s.countLeaves(make([]byte, 0, 64), updated); n > s.maxValues {
-			return TooLarge("the entity has %d attributes; the limit is %d", n, s.maxValues)
-		}
+	if err := s.checkCount(updated); err != nil {
+		return err
 	}
 	return s.checkDefs(old, updated)
 }

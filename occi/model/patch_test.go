@@ -1,6 +1,7 @@
 package model
 
 import (
+	"reflect"
 	"testing"
 )
 
@@ -121,4 +122,39 @@ func BenchmarkCheckMessageResult(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Complete, which skips checking each value, still refuses what Prepare
+// refuses for its number of values, and fills in defaults as Prepare does.
+func TestCompleteBoundsValuesAsPrepare(t *testing.T) {
+	defs, err := ParseAttrDefs(map[string]any{
+		"x.a": map[string]any{"type": "string", "required": true},
+		"x.b": map[string]any{"type": "string", "default": "d"},
+		"x.c": map[string]any{"type": "string"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := NewAttrSet(defs)
+	set.SetMaxValues(2)
+	for _, tc := range []struct {
+		name string
+		tree map[string]any
+	}{
+		{"within the bound", map[string]any{"x": map[string]any{"a": "1", "c": "3"}}},
+		{"over the bound", map[string]any{"x": map[string]any{"a": "1", "b": "2", "c": "3"}}},
+		{"over the bound with core values", map[string]any{"x": map[string]any{"a": "1"}, "occi": map[string]any{"core": map[string]any{"title": "t", "summary": "s"}}}},
+		{"required missing", map[string]any{"x": map[string]any{"c": "3"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prepared, completed := DeepCopy(tc.tree).(map[string]any), DeepCopy(tc.tree).(map[string]any)
+			want, got := set.Prepare(prepared), set.Complete(completed)
+			if (want == nil) != (got == nil) || (want != nil && want.Error() != got.Error()) {
+				t.Fatalf("Complete: %v, Prepare: %v", got, want)
+			}
+			if want == nil && !reflect.DeepEqual(prepared, completed) {
+				t.Fatalf("Complete made %v, Prepare %v", completed, prepared)
+			}
+		})
+	}
 }

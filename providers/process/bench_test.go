@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/cmbs/cmbs/occi"
 	"github.com/cmbs/cmbs/providers"
 	"github.com/cmbs/cmbs/providers/process"
+	"github.com/cmbs/cmbs/providers/process/internal/processtest"
 )
 
 // BenchmarkExecuteTrue is cmbsbench's exec_vs_raw seen from the inside: a
@@ -71,7 +71,7 @@ func BenchmarkExecuteTrue(b *testing.B) {
 			ctx, cancel := context.WithTimeout(b.Context(), 5*time.Minute)
 			defer cancel()
 			b.ReportAllocs()
-			cpu0 := benchCPU()
+			cpu0 := processtest.CPUTime()
 			var n atomic.Int64
 			n.Store(int64(b.N))
 			done := make(chan error, inFlight)
@@ -91,16 +91,7 @@ func BenchmarkExecuteTrue(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64((benchCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((processtest.CPUTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
-}
-
-// benchCPU is this process's user and system CPU time.
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

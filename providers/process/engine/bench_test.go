@@ -3,11 +3,11 @@ package engine_test
 import (
 	"context"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cmbs/cmbs/providers/process/engine"
+	"github.com/cmbs/cmbs/providers/process/internal/processtest"
 )
 
 // BenchmarkRunTrue runs /bin/true once per iteration, as an execute's
@@ -26,20 +26,12 @@ func BenchmarkRunTrue(b *testing.B) {
 	ctx, cancel := context.WithTimeout(b.Context(), 5*time.Minute)
 	defer cancel()
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := processtest.CPUTime()
 	for b.Loop() {
 		res, err := r.Run(ctx, d, engine.Request{})
 		if err != nil || res.Status != engine.StatusSucceeded {
 			b.Fatalf("run: %v %+v", err, res)
 		}
 	}
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((processtest.CPUTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }

@@ -201,17 +201,7 @@ func TestRunTimeoutKillsGroup(t *testing.T) {
 	if !strings.Contains(res.Error, "timed out") {
 		t.Errorf("error %q", res.Error)
 	}
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var child int
-	fmt.Sscan(string(b), &child)
-	for _, pid := range []int{res.Pid, child} {
-		if alive(pid) {
-			t.Errorf("process %d still alive", pid)
-		}
-	}
+	wantGone(t, res.Pid, pidFile)
 }
 
 // The request's timeout wins over the definition's.
@@ -390,17 +380,7 @@ func TestRunTimeoutEscalatesToKill(t *testing.T) {
 	d := parse(t, `{"exec":"sh","argv":["-c","trap '' TERM; sleep 30 & echo $! > `+pidFile+`; wait; wait"],"timeout":0.3}`)
 	res := run(t, &engine.Runner{KillGrace: 200 * time.Millisecond}, d, engine.Request{})
 	wantStatus(t, res, engine.StatusTimeout, -1)
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var child int
-	fmt.Sscan(string(b), &child)
-	for _, pid := range []int{res.Pid, child} {
-		if pid == 0 || alive(pid) {
-			t.Errorf("process %d alive or unknown", pid)
-		}
-	}
+	wantGone(t, res.Pid, pidFile)
 }
 
 // A run whose context ended before it started does not start: status
@@ -424,4 +404,67 @@ func TestRunTimeoutExitZeroOnTerm(t *testing.T) {
 	d := parse(t, `{"exec":"sh","argv":["-c","trap 'exit 0' TERM; sleep 30 & wait"],"timeout":0.3}`)
 	res := run(t, &engine.Runner{KillGrace: 2 * time.Second}, d, engine.Request{})
 	wantStatus(t, res, engine.StatusTimeout, -1)
+}
+
+// The run directory goes whatever the run left in it: nothing (one
+// rmdir), files, or a tree of directories.
+func TestRunDirRemoved(t *testing.T) {
+	for name, doc := range map[string]string{
+		"empty": `{"exec":"/bin/true"}`,
+		"file":  `{"exec":"sh","argv":["-c","echo x > \"$HOME/f\""]}`,
+		"tree":  `{"exec":"sh","argv":["-c","mkdir -p \"$HOME/a/b\" && echo x > \"$HOME/a/b/f\" && mkdir \"$HOME/c\""]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			res := run(t, &engine.Runner{}, parse(t, doc), engine.Request{})
+			wantStatus(t, res, engine.StatusSucceeded, 0)
+			if res.RunDir == "" {
+				t.Fatal("no run directory")
+			}
+			if _, err := os.Stat(res.RunDir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("run directory %s still there: %v", res.RunDir, err)
+			}
+		})
+	}
+}
+
+// The /dev/null every run without an input adapter shares as stdin is
+// read-only: a child writing to its stdin fails, concurrent runs all read
+// it empty, and it stays usable after them.
+func TestSharedStdinReadOnly(t *testing.T) {
+	d := parse(t, `{"exec":"sh","argv":["-c","if (echo x >&0) 2>/dev/null; then echo wrote; else echo refused; fi; cat"]}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	results, errs := make([]*engine.Result, 8), make([]error, 8)
+	for i := range results {
+		wg.Go(func() { results[i], errs[i] = (&engine.Runner{}).Run(ctx, d, engine.Request{}) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	results = append(results, run(t, &engine.Runner{}, d, engine.Request{}))
+	for i, res := range results {
+		wantStatus(t, res, engine.StatusSucceeded, 0)
+		if string(res.Output) != "refused\n" {
+			t.Errorf("run %d: output %q, want %q", i, res.Output, "refused\n")
+		}
+	}
+}
+
+// wantGone fails unless the run's leader and the child whose pid it wrote
+// to pidFile are both known and gone.
+func wantGone(t *testing.T, leader int, pidFile string) {
+	t.Helper()
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	fmt.Sscan(string(b), &child)
+	for _, pid := range []int{leader, child} {
+		if pid == 0 || alive(pid) {
+			t.Errorf("process %d alive or unknown", pid)
+		}
+	}
 }
