@@ -21,7 +21,6 @@ import (
 	"github.com/cmbs/cmbs/providers/process"
 	"github.com/cmbs/cmbs/store"
 	"github.com/cmbs/cmbs/store/couch"
-	"github.com/cmbs/cmbs/store/sqlite"
 )
 
 // trBenchDefinition is the Process Registry README's tr example.
@@ -43,7 +42,7 @@ func benchProcess(ctx context.Context, cfg config, log *slog.Logger, out func(st
 	var st store.Store
 	switch cfg.processStore {
 	case "sqlite":
-		st, err = sqlite.Open(ctx, filepath.Join(dir, "cmbs.db"), sqlite.WithLogger(log))
+		st, err = openEmbedded(ctx, filepath.Join(dir, "cmbs.db"), log)
 	case "couch":
 		url, stopPeer, cerr := benchCouch(ctx, cfg)
 		if cerr != nil {

@@ -110,7 +110,7 @@ func serve(ctx context.Context, cfg config, logger *slog.Logger) (err error) {
 	startCtx, cancelStart := context.WithTimeout(ctx, startTimeout)
 	defer cancelStart()
 
-	st, err := openStore(startCtx, cfg, logger)
+	st, err := openStore(ctx, startCtx, cfg, logger)
 	if err != nil {
 		return err
 	}

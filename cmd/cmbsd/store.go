@@ -17,8 +17,15 @@ import (
 // openStore opens the store the configuration selects, every call bounded
 // by --store-timeout. For the embedded store it creates the database's
 // directory first (./cmbs-data/ by default), so cmbsd runs with nothing
-// prepared.
-func openStore(ctx context.Context, cfg config, logger *slog.Logger) (store.Store, error) {
+// prepared. ctx is the server's (cancelled by a signal) and startCtx the
+// start's, which also ends at the start timeout: a CouchDB that does not
+// answer fails the start, while the embedded store's open, which may
+// rebuild its index after an upgrade (minutes on a large file, logged),
+// runs until it is done or a signal stops it.
+func openStore(ctx, startCtx context.Context, cfg config, logger *slog.Logger) (store.Store, error) {
+	if cfg.StoreKind != storeSQLite {
+		ctx = startCtx
+	}
 	st, err := openBackend(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
