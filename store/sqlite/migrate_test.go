@@ -203,6 +203,10 @@ func TestOpenVersion3File(t *testing.T) {
 			}
 			compareSnapshots(t, got, want)
 			checkIndexExact(t, s)
+			// An existing file keeps its page size.
+			if got := pageSizeOf(t, s); got != 4096 {
+				t.Fatalf("page size of the version 3 file %d, want 4096 (kept)", got)
+			}
 
 			// The same history in a new store, then the same writes on
 			// both: same revisions, same results.
@@ -213,6 +217,9 @@ func TestOpenVersion3File(t *testing.T) {
 			defer fresh.Close()
 			if err := fixtureHistory(ctx, fresh); err != nil {
 				t.Fatal(err)
+			}
+			if got := pageSizeOf(t, fresh); got != pageSize {
+				t.Fatalf("page size of a new file %d, want %d", got, pageSize)
 			}
 			for _, st := range []*Store{s, fresh} {
 				if err := fixtureMoreWrites(ctx, st); err != nil {
@@ -419,4 +426,14 @@ func TestReindexDeadlineAndCancel(t *testing.T) {
 		t.Fatal("rebuild with a canceled context succeeded")
 	}
 	checkIndexExact(t, st)
+}
+
+// pageSizeOf returns the page size of the store's file.
+func pageSizeOf(t *testing.T, s *Store) int {
+	t.Helper()
+	var n int
+	if err := s.writer.QueryRowContext(context.Background(), "PRAGMA page_size").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
