@@ -428,6 +428,43 @@ func TestReindexDeadlineAndCancel(t *testing.T) {
 	checkIndexExact(t, st)
 }
 
+// Open of a file whose index must be rebuilt succeeds when its deadline
+// passes during the rebuild (cmbsd's start timeout must not make a large
+// file unopenable), and fails, leaving the file as it was, when its
+// context is canceled during the rebuild.
+func TestOpenOutlivesDeadlineDuringRebuild(t *testing.T) {
+	t.Cleanup(func() { reindexing = nil })
+	path := filepath.Join(t.TempDir(), "v3.sqlite")
+	copyFile(t, filepath.Join("testdata", "v3.sqlite"), path)
+
+	stopped, stop := context.WithCancel(context.Background())
+	reindexing = stop
+	if st, err := Open(stopped, path); err == nil {
+		st.Close()
+		t.Fatal("Open canceled during the rebuild succeeded")
+	}
+	reindexing = nil
+	st, err := Open(context.Background(), path, WithUnsearched("nothing.here"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIndexExact(t, st)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Other options again: another rebuild, during which the deadline passes.
+	short, cancelShort := context.WithDeadline(context.Background(), time.Now().Add(100*time.Millisecond))
+	defer cancelShort()
+	reindexing = func() { <-short.Done() }
+	st, err = Open(short, path)
+	if err != nil {
+		t.Fatalf("Open whose deadline passed during the rebuild: %v", err)
+	}
+	defer st.Close()
+	checkIndexExact(t, st)
+}
+
 // pageSizeOf returns the page size of the store's file.
 func pageSizeOf(t *testing.T, s *Store) int {
 	t.Helper()

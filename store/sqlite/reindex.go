@@ -46,19 +46,22 @@ func (s *Store) indexOptions() string {
 	return string(raw)
 }
 
+// reindexing, when set (by tests), is called once a rebuild has begun.
+var reindexing func()
+
 // reindexIfNeeded rebuilds the index when the file is older than version
-// 4 or was indexed under other options.
-func (s *Store) reindexIfNeeded(ctx context.Context, version int) error {
+// 4 or was indexed under other options, and says whether it did.
+func (s *Store) reindexIfNeeded(ctx context.Context, version int) (bool, error) {
 	want := s.indexOptions()
 	var have string
 	err := s.writer.QueryRowContext(ctx, `SELECT options FROM index_options WHERE id = 1`).Scan(&have)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return dbError(ctx, err)
+		return false, dbError(ctx, err)
 	}
 	if version == schemaVersion && have == want {
-		return nil
+		return false, nil
 	}
-	return s.reindex(ctx, version, want)
+	return true, s.reindex(ctx, version, want)
 }
 
 // reindex replaces every index row by the rows of the live documents'
@@ -69,7 +72,9 @@ func (s *Store) reindexIfNeeded(ctx context.Context, version int) error {
 // The rebuild outlives ctx's deadline, and stops only when ctx is
 // canceled: it rolls back when stopped, so a deadline shorter than the
 // rebuild (cmbsd's start timeout) would make a large database unopenable
-// at every start.
+// at every start. Once the deadline has passed, ctx can no longer say it
+// was canceled: a caller that wants a signal to stop a long rebuild passes
+// a context without a deadline (cmbsd does).
 func (s *Store) reindex(parent context.Context, version int, options string) error {
 	start := time.Now()
 	if errors.Is(parent.Err(), context.Canceled) {
@@ -91,6 +96,9 @@ func (s *Store) reindex(parent context.Context, version int, options string) err
 		return dbError(ctx, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if reindexing != nil {
+		reindexing()
+	}
 	for _, q := range []string{`DROP INDEX IF EXISTS fields_by_doc`, `DELETE FROM fields`, `DELETE FROM partial_paths`} {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return dbError(ctx, err)

@@ -156,8 +156,9 @@ func WithUnsearched(paths ...string) Option {
 }
 
 // WithCacheSize sets how many bytes of document bodies Get keeps in memory
-// (default 32 MiB; 0 or less disables the cache). Bodies over 64 KiB are
-// never kept.
+// (default 32 MiB; 0 or less disables the cache), counting the index rows
+// kept beside each written body (so that its next update need not scan the
+// old body). Bodies over 64 KiB are never kept.
 func WithCacheSize(bytes int) Option {
 	return func(o *options) { o.cacheBytes = max(bytes, 0) }
 }
@@ -383,8 +384,14 @@ func (s *Store) open(ctx context.Context, o options) error {
 	if err != nil {
 		return dbError(ctx, err)
 	}
-	if err := s.reindexIfNeeded(ctx, version); err != nil {
+	rebuilt, err := s.reindexIfNeeded(ctx, version)
+	if err != nil {
 		return err
+	}
+	if rebuilt {
+		// The rebuild outlived ctx's deadline (see reindex); what is
+		// left of opening is one short read, not to be refused for it.
+		ctx = context.WithoutCancel(ctx)
 	}
 	return s.loadPartial(ctx)
 }
