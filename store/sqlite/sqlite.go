@@ -122,17 +122,7 @@ type options struct {
 // index's help: meant for free-form values that are written often and
 // never searched, whose rows would be most of a write's cost.
 func WithUnindexed(paths ...string) Option {
-	return func(o *options) {
-		if o.unindexed == nil {
-			o.unindexed = unindexedPaths{}
-		}
-		for _, p := range paths {
-			if p != "" {
-				k := pathKey(strings.Split(p, "."))
-				o.unindexed[k] = o.unindexed[k]
-			}
-		}
-	}
+	return func(o *options) { o.addUnindexed(paths, false) }
 }
 
 // WithUnsearched names paths (dotted, as WithUnindexed) whose values get
@@ -141,16 +131,22 @@ func WithUnindexed(paths ...string) Option {
 // times). A selector condition on such a path, or below it, still gives
 // the exact result: it narrows nothing, and the documents the rest of the
 // selector admits are read and matched. Changing the paths of an existing
-// database rebuilds its index at Open.
+// database rebuilds its index at Open. A path named both here and in
+// WithUnindexed, in either order, is unsearched.
 func WithUnsearched(paths ...string) Option {
-	return func(o *options) {
-		if o.unindexed == nil {
-			o.unindexed = unindexedPaths{}
-		}
-		for _, p := range paths {
-			if p != "" {
-				o.unindexed[pathKey(strings.Split(p, "."))] = true
-			}
+	return func(o *options) { o.addUnindexed(paths, true) }
+}
+
+// addUnindexed records paths (dotted) as unindexed, or unsearched when
+// unsearched is true; unsearched wins over unindexed whatever the order.
+func (o *options) addUnindexed(paths []string, unsearched bool) {
+	if o.unindexed == nil {
+		o.unindexed = unindexedPaths{}
+	}
+	for _, p := range paths {
+		if p != "" {
+			k := pathKey(strings.Split(p, "."))
+			o.unindexed[k] = o.unindexed[k] || unsearched
 		}
 	}
 }
