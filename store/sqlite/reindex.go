@@ -88,14 +88,23 @@ func (s *Store) reindex(parent context.Context, version int, options string) err
 		}
 	})
 	defer stop()
-	if version != 0 {
-		s.log.Info("rebuilding the index", "from_version", version)
-	}
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return dbError(ctx, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	// Version 0 is a new file: nothing to rebuild worth a word.
+	if version != 0 {
+		var docs int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM docs WHERE deleted = 0`).Scan(&docs); err != nil {
+			return dbError(ctx, err)
+		}
+		reason := "index options changed"
+		if version != schemaVersion {
+			reason = fmt.Sprintf("upgrade from schema version %d to %d", version, schemaVersion)
+		}
+		s.log.Info("rebuilding the index", "reason", reason, "docs", docs)
+	}
 	if reindexing != nil {
 		reindexing()
 	}
