@@ -117,13 +117,13 @@ func renameFields(sel map[string]any, field func(string) string) map[string]any 
 // TestFindMatchesScan checks that the index narrowing never loses a match:
 // Find must return exactly what matching every document returns.
 func TestFindMatchesScan(t *testing.T) {
-	findMatchesScan(t, func(doc map[string]any) map[string]any { return doc }, func(f string) string { return f })
+	_ = findMatchesScan(t, func(doc map[string]any) map[string]any { return doc }, func(f string) string { return f })
 }
 
 // TestFindMatchesScanDeep: the same below the depth where the index stops
 // (maxIndexDepth), with documents nested under p.q.r.s.
 func TestFindMatchesScanDeep(t *testing.T) {
-	findMatchesScan(t, func(doc map[string]any) map[string]any {
+	_ = findMatchesScan(t, func(doc map[string]any) map[string]any {
 		return map[string]any{"p": map[string]any{"q": map[string]any{"r": map[string]any{"s": doc}}}, "b": doc["b"]}
 	}, func(f string) string {
 		if f == "_id" || f == "b" {
@@ -139,7 +139,7 @@ func TestFindMatchesScanDeep(t *testing.T) {
 func TestFindMatchesScanCapped(t *testing.T) {
 	n := 0
 	// Fewer selectors: every capped document is a candidate of most.
-	findMatchesScanN(t, 300, 400, func(doc map[string]any) map[string]any {
+	_ = findMatchesScanN(t, 300, 400, func(doc map[string]any) map[string]any {
 		n++
 		switch a := doc["a"].(type) {
 		case []any:
@@ -171,13 +171,17 @@ func TestFindMatchesScanCapped(t *testing.T) {
 	}, func(f string) string { return f })
 }
 
-func findMatchesScan(t *testing.T, wrap func(map[string]any) map[string]any, field func(string) string) {
-	findMatchesScanN(t, 300, 3000, wrap, field)
+func findMatchesScan(t *testing.T, wrap func(map[string]any) map[string]any, field func(string) string, opts ...Option) *Store {
+	return findMatchesScanN(t, 300, 3000, wrap, field, opts...)
 }
 
-func findMatchesScanN(t *testing.T, ndocs, selectors int, wrap func(map[string]any) map[string]any, field func(string) string) {
+// findMatchesScanN stores ndocs random documents (wrapped) in a store
+// opened with opts, checks Find against matching every document for
+// random selectors (fields renamed by field; every third also with a
+// limit), and returns the store.
+func findMatchesScanN(t *testing.T, ndocs, selectors int, wrap func(map[string]any) map[string]any, field func(string) string, opts ...Option) *Store {
 	ctx := testContext(t)
-	s := openTest(t, filepath.Join(t.TempDir(), "x.sqlite"))
+	s := openTest(t, filepath.Join(t.TempDir(), "x.sqlite"), opts...)
 	r := rand.New(rand.NewPCG(1, 2))
 
 	bodies := map[string]map[string]any{}
@@ -252,6 +256,20 @@ func findMatchesScanN(t *testing.T, ndocs, selectors int, wrap func(map[string]a
 		if !slices.Equal(got, want) {
 			t.Fatalf("selector %d %s:\n Find %q\n scan %q", i, raw, got, want)
 		}
+		if i%3 == 0 {
+			limit := 1 + r.IntN(5)
+			docs, err := s.Find(ctx, store.Query{Selector: raw, Limit: limit})
+			if err != nil {
+				t.Fatalf("Find(%s, limit %d): %v", raw, limit, err)
+			}
+			got = got[:0]
+			for _, d := range docs {
+				got = append(got, d.ID)
+			}
+			if w := want[:min(limit, len(want))]; !slices.Equal(got, w) {
+				t.Fatalf("selector %d %s limit %d:\n Find %q\n scan %q", i, raw, limit, got, w)
+			}
+		}
 		if len(want) > 0 {
 			nonEmpty++
 		}
@@ -259,6 +277,7 @@ func findMatchesScanN(t *testing.T, ndocs, selectors int, wrap func(map[string]a
 	if nonEmpty < selectors/6 {
 		t.Fatalf("only %d of the random selectors matched anything; the test is too weak", nonEmpty)
 	}
+	return s
 }
 
 // TestFindPlan checks that selective selectors are driven from the index and

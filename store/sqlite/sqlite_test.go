@@ -25,9 +25,9 @@ func testContext(t testing.TB) context.Context {
 	return ctx
 }
 
-func openTest(t testing.TB, path string) *Store {
+func openTest(t testing.TB, path string, opts ...Option) *Store {
 	t.Helper()
-	s, err := Open(testContext(t), path)
+	s, err := Open(testContext(t), path, opts...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
