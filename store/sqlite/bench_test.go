@@ -172,44 +172,14 @@ func BenchmarkPutSerial(b *testing.B) {
 // deferred updates do (store.InBackground, 32 writers: UpdateLater's
 // goroutines). It reports CPU and commits per update.
 func BenchmarkMessageResult(b *testing.B) {
-	result := benchBody()
-	var doc map[string]any
-	if err := json.Unmarshal(result, &doc); err != nil {
-		b.Fatal(err)
-	}
-	delete(doc["attributes"].(map[string]any)["cmbs"].(map[string]any)["message"].(map[string]any), "result")
-	before, err := json.Marshal(doc)
-	if err != nil {
-		b.Fatal(err)
-	}
 	for _, mode := range []string{"indexed", "unindexed", "background"} {
 		b.Run(mode, func(b *testing.B) {
-			ctx := context.Background()
 			var opts []Option
 			if mode != "indexed" {
 				opts = append(opts, WithUnindexed("attributes.cmbs.message.result"))
 			}
-			s, err := Open(ctx, filepath.Join(b.TempDir(), "bench.sqlite"), opts...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			// Every update has a message of its own (run with -benchtime
-			// of at most docs iterations, e.g. 3000x).
-			const docs = 5000
-			if b.N > docs {
-				b.Skipf("%d iterations, more than the %d messages", b.N, docs)
-			}
-			ops := make([]writeOp, docs)
-			for i := range ops {
-				if ops[i], err = putOp(store.Document{ID: fmt.Sprintf("/m/%06d", i), Body: before}, s.unindexed); err != nil {
-					b.Fatal(err)
-				}
-			}
-			revs, err := s.write(ctx, ops)
-			if err != nil {
-				b.Fatal(err)
-			}
+			s, result, revs := messageResultFixture(b, opts...)
+			ctx := context.Background()
 			b.SetParallelism(4) // 8 writers on 2 CPUs
 			putCtx := ctx
 			if mode == "background" {
@@ -221,7 +191,7 @@ func BenchmarkMessageResult(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					i := int(n.Add(1)-1) % docs
+					i := int(n.Add(1)-1) % len(revs)
 					rev, err := s.Put(putCtx, store.Document{ID: fmt.Sprintf("/m/%06d", i), Rev: revs[i], Body: result})
 					if err != nil {
 						b.Error(err)
@@ -235,6 +205,46 @@ func BenchmarkMessageResult(b *testing.B) {
 			b.ReportMetric(float64(s.commits.Load()-commits)/float64(b.N), "commits/op")
 		})
 	}
+}
+
+// messageResultFixture opens a store with opts (closed at the end of b)
+// holding 5000 stored messages /m/000000… without their send result, and
+// returns it, the body with the result, and the messages' revisions. Every
+// update has a message of its own: it skips b when b.N is larger (run with
+// -benchtime of at most 5000x).
+func messageResultFixture(b *testing.B, opts ...Option) (*Store, []byte, []string) {
+	b.Helper()
+	result := benchBody()
+	var doc map[string]any
+	if err := json.Unmarshal(result, &doc); err != nil {
+		b.Fatal(err)
+	}
+	delete(doc["attributes"].(map[string]any)["cmbs"].(map[string]any)["message"].(map[string]any), "result")
+	before, err := json.Marshal(doc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const docs = 5000
+	if b.N > docs {
+		b.Skipf("%d iterations, more than the %d messages", b.N, docs)
+	}
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(b.TempDir(), "bench.sqlite"), opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	ops := make([]writeOp, docs)
+	for i := range ops {
+		if ops[i], err = putOp(store.Document{ID: fmt.Sprintf("/m/%06d", i), Body: before}, s.unindexed); err != nil {
+			b.Fatal(err)
+		}
+	}
+	revs, err := s.write(ctx, ops)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s, result, revs
 }
 
 // processCPU is the user and system CPU time the process has used.

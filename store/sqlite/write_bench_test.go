@@ -3,7 +3,6 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -120,45 +119,16 @@ func BenchmarkExecutionRecord(b *testing.B) {
 // writer commits in batches of about twenty. Run with -benchtime of at
 // most 5000x.
 func BenchmarkMessageResultBatch(b *testing.B) {
-	result := benchBody()
-	var doc map[string]any
-	if err := json.Unmarshal(result, &doc); err != nil {
-		b.Fatal(err)
-	}
-	delete(doc["attributes"].(map[string]any)["cmbs"].(map[string]any)["message"].(map[string]any), "result")
-	before, err := json.Marshal(doc)
-	if err != nil {
-		b.Fatal(err)
-	}
 	for _, mode := range []struct {
 		name    string
 		writers int
 		bg      bool
 	}{{"serial", 1, false}, {"background20", 20, true}} {
 		b.Run(mode.name, func(b *testing.B) {
-			ctx := context.Background()
-			s, err := Open(ctx, filepath.Join(b.TempDir(), "bench.sqlite"), WithUnindexed("attributes.cmbs.message.result"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			const docs = 5000
-			if b.N > docs {
-				b.Skipf("%d iterations, more than the %d messages", b.N, docs)
-			}
-			ops := make([]writeOp, docs)
-			for i := range ops {
-				if ops[i], err = putOp(store.Document{ID: fmt.Sprintf("/m/%06d", i), Body: before}, s.unindexed); err != nil {
-					b.Fatal(err)
-				}
-			}
-			revs, err := s.write(ctx, ops)
-			if err != nil {
-				b.Fatal(err)
-			}
-			putCtx := ctx
+			s, result, revs := messageResultFixture(b, WithUnindexed("attributes.cmbs.message.result"))
+			putCtx := context.Background()
 			if mode.bg {
-				putCtx = store.InBackground(ctx)
+				putCtx = store.InBackground(putCtx)
 			}
 			runWriters(b, s, mode.writers, func(i int) error {
 				_, err := s.Put(putCtx, store.Document{ID: fmt.Sprintf("/m/%06d", i), Rev: revs[i], Body: result})
