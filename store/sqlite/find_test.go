@@ -346,11 +346,7 @@ func TestFindPlan(t *testing.T) {
 // that adds the unindexed value to a document.
 func TestUnindexedPathsStillMatch(t *testing.T) {
 	ctx := testContext(t)
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "cmbs.sqlite"), WithUnindexed("attributes.r"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(t, filepath.Join(t.TempDir(), "cmbs.sqlite"), WithUnindexed("attributes.r"))
 	put := func(id, rev, body string) string {
 		t.Helper()
 		rev, err := s.Put(ctx, store.Document{ID: id, Rev: rev, Body: []byte(body)})

@@ -89,11 +89,7 @@ func checkIndex(t *testing.T, s *Store, id string) {
 // rows are exactly those of its body.
 func TestIndexRowsExactAfterUpdates(t *testing.T) {
 	ctx := testContext(t)
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "cmbs.sqlite"), WithUnindexed("attributes.r"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(t, filepath.Join(t.TempDir(), "cmbs.sqlite"), WithUnindexed("attributes.r"))
 	r := rand.New(rand.NewPCG(7, 11))
 	body := func() []byte {
 		raw, err := json.Marshal(map[string]any{
