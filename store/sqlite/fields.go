@@ -202,7 +202,7 @@ func indexRows(body map[string]any, skip unindexedPaths) (map[fieldRow]struct{},
 	rows := make(map[fieldRow]struct{}, 2*len(body))
 	var walk func(prefix string, depth int, v any) error
 	walk = func(prefix string, depth int, v any) error {
-		if skip.omits([]byte(prefix)) {
+		if skip[prefix] { // a WithUnsearched path (omits, without a conversion)
 			return nil
 		}
 		switch t := v.(type) {
