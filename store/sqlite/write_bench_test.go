@@ -19,7 +19,7 @@ import (
 // with its id, pid and times made unique by i as in real records.
 func executionRecord(tb testing.TB, i int) []byte {
 	tb.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "execution_record.json"))
+	raw, err := executionRecordFile()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -31,6 +31,12 @@ func executionRecord(tb testing.TB, i int) []byte {
 	raw = bytes.Replace(raw, []byte(`56.099942232Z`), []byte(fmt.Sprintf("56.%09dZ", i)), 1)
 	return raw
 }
+
+// executionRecordFile reads testdata/execution_record.json once (a
+// benchmark makes a record per iteration).
+var executionRecordFile = sync.OnceValues(func() ([]byte, error) {
+	return os.ReadFile(filepath.Join("testdata", "execution_record.json"))
+})
 
 // runWriters calls write(i) for i in [0, b.N) from n goroutines and
 // reports the process CPU and the commits per write.
